@@ -1,0 +1,202 @@
+//! The volume catalogue: what each volume is, where it lives, and who may read or write it.
+//!
+//! The catalogue answers "where" (a backend name and a prefix) and "who may" (users, groups,
+//! grants, public volumes); it never touches object bytes. It is stored in SQLite (a file in the
+//! data directory, the default) or PostgreSQL (shared by several gateway replicas). Both run the
+//! same code through sqlx's `Any` driver; only the schema migrations and the full-text query
+//! differ per dialect, and the same test suite runs against both.
+//!
+//! Secrets: see [`secret`] for how S3 secrets and API tokens are kept.
+
+mod migrate;
+pub mod model;
+pub mod secret;
+mod store;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use model::*;
+pub use secret::SecretBox;
+pub use store::Catalog;
+
+/// The `[catalog]` configuration section.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CatalogConfig {
+    /// `sqlite:///path/catalog.db`, `sqlite://relative.db` or `postgres://user:pass@host/db`.
+    /// Default: `sqlite://<data_dir>/catalog.db`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The most database connections this gateway holds. Default: 8 (SQLite: 4).
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+    /// The 32-byte key that seals S3 secrets. Default: `<data_dir>/secret.key`, created on
+    /// first start. Replicas sharing one PostgreSQL catalogue must share this file.
+    #[serde(default)]
+    pub secret_key_file: Option<PathBuf>,
+}
+
+impl CatalogConfig {
+    /// Problems with this section, as (key path within the section, message).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(url) = &self.url
+            && let Err(e) = Dialect::of_url(url)
+        {
+            out.push(("url".to_string(), e.to_string()));
+        }
+        if self.max_connections == Some(0) {
+            out.push((
+                "max_connections".to_string(),
+                "must be at least 1".to_string(),
+            ));
+        }
+        out
+    }
+
+    /// The database URL, with the default resolved against `data_dir`.
+    pub fn resolved_url(&self, data_dir: &Path) -> String {
+        match &self.url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", data_dir.join("catalog.db").display()),
+        }
+    }
+
+    pub fn resolved_secret_key_file(&self, data_dir: &Path) -> PathBuf {
+        self.secret_key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("secret.key"))
+    }
+}
+
+/// The SQL dialect behind a catalogue URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    pub fn of_url(url: &str) -> Result<Self, CatalogError> {
+        if url.starts_with("sqlite:") {
+            Ok(Dialect::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Dialect::Postgres)
+        } else {
+            Err(CatalogError::invalid(
+                "url",
+                format!(
+                    "catalogue URL `{}` is neither sqlite:… nor postgres://…",
+                    redact_url(url)
+                ),
+            ))
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+}
+
+/// A URL with any password replaced, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Everything that can go wrong in the catalogue.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogError {
+    #[error("{kind} `{id}` does not exist")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{kind} `{id}` already exists")]
+    AlreadyExists { kind: &'static str, id: String },
+    #[error("invalid `{field}`: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error("{message}")]
+    Conflict { message: String },
+    #[error("catalogue database error during {op}: {source}")]
+    Database {
+        op: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("catalogue migration to version {version} failed: {source}")]
+    Migration {
+        version: i64,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("catalogue secret key {}: {message}", path.display())]
+    SecretKey { path: PathBuf, message: String },
+    #[error("a sealed secret could not be opened (wrong catalogue secret key?)")]
+    Crypto,
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("corrupt catalogue record {what}: {message}")]
+    Corrupt { what: String, message: String },
+}
+
+impl CatalogError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        CatalogError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
+        move |source| CatalogError::Database { op, source }
+    }
+
+    /// True for errors that retrying will not fix (bad input, missing records).
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, CatalogError::Database { .. })
+    }
+}
+
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://archway:hunter2@db:5432/cat"),
+            "postgres://archway:***@db:5432/cat"
+        );
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn dialects() {
+        assert_eq!(Dialect::of_url("sqlite://a.db").unwrap(), Dialect::Sqlite);
+        assert_eq!(
+            Dialect::of_url("postgresql://h/db").unwrap(),
+            Dialect::Postgres
+        );
+        assert!(Dialect::of_url("mysql://h/db").is_err());
+    }
+}

@@ -1,0 +1,624 @@
+//! The catalogue suite: every test runs against SQLite and against a real PostgreSQL server.
+//!
+//! PostgreSQL comes from `ARCHWAY_TEST_POSTGRES_URL` (an account that may create databases),
+//! which `scripts/test` sets after starting a server; each test gets a database of its own.
+//! Without it the PostgreSQL half is skipped with a message, except under CI, where it fails.
+
+use std::time::Duration;
+
+use archway_catalog::*;
+
+struct TestDb {
+    catalog: Catalog,
+    _dir: tempfile::TempDir,
+}
+
+async fn sqlite() -> TestDb {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CatalogConfig::default();
+    let catalog = Catalog::open(&config, dir.path()).await.unwrap();
+    TestDb { catalog, _dir: dir }
+}
+
+async fn postgres() -> Option<TestDb> {
+    let Ok(admin_url) = std::env::var("ARCHWAY_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "ARCHWAY_TEST_POSTGRES_URL is not set under CI: run the tests with scripts/test"
+        );
+        eprintln!(
+            "skipping PostgreSQL: ARCHWAY_TEST_POSTGRES_URL is not set (scripts/test sets it)"
+        );
+        return None;
+    };
+    use sqlx::Connection;
+    let name = format!(
+        "archway_test_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}");
+    let dir = tempfile::tempdir().unwrap();
+    let config = CatalogConfig {
+        url: Some(url),
+        ..Default::default()
+    };
+    let catalog = Catalog::open(&config, dir.path()).await.unwrap();
+    Some(TestDb { catalog, _dir: dir })
+}
+
+/// Runs one suite function against both databases.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let db = super::sqlite().await;
+                    super::$name(&db.catalog).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(db) = super::postgres().await {
+                        super::$name(&db.catalog).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+both!(
+    volumes_round_trip,
+    volume_validation,
+    search_and_filters,
+    users_keys_tokens,
+    groups_and_grants,
+    access_rules,
+    deletes_clean_up,
+    upsert_keeps_scan,
+);
+
+fn new_volume(id: &str) -> NewVolume {
+    NewVolume {
+        id: id.into(),
+        title: format!("Title of {id}"),
+        backend: "local".into(),
+        ..Default::default()
+    }
+}
+
+async fn volumes_round_trip(c: &Catalog) {
+    let mut nv = new_volume("gaia-dr3");
+    nv.title = "Gaia Data Release 3".into();
+    nv.description = "Astrometry and photometry of 1.8 billion sources".into();
+    nv.mission = Some("Gaia".into());
+    nv.instrument = Some("ASTRO".into());
+    nv.tags = vec!["astrometry".into(), "catalogue".into()];
+    nv.license = Some("CC-BY-SA-3.0-IGO".into());
+    nv.calib_level = Some(3);
+    nv.prefix = "/gaia/dr3/".into();
+    nv.extra
+        .insert("doi".into(), serde_json::json!("10.5270/esa-qa4lep3"));
+    let v = c.create_volume(nv).await.unwrap();
+    assert_eq!(v.prefix, "gaia/dr3");
+    assert!(v.read_only, "archives default to read-only");
+    assert_eq!(c.get_volume("gaia-dr3").await.unwrap(), v);
+
+    let patch: VolumePatch =
+        serde_json::from_str(r#"{"title": "Gaia DR3", "mission": null, "tags": ["gaia"]}"#)
+            .unwrap();
+    let u = c.update_volume("gaia-dr3", patch).await.unwrap();
+    assert_eq!(u.title, "Gaia DR3");
+    assert_eq!(u.mission, None);
+    assert_eq!(u.tags, vec!["gaia"]);
+    assert_eq!(u.instrument.as_deref(), Some("ASTRO"));
+    assert!(u.updated_at > v.updated_at);
+    assert_eq!(u.created_at, v.created_at);
+
+    let err = c.create_volume(new_volume("gaia-dr3")).await.unwrap_err();
+    assert!(matches!(err, CatalogError::AlreadyExists { .. }), "{err}");
+
+    let scan = c.record_scan("gaia-dr3", 12, 3456).await.unwrap();
+    assert_eq!(
+        c.get_volume("gaia-dr3").await.unwrap().last_scan,
+        Some(scan)
+    );
+
+    c.delete_volume("gaia-dr3").await.unwrap();
+    assert!(matches!(
+        c.get_volume("gaia-dr3").await.unwrap_err(),
+        CatalogError::NotFound { .. }
+    ));
+    assert!(matches!(
+        c.delete_volume("gaia-dr3").await.unwrap_err(),
+        CatalogError::NotFound { .. }
+    ));
+}
+
+async fn volume_validation(c: &Catalog) {
+    let field = |e: CatalogError| match e {
+        CatalogError::Invalid { field, .. } => field,
+        other => panic!("expected Invalid, got {other}"),
+    };
+    assert_eq!(
+        field(c.create_volume(new_volume("Bad_Name")).await.unwrap_err()),
+        "id"
+    );
+    assert_eq!(
+        field(c.create_volume(new_volume("api")).await.unwrap_err()),
+        "id"
+    );
+    let mut nv = new_volume("escape");
+    nv.prefix = "a/../../etc".into();
+    assert_eq!(field(c.create_volume(nv).await.unwrap_err()), "prefix");
+    let mut nv = new_volume("calib");
+    nv.calib_level = Some(9);
+    assert_eq!(field(c.create_volume(nv).await.unwrap_err()), "calib_level");
+    let mut nv = new_volume("owned");
+    nv.owner = Some("nobody".into());
+    assert_eq!(field(c.create_volume(nv).await.unwrap_err()), "owner");
+    let mut nv = new_volume("nobackend");
+    nv.backend = String::new();
+    assert_eq!(field(c.create_volume(nv).await.unwrap_err()), "backend");
+}
+
+async fn search_and_filters(c: &Catalog) {
+    let specs = [
+        (
+            "gaia-dr3",
+            "Gaia DR3",
+            "Astrometric catalogue",
+            "Gaia",
+            "ASTRO",
+            vec!["astrometry"],
+        ),
+        (
+            "xmm-pps",
+            "XMM-Newton pipeline products",
+            "X-ray source lists",
+            "XMM-Newton",
+            "EPIC",
+            vec!["x-ray"],
+        ),
+        (
+            "jwst-nircam",
+            "JWST NIRCam images",
+            "Near infrared imaging of deep fields",
+            "JWST",
+            "NIRCam",
+            vec!["imaging", "infrared"],
+        ),
+        (
+            "hst-acs",
+            "HST ACS imaging",
+            "Optical, deep fields",
+            "HST",
+            "ACS",
+            vec!["imaging"],
+        ),
+    ];
+    for (id, title, desc, mission, instrument, tags) in specs {
+        let mut nv = new_volume(id);
+        nv.title = title.into();
+        nv.description = desc.into();
+        nv.mission = Some(mission.into());
+        nv.instrument = Some(instrument.into());
+        nv.tags = tags.into_iter().map(String::from).collect();
+        c.create_volume(nv).await.unwrap();
+    }
+    let admin = Principal {
+        user: "root".into(),
+        admin: true,
+    };
+    let ids = |r: Vec<(Volume, Access)>| r.into_iter().map(|(v, _)| v.id).collect::<Vec<_>>();
+    let q = |text: &str| VolumeQuery {
+        q: Some(text.into()),
+        ..Default::default()
+    };
+
+    assert_eq!(
+        ids(c
+            .list_volumes(Some(&admin), &VolumeQuery::default())
+            .await
+            .unwrap()),
+        vec!["gaia-dr3", "hst-acs", "jwst-nircam", "xmm-pps"]
+    );
+    // A word in the title, a prefix of a word, a word in the description, tags, mission, instrument.
+    assert_eq!(
+        ids(c.list_volumes(Some(&admin), &q("gaia")).await.unwrap()),
+        vec!["gaia-dr3"]
+    );
+    assert_eq!(
+        ids(c.list_volumes(Some(&admin), &q("astrom")).await.unwrap()),
+        vec!["gaia-dr3"]
+    );
+    assert_eq!(
+        ids(c.list_volumes(Some(&admin), &q("nircam")).await.unwrap()),
+        vec!["jwst-nircam"]
+    );
+    assert_eq!(
+        ids(c.list_volumes(Some(&admin), &q("EPIC")).await.unwrap()),
+        vec!["xmm-pps"]
+    );
+    let deep = ids(c
+        .list_volumes(Some(&admin), &q("deep fields"))
+        .await
+        .unwrap());
+    assert_eq!(deep.len(), 2);
+    assert!(deep.contains(&"hst-acs".to_string()) && deep.contains(&"jwst-nircam".to_string()));
+    // Title matches rank above description matches.
+    assert_eq!(
+        ids(c.list_volumes(Some(&admin), &q("imaging")).await.unwrap()),
+        vec!["hst-acs", "jwst-nircam"]
+    );
+    assert!(
+        c.list_volumes(Some(&admin), &q("\"; DROP TABLE volumes; --"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        c.list_volumes(Some(&admin), &q("nothing-like-this"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let f = VolumeQuery {
+        mission: Some("jwst".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(c.list_volumes(Some(&admin), &f).await.unwrap()),
+        vec!["jwst-nircam"]
+    );
+    let f = VolumeQuery {
+        tag: Some("imaging".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(c.list_volumes(Some(&admin), &f).await.unwrap()),
+        vec!["hst-acs", "jwst-nircam"]
+    );
+    let f = VolumeQuery {
+        q: Some("deep".into()),
+        instrument: Some("acs".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(c.list_volumes(Some(&admin), &f).await.unwrap()),
+        vec!["hst-acs"]
+    );
+    let f = VolumeQuery {
+        limit: Some(2),
+        offset: Some(1),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(c.list_volumes(Some(&admin), &f).await.unwrap()),
+        vec!["hst-acs", "jwst-nircam"]
+    );
+
+    // The index follows updates and deletes.
+    let patch = VolumePatch {
+        title: Some("Hubble Advanced Camera".into()),
+        ..Default::default()
+    };
+    c.update_volume("hst-acs", patch).await.unwrap();
+    assert_eq!(
+        ids(c.list_volumes(Some(&admin), &q("hubble")).await.unwrap()),
+        vec!["hst-acs"]
+    );
+    c.delete_volume("hst-acs").await.unwrap();
+    assert!(
+        c.list_volumes(Some(&admin), &q("hubble"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn users_keys_tokens(c: &Catalog) {
+    let u = c.create_user("alice", "Alice A.", false).await.unwrap();
+    assert!(!u.admin);
+    assert!(matches!(
+        c.create_user("alice", "", false).await.unwrap_err(),
+        CatalogError::AlreadyExists { .. }
+    ));
+    assert!(matches!(
+        c.create_user("Alice!", "", false).await.unwrap_err(),
+        CatalogError::Invalid { field: "name", .. }
+    ));
+    let u = c.update_user("alice", None, Some(true)).await.unwrap();
+    assert!(u.admin);
+    assert_eq!(u.display_name, "Alice A.");
+
+    let key = c.create_access_key("alice", "laptop").await.unwrap();
+    let (p, secret) = c
+        .access_key_secret(&key.key.access_key_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.user, "alice");
+    assert!(p.admin);
+    assert_eq!(secret, key.secret_access_key);
+    assert!(
+        !format!("{key:?}").contains(&key.secret_access_key),
+        "Debug leaks the secret"
+    );
+    assert_eq!(c.list_access_keys(Some("alice")).await.unwrap().len(), 1);
+    assert!(
+        c.access_key_secret("AKNOSUCHKEY0000000")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let imported = c
+        .import_access_key("alice", "AKIMPORTED00000001", "0123456789abcdef0123", "")
+        .await
+        .unwrap();
+    assert_eq!(
+        c.access_key_secret("AKIMPORTED00000001")
+            .await
+            .unwrap()
+            .unwrap()
+            .1,
+        imported.secret_access_key
+    );
+    c.delete_access_key(&key.key.access_key_id).await.unwrap();
+    assert!(
+        c.access_key_secret(&key.key.access_key_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let t = c.create_token("alice", "ci", None).await.unwrap();
+    assert_eq!(
+        c.authenticate_token(&t.secret).await.unwrap().unwrap().user,
+        "alice"
+    );
+    let mut forged = t.secret.clone();
+    forged.pop();
+    forged.push(if t.secret.ends_with('A') { 'B' } else { 'A' });
+    assert!(c.authenticate_token(&forged).await.unwrap().is_none());
+    assert!(c.authenticate_token("garbage").await.unwrap().is_none());
+    let expired = c
+        .create_token("alice", "old", Some(Duration::from_millis(1)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        c.authenticate_token(&expired.secret)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    c.delete_token(&t.token.id).await.unwrap();
+    assert!(c.authenticate_token(&t.secret).await.unwrap().is_none());
+}
+
+async fn groups_and_grants(c: &Catalog) {
+    c.create_user("bob", "", false).await.unwrap();
+    c.create_group("gaia-team", "DPAC").await.unwrap();
+    c.create_volume(new_volume("gaia-dr3")).await.unwrap();
+    let g = c.add_member("gaia-team", "bob").await.unwrap();
+    assert_eq!(g.members, vec!["bob"]);
+    assert_eq!(c.get_user("bob").await.unwrap().groups, vec!["gaia-team"]);
+    let grant = c
+        .grant(
+            &Subject::Group("gaia-team".into()),
+            "gaia-dr3",
+            Access::Write,
+        )
+        .await
+        .unwrap();
+    assert_eq!(grant.level, Access::Write);
+    // A second grant to the same subject replaces the level.
+    c.grant(
+        &Subject::Group("gaia-team".into()),
+        "gaia-dr3",
+        Access::Read,
+    )
+    .await
+    .unwrap();
+    let grants = c.list_grants(Some("gaia-dr3"), None).await.unwrap();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0].level, Access::Read);
+    assert!(matches!(
+        c.grant(&Subject::User("nobody".into()), "gaia-dr3", Access::Read)
+            .await
+            .unwrap_err(),
+        CatalogError::NotFound { kind: "user", .. }
+    ));
+    assert!(matches!(
+        c.grant(&Subject::User("bob".into()), "no-such-volume", Access::Read)
+            .await
+            .unwrap_err(),
+        CatalogError::NotFound { kind: "volume", .. }
+    ));
+    c.revoke(&Subject::Group("gaia-team".into()), "gaia-dr3")
+        .await
+        .unwrap();
+    assert!(c.list_grants(None, None).await.unwrap().is_empty());
+    c.remove_member("gaia-team", "bob").await.unwrap();
+    assert!(c.get_user("bob").await.unwrap().groups.is_empty());
+}
+
+async fn access_rules(c: &Catalog) {
+    c.create_user("carol", "", false).await.unwrap();
+    c.create_user("dave", "", false).await.unwrap();
+    c.create_group("team", "").await.unwrap();
+    c.add_member("team", "dave").await.unwrap();
+    let private = c.create_volume(new_volume("private")).await.unwrap();
+    let mut nv = new_volume("public");
+    nv.public_read = true;
+    let public = c.create_volume(nv).await.unwrap();
+    let mut nv = new_volume("carol-ws");
+    nv.kind = VolumeKind::Workspace;
+    nv.owner = Some("carol".into());
+    let ws = c.create_volume(nv).await.unwrap();
+    assert!(!ws.read_only, "workspaces default to writable");
+    c.grant(&Subject::Group("team".into()), "private", Access::Read)
+        .await
+        .unwrap();
+    c.grant(&Subject::User("dave".into()), "private", Access::Write)
+        .await
+        .unwrap();
+    c.grant(&Subject::User("dave".into()), "public", Access::Write)
+        .await
+        .unwrap();
+
+    let carol = c.principal("carol").await.unwrap();
+    let dave = c.principal("dave").await.unwrap();
+    let admin = Principal {
+        user: "root".into(),
+        admin: true,
+    };
+    assert_eq!(c.access(Some(&carol), &private).await.unwrap(), None);
+    assert_eq!(
+        c.access(Some(&carol), &public).await.unwrap(),
+        Some(Access::Read)
+    );
+    assert_eq!(
+        c.access(Some(&carol), &ws).await.unwrap(),
+        Some(Access::Admin)
+    );
+    assert_eq!(
+        c.access(Some(&dave), &private).await.unwrap(),
+        Some(Access::Write)
+    );
+    assert_eq!(
+        c.access(Some(&dave), &public).await.unwrap(),
+        Some(Access::Write)
+    );
+    assert_eq!(c.access(Some(&dave), &ws).await.unwrap(), None);
+    assert_eq!(c.access(None, &public).await.unwrap(), Some(Access::Read));
+    assert_eq!(c.access(None, &private).await.unwrap(), None);
+    assert_eq!(
+        c.access(Some(&admin), &private).await.unwrap(),
+        Some(Access::Admin)
+    );
+
+    let seen = |r: Vec<(Volume, Access)>| r.into_iter().map(|(v, a)| (v.id, a)).collect::<Vec<_>>();
+    let all = VolumeQuery::default();
+    assert_eq!(
+        seen(c.list_volumes(Some(&carol), &all).await.unwrap()),
+        vec![
+            ("carol-ws".to_string(), Access::Admin),
+            ("public".to_string(), Access::Read)
+        ]
+    );
+    assert_eq!(
+        seen(c.list_volumes(Some(&dave), &all).await.unwrap()),
+        vec![
+            ("private".to_string(), Access::Write),
+            ("public".to_string(), Access::Write)
+        ]
+    );
+    assert_eq!(
+        seen(c.list_volumes(None, &all).await.unwrap()),
+        vec![("public".to_string(), Access::Read)]
+    );
+    assert_eq!(c.list_volumes(Some(&admin), &all).await.unwrap().len(), 3);
+}
+
+async fn deletes_clean_up(c: &Catalog) {
+    c.create_user("erin", "", false).await.unwrap();
+    c.create_group("g1", "").await.unwrap();
+    c.add_member("g1", "erin").await.unwrap();
+    c.create_volume(new_volume("vol-a")).await.unwrap();
+    c.grant(&Subject::User("erin".into()), "vol-a", Access::Read)
+        .await
+        .unwrap();
+    c.grant(&Subject::Group("g1".into()), "vol-a", Access::Read)
+        .await
+        .unwrap();
+    c.create_access_key("erin", "").await.unwrap();
+    c.create_token("erin", "", None).await.unwrap();
+
+    let mut nv = new_volume("erin-ws");
+    nv.owner = Some("erin".into());
+    c.create_volume(nv).await.unwrap();
+    let err = c.delete_user("erin").await.unwrap_err();
+    assert!(matches!(err, CatalogError::Conflict { .. }), "{err}");
+    assert!(err.to_string().contains("erin-ws"));
+    c.delete_volume("erin-ws").await.unwrap();
+
+    c.delete_user("erin").await.unwrap();
+    assert!(c.list_access_keys(Some("erin")).await.unwrap().is_empty());
+    assert!(c.list_tokens(Some("erin")).await.unwrap().is_empty());
+    assert!(c.get_group("g1").await.unwrap().members.is_empty());
+    assert_eq!(c.list_grants(Some("vol-a"), None).await.unwrap().len(), 1);
+    c.delete_group("g1").await.unwrap();
+    assert!(c.list_grants(Some("vol-a"), None).await.unwrap().is_empty());
+    c.grant(&Subject::Group("g1".into()), "vol-a", Access::Read)
+        .await
+        .unwrap_err();
+}
+
+async fn upsert_keeps_scan(c: &Catalog) {
+    let (v, created) = c.upsert_volume(new_volume("declared")).await.unwrap();
+    assert!(created);
+    c.record_scan("declared", 3, 30).await.unwrap();
+    let mut nv = new_volume("declared");
+    nv.title = "New title".into();
+    let (u, created) = c.upsert_volume(nv).await.unwrap();
+    assert!(!created);
+    assert_eq!(u.title, "New title");
+    assert_eq!(u.created_at, v.created_at);
+    assert_eq!(u.last_scan.map(|s| s.objects), Some(3));
+}
+
+#[tokio::test]
+async fn a_wrong_secret_key_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CatalogConfig::default();
+    Catalog::open(&config, dir.path())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    std::fs::write(dir.path().join("secret.key"), hex_key()).unwrap();
+    let err = Catalog::open(&config, dir.path()).await.unwrap_err();
+    assert!(matches!(err, CatalogError::SecretKey { .. }), "{err}");
+    assert!(err.to_string().contains("secret.key"), "{err}");
+}
+
+fn hex_key() -> String {
+    "ab".repeat(32)
+}
+
+#[tokio::test]
+async fn reopening_keeps_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CatalogConfig::default();
+    let c = Catalog::open(&config, dir.path()).await.unwrap();
+    c.create_user("frank", "", true).await.unwrap();
+    let key = c.create_access_key("frank", "").await.unwrap();
+    c.close().await;
+    let c = Catalog::open(&config, dir.path()).await.unwrap();
+    assert!(c.get_user("frank").await.unwrap().admin);
+    assert_eq!(
+        c.access_key_secret(&key.key.access_key_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .1,
+        key.secret_access_key
+    );
+}
