@@ -1,1 +1,188 @@
-//! dataplane
+//! The dataplane: the one read/write path that every front (S3, FUSE, compute) shares.
+//!
+//! A volume is a catalogue record naming a backend and a prefix; the dataplane resolves it to an
+//! `Arc<dyn ObjectStore>` rooted at that prefix ([`backend`]), checks the caller's access on
+//! every call, validates keys so nothing reaches outside the volume ([`key`]), and performs the
+//! operation ([`Dataplane`]). Errors come back as one [`DataplaneError`] enum with the volume and
+//! key; the fronts map it to S3 errors, HTTP statuses or errno, each in one place.
+
+pub mod backend;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod key;
+mod plane;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use archway_catalog as catalog;
+pub use backend::{BackendConfig, BackendKind, Secret};
+pub use object_store;
+pub use plane::*;
+
+/// The `[workspaces]` section: where new workspace volumes live.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkspacesConfig {
+    /// The backend for new workspaces. Default: the built-in `workspaces` backend, a folder
+    /// `workspaces/` in the data directory.
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// A path inside that backend under which each workspace gets `<prefix>/<volume id>`.
+    #[serde(default)]
+    pub prefix: String,
+}
+
+/// The `[limits]` section: bounds on what one request may cost.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitsConfig {
+    /// The most keys one listing page returns (S3's own ceiling is 1000).
+    pub list_max_keys: usize,
+    /// Part size for streamed uploads; bodies smaller than this are written in one request.
+    pub upload_part_size: usize,
+    /// Parts of one upload in flight at once; with the part size, bounds an upload's memory.
+    pub upload_concurrency: usize,
+    /// Backend requests in flight at once, per backend.
+    pub backend_concurrency: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            list_max_keys: 1000,
+            // 8 MiB: above S3's 5 MiB minimum part, few enough parts for 80 GB objects
+            // within S3's 10 000-part ceiling.
+            upload_part_size: 8 * 1024 * 1024,
+            upload_concurrency: 4,
+            backend_concurrency: 64,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if !(1..=100_000).contains(&self.list_max_keys) {
+            out.push(("list_max_keys".into(), "must be 1 to 100000".into()));
+        }
+        if !(5 * 1024 * 1024..=5 * 1024 * 1024 * 1024).contains(&self.upload_part_size) {
+            out.push((
+                "upload_part_size".into(),
+                "must be 5 MiB to 5 GiB (S3's part size limits)".into(),
+            ));
+        }
+        if !(1..=64).contains(&self.upload_concurrency) {
+            out.push(("upload_concurrency".into(), "must be 1 to 64".into()));
+        }
+        if self.backend_concurrency == 0 {
+            out.push(("backend_concurrency".into(), "must be at least 1".into()));
+        }
+        out
+    }
+}
+
+/// Everything the dataplane needs from the configuration.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DataplaneConfig {
+    pub backends: BTreeMap<String, BackendConfig>,
+    pub workspaces: WorkspacesConfig,
+    pub limits: LimitsConfig,
+}
+
+/// The operation a dataplane call performs: the closed set used in logs and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    List,
+    Head,
+    Get,
+    Put,
+    Copy,
+    Delete,
+    Scan,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::List => "list",
+            Op::Head => "head",
+            Op::Get => "get",
+            Op::Put => "put",
+            Op::Copy => "copy",
+            Op::Delete => "delete",
+            Op::Scan => "scan",
+        }
+    }
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything that can go wrong on the dataplane, with the volume and key it concerns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataplaneError {
+    #[error("volume `{volume}` does not exist")]
+    NoSuchVolume { volume: String },
+    #[error("access to volume `{volume}` denied for {op}")]
+    AccessDenied { volume: String, op: Op },
+    #[error("volume `{volume}` is read-only")]
+    ReadOnly { volume: String },
+    #[error("invalid key `{key}`: {reason}")]
+    InvalidKey { key: String, reason: String },
+    #[error("no object `{key}` in volume `{volume}`")]
+    NoSuchKey { volume: String, key: String },
+    #[error("precondition failed for `{key}` in volume `{volume}`")]
+    PreconditionFailed { volume: String, key: String },
+    #[error("`{key}` in volume `{volume}` not modified")]
+    NotModified { volume: String, key: String },
+    #[error("range not satisfiable for `{key}` in volume `{volume}` ({size} bytes)")]
+    InvalidRange {
+        volume: String,
+        key: String,
+        size: u64,
+    },
+    #[error("invalid request: {message}")]
+    InvalidRequest { message: String },
+    #[error("volume `{volume}` uses backend `{backend}`, which is not configured")]
+    UnknownBackend { volume: String, backend: String },
+    #[error("backend `{backend}`: {message}")]
+    Backend { backend: String, message: String },
+    #[error("{op} `{key}` in volume `{volume}` failed: {source}")]
+    Store {
+        volume: String,
+        key: String,
+        op: Op,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("upload body for `{key}` in volume `{volume}` failed: {message}")]
+    Body {
+        volume: String,
+        key: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Catalog(#[from] catalog::CatalogError),
+}
+
+impl DataplaneError {
+    /// True when retrying the same request cannot succeed.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            DataplaneError::Store { source, .. } => !matches!(
+                source,
+                object_store::Error::Generic { .. } | object_store::Error::JoinError { .. }
+            ),
+            DataplaneError::Catalog(e) => e.is_permanent(),
+            DataplaneError::Backend { .. } | DataplaneError::Body { .. } => false,
+            _ => true,
+        }
+    }
+}
+
+pub type Result<T, E = DataplaneError> = std::result::Result<T, E>;

@@ -1,0 +1,641 @@
+//! The dataplane conformance suite, shipped as code so that every backend kind runs the same
+//! checks: `run(backend)` builds a catalogue and a dataplane over `backend`, creates volumes,
+//! users and grants, and exercises every operation and rule. A failure panics with what broke.
+//!
+//! The backend must be empty and writable; the suite uses volumes with prefixes `rw`, `ro` and
+//! `pub` inside it.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use futures::{TryStreamExt, stream};
+
+use crate::catalog::{Access, Catalog, CatalogConfig, NewVolume, Principal, Subject, VolumeKind};
+use crate::{
+    BackendConfig, Dataplane, DataplaneConfig, DataplaneError, LimitsConfig, ListRequest,
+    PutRequest, ReadRange, ReadRequest,
+};
+
+const MIB: usize = 1024 * 1024;
+
+/// What a backend can do beyond the core, where stores legitimately differ.
+#[derive(Clone, Copy, Debug)]
+pub struct Capabilities {
+    /// The store evaluates If-Match / If-None-Match / If-Modified-Since itself.
+    pub conditional_reads: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Self {
+            conditional_reads: true,
+        }
+    }
+}
+
+pub struct Fixture {
+    pub dataplane: Dataplane,
+    pub admin: Principal,
+    pub reader: Principal,
+    pub stranger: Principal,
+    _dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for Fixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fixture").finish_non_exhaustive()
+    }
+}
+
+/// Builds the catalogue, dataplane, principals and volumes the suite uses.
+pub async fn fixture(backend: BackendConfig) -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = Catalog::open(&CatalogConfig::default(), dir.path())
+        .await
+        .expect("catalogue");
+    let mut backends = BTreeMap::new();
+    backends.insert("under-test".to_string(), backend);
+    let config = DataplaneConfig {
+        backends,
+        limits: LimitsConfig {
+            upload_part_size: 5 * MIB,
+            upload_concurrency: 2,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let dataplane = Dataplane::new(catalog.clone(), config).expect("dataplane");
+    for (name, admin) in [("root", true), ("reader", false), ("stranger", false)] {
+        catalog.create_user(name, "", admin).await.expect("user");
+    }
+    for (id, prefix, kind, public) in [
+        ("rw-vol", "rw", VolumeKind::Workspace, false),
+        ("other-rw", "rw2", VolumeKind::Workspace, false),
+        ("ro-vol", "ro", VolumeKind::Archive, false),
+        ("pub-vol", "pub", VolumeKind::Archive, true),
+    ] {
+        catalog
+            .create_volume(NewVolume {
+                id: id.into(),
+                backend: "under-test".into(),
+                prefix: prefix.into(),
+                kind,
+                public_read: public,
+                ..Default::default()
+            })
+            .await
+            .expect("volume");
+    }
+    catalog
+        .grant(&Subject::User("reader".into()), "rw-vol", Access::Read)
+        .await
+        .expect("grant");
+    let p = |user: &str, admin| Principal {
+        user: user.into(),
+        admin,
+    };
+    Fixture {
+        dataplane,
+        admin: p("root", true),
+        reader: p("reader", false),
+        stranger: p("stranger", false),
+        _dir: dir,
+    }
+}
+
+/// Runs the whole suite against `backend`.
+pub async fn run(backend: BackendConfig, caps: Capabilities) {
+    let f = fixture(backend).await;
+    round_trip(&f).await;
+    large_streamed_upload(&f).await;
+    ranges(&f).await;
+    if caps.conditional_reads {
+        conditions(&f).await;
+    }
+    listing(&f).await;
+    copy_and_delete(&f).await;
+    keys_are_checked(&f).await;
+    access_is_checked(&f).await;
+    scan_counts(&f).await;
+}
+
+async fn put(f: &Fixture, volume: &str, key: &str, data: &[u8]) {
+    let body = stream::iter(
+        data.chunks(64 * 1024)
+            .map(|c| Ok::<_, std::io::Error>(Bytes::copy_from_slice(c)))
+            .collect::<Vec<_>>(),
+    );
+    f.dataplane
+        .put(Some(&f.admin), volume, key, body, PutRequest::default())
+        .await
+        .unwrap_or_else(|e| panic!("put {volume}/{key}: {e}"));
+}
+
+async fn read(f: &Fixture, who: &Principal, volume: &str, key: &str, req: ReadRequest) -> Vec<u8> {
+    let r = f
+        .dataplane
+        .get(Some(who), volume, key, req.clone())
+        .await
+        .unwrap_or_else(|e| panic!("get {volume}/{key} {req:?}: {e}"));
+    let chunks: Vec<Bytes> = r.body.try_collect().await.expect("body");
+    chunks.concat()
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3] ^ seed)
+        .collect()
+}
+
+async fn round_trip(f: &Fixture) {
+    let data = pattern(100_000, 1);
+    put(f, "rw-vol", "dir/object.bin", &data).await;
+    let head = f
+        .dataplane
+        .head(Some(&f.admin), "rw-vol", "dir/object.bin")
+        .await
+        .expect("head");
+    assert_eq!(head.size, 100_000);
+    assert_eq!(head.key, "dir/object.bin");
+    assert!(head.etag.is_some(), "every store must give a version tag");
+    assert_eq!(
+        read(
+            f,
+            &f.admin,
+            "rw-vol",
+            "dir/object.bin",
+            ReadRequest::default()
+        )
+        .await,
+        data
+    );
+    // Overwrite replaces whole.
+    put(f, "rw-vol", "dir/object.bin", b"short").await;
+    assert_eq!(
+        read(
+            f,
+            &f.admin,
+            "rw-vol",
+            "dir/object.bin",
+            ReadRequest::default()
+        )
+        .await,
+        b"short"
+    );
+    // An empty object.
+    put(f, "rw-vol", "empty", b"").await;
+    assert_eq!(
+        f.dataplane
+            .head(Some(&f.admin), "rw-vol", "empty")
+            .await
+            .expect("head")
+            .size,
+        0
+    );
+    // Unusual but valid characters round-trip verbatim.
+    let odd = "odd names/with space é 日本 #1 (x) [y] {z} ~%.fits";
+    put(f, "rw-vol", odd, b"odd").await;
+    assert_eq!(
+        read(f, &f.admin, "rw-vol", odd, ReadRequest::default()).await,
+        b"odd"
+    );
+}
+
+async fn large_streamed_upload(f: &Fixture) {
+    // More than two parts of 5 MiB, fed in 64 KiB chunks: exercises the multipart path.
+    let data = pattern(12 * MIB + 12_345, 7);
+    put(f, "rw-vol", "large.bin", &data).await;
+    let got = read(f, &f.admin, "rw-vol", "large.bin", ReadRequest::default()).await;
+    assert_eq!(got.len(), data.len());
+    assert!(got == data, "large object differs after a multipart upload");
+}
+
+async fn ranges(f: &Fixture) {
+    let data = pattern(10_000, 3);
+    put(f, "rw-vol", "ranged", &data).await;
+    let r = |range| ReadRequest {
+        range: Some(range),
+        ..Default::default()
+    };
+    let got = read(
+        f,
+        &f.admin,
+        "rw-vol",
+        "ranged",
+        r(ReadRange::Bounded {
+            start: 100,
+            end: 200,
+        }),
+    )
+    .await;
+    assert_eq!(got, &data[100..200]);
+    let got = read(f, &f.admin, "rw-vol", "ranged", r(ReadRange::From(9_990))).await;
+    assert_eq!(got, &data[9_990..]);
+    let got = read(f, &f.admin, "rw-vol", "ranged", r(ReadRange::Suffix(10))).await;
+    assert_eq!(got, &data[9_990..]);
+    // A range reaching past the end is cut at the end (HTTP semantics).
+    let got = read(
+        f,
+        &f.admin,
+        "rw-vol",
+        "ranged",
+        r(ReadRange::Bounded {
+            start: 9_000,
+            end: 20_000,
+        }),
+    )
+    .await;
+    assert_eq!(got, &data[9_000..]);
+    let read = f
+        .dataplane
+        .get(
+            Some(&f.admin),
+            "rw-vol",
+            "ranged",
+            r(ReadRange::Bounded { start: 5, end: 15 }),
+        )
+        .await
+        .expect("get");
+    assert_eq!(read.range, 5..15);
+    assert_eq!(read.info.size, 10_000);
+    let err = f
+        .dataplane
+        .get(
+            Some(&f.admin),
+            "rw-vol",
+            "ranged",
+            r(ReadRange::From(10_000)),
+        )
+        .await
+        .expect_err("range past the end");
+    assert!(
+        matches!(err, DataplaneError::InvalidRange { size: 10_000, .. }),
+        "{err}"
+    );
+}
+
+async fn conditions(f: &Fixture) {
+    put(f, "rw-vol", "cond", b"conditional").await;
+    let etag = f
+        .dataplane
+        .head(Some(&f.admin), "rw-vol", "cond")
+        .await
+        .expect("head")
+        .etag
+        .expect("etag");
+    let ok = ReadRequest {
+        if_match: Some(etag.clone()),
+        ..Default::default()
+    };
+    assert_eq!(
+        read(f, &f.admin, "rw-vol", "cond", ok).await,
+        b"conditional"
+    );
+    let wrong = ReadRequest {
+        if_match: Some("\"not-the-etag\"".into()),
+        ..Default::default()
+    };
+    let err = f
+        .dataplane
+        .get(Some(&f.admin), "rw-vol", "cond", wrong)
+        .await
+        .expect_err("if-match");
+    assert!(
+        matches!(err, DataplaneError::PreconditionFailed { .. }),
+        "{err}"
+    );
+    let same = ReadRequest {
+        if_none_match: Some(etag),
+        ..Default::default()
+    };
+    let err = f
+        .dataplane
+        .get(Some(&f.admin), "rw-vol", "cond", same)
+        .await
+        .expect_err("if-none-match");
+    assert!(matches!(err, DataplaneError::NotModified { .. }), "{err}");
+}
+
+async fn listing(f: &Fixture) {
+    let keys = [
+        "list/a/1.fits",
+        "list/a/2.fits",
+        "list/a/b/3.fits",
+        "list/ab.fits",
+        "list/b.fits",
+        "list/c/4.fits",
+        "list/c/5.fits",
+    ];
+    for k in keys {
+        put(f, "rw-vol", k, k.as_bytes()).await;
+    }
+    let list = |prefix: &str, delimiter: Option<&str>, start_after: Option<String>, max| {
+        let req = ListRequest {
+            prefix: prefix.into(),
+            delimiter: delimiter.map(String::from),
+            start_after,
+            max_keys: max,
+        };
+        async move {
+            f.dataplane
+                .list(Some(&f.admin), "rw-vol", &req)
+                .await
+                .expect("list")
+        }
+    };
+    let names = |p: &crate::ListPage| p.objects.iter().map(|o| o.key.clone()).collect::<Vec<_>>();
+
+    // Flat, with a prefix that is not a whole segment.
+    let p = list("list/a", None, None, None).await;
+    assert_eq!(
+        names(&p),
+        vec![
+            "list/a/1.fits",
+            "list/a/2.fits",
+            "list/a/b/3.fits",
+            "list/ab.fits"
+        ]
+    );
+    assert!(p.common_prefixes.is_empty());
+    assert_eq!(p.objects[0].size, "list/a/1.fits".len() as u64);
+
+    // One level with '/'.
+    let p = list("list/", Some("/"), None, None).await;
+    assert_eq!(names(&p), vec!["list/ab.fits", "list/b.fits"]);
+    assert_eq!(p.common_prefixes, vec!["list/a/", "list/c/"]);
+    let p = list("list/a", Some("/"), None, None).await;
+    assert_eq!(names(&p), vec!["list/ab.fits"]);
+    assert_eq!(p.common_prefixes, vec!["list/a/"]);
+
+    // Another delimiter is grouped by the dataplane.
+    let p = list("list/", Some("."), None, None).await;
+    assert!(p.objects.is_empty());
+    assert_eq!(
+        p.common_prefixes,
+        vec![
+            "list/a/1.",
+            "list/a/2.",
+            "list/a/b/3.",
+            "list/ab.",
+            "list/b.",
+            "list/c/4.",
+            "list/c/5."
+        ]
+    );
+
+    // Pagination: every key exactly once, in order, whatever the page size.
+    for page_size in [1, 2, 3, 100] {
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let p = list("list/", None, after.clone(), Some(page_size)).await;
+            assert!(p.objects.len() <= page_size);
+            seen.extend(names(&p));
+            match p.next_start_after {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, keys, "page size {page_size}");
+    }
+    // Paginating a delimited listing mixes objects and prefixes in key order.
+    let mut entries = Vec::new();
+    let mut after = None;
+    loop {
+        let p = list("list/", Some("/"), after.clone(), Some(1)).await;
+        entries.extend(names(&p));
+        entries.extend(p.common_prefixes.clone());
+        match p.next_start_after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(
+        entries,
+        vec!["list/a/", "list/ab.fits", "list/b.fits", "list/c/"]
+    );
+
+    // Nothing under a missing prefix.
+    let p = list("nothing-here/", Some("/"), None, None).await;
+    assert!(p.objects.is_empty() && p.common_prefixes.is_empty() && p.next_start_after.is_none());
+    let p = list("nothing-here/", None, None, None).await;
+    assert!(p.objects.is_empty());
+}
+
+async fn copy_and_delete(f: &Fixture) {
+    put(f, "rw-vol", "copy/src", b"copy me").await;
+    f.dataplane
+        .copy(
+            Some(&f.admin),
+            ("rw-vol", "copy/src"),
+            ("rw-vol", "copy/dst"),
+        )
+        .await
+        .expect("copy within");
+    assert_eq!(
+        read(f, &f.admin, "rw-vol", "copy/dst", ReadRequest::default()).await,
+        b"copy me"
+    );
+    f.dataplane
+        .copy(
+            Some(&f.admin),
+            ("rw-vol", "copy/src"),
+            ("other-rw", "copied"),
+        )
+        .await
+        .expect("copy across");
+    assert_eq!(
+        read(f, &f.admin, "other-rw", "copied", ReadRequest::default()).await,
+        b"copy me"
+    );
+    // The other volume's prefix keeps them apart.
+    assert!(
+        f.dataplane
+            .head(Some(&f.admin), "rw-vol", "copied")
+            .await
+            .is_err()
+    );
+
+    f.dataplane
+        .delete(Some(&f.admin), "rw-vol", "copy/src")
+        .await
+        .expect("delete");
+    let err = f
+        .dataplane
+        .head(Some(&f.admin), "rw-vol", "copy/src")
+        .await
+        .expect_err("gone");
+    assert!(matches!(err, DataplaneError::NoSuchKey { .. }), "{err}");
+    f.dataplane
+        .delete(Some(&f.admin), "rw-vol", "copy/src")
+        .await
+        .expect("deleting a missing key succeeds");
+    let err = f
+        .dataplane
+        .get(
+            Some(&f.admin),
+            "rw-vol",
+            "no/such/key",
+            ReadRequest::default(),
+        )
+        .await
+        .expect_err("missing");
+    assert!(matches!(err, DataplaneError::NoSuchKey { .. }), "{err}");
+}
+
+async fn keys_are_checked(f: &Fixture) {
+    for key in ["../escape", "a/../../b", "a//b", "/abs", "dir/", ""] {
+        let err = f
+            .dataplane
+            .put(
+                Some(&f.admin),
+                "rw-vol",
+                key,
+                stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from_static(b"x"))]),
+                PutRequest::default(),
+            )
+            .await
+            .expect_err("bad key");
+        assert!(
+            matches!(err, DataplaneError::InvalidKey { .. }),
+            "{key:?}: {err}"
+        );
+        let err = f
+            .dataplane
+            .head(Some(&f.admin), "rw-vol", key)
+            .await
+            .expect_err("bad key");
+        assert!(
+            matches!(err, DataplaneError::InvalidKey { .. }),
+            "{key:?}: {err}"
+        );
+    }
+    let req = ListRequest {
+        prefix: "../".into(),
+        ..Default::default()
+    };
+    assert!(matches!(
+        f.dataplane.list(Some(&f.admin), "rw-vol", &req).await,
+        Err(DataplaneError::InvalidKey { .. })
+    ));
+}
+
+async fn access_is_checked(f: &Fixture) {
+    put(f, "rw-vol", "secret.txt", b"s").await;
+    // A reader reads but does not write.
+    assert_eq!(
+        read(f, &f.reader, "rw-vol", "secret.txt", ReadRequest::default()).await,
+        b"s"
+    );
+    let body = || stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from_static(b"x"))]);
+    let err = f
+        .dataplane
+        .put(
+            Some(&f.reader),
+            "rw-vol",
+            "w",
+            body(),
+            PutRequest::default(),
+        )
+        .await
+        .expect_err("reader write");
+    assert!(matches!(err, DataplaneError::AccessDenied { .. }), "{err}");
+    // A stranger does neither.
+    let err = f
+        .dataplane
+        .head(Some(&f.stranger), "rw-vol", "secret.txt")
+        .await
+        .expect_err("stranger");
+    assert!(matches!(err, DataplaneError::AccessDenied { .. }), "{err}");
+    let err = f
+        .dataplane
+        .list(Some(&f.stranger), "rw-vol", &ListRequest::default())
+        .await
+        .expect_err("stranger list");
+    assert!(matches!(err, DataplaneError::AccessDenied { .. }), "{err}");
+    // Anonymous callers read public volumes only.
+    assert!(
+        f.dataplane
+            .list(None, "pub-vol", &ListRequest::default())
+            .await
+            .is_ok()
+    );
+    let err = f
+        .dataplane
+        .list(None, "rw-vol", &ListRequest::default())
+        .await
+        .expect_err("anon");
+    assert!(matches!(err, DataplaneError::AccessDenied { .. }), "{err}");
+    // Read-only volumes refuse writes, even to admins, and keep nothing of the attempt.
+    let err = f
+        .dataplane
+        .put(Some(&f.admin), "ro-vol", "x", body(), PutRequest::default())
+        .await
+        .expect_err("read-only");
+    assert!(matches!(err, DataplaneError::ReadOnly { .. }), "{err}");
+    let err = f
+        .dataplane
+        .delete(Some(&f.admin), "ro-vol", "x")
+        .await
+        .expect_err("read-only delete");
+    assert!(matches!(err, DataplaneError::ReadOnly { .. }), "{err}");
+    let err = f
+        .dataplane
+        .copy(Some(&f.admin), ("rw-vol", "secret.txt"), ("ro-vol", "x"))
+        .await
+        .expect_err("copy into read-only");
+    assert!(matches!(err, DataplaneError::ReadOnly { .. }), "{err}");
+    // Copying out of a volume needs read access there.
+    let err = f
+        .dataplane
+        .copy(Some(&f.reader), ("rw-vol", "secret.txt"), ("rw-vol", "y"))
+        .await
+        .expect_err("reader copy");
+    assert!(matches!(err, DataplaneError::AccessDenied { .. }), "{err}");
+    let err = f
+        .dataplane
+        .head(Some(&f.admin), "no-such-volume", "k")
+        .await
+        .expect_err("volume");
+    assert!(matches!(err, DataplaneError::NoSuchVolume { .. }), "{err}");
+}
+
+async fn scan_counts(f: &Fixture) {
+    for i in 0..5 {
+        put(
+            f,
+            "other-rw",
+            &format!("scan/{i}"),
+            &vec![0u8; 1000 * (i + 1)],
+        )
+        .await;
+    }
+    let mut calls = 0;
+    let before = f
+        .dataplane
+        .list(Some(&f.admin), "other-rw", &ListRequest::default())
+        .await
+        .expect("list");
+    let expected_bytes: u64 = before.objects.iter().map(|o| o.size).sum();
+    let summary = f
+        .dataplane
+        .scan(Some(&f.admin), "other-rw", |_, _| calls += 1)
+        .await
+        .expect("scan");
+    assert_eq!(summary.objects, before.objects.len() as u64);
+    assert_eq!(summary.bytes, expected_bytes);
+    assert!(calls >= 1);
+    let v = f
+        .dataplane
+        .catalog()
+        .get_volume("other-rw")
+        .await
+        .expect("volume");
+    assert_eq!(v.last_scan, Some(summary));
+    let err = f
+        .dataplane
+        .scan(Some(&f.reader), "rw-vol", |_, _| {})
+        .await
+        .expect_err("scan needs admin");
+    assert!(matches!(err, DataplaneError::AccessDenied { .. }), "{err}");
+}
