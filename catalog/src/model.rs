@@ -163,7 +163,6 @@ pub struct Volume {
 
 /// The body of a volume creation: everything but the times and the scan.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct NewVolume {
     pub id: String,
     #[serde(default)]
@@ -200,7 +199,6 @@ pub struct NewVolume {
 
 /// A partial update: absent fields stay; `null` clears an optional field.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct VolumePatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
@@ -278,7 +276,6 @@ where
 
 /// Search and filters over the volumes a principal may see.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct VolumeQuery {
     /// Full-text query over title, description, tags, mission and instrument: every word must
     /// match (as a word prefix, case-insensitively).

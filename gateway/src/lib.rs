@@ -1,1 +1,3 @@
 //! gateway
+pub mod config;
+pub use config::{ServerConfig, TlsConfig};

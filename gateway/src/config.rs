@@ -1,0 +1,90 @@
+//! The `[server]` configuration section.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Where and how the gateway listens.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    /// Address of the HTTP API (and the S3 front, on the same port).
+    pub listen: String,
+    /// Where the catalogue, the credentials file, the secret key and the built-in backends live.
+    pub data_dir: PathBuf,
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsConfig>,
+    /// A request taking longer than this is answered 503 and dropped.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// The largest JSON body the HTTP API accepts.
+    pub max_api_body_bytes: usize,
+    /// Requests handled at once; more wait for a slot (back pressure, not growth).
+    pub max_concurrent_requests: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9000".into(),
+            data_dir: PathBuf::from("./archway-data"),
+            tls: None,
+            request_timeout: Duration::from_secs(300),
+            max_api_body_bytes: 1024 * 1024,
+            max_concurrent_requests: 1024,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+        self.listen.parse().map_err(|_| {
+            format!(
+                "`{}` is not HOST:PORT with a numeric host (for example 127.0.0.1:9000 or [::]:9000)",
+                self.listen
+            )
+        })
+    }
+
+    /// Problems with this section, as (key within the section, message).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Err(e) = self.listen_addr() {
+            out.push(("listen".into(), e));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            out.push(("data_dir".into(), "may not be empty".into()));
+        }
+        if let Some(tls) = &self.tls {
+            for (key, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
+                if !path.is_file() {
+                    out.push((
+                        key.into(),
+                        format!("{} is not a readable file", path.display()),
+                    ));
+                }
+            }
+        }
+        if self.request_timeout.is_zero() {
+            out.push(("request_timeout".into(), "must be longer than zero".into()));
+        }
+        if self.max_api_body_bytes < 1024 {
+            out.push(("max_api_body_bytes".into(), "must be at least 1024".into()));
+        }
+        if self.max_concurrent_requests == 0 {
+            out.push((
+                "max_concurrent_requests".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        out
+    }
+}
