@@ -1,1 +1,112 @@
-fn main() {}
+//! `archway`: one binary, subcommands for every role (CLI wiring only; the work lives in the
+//! library crates).
+
+mod catalog_cmd;
+mod demo;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "archway",
+    version,
+    about = "Federated data-colocation storage gateway for science platforms"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the gateway. Without --config: the embedded default (SQLite catalogue, demo volume).
+    Serve {
+        /// Data directory (catalogue, credentials, built-in backends). Default ./archway-data.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Listen address, HOST:PORT. Default 127.0.0.1:9000.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Configuration file (see `archway config example`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Check or print configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Curate the volume catalogue, users and grants.
+    Catalog {
+        #[command(flatten)]
+        target: catalog_cmd::Target,
+        #[command(subcommand)]
+        command: catalog_cmd::CatalogCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Validate FILE; report every problem with its key path and line.
+    Check { file: PathBuf },
+    /// Print a fully commented example configuration.
+    Example,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ARCHWAY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("archway: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("archway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve {
+            data_dir,
+            listen,
+            config,
+        } => {
+            serve::serve(serve::Source {
+                config,
+                data_dir,
+                listen,
+            })
+            .await
+        }
+        Command::Config(ConfigCommand::Check { file }) => {
+            archway_config::Config::load(Some(&file), std::env::vars())?;
+            println!("{}: ok", file.display());
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Example) => {
+            print!("{}", archway_config::EXAMPLE);
+            Ok(())
+        }
+        Command::Catalog { target, command } => catalog_cmd::run(target, command).await,
+    }
+}

@@ -257,15 +257,20 @@ impl Config {
     }
 }
 
-/// `path` made absolute against the current directory (so `file://` URLs are well formed).
+/// `path` made absolute against the current directory, without `.` components (so `file://`
+/// URLs are well formed and messages read cleanly). Symlinks are left alone.
 pub fn absolute(path: &Path) -> PathBuf {
-    if path.is_absolute() {
+    let joined = if path.is_absolute() {
         path.to_path_buf()
     } else {
         std::env::current_dir()
             .map(|d| d.join(path))
             .unwrap_or_else(|_| path.to_path_buf())
-    }
+    };
+    joined
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
 }
 
 /// Applies `ARCHWAY_A__B=…` overrides; returns which key path came from which variable.

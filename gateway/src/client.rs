@@ -1,0 +1,248 @@
+//! A client of the HTTP API, over the network or in process.
+//!
+//! The CLI drives a remote gateway (`--gateway URL --token T`) and a local data directory with
+//! the same code: locally, requests go straight into the API router with the local admin's
+//! identity (whoever can read the data directory owns the catalogue anyway), so both paths share
+//! every rule, message and status.
+
+use axum::Router;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use http::{Method, Request, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tower::ServiceExt;
+
+use crate::api::LocalIdentity;
+use crate::error::ErrorBody;
+use archway_catalog::Principal;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The gateway answered with an error.
+    #[error("{message} (HTTP {status}, {code})")]
+    Api {
+        status: StatusCode,
+        code: String,
+        message: String,
+        field: Option<String>,
+    },
+    #[error("cannot reach the gateway at {url}: {message}")]
+    Transport { url: String, message: String },
+    #[error("unexpected answer from the gateway: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+enum Transport {
+    Remote {
+        base: String,
+        token: Option<String>,
+        http: reqwest::Client,
+    },
+    Local {
+        router: Router,
+        identity: Principal,
+    },
+}
+
+/// The HTTP API, as a client sees it.
+pub struct ApiClient {
+    transport: Transport,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.transport {
+            Transport::Remote { base, .. } => write!(f, "ApiClient({base})"),
+            Transport::Local { identity, .. } => write!(f, "ApiClient(local as {})", identity.user),
+        }
+    }
+}
+
+/// A streamed answer body.
+pub type BodyStream = BoxStream<'static, Result<Bytes, ClientError>>;
+
+impl ApiClient {
+    /// A client of the gateway at `base` (e.g. `http://127.0.0.1:9000`).
+    pub fn remote(base: &str, token: Option<String>) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| ClientError::Transport {
+                url: base.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            transport: Transport::Remote {
+                base: base.trim_end_matches('/').to_string(),
+                token,
+                http,
+            },
+        })
+    }
+
+    /// A client that calls `router` in process, as `identity`.
+    pub fn local(router: Router, identity: Principal) -> Self {
+        Self {
+            transport: Transport::Local { router, identity },
+        }
+    }
+
+    /// Sends a request; `path` starts with `/` (e.g. `/api/v1/volumes?q=gaia`).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<(StatusCode, BodyStream), ClientError> {
+        let body = match body {
+            Some(b) => Some(serde_json::to_vec(b).map_err(|e| ClientError::Decode(e.to_string()))?),
+            None => None,
+        };
+        let (status, stream): (StatusCode, BodyStream) = match &self.transport {
+            Transport::Remote { base, token, http } => {
+                let url = format!("{base}{path}");
+                let mut req = http.request(method, &url);
+                if let Some(t) = token {
+                    req = req.bearer_auth(t);
+                }
+                if let Some(b) = body {
+                    req = req
+                        .header(http::header::CONTENT_TYPE, "application/json")
+                        .body(b);
+                }
+                let resp = req.send().await.map_err(|e| ClientError::Transport {
+                    url: base.clone(),
+                    message: error_chain(&e),
+                })?;
+                let status = resp.status();
+                let base = base.clone();
+                let stream = resp
+                    .bytes_stream()
+                    .map_err(move |e| ClientError::Transport {
+                        url: base.clone(),
+                        message: error_chain(&e),
+                    })
+                    .boxed();
+                (status, stream)
+            }
+            Transport::Local { router, identity } => {
+                let mut req = Request::builder().method(method).uri(path);
+                if body.is_some() {
+                    req = req.header(http::header::CONTENT_TYPE, "application/json");
+                }
+                let mut req = req
+                    .body(axum::body::Body::from(body.unwrap_or_default()))
+                    .map_err(|e| ClientError::Decode(e.to_string()))?;
+                req.extensions_mut().insert(LocalIdentity(identity.clone()));
+                let resp = router
+                    .clone()
+                    .oneshot(req)
+                    .await
+                    .map_err(|e| ClientError::Decode(e.to_string()))?;
+                let status = resp.status();
+                let stream = resp
+                    .into_body()
+                    .into_data_stream()
+                    .map_err(|e| ClientError::Decode(e.to_string()))
+                    .boxed();
+                (status, stream)
+            }
+        };
+        if status.is_success() {
+            return Ok((status, stream));
+        }
+        let bytes = collect(stream).await?;
+        Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(e) => ClientError::Api {
+                status,
+                code: e.error.code,
+                message: e.error.message,
+                field: e.error.field,
+            },
+            Err(_) => ClientError::Api {
+                status,
+                code: status.canonical_reason().unwrap_or("Error").to_string(),
+                message: String::from_utf8_lossy(&bytes).trim().to_string(),
+                field: None,
+            },
+        })
+    }
+
+    /// Sends a request and decodes a JSON answer.
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, ClientError> {
+        let (_, stream) = self.send(method, path, body).await?;
+        let bytes = collect(stream).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Sends a request whose answer has no body worth reading (204 and the like).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<StatusCode, ClientError> {
+        let (status, stream) = self.send(method, path, body).await?;
+        collect(stream).await?;
+        Ok(status)
+    }
+}
+
+/// Percent-encodes one path segment.
+pub fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+async fn collect(mut stream: BodyStream) -> Result<Vec<u8>, ClientError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_encoded() {
+        assert_eq!(segment("user:alice"), "user:alice");
+        assert_eq!(segment("a b/c"), "a%20b%2Fc");
+    }
+}

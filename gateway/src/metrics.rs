@@ -1,0 +1,84 @@
+//! Every metric the gateway exports, declared in one place.
+//!
+//! Names follow `archway_<subsystem>_<what>_<unit>`; counters end in `_total`. Labels come from
+//! closed sets: `op` is a route template (`GET /api/v1/volumes/{id}`) or `unmatched`, `result`
+//! a status class (`2xx`, `4xx`, `5xx`, …) — never a key, volume id or user.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "archway_http_requests_total",
+                "HTTP API requests by operation and result",
+            ),
+            &["op", "result"],
+        )
+        .expect("valid metric definition");
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "archway_http_request_duration_seconds",
+                "HTTP API request latency by operation, until the response head is sent",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ]),
+            &["op"],
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(http_requests.clone()))
+            .expect("metric registered once");
+        registry
+            .register(Box::new(http_duration.clone()))
+            .expect("metric registered once");
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+        }
+    }
+
+    /// The registry, for other subsystems to register their metrics with.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}

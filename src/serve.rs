@@ -1,0 +1,303 @@
+//! `archway serve`, and opening a data directory: configuration, catalogue, first-start
+//! bootstrap (admin, credentials, demo and workspace volumes), dataplane and the HTTP router.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use archway_catalog::{Catalog, CatalogError, NewVolume, VolumeKind, secret::write_private};
+use archway_config::{Config, DEMO_BACKEND, WORKSPACES_BACKEND, absolute};
+use archway_dataplane::Dataplane;
+use archway_gateway::{AppState, Metrics, ServerConfig};
+
+/// The admin user created on first start.
+pub const ADMIN_USER: &str = "admin";
+/// The profile in the credentials file.
+pub const PROFILE: &str = "archway";
+
+/// Where the gateway's configuration comes from: a file, flags, or the embedded default.
+#[derive(Clone, Debug, Default)]
+pub struct Source {
+    pub config: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+}
+
+impl Source {
+    /// Loads and validates the configuration, with flags taking precedence over the file and
+    /// the environment. Without a file, the embedded default (with the demo volume).
+    pub fn load(&self) -> Result<Config> {
+        let mut config = Config::load(self.config.as_deref(), std::env::vars())?;
+        if let Some(dir) = &self.data_dir {
+            config.server.data_dir = dir.clone();
+        }
+        if let Some(listen) = &self.listen {
+            config.server.listen = listen.clone();
+            if let Err(e) = config.server.listen_addr() {
+                bail!("--listen: {e}");
+            }
+        }
+        Ok(config.with_builtin_backends(self.is_embedded_default()))
+    }
+
+    pub fn is_embedded_default(&self) -> bool {
+        self.config.is_none()
+    }
+}
+
+/// An opened data directory: everything a gateway or a local CLI command needs.
+pub struct Opened {
+    pub config: Config,
+    pub state: AppState,
+}
+
+/// Opens the catalogue and the dataplane; `bootstrap` also creates what a first start creates.
+pub async fn open(source: &Source, bootstrap: bool) -> Result<Opened> {
+    let config = source.load()?;
+    let data_dir = absolute(&config.server.data_dir);
+    if !bootstrap && !data_dir.join("catalog.db").exists() && config.catalog.url.is_none() {
+        bail!(
+            "{} holds no Archway catalogue: start `archway serve --data-dir {}` once first, \
+             or pass --gateway URL",
+            data_dir.display(),
+            data_dir.display()
+        );
+    }
+    create_private_dir(&data_dir)?;
+    for name in [DEMO_BACKEND, WORKSPACES_BACKEND] {
+        let builtin = format!("file://{}", data_dir.join(name).display());
+        if config.backends.get(name).is_some_and(|b| b.url == builtin) {
+            std::fs::create_dir_all(data_dir.join(name))
+                .with_context(|| format!("creating {}", data_dir.join(name).display()))?;
+        }
+    }
+    let catalog = Catalog::open(&config.catalog, &data_dir)
+        .await
+        .with_context(|| format!("opening the catalogue for {}", data_dir.display()))?;
+    let dataplane = Dataplane::new(catalog.clone(), config.dataplane())?;
+    let state = AppState {
+        dataplane: Arc::new(dataplane),
+        metrics: Arc::new(Metrics::new()),
+        server: Arc::new(ServerConfig {
+            data_dir: data_dir.clone(),
+            ..config.server.clone()
+        }),
+    };
+    if bootstrap {
+        first_start(source, &config, &state, &data_dir).await?;
+        for volume in &config.volumes {
+            let (v, created) = catalog
+                .upsert_volume(volume.clone())
+                .await
+                .with_context(|| {
+                    format!("declaring volume `{}` from the configuration", volume.id)
+                })?;
+            tracing::info!(volume = %v.id, created, "configured volume");
+        }
+        warn_about_orphans(&state).await?;
+    }
+    Ok(Opened { config, state })
+}
+
+/// Creates the admin (with credentials written once), the demo volume and the admin's
+/// workspace, each only if missing: restarts change nothing.
+async fn first_start(
+    source: &Source,
+    config: &Config,
+    state: &AppState,
+    data_dir: &Path,
+) -> Result<()> {
+    let catalog = state.dataplane.catalog();
+    let credentials = data_dir.join("credentials");
+    match catalog.get_user(ADMIN_USER).await {
+        Ok(_) => {}
+        Err(CatalogError::NotFound { .. }) => {
+            let endpoint = endpoint_url(config);
+            catalog
+                .create_user(ADMIN_USER, "Archway administrator", true)
+                .await?;
+            let key = catalog
+                .create_access_key(ADMIN_USER, "created on first start")
+                .await?;
+            let token = catalog
+                .create_token(ADMIN_USER, "created on first start", None)
+                .await?;
+            let text = format!(
+                "# Archway credentials for the `{ADMIN_USER}` user, written once on first start.\n\
+                 # Use: AWS_SHARED_CREDENTIALS_FILE={path} aws --profile {PROFILE} --endpoint-url {endpoint} s3 ls\n\
+                 # HTTP API: send the token below as `Authorization: Bearer <token>`.\n\
+                 [{PROFILE}]\n\
+                 aws_access_key_id = {id}\n\
+                 aws_secret_access_key = {secret}\n\
+                 archway_api_token = {token}\n",
+                path = credentials.display(),
+                id = key.key.access_key_id,
+                secret = key.secret_access_key,
+                token = token.secret,
+            );
+            write_private(&credentials, text.as_bytes())
+                .with_context(|| format!("writing {}", credentials.display()))?;
+            // Printed once, to the terminal only; the log never sees secrets.
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "Archway: first start in {}", data_dir.display())?;
+            writeln!(
+                out,
+                "  admin credentials (shown once, kept in {} mode 0600):",
+                credentials.display()
+            )?;
+            writeln!(out, "    aws_access_key_id     = {}", key.key.access_key_id)?;
+            writeln!(out, "    aws_secret_access_key = {}", key.secret_access_key)?;
+            writeln!(out, "    archway_api_token     = {}", token.secret)?;
+            out.flush()?;
+
+            if let Some((backend, prefix)) = state.dataplane.workspace_location("workspace") {
+                if backend == WORKSPACES_BACKEND {
+                    std::fs::create_dir_all(data_dir.join(WORKSPACES_BACKEND).join(&prefix))?;
+                }
+                let ws = NewVolume {
+                    id: "workspace".into(),
+                    title: "Admin workspace".into(),
+                    description: "Writable personal space of the admin user.".into(),
+                    backend,
+                    prefix,
+                    kind: VolumeKind::Workspace,
+                    owner: Some(ADMIN_USER.into()),
+                    ..Default::default()
+                };
+                match catalog.create_volume(ws).await {
+                    Ok(_) | Err(CatalogError::AlreadyExists { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if source.is_embedded_default() {
+        crate::demo::write_demo_files(&data_dir.join(DEMO_BACKEND))?;
+        let demo = NewVolume {
+            id: "demo".into(),
+            title: "Archway demo data".into(),
+            description: "A few small FITS images and a source table written by Archway on \
+                          first start, to try listing, reading and reducing."
+                .into(),
+            mission: Some("Archway demo".into()),
+            instrument: Some("DEMOCAM".into()),
+            tags: vec![
+                "demo".into(),
+                "fits".into(),
+                "images".into(),
+                "catalog".into(),
+            ],
+            license: Some("CC0-1.0".into()),
+            backend: DEMO_BACKEND.into(),
+            kind: VolumeKind::Archive,
+            ..Default::default()
+        };
+        match catalog.create_volume(demo).await {
+            Ok(_) | Err(CatalogError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Volumes whose backend this gateway does not configure cannot be served: say so at start.
+async fn warn_about_orphans(state: &AppState) -> Result<()> {
+    let admin = archway_catalog::Principal {
+        user: ADMIN_USER.into(),
+        admin: true,
+    };
+    let all = state
+        .dataplane
+        .catalog()
+        .list_volumes(Some(&admin), &Default::default())
+        .await?;
+    for (v, _) in all {
+        if !state.dataplane.has_backend(&v.backend) {
+            tracing::warn!(volume = %v.id, backend = %v.backend, "volume's backend is not configured here; it cannot be served");
+        }
+    }
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+pub fn endpoint_url(config: &Config) -> String {
+    let scheme = if config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{}", config.server.listen)
+}
+
+/// Runs the gateway until SIGINT or SIGTERM.
+pub async fn serve(source: Source) -> Result<()> {
+    let opened = open(&source, true).await?;
+    let config = &opened.config;
+    let addr = config.server.listen_addr().map_err(anyhow::Error::msg)?;
+    let tls = match &config.server.tls {
+        Some(t) => Some(archway_gateway::server::tls_acceptor(t)?),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr} (server.listen)"))?;
+    let local = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let data_dir = absolute(&config.server.data_dir);
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "Archway gateway listening on {scheme}://{local}")?;
+        writeln!(
+            out,
+            "  catalogue:   {}",
+            opened.state.dataplane.catalog().url()
+        )?;
+        writeln!(
+            out,
+            "  credentials: {} (profile [{PROFILE}])",
+            data_dir.join("credentials").display()
+        )?;
+        writeln!(
+            out,
+            "  API:         {scheme}://{local}/api/v1/volumes (Authorization: Bearer <archway_api_token>)"
+        )?;
+        out.flush()?;
+    }
+    tracing::info!(address = %local, tls = tls.is_some(), "listening");
+    let router = archway_gateway::router(opened.state.clone());
+    archway_gateway::server::serve(listener, router, tls, shutdown_signal()).await;
+    opened.state.dataplane.catalog().close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+}
