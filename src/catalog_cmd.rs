@@ -33,6 +33,8 @@ pub struct Target {
     pub json: bool,
 }
 
+// Parsed once per process: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum CatalogCommand {
     /// Volumes: what they are, where they live.

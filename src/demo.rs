@@ -217,7 +217,7 @@ mod tests {
         assert_eq!(&c[..10], "BITPIX  = ");
         assert_eq!(&c[10..30], format!("{:>20}", -32));
         let s = card("EXTNAME", Value::Str("SOURCES"), "");
-        assert_eq!(&s[10..19], "'SOURCES'");
+        assert_eq!(&s[10..20], "'SOURCES '");
         let short = card("X", Value::Str("ab"), "");
         assert_eq!(&short[10..20], "'ab      '");
     }

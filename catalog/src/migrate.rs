@@ -13,7 +13,7 @@ const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_ini
 const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
 
 /// An arbitrary constant naming Archway's migration lock among other advisory locks.
-const PG_LOCK_KEY: i64 = 0x4152_4348_5741_59;
+const PG_LOCK_KEY: i64 = 0x0041_5243_4857_4159; // "ARCHWAY" in ASCII
 
 pub(crate) fn latest(dialect: Dialect) -> i64 {
     migrations(dialect).last().map(|m| m.0).unwrap_or(0)

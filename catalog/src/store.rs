@@ -1165,10 +1165,10 @@ fn level_for(
     volume: &Volume,
     granted: Option<Access>,
 ) -> Option<Access> {
-    if let Some(p) = principal {
-        if p.admin || volume.owner.as_deref() == Some(p.user.as_str()) {
-            return Some(Access::Admin);
-        }
+    if let Some(p) = principal
+        && (p.admin || volume.owner.as_deref() == Some(p.user.as_str()))
+    {
+        return Some(Access::Admin);
     }
     let public = volume.public_read.then_some(Access::Read);
     granted.max(public)

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! The catalogue suite: every test runs against SQLite and against a real PostgreSQL server.
 //!
 //! PostgreSQL comes from `ARCHWAY_TEST_POSTGRES_URL` (an account that may create databases),

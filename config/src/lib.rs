@@ -75,9 +75,8 @@ impl fmt::Display for ConfigError {
         write!(f, "{source}: {n} problem{}", if n == 1 { "" } else { "s" })?;
         for p in &self.problems {
             write!(f, "\n  ")?;
-            match (&self.file, p.line) {
-                (Some(file), Some(line)) => write!(f, "{}:{line}: ", file.display())?,
-                _ => {}
+            if let (Some(file), Some(line)) = (&self.file, p.line) {
+                write!(f, "{}:{line}: ", file.display())?;
             }
             if !p.path.is_empty() {
                 write!(f, "{}: ", p.path)?;

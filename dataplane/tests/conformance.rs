@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! The conformance suite against every backend kind available here: local files, in-memory,
 //! and a real S3 server (moto's, from PyPI, which `scripts/test-services` installs) on
 //! loopback, reached through object_store's S3 client.
