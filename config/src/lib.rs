@@ -252,6 +252,7 @@ impl Config {
             backends: self.backends.clone(),
             workspaces: self.workspaces.clone(),
             limits: self.limits.clone(),
+            spool_dir: absolute(&self.server.data_dir).join("uploads"),
         }
     }
 }

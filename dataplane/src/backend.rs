@@ -350,6 +350,18 @@ impl Backend {
         )
     }
 
+    /// An ETag condition in the form this store compares against. HTTP stores send it on as
+    /// a header, so it is quoted; file and memory stores compare it to their own ETag text,
+    /// quoted in some answers and bare in others, so both forms go in the list.
+    pub fn store_etag(&self, etag: &str) -> String {
+        let bare = etag.trim_matches('"');
+        match self.kind {
+            _ if bare == "*" => bare.to_string(),
+            BackendKind::File | BackendKind::Memory => format!("\"{bare}\", {bare}"),
+            _ => format!("\"{bare}\""),
+        }
+    }
+
     /// Whether the store keeps object attributes such as Content-Type.
     pub fn keeps_attributes(&self) -> bool {
         !matches!(self.kind, BackendKind::File | BackendKind::Http)

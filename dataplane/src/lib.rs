@@ -11,6 +11,7 @@ pub mod backend;
 pub mod conformance;
 pub mod key;
 mod plane;
+pub mod uploads;
 
 use std::collections::BTreeMap;
 
@@ -83,11 +84,24 @@ impl LimitsConfig {
 }
 
 /// Everything the dataplane needs from the configuration.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DataplaneConfig {
     pub backends: BTreeMap<String, BackendConfig>,
     pub workspaces: WorkspacesConfig,
     pub limits: LimitsConfig,
+    /// Where multipart upload parts wait for completion (`<data_dir>/uploads` in a gateway).
+    pub spool_dir: std::path::PathBuf,
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        Self {
+            backends: BTreeMap::new(),
+            workspaces: WorkspacesConfig::default(),
+            limits: LimitsConfig::default(),
+            spool_dir: std::env::temp_dir().join("archway-uploads"),
+        }
+    }
 }
 
 /// The operation a dataplane call performs: the closed set used in logs and metrics.
@@ -158,7 +172,7 @@ pub enum DataplaneError {
         key: String,
         op: Op,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     #[error("upload body for `{key}` in volume `{volume}` failed: {message}")]
     Body {
@@ -166,6 +180,14 @@ pub enum DataplaneError {
         key: String,
         message: String,
     },
+    #[error("no multipart upload `{upload_id}` for this key")]
+    NoSuchUpload { upload_id: String },
+    #[error("upload `{upload_id}`: {message}")]
+    InvalidPart { upload_id: String, message: String },
+    #[error("{message}")]
+    EntityTooSmall { message: String },
+    #[error("upload spool: {message}")]
+    Spool { message: String },
     #[error(transparent)]
     Catalog(#[from] catalog::CatalogError),
 }
@@ -175,11 +197,13 @@ impl DataplaneError {
     pub fn is_permanent(&self) -> bool {
         match self {
             DataplaneError::Store { source, .. } => !matches!(
-                source,
+                **source,
                 object_store::Error::Generic { .. } | object_store::Error::JoinError { .. }
             ),
             DataplaneError::Catalog(e) => e.is_permanent(),
-            DataplaneError::Backend { .. } | DataplaneError::Body { .. } => false,
+            DataplaneError::Backend { .. }
+            | DataplaneError::Body { .. }
+            | DataplaneError::Spool { .. } => false,
             _ => true,
         }
     }

@@ -25,7 +25,7 @@ pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
     pub last_modified: SystemTime,
-    /// The backend's version tag (S3 ETag, or inode-mtime-size for local files).
+    /// The backend's version tag, unquoted (S3 ETag, or inode-mtime-size for local files).
     pub etag: Option<String>,
     pub content_type: Option<String>,
 }
@@ -273,8 +273,11 @@ impl Dataplane {
         let path = parse_key(key)?;
         let h = self.open(who, volume, Op::Get).await?;
         let opts = GetOptions {
-            if_match: req.if_match.clone(),
-            if_none_match: req.if_none_match.clone(),
+            if_match: req.if_match.as_deref().map(|e| h.backend.store_etag(e)),
+            if_none_match: req
+                .if_none_match
+                .as_deref()
+                .map(|e| h.backend.store_etag(e)),
             if_modified_since: req.if_modified_since.map(Into::into),
             if_unmodified_since: req.if_unmodified_since.map(Into::into),
             range: req.range.map(|r| match r {
@@ -318,7 +321,7 @@ impl Dataplane {
                 volume: v.clone(),
                 key: k.clone(),
                 op: Op::Get,
-                source,
+                source: Box::new(source),
             })
             .boxed();
         Ok(ObjectRead { info, range, body })
@@ -392,7 +395,7 @@ impl Dataplane {
                         .await
                         .map_err(store_error(volume, key, Op::Put))?;
                     return Ok(PutOutcome {
-                        etag: r.e_tag,
+                        etag: r.e_tag.as_deref().map(unquote),
                         size,
                     });
                 }
@@ -436,7 +439,7 @@ impl Dataplane {
             .await
             .map_err(store_error(volume, key, Op::Put))?;
         Ok(PutOutcome {
-            etag: r.e_tag,
+            etag: r.e_tag.as_deref().map(unquote),
             size,
         })
     }
@@ -464,7 +467,7 @@ impl Dataplane {
                 Op::Copy,
             ))?;
             return Ok(PutOutcome {
-                etag: meta.e_tag,
+                etag: meta.e_tag.as_deref().map(unquote),
                 size: meta.size,
             });
         }
@@ -647,11 +650,16 @@ fn info(meta: &ObjectMeta, attributes: &Attributes) -> ObjectInfo {
         key: meta.location.as_ref().to_string(),
         size: meta.size,
         last_modified: meta.last_modified.into(),
-        etag: meta.e_tag.clone(),
+        etag: meta.e_tag.as_deref().map(unquote),
         content_type: attributes
             .get(&Attribute::ContentType)
             .map(|v| v.as_ref().to_string()),
     }
+}
+
+/// ETags travel without quotes inside Archway, whatever form the store uses.
+fn unquote(etag: &str) -> String {
+    etag.trim_matches('"').to_string()
 }
 
 fn store_error<'a>(
@@ -664,10 +672,13 @@ fn store_error<'a>(
             volume: volume.to_string(),
             key: key.to_string(),
         },
-        object_store::Error::Precondition { .. } => DataplaneError::PreconditionFailed {
-            volume: volume.to_string(),
-            key: key.to_string(),
-        },
+        object_store::Error::Precondition { source, .. } => {
+            tracing::debug!(volume, key, reason = %source, "precondition failed");
+            DataplaneError::PreconditionFailed {
+                volume: volume.to_string(),
+                key: key.to_string(),
+            }
+        }
         object_store::Error::NotModified { .. } => DataplaneError::NotModified {
             volume: volume.to_string(),
             key: key.to_string(),
@@ -676,7 +687,7 @@ fn store_error<'a>(
             volume: volume.to_string(),
             key: key.to_string(),
             op,
-            source,
+            source: Box::new(source),
         },
     }
 }

@@ -292,10 +292,36 @@ pub fn router(state: AppState) -> Router {
     let limit = state.server.max_api_body_bytes;
     let timeout = state.server.request_timeout;
     let concurrency = state.server.max_concurrent_requests;
+    let front = crate::s3::S3Front {
+        dataplane: state.dataplane.clone(),
+        metrics: state.metrics.clone(),
+    };
+    let s3 = match crate::s3::service(front.clone(), state.server.domain.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "virtual-hosted-style S3 disabled");
+            crate::s3::service(front, None).unwrap_or_else(|_| unreachable!("no domain, no error"))
+        }
+    };
+    // Everything that is not an API route is S3 (volume ids never take a route's name).
+    let s3_fallback = tower::service_fn(move |req: Request| {
+        let mut s3 = s3.clone();
+        async move {
+            let response = match tower::Service::call(&mut s3, req).await {
+                Ok(r) => r.map(Body::new),
+                Err(e) => {
+                    tracing::error!(error = ?e, "S3 service failed");
+                    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                }
+            };
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .nest("/api/v1", api)
+        .fallback_service(s3_fallback)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::from_fn(move |req, next| {
@@ -309,7 +335,7 @@ pub fn router(state: AppState) -> Router {
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let op = match req.extensions().get::<MatchedPath>() {
         Some(p) => format!("{} {}", req.method(), p.as_str()),
-        None => "unmatched".to_string(),
+        None => "s3".to_string(),
     };
     let started = Instant::now();
     let response = next.run(req).await;

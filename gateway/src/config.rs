@@ -23,6 +23,9 @@ pub struct ServerConfig {
     pub max_api_body_bytes: usize,
     /// Requests handled at once; more wait for a slot (back pressure, not growth).
     pub max_concurrent_requests: usize,
+    /// Base domain for virtual-hosted-style S3 requests (`bucket.DOMAIN`); path style always
+    /// works.
+    pub domain: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,6 +43,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(300),
             max_api_body_bytes: 1024 * 1024,
             max_concurrent_requests: 1024,
+            domain: None,
         }
     }
 }
@@ -78,6 +82,11 @@ impl ServerConfig {
         }
         if self.max_api_body_bytes < 1024 {
             out.push(("max_api_body_bytes".into(), "must be at least 1024".into()));
+        }
+        if let Some(d) = &self.domain
+            && let Err(e) = s3s::host::SingleDomain::new(d)
+        {
+            out.push(("domain".into(), format!("`{d}` is not a domain: {e}")));
         }
         if self.max_concurrent_requests == 0 {
             out.push((

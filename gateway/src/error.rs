@@ -151,6 +151,13 @@ impl From<DataplaneError> for ApiError {
                 ApiError::new(StatusCode::BAD_GATEWAY, "BackendError", message)
             }
             DataplaneError::Body { .. } => ApiError::bad_request(None, message),
+            DataplaneError::NoSuchUpload { .. } => ApiError::not_found(message),
+            DataplaneError::InvalidPart { .. } | DataplaneError::EntityTooSmall { .. } => {
+                ApiError::bad_request(None, message)
+            }
+            DataplaneError::Spool { .. } => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message)
+            }
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message),
         }
     }

@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod s3;
 pub mod server;
 
 pub use api::{AppState, router};

@@ -13,6 +13,8 @@ pub struct Metrics {
     registry: Registry,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
+    pub s3_requests: IntCounterVec,
+    pub s3_bytes: IntCounterVec,
 }
 
 impl Metrics {
@@ -38,9 +40,27 @@ impl Metrics {
             &["op"],
         )
         .expect("valid metric definition");
-        registry
-            .register(Box::new(http_requests.clone()))
-            .expect("metric registered once");
+        let s3_requests = IntCounterVec::new(
+            Opts::new(
+                "archway_s3_requests_total",
+                "S3 requests by operation and result (ok, not_modified, client_error, server_error)",
+            ),
+            &["op", "result"],
+        )
+        .expect("valid metric definition");
+        let s3_bytes = IntCounterVec::new(
+            Opts::new(
+                "archway_s3_bytes_total",
+                "Object bytes through the S3 front, by direction (in: uploads, out: downloads)",
+            ),
+            &["direction"],
+        )
+        .expect("valid metric definition");
+        for m in [&http_requests, &s3_requests, &s3_bytes] {
+            registry
+                .register(Box::new(m.clone()))
+                .expect("metric registered once");
+        }
         registry
             .register(Box::new(http_duration.clone()))
             .expect("metric registered once");
@@ -48,6 +68,8 @@ impl Metrics {
             registry,
             http_requests,
             http_duration,
+            s3_requests,
+            s3_bytes,
         }
     }
 

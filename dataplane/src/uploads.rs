@@ -1,0 +1,418 @@
+//! Multipart uploads: parts spooled to local disk, assembled into one atomic write.
+//!
+//! S3 clients upload parts in any order, in parallel, across many requests, and may retry or
+//! abandon them; `object_store`'s multipart writer is one in-process, in-order stream. So parts
+//! land in the gateway's spool directory (`<data_dir>/uploads/<id>/`), each written to a
+//! temporary file and renamed into place with its MD5 beside it; completion streams the chosen
+//! parts, in order, through the ordinary put path (itself a streamed multipart upload to the
+//! backend for large objects). Readers see nothing until the backend write commits, and an
+//! upload that fails or is aborted leaves nothing in the volume. Memory stays bounded by the
+//! put path's part buffer; the spool needs disk for the parts in flight.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use crate::catalog::{Access, Principal};
+use crate::key::parse_key;
+use crate::{Dataplane, DataplaneError, Op, PutOutcome, PutRequest, Result};
+
+/// S3's limits on parts.
+pub const MAX_PART_NUMBER: u32 = 10_000;
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+
+/// A part as stored in the spool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartInfo {
+    pub number: u32,
+    /// Hex MD5 of the part (S3's part ETag, without quotes).
+    pub etag: String,
+    pub size: u64,
+    pub last_modified: SystemTime,
+}
+
+/// An upload in progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadInfo {
+    pub upload_id: String,
+    pub key: String,
+    pub user: Option<String>,
+    pub initiated: SystemTime,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct UploadMeta {
+    volume: String,
+    key: String,
+    user: Option<String>,
+    content_type: Option<String>,
+    initiated_ms: u64,
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> DataplaneError {
+    DataplaneError::Spool {
+        message: format!("{what} {}: {e}", path.display()),
+    }
+}
+
+fn valid_upload_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+impl Dataplane {
+    fn spool(&self) -> &Path {
+        &self.config().spool_dir
+    }
+
+    fn upload_dir(&self, upload_id: &str) -> Result<PathBuf> {
+        if !valid_upload_id(upload_id) {
+            return Err(DataplaneError::NoSuchUpload {
+                upload_id: upload_id.to_string(),
+            });
+        }
+        Ok(self.spool().join(upload_id))
+    }
+
+    /// The upload's record, checked against the volume, key and caller.
+    async fn upload_meta(
+        &self,
+        who: Option<&Principal>,
+        volume: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(PathBuf, UploadMeta)> {
+        let dir = self.upload_dir(upload_id)?;
+        let missing = || DataplaneError::NoSuchUpload {
+            upload_id: upload_id.to_string(),
+        };
+        let text = match tokio::fs::read(dir.join("meta.json")).await {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
+            Err(e) => return Err(io_error("reading", &dir, e)),
+        };
+        let meta: UploadMeta =
+            serde_json::from_slice(&text).map_err(|e| DataplaneError::Spool {
+                message: format!("corrupt upload record {}: {e}", dir.display()),
+            })?;
+        if meta.volume != volume || meta.key != key {
+            return Err(missing());
+        }
+        let caller = who.map(|p| p.user.as_str());
+        let admin = who.is_some_and(|p| p.admin);
+        if !admin && meta.user.as_deref() != caller {
+            return Err(DataplaneError::AccessDenied {
+                volume: volume.to_string(),
+                op: Op::Put,
+            });
+        }
+        Ok((dir, meta))
+    }
+
+    /// Starts a multipart upload of `key`; returns its id.
+    pub async fn create_upload(
+        &self,
+        who: Option<&Principal>,
+        volume: &str,
+        key: &str,
+        req: PutRequest,
+    ) -> Result<String> {
+        parse_key(key)?;
+        self.open(who, volume, Op::Put).await?;
+        let mut raw = [0u8; 16];
+        getrandom::fill(&mut raw).map_err(|e| DataplaneError::Spool {
+            message: format!("no randomness for an upload id: {e}"),
+        })?;
+        let upload_id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let dir = self.spool().join(&upload_id);
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| io_error("creating", &dir, e))?;
+        let meta = UploadMeta {
+            volume: volume.to_string(),
+            key: key.to_string(),
+            user: who.map(|p| p.user.clone()),
+            content_type: req.content_type,
+            initiated_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        };
+        let text = serde_json::to_vec(&meta).map_err(|e| DataplaneError::Spool {
+            message: e.to_string(),
+        })?;
+        let path = dir.join("meta.json");
+        tokio::fs::write(&path, text)
+            .await
+            .map_err(|e| io_error("writing", &path, e))?;
+        tracing::debug!(volume, key, upload_id, "multipart upload created");
+        Ok(upload_id)
+    }
+
+    /// Stores part `number` of an upload (replacing an earlier part of that number).
+    pub async fn upload_part<S, E>(
+        &self,
+        who: Option<&Principal>,
+        volume: &str,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+        body: S,
+    ) -> Result<PartInfo>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        if !(1..=MAX_PART_NUMBER).contains(&number) {
+            return Err(DataplaneError::InvalidRequest {
+                message: format!("part number {number} is outside 1..={MAX_PART_NUMBER}"),
+            });
+        }
+        self.open(who, volume, Op::Put).await?;
+        let (dir, _) = self.upload_meta(who, volume, key, upload_id).await?;
+        let tmp = dir.join(format!("part-{number:05}.{}.tmp", std::process::id()));
+        let mut file = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| io_error("creating", &tmp, e))?;
+        let mut hasher = Md5::new();
+        let mut size = 0u64;
+        let mut body = std::pin::pin!(body);
+        let result: Result<()> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| DataplaneError::Body {
+                    volume: volume.to_string(),
+                    key: key.to_string(),
+                    message: e.to_string(),
+                })?;
+                hasher.update(&chunk);
+                size += chunk.len() as u64;
+                file.write_all(&chunk)
+                    .await
+                    .map_err(|e| io_error("writing", &tmp, e))?;
+            }
+            file.flush()
+                .await
+                .map_err(|e| io_error("writing", &tmp, e))?;
+            Ok(())
+        }
+        .await;
+        drop(file);
+        if let Err(e) = result {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+        let etag: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let part = dir.join(format!("part-{number:05}-{etag}"));
+        // A retried part replaces the earlier one of the same number.
+        if let Ok(existing) = self.stored_parts(&dir).await {
+            for p in existing.iter().filter(|p| p.number == number) {
+                let _ =
+                    tokio::fs::remove_file(dir.join(format!("part-{:05}-{}", p.number, p.etag)))
+                        .await;
+            }
+        }
+        tokio::fs::rename(&tmp, &part)
+            .await
+            .map_err(|e| io_error("storing", &part, e))?;
+        Ok(PartInfo {
+            number,
+            etag,
+            size,
+            last_modified: SystemTime::now(),
+        })
+    }
+
+    async fn stored_parts(&self, dir: &Path) -> Result<Vec<PartInfo>> {
+        let mut out = Vec::new();
+        let mut entries = tokio::fs::read_dir(dir)
+            .await
+            .map_err(|e| io_error("listing", dir, e))?;
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| io_error("listing", dir, e))?
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix("part-") else {
+                continue;
+            };
+            let Some((number, etag)) = rest.split_once('-') else {
+                continue;
+            };
+            let (Ok(number), true) = (number.parse::<u32>(), etag.len() == 32) else {
+                continue;
+            };
+            let meta = entry
+                .metadata()
+                .await
+                .map_err(|e| io_error("reading", &entry.path(), e))?;
+            out.push(PartInfo {
+                number,
+                etag: etag.to_string(),
+                size: meta.len(),
+                last_modified: meta.modified().unwrap_or(UNIX_EPOCH),
+            });
+        }
+        out.sort_by_key(|p| p.number);
+        Ok(out)
+    }
+
+    /// The parts stored so far, by number.
+    pub async fn list_parts(
+        &self,
+        who: Option<&Principal>,
+        volume: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<PartInfo>> {
+        self.open(who, volume, Op::Put).await?;
+        let (dir, _) = self.upload_meta(who, volume, key, upload_id).await?;
+        self.stored_parts(&dir).await
+    }
+
+    /// Assembles the listed parts (number, ETag), in ascending order, into the object and
+    /// removes the upload. Nothing is visible in the volume before this succeeds.
+    pub async fn complete_upload(
+        &self,
+        who: Option<&Principal>,
+        volume: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<PutOutcome> {
+        self.open(who, volume, Op::Put).await?;
+        let (dir, meta) = self.upload_meta(who, volume, key, upload_id).await?;
+        let invalid = |message: String| DataplaneError::InvalidPart {
+            upload_id: upload_id.to_string(),
+            message,
+        };
+        if parts.is_empty() {
+            return Err(invalid("a completed upload needs at least one part".into()));
+        }
+        let stored = self.stored_parts(&dir).await?;
+        let mut files = Vec::with_capacity(parts.len());
+        let mut previous = 0;
+        for (i, (number, etag)) in parts.iter().enumerate() {
+            if *number <= previous {
+                return Err(invalid(format!(
+                    "parts must be listed in ascending order (part {number} after {previous})"
+                )));
+            }
+            previous = *number;
+            let wanted = etag.trim_matches('"').to_ascii_lowercase();
+            let Some(part) = stored
+                .iter()
+                .find(|p| p.number == *number && p.etag == wanted)
+            else {
+                return Err(invalid(format!(
+                    "part {number} with ETag {etag} was not uploaded"
+                )));
+            };
+            if i + 1 < parts.len() && part.size < MIN_PART_SIZE {
+                return Err(DataplaneError::EntityTooSmall {
+                    message: format!(
+                        "part {number} is {} bytes; every part but the last must be at least 5 MiB",
+                        part.size
+                    ),
+                });
+            }
+            files.push(dir.join(format!("part-{:05}-{}", part.number, part.etag)));
+        }
+        let body = futures::stream::iter(files)
+            .then(|path| async move {
+                tokio::fs::File::open(&path)
+                    .await
+                    .map(|f| tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024))
+                    .map_err(|e| io_error("opening", &path, e).to_string())
+            })
+            .map_ok(|s| s.map_err(|e| e.to_string()))
+            .try_flatten();
+        let req = PutRequest {
+            content_type: meta.content_type.clone(),
+        };
+        let outcome = self.put(who, volume, key, body, req).await?;
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+            tracing::warn!(upload_id, error = %e, "could not remove a completed upload's parts");
+        }
+        tracing::debug!(
+            volume,
+            key,
+            upload_id,
+            parts = parts.len(),
+            "multipart upload completed"
+        );
+        Ok(outcome)
+    }
+
+    /// Discards an upload and its parts.
+    pub async fn abort_upload(
+        &self,
+        who: Option<&Principal>,
+        volume: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<()> {
+        self.open(who, volume, Op::Put).await?;
+        let (dir, _) = self.upload_meta(who, volume, key, upload_id).await?;
+        tokio::fs::remove_dir_all(&dir)
+            .await
+            .map_err(|e| io_error("removing", &dir, e))
+    }
+
+    /// Uploads in progress in a volume under `prefix`, by key then initiation time. Writers see
+    /// all uploads; others none.
+    pub async fn list_uploads(
+        &self,
+        who: Option<&Principal>,
+        volume: &str,
+        prefix: &str,
+    ) -> Result<Vec<UploadInfo>> {
+        let h = self.open(who, volume, Op::List).await?;
+        if h.access < Access::Write {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        let mut entries = match tokio::fs::read_dir(self.spool()).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io_error("listing", self.spool(), e)),
+        };
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| io_error("listing", self.spool(), e))?
+        {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if !valid_upload_id(&id) {
+                continue;
+            }
+            let Ok(text) = tokio::fs::read(entry.path().join("meta.json")).await else {
+                continue;
+            };
+            let Ok(meta) = serde_json::from_slice::<UploadMeta>(&text) else {
+                continue;
+            };
+            if meta.volume == volume && meta.key.starts_with(prefix) {
+                out.push(UploadInfo {
+                    upload_id: id,
+                    key: meta.key,
+                    user: meta.user,
+                    initiated: UNIX_EPOCH + Duration::from_millis(meta.initiated_ms),
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.key, a.initiated).cmp(&(&b.key, b.initiated)));
+        Ok(out)
+    }
+}
