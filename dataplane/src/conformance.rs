@@ -62,6 +62,7 @@ pub async fn fixture(backend: BackendConfig) -> Fixture {
             upload_concurrency: 2,
             ..Default::default()
         },
+        spool_dir: dir.path().join("uploads"),
         ..Default::default()
     };
     let dataplane = Dataplane::new(catalog.clone(), config).expect("dataplane");
@@ -116,6 +117,7 @@ pub async fn run(backend: BackendConfig, caps: Capabilities) {
     copy_and_delete(&f).await;
     keys_are_checked(&f).await;
     access_is_checked(&f).await;
+    multipart_uploads(&f).await;
     scan_counts(&f).await;
 }
 
@@ -598,6 +600,221 @@ async fn access_is_checked(f: &Fixture) {
         .await
         .expect_err("volume");
     assert!(matches!(err, DataplaneError::NoSuchVolume { .. }), "{err}");
+}
+
+async fn multipart_uploads(f: &Fixture) {
+    let dp = &f.dataplane;
+    let body = |data: Vec<u8>| stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from(data))]);
+    let part1 = pattern(5 * MIB, 11);
+    let part2 = pattern(5 * MIB, 12);
+    let part3 = pattern(123_457, 13);
+    let id = dp
+        .create_upload(
+            Some(&f.admin),
+            "rw-vol",
+            "mpu/object.bin",
+            PutRequest::default(),
+        )
+        .await
+        .expect("create upload");
+    // Parts arrive out of order; one is retried with other bytes first.
+    let p3 = dp
+        .upload_part(
+            Some(&f.admin),
+            "rw-vol",
+            "mpu/object.bin",
+            &id,
+            3,
+            body(part3.clone()),
+        )
+        .await
+        .expect("part 3");
+    let _stale = dp
+        .upload_part(
+            Some(&f.admin),
+            "rw-vol",
+            "mpu/object.bin",
+            &id,
+            1,
+            body(vec![9; 10]),
+        )
+        .await
+        .expect("part 1");
+    let p1 = dp
+        .upload_part(
+            Some(&f.admin),
+            "rw-vol",
+            "mpu/object.bin",
+            &id,
+            1,
+            body(part1.clone()),
+        )
+        .await
+        .expect("part 1 again");
+    let p2 = dp
+        .upload_part(
+            Some(&f.admin),
+            "rw-vol",
+            "mpu/object.bin",
+            &id,
+            2,
+            body(part2.clone()),
+        )
+        .await
+        .expect("part 2");
+    let listed = dp
+        .list_parts(Some(&f.admin), "rw-vol", "mpu/object.bin", &id)
+        .await
+        .expect("list parts");
+    assert_eq!(
+        listed.iter().map(|p| p.number).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(listed[0].size, 5 * MIB as u64);
+    let uploads = dp
+        .list_uploads(Some(&f.admin), "rw-vol", "mpu/")
+        .await
+        .expect("list uploads");
+    assert_eq!(uploads.len(), 1);
+    assert_eq!(uploads[0].upload_id, id);
+    // Nothing is visible before completion.
+    assert!(
+        dp.head(Some(&f.admin), "rw-vol", "mpu/object.bin")
+            .await
+            .is_err()
+    );
+    // Others may not touch the upload.
+    let err = dp
+        .upload_part(
+            Some(&f.reader),
+            "rw-vol",
+            "mpu/object.bin",
+            &id,
+            4,
+            body(vec![1]),
+        )
+        .await
+        .expect_err("reader part");
+    assert!(matches!(err, DataplaneError::AccessDenied { .. }), "{err}");
+    // Bad completions are refused and keep the upload.
+    let err = dp
+        .complete_upload(
+            Some(&f.admin),
+            "rw-vol",
+            "mpu/object.bin",
+            &id,
+            &[(2, p2.etag.clone()), (1, p1.etag.clone())],
+        )
+        .await
+        .expect_err("order");
+    assert!(matches!(err, DataplaneError::InvalidPart { .. }), "{err}");
+    let err = dp
+        .complete_upload(
+            Some(&f.admin),
+            "rw-vol",
+            "mpu/object.bin",
+            &id,
+            &[(1, "0".repeat(32))],
+        )
+        .await
+        .expect_err("etag");
+    assert!(matches!(err, DataplaneError::InvalidPart { .. }), "{err}");
+    let err = dp
+        .complete_upload(
+            Some(&f.admin),
+            "rw-vol",
+            "mpu/object.bin",
+            &id,
+            &[(3, p3.etag.clone()), (4, p3.etag.clone())],
+        )
+        .await
+        .expect_err("small part");
+    assert!(
+        matches!(
+            err,
+            DataplaneError::InvalidPart { .. } | DataplaneError::EntityTooSmall { .. }
+        ),
+        "{err}"
+    );
+    let done = dp
+        .complete_upload(
+            Some(&f.admin),
+            "rw-vol",
+            "mpu/object.bin",
+            &id,
+            &[(1, p1.etag), (2, format!("\"{}\"", p2.etag)), (3, p3.etag)],
+        )
+        .await
+        .expect("complete");
+    assert_eq!(done.size, (part1.len() + part2.len() + part3.len()) as u64);
+    let got = read(
+        f,
+        &f.admin,
+        "rw-vol",
+        "mpu/object.bin",
+        ReadRequest::default(),
+    )
+    .await;
+    assert!(
+        got == [part1, part2, part3].concat(),
+        "assembled object differs"
+    );
+    let err = dp
+        .list_parts(Some(&f.admin), "rw-vol", "mpu/object.bin", &id)
+        .await
+        .expect_err("gone");
+    assert!(matches!(err, DataplaneError::NoSuchUpload { .. }), "{err}");
+
+    // Abort discards everything; read-only volumes refuse uploads.
+    let id = dp
+        .create_upload(
+            Some(&f.admin),
+            "rw-vol",
+            "mpu/aborted",
+            PutRequest::default(),
+        )
+        .await
+        .expect("create");
+    dp.upload_part(
+        Some(&f.admin),
+        "rw-vol",
+        "mpu/aborted",
+        &id,
+        1,
+        body(vec![1, 2, 3]),
+    )
+    .await
+    .expect("part");
+    dp.abort_upload(Some(&f.admin), "rw-vol", "mpu/aborted", &id)
+        .await
+        .expect("abort");
+    assert!(
+        dp.head(Some(&f.admin), "rw-vol", "mpu/aborted")
+            .await
+            .is_err()
+    );
+    let err = dp
+        .abort_upload(Some(&f.admin), "rw-vol", "mpu/aborted", &id)
+        .await
+        .expect_err("twice");
+    assert!(matches!(err, DataplaneError::NoSuchUpload { .. }), "{err}");
+    let err = dp
+        .create_upload(Some(&f.admin), "ro-vol", "x", PutRequest::default())
+        .await
+        .expect_err("read-only");
+    assert!(matches!(err, DataplaneError::ReadOnly { .. }), "{err}");
+    let err = dp
+        .upload_part(
+            Some(&f.admin),
+            "rw-vol",
+            "mpu/x",
+            "../../etc",
+            1,
+            body(vec![1]),
+        )
+        .await
+        .expect_err("bad id");
+    assert!(matches!(err, DataplaneError::NoSuchUpload { .. }), "{err}");
 }
 
 async fn scan_counts(f: &Fixture) {

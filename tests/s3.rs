@@ -1,0 +1,373 @@
+//! End to end: the real binary's S3 front, driven by a real Rust S3 client (object_store's
+//! AmazonS3, SigV4-signed, over loopback). The other clients (aws cli, boto3, s3fs, rclone)
+//! run in `tests/interop/clients.py`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use archway_dataplane::object_store::aws::AmazonS3Builder;
+use archway_dataplane::object_store::path::Path;
+use archway_dataplane::object_store::{
+    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+    WriteMultipart,
+};
+use common::Gateway;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+fn client(gw: &Gateway, bucket: &str, key_id: &str, secret: &str) -> Arc<dyn ObjectStore> {
+    Arc::new(
+        AmazonS3Builder::new()
+            .with_endpoint(&gw.url)
+            .with_bucket_name(bucket)
+            .with_region("us-east-1")
+            .with_access_key_id(key_id)
+            .with_secret_access_key(secret)
+            .with_virtual_hosted_style_request(false)
+            .with_client_options(ClientOptions::new().with_allow_http(true))
+            .with_retry(RetryConfig {
+                max_retries: 0,
+                ..Default::default()
+            })
+            .build()
+            .unwrap(),
+    )
+}
+
+fn admin(gw: &Gateway, bucket: &str) -> Arc<dyn ObjectStore> {
+    client(
+        gw,
+        bucket,
+        &gw.credential("aws_access_key_id"),
+        &gw.credential("aws_secret_access_key"),
+    )
+}
+
+async fn api(gw: &Gateway, method: reqwest::Method, path: &str, body: Value) -> Value {
+    let r = reqwest::Client::new()
+        .request(method, format!("{}{path}", gw.url))
+        .header(
+            "authorization",
+            format!("Bearer {}", gw.credential("archway_api_token")),
+        )
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn objects_round_trip_through_a_rust_s3_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(&dir.path().join("data"), &[]).await;
+    let ws = admin(&gw, "workspace");
+
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    ws.put(&Path::from("dir/a.bin"), PutPayload::from(data.clone()))
+        .await
+        .unwrap();
+    let got = ws
+        .get(&Path::from("dir/a.bin"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.as_ref(), data.as_slice());
+    let part = ws
+        .get_range(&Path::from("dir/a.bin"), 1000..2000)
+        .await
+        .unwrap();
+    assert_eq!(part.as_ref(), &data[1000..2000]);
+    let tail = ws
+        .get_opts(
+            &Path::from("dir/a.bin"),
+            GetOptions {
+                range: Some(GetRange::Suffix(10)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(tail.as_ref(), &data[data.len() - 10..]);
+    let meta = ws.head(&Path::from("dir/a.bin")).await.unwrap();
+    assert_eq!(meta.size, data.len() as u64);
+    let etag = meta.e_tag.clone().unwrap();
+
+    // Conditions.
+    let wrong = GetOptions {
+        if_match: Some("\"nope\"".into()),
+        ..Default::default()
+    };
+    let err = ws
+        .get_opts(&Path::from("dir/a.bin"), wrong)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            archway_dataplane::object_store::Error::Precondition { .. }
+        ),
+        "{err}"
+    );
+    let same = GetOptions {
+        if_none_match: Some(etag.clone()),
+        ..Default::default()
+    };
+    let err = ws
+        .get_opts(&Path::from("dir/a.bin"), same)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            archway_dataplane::object_store::Error::NotModified { .. }
+        ),
+        "{err}"
+    );
+    let right = GetOptions {
+        if_match: Some(etag),
+        ..Default::default()
+    };
+    assert!(ws.get_opts(&Path::from("dir/a.bin"), right).await.is_ok());
+
+    // Multipart upload (three parts) through the S3 multipart API.
+    let big: Vec<u8> = (0..(12 * 1024 * 1024 + 777) as u32)
+        .map(|i| (i % 253) as u8)
+        .collect();
+    let upload = ws.put_multipart(&Path::from("dir/big.bin")).await.unwrap();
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, 5 * 1024 * 1024);
+    for chunk in big.chunks(256 * 1024) {
+        writer.write(chunk);
+    }
+    writer.finish().await.unwrap();
+    let got = ws
+        .get(&Path::from("dir/big.bin"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(got.as_ref() == big.as_slice(), "multipart object differs");
+
+    // Listing with a delimiter, and copy and delete.
+    let listed = ws
+        .list_with_delimiter(Some(&Path::from("dir")))
+        .await
+        .unwrap();
+    let keys: Vec<String> = listed
+        .objects
+        .iter()
+        .map(|o| o.location.to_string())
+        .collect();
+    assert_eq!(keys, vec!["dir/a.bin", "dir/big.bin"]);
+    ws.copy(&Path::from("dir/a.bin"), &Path::from("copy/a.bin"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ws.head(&Path::from("copy/a.bin")).await.unwrap().size,
+        data.len() as u64
+    );
+    ws.delete(&Path::from("copy/a.bin")).await.unwrap();
+    assert!(ws.head(&Path::from("copy/a.bin")).await.is_err());
+    let all: Vec<_> = ws.list(None).collect().await;
+    assert_eq!(all.len(), 2);
+
+    // Reads of the demo archive; writes there are refused.
+    let demo = admin(&gw, "demo");
+    let fits = demo
+        .get(&Path::from("images/field1.fits"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(fits.starts_with(b"SIMPLE  ="));
+    let err = demo
+        .put(&Path::from("x"), PutPayload::from_static(b"x"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("AccessDenied"), "{err}");
+    assert!(err.to_string().contains("read-only"), "{err}");
+}
+
+#[tokio::test]
+async fn signatures_and_grants_are_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(&dir.path().join("data"), &[]).await;
+
+    // A wrong secret.
+    let forged = client(
+        &gw,
+        "demo",
+        &gw.credential("aws_access_key_id"),
+        "wrong-secret-0123456789012345678901234",
+    );
+    let err = forged.head(&Path::from("README.txt")).await.unwrap_err();
+    let err = format!("{err:?}");
+    assert!(err.contains("403"), "{err}");
+    let err = forged
+        .list_with_delimiter(None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("SignatureDoesNotMatch"), "{err}");
+    // An unknown key.
+    let unknown = client(&gw, "demo", "AKNOSUCHKEY000000000", "x".repeat(40).as_str());
+    let err = unknown
+        .list_with_delimiter(None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("InvalidAccessKeyId"), "{err}");
+
+    // A user without grants sees nothing; with a read grant, reads but does not write.
+    api(
+        &gw,
+        reqwest::Method::POST,
+        "/api/v1/users",
+        json!({"name": "eve"}),
+    )
+    .await;
+    let key = api(
+        &gw,
+        reqwest::Method::POST,
+        "/api/v1/users/eve/keys",
+        json!({}),
+    )
+    .await;
+    let eve = client(
+        &gw,
+        "demo",
+        key["access_key_id"].as_str().unwrap(),
+        key["secret_access_key"].as_str().unwrap(),
+    );
+    let err = eve.list_with_delimiter(None).await.unwrap_err().to_string();
+    assert!(err.contains("AccessDenied"), "{err}");
+    api(
+        &gw,
+        reqwest::Method::PUT,
+        "/api/v1/volumes/demo/grants/user:eve",
+        json!({"level": "read"}),
+    )
+    .await;
+    assert_eq!(
+        eve.list_with_delimiter(None)
+            .await
+            .unwrap()
+            .common_prefixes
+            .len(),
+        2
+    );
+    let eve_ws = client(
+        &gw,
+        "workspace",
+        key["access_key_id"].as_str().unwrap(),
+        key["secret_access_key"].as_str().unwrap(),
+    );
+    let err = eve_ws
+        .put(&Path::from("x"), PutPayload::from_static(b"x"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("AccessDenied"), "{err}");
+
+    // Anonymous requests reach public volumes only.
+    let anonymous = |bucket: &str| -> Arc<dyn ObjectStore> {
+        Arc::new(
+            AmazonS3Builder::new()
+                .with_endpoint(&gw.url)
+                .with_bucket_name(bucket)
+                .with_region("us-east-1")
+                .with_skip_signature(true)
+                .with_virtual_hosted_style_request(false)
+                .with_client_options(ClientOptions::new().with_allow_http(true))
+                .with_retry(RetryConfig {
+                    max_retries: 0,
+                    ..Default::default()
+                })
+                .build()
+                .unwrap(),
+        )
+    };
+    assert!(anonymous("demo").list_with_delimiter(None).await.is_err());
+    api(
+        &gw,
+        reqwest::Method::PATCH,
+        "/api/v1/volumes/demo",
+        json!({"public_read": true}),
+    )
+    .await;
+    assert!(anonymous("demo").list_with_delimiter(None).await.is_ok());
+    let err = anonymous("demo")
+        .put(&Path::from("x"), PutPayload::from_static(b"x"))
+        .await;
+    assert!(err.is_err());
+    assert!(
+        anonymous("workspace")
+            .list_with_delimiter(None)
+            .await
+            .is_err()
+    );
+
+    // S3 requests are counted by operation and result.
+    let metrics = reqwest::get(format!("{}/metrics", gw.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"archway_s3_requests_total{op="ListObjectsV2",result="client_error"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"archway_s3_requests_total{op="ListObjectsV2",result="ok"}"#),
+        "{metrics}"
+    );
+}
+
+/// Peak resident memory of a process, from /proc.
+fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+#[tokio::test]
+async fn a_2_gib_get_keeps_the_gateway_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let gw = Gateway::start(&data, &[]).await;
+    // A sparse 2 GiB file in the demo archive: real bytes to the gateway, no disk used.
+    let size: u64 = 2 * 1024 * 1024 * 1024;
+    let file = std::fs::File::create(data.join("demo/huge.bin")).unwrap();
+    file.set_len(size).unwrap();
+    drop(file);
+    let demo = admin(&gw, "demo");
+    let mut stream = demo
+        .get(&Path::from("huge.bin"))
+        .await
+        .unwrap()
+        .into_stream();
+    let mut total = 0u64;
+    while let Some(chunk) = stream.next().await {
+        total += chunk.unwrap().len() as u64;
+    }
+    assert_eq!(total, size);
+    let pid = gw.child.as_ref().unwrap().id();
+    let peak = peak_rss_bytes(pid);
+    assert!(
+        peak < 200 * 1024 * 1024,
+        "gateway peak RSS {} MiB during a 2 GiB GET",
+        peak / 1024 / 1024
+    );
+}
