@@ -399,7 +399,8 @@ impl S3Front {
         }
         let req = ListRequest {
             prefix: prefix.unwrap_or_default(),
-            delimiter,
+            // S3 treats an empty delimiter as none (s3fs sends one for recursive listings).
+            delimiter: delimiter.filter(|d| !d.is_empty()),
             start_after,
             max_keys,
         };
