@@ -371,3 +371,193 @@ async fn a_2_gib_get_keeps_the_gateway_small() {
         peak / 1024 / 1024
     );
 }
+
+// Multi-threaded, so the client's connection task answers the server's shutdown PING while
+// this test blocks waiting for the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_virtual_hosted_style() {
+    let dir = tempfile::tempdir().unwrap();
+    // A CA, and a server certificate for 127.0.0.1 signed by it.
+    let (cert, key, ca_cert) = (
+        dir.path().join("cert.pem"),
+        dir.path().join("key.pem"),
+        dir.path().join("ca.pem"),
+    );
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.path().join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=Archway test CA",
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "server.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "cert.pem",
+    ]);
+    let config = dir.path().join("archway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ndomain = \"s3.archway.test\"\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let port = common::free_port();
+    let data = dir.path().join("data");
+    let mut child = std::process::Command::new(common::BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca_cert).unwrap()).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let base = format!("https://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(r) = https.get(format!("{base}/healthz")).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let e = https
+                .get(format!("{base}/healthz"))
+                .send()
+                .await
+                .unwrap_err();
+            panic!("the TLS gateway did not come up: {e:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Plain HTTP to the TLS port gets no answer.
+    assert!(
+        reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .is_err()
+    );
+
+    // Virtual-hosted style: the bucket in the Host header (anonymous, on a public volume).
+    std::fs::write(data.join("workspaces/workspace/README.txt"), b"hello").unwrap();
+    let creds = std::fs::read_to_string(data.join("credentials")).unwrap();
+    let token = creds
+        .lines()
+        .find_map(|l| l.strip_prefix("archway_api_token = "))
+        .unwrap()
+        .to_string();
+    let r = https
+        .patch(format!("{base}/api/v1/volumes/workspace"))
+        .bearer_auth(&token)
+        .json(&json!({"public_read": true}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "{}: {}",
+        r.status(),
+        r.text().await.unwrap_or_default()
+    );
+    let listing = https
+        .get(format!("{base}/?list-type=2"))
+        .header("host", format!("workspace.s3.archway.test:{port}"))
+        .send()
+        .await
+        .unwrap();
+    let status = listing.status();
+    let xml = listing.text().await.unwrap();
+    assert_eq!(status, 200, "{xml}");
+    assert!(xml.contains("<Key>README.txt</Key>"), "{xml}");
+    // Path style keeps working.
+    let path_style = https
+        .get(format!("{base}/workspace?list-type=2"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        path_style
+            .text()
+            .await
+            .unwrap()
+            .contains("<Key>README.txt</Key>")
+    );
+
+    let stopping = std::time::Instant::now();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+    // Idle HTTP/2 connections (the client above still holds one) do not hold up shutdown.
+    assert!(
+        stopping.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        stopping.elapsed()
+    );
+    drop(https);
+}

@@ -33,13 +33,16 @@ async fn postgres() -> Option<TestDb> {
         return None;
     };
     use sqlx::Connection;
+    // Unique per process and per test: tests of one process run in parallel.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let name = format!(
-        "archway_test_{}_{}",
+        "archway_test_{}_{}_{}",
         std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .as_nanos()
+            .as_micros()
     );
     let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))

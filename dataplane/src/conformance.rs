@@ -49,6 +49,19 @@ impl std::fmt::Debug for Fixture {
 
 /// Builds the catalogue, dataplane, principals and volumes the suite uses.
 pub async fn fixture(backend: BackendConfig) -> Fixture {
+    fixture_with(
+        backend,
+        LimitsConfig {
+            upload_part_size: 5 * MIB,
+            upload_concurrency: 2,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// [`fixture`] with other limits.
+pub async fn fixture_with(backend: BackendConfig, limits: LimitsConfig) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let catalog = Catalog::open(&CatalogConfig::default(), dir.path())
         .await
@@ -57,11 +70,7 @@ pub async fn fixture(backend: BackendConfig) -> Fixture {
     backends.insert("under-test".to_string(), backend);
     let config = DataplaneConfig {
         backends,
-        limits: LimitsConfig {
-            upload_part_size: 5 * MIB,
-            upload_concurrency: 2,
-            ..Default::default()
-        },
+        limits,
         spool_dir: dir.path().join("uploads"),
         ..Default::default()
     };

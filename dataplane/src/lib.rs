@@ -46,6 +46,8 @@ pub struct LimitsConfig {
     pub upload_concurrency: usize,
     /// Backend requests in flight at once, per backend.
     pub backend_concurrency: usize,
+    /// The largest object a write may create (S3's own limit is 5 TiB).
+    pub max_object_bytes: u64,
 }
 
 impl Default for LimitsConfig {
@@ -57,6 +59,7 @@ impl Default for LimitsConfig {
             upload_part_size: 8 * 1024 * 1024,
             upload_concurrency: 4,
             backend_concurrency: 64,
+            max_object_bytes: 5 * 1024 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -75,6 +78,9 @@ impl LimitsConfig {
         }
         if !(1..=64).contains(&self.upload_concurrency) {
             out.push(("upload_concurrency".into(), "must be 1 to 64".into()));
+        }
+        if self.max_object_bytes == 0 {
+            out.push(("max_object_bytes".into(), "must be at least 1".into()));
         }
         if self.backend_concurrency == 0 {
             out.push(("backend_concurrency".into(), "must be at least 1".into()));
@@ -186,6 +192,13 @@ pub enum DataplaneError {
     InvalidPart { upload_id: String, message: String },
     #[error("{message}")]
     EntityTooSmall { message: String },
+    #[error("`{key}` in volume `{volume}` would exceed {limit} bytes ({what})")]
+    EntityTooLarge {
+        volume: String,
+        key: String,
+        limit: u64,
+        what: &'static str,
+    },
     #[error("upload spool: {message}")]
     Spool { message: String },
     #[error(transparent)]

@@ -366,6 +366,13 @@ impl Dataplane {
             key: key.to_string(),
             message: e.to_string(),
         };
+        let max = self.config.limits.max_object_bytes;
+        let too_large = || DataplaneError::EntityTooLarge {
+            volume: volume.to_string(),
+            key: key.to_string(),
+            limit: max,
+            what: "limits.max_object_bytes",
+        };
         let mut attributes = Attributes::new();
         if let Some(ct) = req.content_type
             && h.backend.keeps_attributes()
@@ -382,6 +389,9 @@ impl Dataplane {
                     let chunk = chunk.map_err(body_error)?;
                     buffered += chunk.len();
                     size += chunk.len() as u64;
+                    if size > max {
+                        return Err(too_large());
+                    }
                     head.push(chunk);
                 }
                 None => {
@@ -420,6 +430,12 @@ impl Dataplane {
                 return Err(store_error(volume, key, Op::Put)(e));
             }
             match body.next().await {
+                Some(Ok(chunk)) if size + chunk.len() as u64 > max => {
+                    if let Err(abort) = writer.abort().await {
+                        tracing::warn!(volume, key, error = %abort, "aborting an upload failed");
+                    }
+                    return Err(too_large());
+                }
                 Some(Ok(chunk)) => {
                     size += chunk.len() as u64;
                     writer.put(chunk);

@@ -25,6 +25,7 @@ use crate::{Dataplane, DataplaneError, Op, PutOutcome, PutRequest, Result};
 /// S3's limits on parts.
 pub const MAX_PART_NUMBER: u32 = 10_000;
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 
 /// A part as stored in the spool.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -184,6 +185,7 @@ impl Dataplane {
         let mut hasher = Md5::new();
         let mut size = 0u64;
         let mut body = std::pin::pin!(body);
+        let max = MAX_PART_SIZE.min(self.config().limits.max_object_bytes);
         let result: Result<()> = async {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| DataplaneError::Body {
@@ -193,6 +195,14 @@ impl Dataplane {
                 })?;
                 hasher.update(&chunk);
                 size += chunk.len() as u64;
+                if size > max {
+                    return Err(DataplaneError::EntityTooLarge {
+                        volume: volume.to_string(),
+                        key: key.to_string(),
+                        limit: max,
+                        what: "a part",
+                    });
+                }
                 file.write_all(&chunk)
                     .await
                     .map_err(|e| io_error("writing", &tmp, e))?;

@@ -296,11 +296,13 @@ pub fn router(state: AppState) -> Router {
         dataplane: state.dataplane.clone(),
         metrics: state.metrics.clone(),
     };
-    let s3 = match crate::s3::service(front.clone(), state.server.domain.as_deref()) {
+    let xml_limit = state.server.max_s3_xml_body_bytes;
+    let s3 = match crate::s3::service(front.clone(), state.server.domain.as_deref(), xml_limit) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "virtual-hosted-style S3 disabled");
-            crate::s3::service(front, None).unwrap_or_else(|_| unreachable!("no domain, no error"))
+            crate::s3::service(front, None, xml_limit)
+                .unwrap_or_else(|_| unreachable!("no domain, no error"))
         }
     };
     // Everything that is not an API route is S3 (volume ids never take a route's name).

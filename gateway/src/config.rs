@@ -23,6 +23,8 @@ pub struct ServerConfig {
     pub max_api_body_bytes: usize,
     /// Requests handled at once; more wait for a slot (back pressure, not growth).
     pub max_concurrent_requests: usize,
+    /// The largest XML body an S3 request may carry (CompleteMultipartUpload, DeleteObjects).
+    pub max_s3_xml_body_bytes: usize,
     /// Base domain for virtual-hosted-style S3 requests (`bucket.DOMAIN`); path style always
     /// works.
     pub domain: Option<String>,
@@ -43,6 +45,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(300),
             max_api_body_bytes: 1024 * 1024,
             max_concurrent_requests: 1024,
+            max_s3_xml_body_bytes: 4 * 1024 * 1024,
             domain: None,
         }
     }
@@ -84,9 +87,15 @@ impl ServerConfig {
             out.push(("max_api_body_bytes".into(), "must be at least 1024".into()));
         }
         if let Some(d) = &self.domain
-            && let Err(e) = s3s::host::SingleDomain::new(d)
+            && let Err(e) = crate::s3::BucketDomain::new(d)
         {
-            out.push(("domain".into(), format!("`{d}` is not a domain: {e}")));
+            out.push(("domain".into(), e));
+        }
+        if self.max_s3_xml_body_bytes < 64 * 1024 {
+            out.push((
+                "max_s3_xml_body_bytes".into(),
+                "must be at least 65536".into(),
+            ));
         }
         if self.max_concurrent_requests == 0 {
             out.push((

@@ -152,6 +152,9 @@ impl From<DataplaneError> for ApiError {
             }
             DataplaneError::Body { .. } => ApiError::bad_request(None, message),
             DataplaneError::NoSuchUpload { .. } => ApiError::not_found(message),
+            DataplaneError::EntityTooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "EntityTooLarge", message)
+            }
             DataplaneError::InvalidPart { .. } | DataplaneError::EntityTooSmall { .. } => {
                 ApiError::bad_request(None, message)
             }

@@ -106,6 +106,7 @@ pub fn s3_error(e: DataplaneError) -> S3Error {
         }
         DataplaneError::InvalidPart { .. } => S3ErrorCode::InvalidPart,
         DataplaneError::EntityTooSmall { .. } => S3ErrorCode::EntityTooSmall,
+        DataplaneError::EntityTooLarge { .. } => S3ErrorCode::EntityTooLarge,
         DataplaneError::Body { message, .. } if message.starts_with(DIGEST_MISMATCH) => {
             S3ErrorCode::BadDigest
         }
@@ -1394,22 +1395,91 @@ fn content_type(info: &ObjectInfo) -> String {
 }
 
 /// Builds the S3 service over `front`; `domain` enables virtual-hosted-style requests.
-pub fn service(front: S3Front, domain: Option<&str>) -> Result<s3s::service::S3Service, String> {
+pub fn service(
+    front: S3Front,
+    domain: Option<&str>,
+    max_xml_body_bytes: usize,
+) -> Result<s3s::service::S3Service, String> {
     let catalog = front.dataplane.catalog().clone();
     let mut builder = s3s::service::S3ServiceBuilder::new(front);
+    let mut config = s3s::config::S3Config::default();
+    config.xml_max_body_size = max_xml_body_bytes;
+    builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
+        config,
+    ))));
     builder.set_auth(CatalogAuth { catalog });
     builder.set_access(DataplaneDecides);
     if let Some(d) = domain {
-        let host =
-            s3s::host::SingleDomain::new(d).map_err(|e| format!("server.domain `{d}`: {e}"))?;
-        builder.set_host(host);
+        builder.set_host(BucketDomain::new(d)?);
     }
     Ok(builder.build())
+}
+
+/// Virtual-hosted-style addressing under one base domain: `bucket.DOMAIN[:port]` names the
+/// bucket; any other host (an IP address, the bare domain, a load balancer's name) is path
+/// style. Unlike a CNAME-style resolver it never takes an unknown host for a bucket, so path
+/// style keeps working on every address.
+#[derive(Debug)]
+pub struct BucketDomain {
+    domain: String,
+}
+
+impl BucketDomain {
+    pub fn new(domain: &str) -> Result<Self, String> {
+        let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+        let ok = !domain.is_empty()
+            && domain.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if ok {
+            Ok(Self { domain })
+        } else {
+            Err(format!("server.domain `{domain}` is not a domain name"))
+        }
+    }
+}
+
+impl s3s::host::S3Host for BucketDomain {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<s3s::host::VirtualHost<'a>> {
+        let vh = s3s::host::VirtualHost::new(self.domain.as_str());
+        if host.starts_with('[') {
+            return Ok(vh); // an IPv6 address
+        }
+        let name = match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        };
+        let lower = name.to_ascii_lowercase();
+        match lower
+            .strip_suffix(self.domain.as_str())
+            .and_then(|b| b.strip_suffix('.'))
+        {
+            Some(bucket) if !bucket.is_empty() => Ok(vh.with_bucket(bucket.to_string())),
+            _ => Ok(vh),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_domains() {
+        use s3s::host::S3Host;
+        let d = BucketDomain::new("s3.example.org").unwrap();
+        let vh = |h: &'static str| format!("{:?}", d.parse_host_header(h).unwrap());
+        assert!(vh("demo.s3.example.org:9000").contains("Some(\"demo\")"));
+        assert!(vh("gaia.dr3.s3.example.org").contains("Some(\"gaia.dr3\")"));
+        assert!(vh("127.0.0.1:9000").contains("bucket: None"));
+        assert!(vh("s3.example.org").contains("bucket: None"));
+        assert!(vh("[::1]:9000").contains("bucket: None"));
+        assert!(BucketDomain::new("bad domain").is_err());
+    }
 
     #[test]
     fn url_encoding_keeps_slashes() {
