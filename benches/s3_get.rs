@@ -1,0 +1,281 @@
+//! S3 GET benchmark: `archway serve` against `rclone serve s3` over the same local files, with a
+//! plain local read of those files as the limit, all in one run.
+//!
+//! ```sh
+//! cargo bench --bench s3_get            # needs rclone (scripts/test-services installs it)
+//! ```
+//!
+//! Workloads, each after one warm-up pass (the files sit in the page cache, so this measures
+//! the gateways, not the disk):
+//! - GET throughput of 1 MiB objects, 4 concurrent clients;
+//! - GET throughput of 64 MiB objects, 4 concurrent clients;
+//! - request rate for 64 KiB objects, 16 concurrent clients.
+//!
+//! Both servers are reached with the same SigV4-signing Rust client (object_store) over
+//! loopback. Figures are printed as MB/s (or requests/s) and as ratios.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use archway_dataplane::object_store::aws::AmazonS3Builder;
+use archway_dataplane::object_store::path::Path as ObjectPath;
+use archway_dataplane::object_store::{ClientOptions, ObjectStore, ObjectStoreExt};
+use futures::StreamExt;
+
+const MIB: usize = 1024 * 1024;
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn wait_for(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server on {port} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn write_files(dir: &Path) -> Vec<(String, usize)> {
+    let mut files = Vec::new();
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut bytes = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    };
+    for (prefix, count, size) in [("1m", 16, MIB), ("64m", 2, 64 * MIB), ("64k", 256, 64 * 1024)] {
+        for i in 0..count {
+            let key = format!("{prefix}/obj-{i:03}");
+            let path = dir.join(&key);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, bytes(size)).expect("write");
+            files.push((key, size));
+        }
+    }
+    files
+}
+
+fn store(url: &str, bucket: &str, key: &str, secret: &str) -> Arc<dyn ObjectStore> {
+    Arc::new(
+        AmazonS3Builder::new()
+            .with_endpoint(url)
+            .with_bucket_name(bucket)
+            .with_region("us-east-1")
+            .with_access_key_id(key)
+            .with_secret_access_key(secret)
+            .with_virtual_hosted_style_request(false)
+            .with_client_options(
+                ClientOptions::new()
+                    .with_allow_http(true)
+                    .with_pool_max_idle_per_host(64),
+            )
+            .build()
+            .expect("client"),
+    )
+}
+
+/// Reads `keys` `rounds` times with `workers` concurrent readers; returns (bytes, seconds, requests).
+async fn run_s3(store: &Arc<dyn ObjectStore>, keys: &[String], rounds: usize, workers: usize) -> (u64, f64, u64) {
+    let work: Vec<String> = (0..rounds).flat_map(|_| keys.iter().cloned()).collect();
+    let work = Arc::new(std::sync::Mutex::new(work));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let store = store.clone();
+        let work = work.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut bytes, mut requests) = (0u64, 0u64);
+            loop {
+                let next = work.lock().expect("queue").pop();
+                let Some(key) = next else { break };
+                let mut stream = store
+                    .get(&ObjectPath::from(key.as_str()))
+                    .await
+                    .expect("get")
+                    .into_stream();
+                while let Some(chunk) = stream.next().await {
+                    bytes += chunk.expect("body").len() as u64;
+                }
+                requests += 1;
+            }
+            (bytes, requests)
+        }));
+    }
+    let (mut bytes, mut requests) = (0, 0);
+    for t in tasks {
+        let (b, r) = t.await.expect("task");
+        bytes += b;
+        requests += r;
+    }
+    (bytes, started.elapsed().as_secs_f64(), requests)
+}
+
+/// The same pattern as plain file reads: the limit for any gateway on this machine.
+async fn run_local(dir: &Path, keys: &[String], rounds: usize, workers: usize) -> (u64, f64, u64) {
+    let work: Vec<PathBuf> = (0..rounds).flat_map(|_| keys.iter().map(|k| dir.join(k))).collect();
+    let work = Arc::new(std::sync::Mutex::new(work));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let work = work.clone();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let (mut bytes, mut requests) = (0u64, 0u64);
+            let mut buf = vec![0u8; 1024 * 1024];
+            loop {
+                let next = work.lock().expect("queue").pop();
+                let Some(path) = next else { break };
+                let mut f = std::fs::File::open(&path).expect("open");
+                loop {
+                    let n = f.read(&mut buf).expect("read");
+                    if n == 0 {
+                        break;
+                    }
+                    bytes += n as u64;
+                }
+                requests += 1;
+            }
+            (bytes, requests)
+        }));
+    }
+    let (mut bytes, mut requests) = (0, 0);
+    for t in tasks {
+        let (b, r) = t.await.expect("task");
+        bytes += b;
+        requests += r;
+    }
+    (bytes, started.elapsed().as_secs_f64(), requests)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let rclone = std::env::var("ARCHWAY_TEST_RCLONE").unwrap_or_else(|_| "rclone".into());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files_root = dir.path().join("files");
+    let bucket_dir = files_root.join("bench");
+    let files = write_files(&bucket_dir);
+
+    // archway over the files.
+    let config = dir.path().join("archway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[backends.files]\nurl = \"file://{}\"\n\n[[volumes]]\nid = \"bench\"\nbackend = \"files\"\nprefix = \"bench\"\n",
+            files_root.display()
+        ),
+    )
+    .expect("config");
+    let port = free_port();
+    let data = dir.path().join("data");
+    let archway = Server {
+        child: Command::new(env!("CARGO_BIN_EXE_archway"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("ARCHWAY_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start archway"),
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    wait_for(port);
+    std::thread::sleep(Duration::from_millis(300));
+    let creds = std::fs::read_to_string(data.join("credentials")).expect("credentials");
+    let value = |k: &str| {
+        creds
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k} = ")).map(str::to_string))
+            .expect("credential")
+    };
+    let archway_store = store(&archway.url, "bench", &value("aws_access_key_id"), &value("aws_secret_access_key"));
+
+    // rclone over the same files (bucket = the folder `bench`).
+    let rport = free_port();
+    let rclone = Server {
+        child: Command::new(&rclone)
+            .args(["serve", "s3", "--auth-key", "benchkey,benchsecret", "--addr"])
+            .arg(format!("127.0.0.1:{rport}"))
+            .arg(&files_root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rclone serve s3 (install rclone: scripts/test-services)"),
+        url: format!("http://127.0.0.1:{rport}"),
+    };
+    wait_for(rport);
+    let rclone_store = store(&rclone.url, "bench", "benchkey", "benchsecret");
+
+    let keys = |prefix: &str| -> Vec<String> {
+        files
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    let workloads = [
+        ("GET 1 MiB objects", keys("1m/"), 16usize, 4usize, false),
+        ("GET 64 MiB objects", keys("64m/"), 8, 4, false),
+        ("GET 64 KiB objects", keys("64k/"), 8, 16, true),
+    ];
+    println!(
+        "{:<20} {:>14} {:>14} {:>14} {:>12} {:>12}",
+        "workload", "archway", "rclone", "local read", "vs rclone", "vs local"
+    );
+    for (name, keys, rounds, workers, per_request) in workloads {
+        // Warm-up: page cache, connections, gateway state.
+        run_s3(&archway_store, &keys, 1, workers).await;
+        run_s3(&rclone_store, &keys, 1, workers).await;
+        run_local(&bucket_dir, &keys, 1, workers).await;
+        let a = run_s3(&archway_store, &keys, rounds, workers).await;
+        let r = run_s3(&rclone_store, &keys, rounds, workers).await;
+        let l = run_local(&bucket_dir, &keys, rounds, workers).await;
+        let rate = |(bytes, secs, requests): (u64, f64, u64)| {
+            if per_request {
+                requests as f64 / secs
+            } else {
+                bytes as f64 / secs / 1e6
+            }
+        };
+        let unit = if per_request { "req/s" } else { "MB/s" };
+        let (ar, rr, lr) = (rate(a), rate(r), rate(l));
+        println!(
+            "{:<20} {:>8.0} {unit:<5} {:>8.0} {unit:<5} {:>8.0} {unit:<5} {:>11.2}x {:>11.3}x",
+            name,
+            ar,
+            rr,
+            lr,
+            ar / rr,
+            ar / lr
+        );
+    }
+    drop(rclone);
+    drop(archway);
+}
