@@ -66,7 +66,11 @@ fn write_files(dir: &Path) -> Vec<(String, usize)> {
             })
             .collect()
     };
-    for (prefix, count, size) in [("1m", 16, MIB), ("64m", 2, 64 * MIB), ("64k", 256, 64 * 1024)] {
+    for (prefix, count, size) in [
+        ("1m", 16, MIB),
+        ("64m", 2, 64 * MIB),
+        ("64k", 256, 64 * 1024),
+    ] {
         for i in 0..count {
             let key = format!("{prefix}/obj-{i:03}");
             let path = dir.join(&key);
@@ -98,7 +102,12 @@ fn store(url: &str, bucket: &str, key: &str, secret: &str) -> Arc<dyn ObjectStor
 }
 
 /// Reads `keys` `rounds` times with `workers` concurrent readers; returns (bytes, seconds, requests).
-async fn run_s3(store: &Arc<dyn ObjectStore>, keys: &[String], rounds: usize, workers: usize) -> (u64, f64, u64) {
+async fn run_s3(
+    store: &Arc<dyn ObjectStore>,
+    keys: &[String],
+    rounds: usize,
+    workers: usize,
+) -> (u64, f64, u64) {
     let work: Vec<String> = (0..rounds).flat_map(|_| keys.iter().cloned()).collect();
     let work = Arc::new(std::sync::Mutex::new(work));
     let started = Instant::now();
@@ -135,7 +144,9 @@ async fn run_s3(store: &Arc<dyn ObjectStore>, keys: &[String], rounds: usize, wo
 
 /// The same pattern as plain file reads: the limit for any gateway on this machine.
 async fn run_local(dir: &Path, keys: &[String], rounds: usize, workers: usize) -> (u64, f64, u64) {
-    let work: Vec<PathBuf> = (0..rounds).flat_map(|_| keys.iter().map(|k| dir.join(k))).collect();
+    let work: Vec<PathBuf> = (0..rounds)
+        .flat_map(|_| keys.iter().map(|k| dir.join(k)))
+        .collect();
     let work = Arc::new(std::sync::Mutex::new(work));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -215,13 +226,24 @@ async fn main() {
             .find_map(|l| l.strip_prefix(&format!("{k} = ")).map(str::to_string))
             .expect("credential")
     };
-    let archway_store = store(&archway.url, "bench", &value("aws_access_key_id"), &value("aws_secret_access_key"));
+    let archway_store = store(
+        &archway.url,
+        "bench",
+        &value("aws_access_key_id"),
+        &value("aws_secret_access_key"),
+    );
 
     // rclone over the same files (bucket = the folder `bench`).
     let rport = free_port();
     let rclone = Server {
         child: Command::new(&rclone)
-            .args(["serve", "s3", "--auth-key", "benchkey,benchsecret", "--addr"])
+            .args([
+                "serve",
+                "s3",
+                "--auth-key",
+                "benchkey,benchsecret",
+                "--addr",
+            ])
             .arg(format!("127.0.0.1:{rport}"))
             .arg(&files_root)
             .stdout(Stdio::null())

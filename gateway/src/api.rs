@@ -153,22 +153,40 @@ impl<T: DeserializeOwned> axum::extract::FromRequest<AppState> for StrictJson<T>
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "BodyTooLarge",
-                    format!(
-                        "the body is larger than server.max_api_body_bytes ({})",
-                        state.server.max_api_body_bytes
-                    ),
-                )
-            } else {
-                ApiError::bad_request(None, e.body_text())
-            }
-        })?;
+        let bytes = read_body(req, state.server.max_api_body_bytes).await?;
         Self::parse(&bytes)
     }
+}
+
+/// Reads a request body of at most `limit` bytes. A larger body is answered 413 — after
+/// reading and discarding up to 16 times the limit, so the client hears the answer on a
+/// connection that stays usable instead of a reset mid-upload.
+pub async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let mut body = req.into_body();
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(None, format!("reading the body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= limit {
+            buf.extend_from_slice(&data);
+        } else if seen > limit.saturating_mul(16) {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "BodyTooLarge",
+            format!("the body is larger than server.max_api_body_bytes ({limit})"),
+        ));
+    }
+    Ok(Bytes::from(buf))
 }
 
 /// A volume as the API shows it: the record plus what the caller may do with it.
@@ -289,7 +307,6 @@ pub fn router(state: AppState) -> Router {
             put(add_member).delete(remove_member),
         )
         .fallback(api_not_found);
-    let limit = state.server.max_api_body_bytes;
     let timeout = state.server.request_timeout;
     let concurrency = state.server.max_concurrent_requests;
     let front = crate::s3::S3Front {
@@ -324,7 +341,6 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .nest("/api/v1", api)
         .fallback_service(s3_fallback)
-        .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::from_fn(move |req, next| {
             with_timeout(timeout, req, next)
@@ -493,9 +509,10 @@ async fn put_volume(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Bytes,
+    req: Request,
 ) -> Result<Response, ApiError> {
     caller.require_admin("creating or replacing a volume")?;
+    let body = read_body(req, state.server.max_api_body_bytes).await?;
     let mut value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(None, format!("invalid JSON body: {e}")))?;
     match value.as_object_mut() {

@@ -457,6 +457,27 @@ fn object(info: &ObjectInfo, encode: bool, owner: Option<&Owner>) -> Object {
     }
 }
 
+/// A listing page as S3 entries, keys URL-encoded when the caller asked for it.
+fn listing_entries(
+    page: &archway_dataplane::ListPage,
+    encode: bool,
+    owner: Option<&Owner>,
+) -> (Vec<Object>, Vec<CommonPrefix>) {
+    let contents = page
+        .objects
+        .iter()
+        .map(|o| object(o, encode, owner))
+        .collect();
+    let prefixes = page
+        .common_prefixes
+        .iter()
+        .map(|p| CommonPrefix {
+            prefix: Some(if encode { url_encode(p) } else { p.clone() }),
+        })
+        .collect();
+    (contents, prefixes)
+}
+
 fn wants_url(e: &Option<EncodingType>) -> S3Result<bool> {
     match e {
         None => Ok(false),
@@ -743,18 +764,7 @@ impl S3 for S3Front {
             } else {
                 None
             };
-            let contents: Vec<Object> = page
-                .objects
-                .iter()
-                .map(|o| object(o, encode, owner.as_ref()))
-                .collect();
-            let prefixes: Vec<CommonPrefix> = page
-                .common_prefixes
-                .iter()
-                .map(|p| CommonPrefix {
-                    prefix: Some(if encode { url_encode(p) } else { p.clone() }),
-                })
-                .collect();
+            let (contents, prefixes) = listing_entries(&page, encode, owner.as_ref());
             let key_count = (contents.len() + prefixes.len()) as i32;
             let enc = |s: Option<String>| s.map(|s| if encode { url_encode(&s) } else { s });
             Ok(S3Response::new(ListObjectsV2Output {
@@ -796,18 +806,7 @@ impl S3 for S3Front {
                 )
                 .await?;
             let owner = self.owner_of(&input.bucket).await;
-            let contents: Vec<Object> = page
-                .objects
-                .iter()
-                .map(|o| object(o, encode, owner.as_ref()))
-                .collect();
-            let prefixes: Vec<CommonPrefix> = page
-                .common_prefixes
-                .iter()
-                .map(|p| CommonPrefix {
-                    prefix: Some(if encode { url_encode(p) } else { p.clone() }),
-                })
-                .collect();
+            let (contents, prefixes) = listing_entries(&page, encode, owner.as_ref());
             let enc = |s: Option<String>| s.map(|s| if encode { url_encode(&s) } else { s });
             Ok(S3Response::new(ListObjectsOutput {
                 name: Some(input.bucket),
