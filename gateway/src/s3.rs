@@ -110,6 +110,9 @@ pub fn s3_error(e: DataplaneError) -> S3Error {
         DataplaneError::Body { message, .. } if message.starts_with(DIGEST_MISMATCH) => {
             S3ErrorCode::BadDigest
         }
+        DataplaneError::Body { message, .. } if message.starts_with(CHUNK_SIGNATURE_MISMATCH) => {
+            S3ErrorCode::SignatureDoesNotMatch
+        }
         DataplaneError::Body { .. } => S3ErrorCode::IncompleteBody,
         DataplaneError::Catalog(c) if c.is_permanent() => S3ErrorCode::InternalError,
         DataplaneError::Catalog(_) => S3ErrorCode::ServiceUnavailable,
@@ -187,6 +190,7 @@ fn url_encode(s: &str) -> String {
 }
 
 const DIGEST_MISMATCH: &str = "digest mismatch: ";
+const CHUNK_SIGNATURE_MISMATCH: &str = "chunk signature mismatch: ";
 
 /// Checks a body against the digests its request declared (Content-MD5, x-amz-checksum-*),
 /// ending the stream with an error instead of its end when one differs — so the dataplane,
@@ -302,7 +306,17 @@ impl Integrity {
                             .inc_by(chunk.len() as u64);
                         Some((Ok(chunk), (body, state)))
                     }
-                    Some(Err(e)) => Some((Err(e.to_string()), (body, None))),
+                    Some(Err(e)) => {
+                        // s3s checks each aws-chunked chunk signature as the body streams; its
+                        // error type is private, so it is known by its text.
+                        let text = e.to_string();
+                        let text = if text.contains("SignatureMismatch") {
+                            format!("{CHUNK_SIGNATURE_MISMATCH}{text}")
+                        } else {
+                            text
+                        };
+                        Some((Err(text), (body, None)))
+                    }
                     None => {
                         let check = state.take()?;
                         check.mismatch().map(|what| {
