@@ -150,6 +150,9 @@ pub enum UserCommand {
         admin: Option<bool>,
         #[arg(long)]
         display_name: Option<String>,
+        /// May create workspace volumes (S3 CreateBucket).
+        #[arg(long)]
+        create_workspaces: Option<bool>,
     },
     Remove {
         name: String,
@@ -544,10 +547,12 @@ async fn user(client: &ApiClient, cmd: UserCommand) -> Result<()> {
             name,
             admin,
             display_name,
+            create_workspaces,
         } => {
             let body = UserPatch {
                 display_name,
                 admin,
+                create_workspaces,
             };
             print(
                 &client

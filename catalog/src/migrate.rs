@@ -9,8 +9,20 @@ use sqlx::{AnyPool, Executor};
 use crate::{CatalogError, Dialect};
 
 /// (version, SQL). Append only: a released migration never changes.
-const SQLITE: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
-const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const SQLITE: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("../migrations/sqlite/0002_workspace_creators.sql"),
+    ),
+];
+const POSTGRES: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (
+        2,
+        include_str!("../migrations/postgres/0002_workspace_creators.sql"),
+    ),
+];
 
 /// An arbitrary constant naming Archway's migration lock among other advisory locks.
 const PG_LOCK_KEY: i64 = 0x0041_5243_4857_4159; // "ARCHWAY" in ASCII

@@ -303,6 +303,9 @@ pub struct User {
     pub name: String,
     pub display_name: String,
     pub admin: bool,
+    /// May create workspace volumes (S3 CreateBucket) without the admin role.
+    #[serde(default)]
+    pub create_workspaces: bool,
     pub groups: Vec<String>,
     pub created_at: Timestamp,
 }

@@ -534,6 +534,7 @@ impl Catalog {
                 name: name.to_string(),
                 display_name: display_name.to_string(),
                 admin,
+                create_workspaces: false,
                 groups: Vec::new(),
                 created_at: now,
             }),
@@ -542,7 +543,7 @@ impl Catalog {
 
     pub async fn get_user(&self, name: &str) -> Result<User> {
         let row =
-            sqlx::query("SELECT name, display_name, admin, created_at FROM users WHERE name = $1")
+            sqlx::query("SELECT name, display_name, admin, create_workspaces, created_at FROM users WHERE name = $1")
                 .bind(name)
                 .fetch_optional(&self.inner.pool)
                 .await
@@ -563,7 +564,7 @@ impl Catalog {
 
     pub async fn list_users(&self) -> Result<Vec<User>> {
         let rows =
-            sqlx::query("SELECT name, display_name, admin, created_at FROM users ORDER BY name")
+            sqlx::query("SELECT name, display_name, admin, create_workspaces, created_at FROM users ORDER BY name")
                 .fetch_all(&self.inner.pool)
                 .await
                 .map_err(CatalogError::db("list users"))?;
@@ -592,13 +593,18 @@ impl Catalog {
         name: &str,
         display_name: Option<&str>,
         admin: Option<bool>,
+        create_workspaces: Option<bool>,
     ) -> Result<User> {
         let current = self.get_user(name).await?;
         let display = display_name.unwrap_or(&current.display_name);
         let admin = admin.unwrap_or(current.admin);
-        sqlx::query("UPDATE users SET display_name = $1, admin = $2 WHERE name = $3")
+        let creates = create_workspaces.unwrap_or(current.create_workspaces);
+        sqlx::query(
+            "UPDATE users SET display_name = $1, admin = $2, create_workspaces = $3 WHERE name = $4",
+        )
             .bind(display)
             .bind(i64::from(admin))
+            .bind(i64::from(creates))
             .bind(name)
             .execute(&self.inner.pool)
             .await
@@ -1394,6 +1400,7 @@ fn user_from_row(row: &AnyRow, groups: Vec<String>) -> Result<User> {
         name: get(row, "name")?,
         display_name: get(row, "display_name")?,
         admin: get::<i64>(row, "admin")? != 0,
+        create_workspaces: get::<i64>(row, "create_workspaces")? != 0,
         groups,
         created_at: Timestamp(get(row, "created_at")?),
     })

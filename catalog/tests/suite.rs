@@ -347,8 +347,17 @@ async fn users_keys_tokens(c: &Catalog) {
         c.create_user("Alice!", "", false).await.unwrap_err(),
         CatalogError::Invalid { field: "name", .. }
     ));
-    let u = c.update_user("alice", None, Some(true)).await.unwrap();
+    let u = c
+        .update_user("alice", None, Some(true), None)
+        .await
+        .unwrap();
     assert!(u.admin);
+    assert!(!u.create_workspaces);
+    let u = c
+        .update_user("alice", None, None, Some(true))
+        .await
+        .unwrap();
+    assert!(u.create_workspaces && u.admin);
     assert_eq!(u.display_name, "Alice A.");
 
     let key = c.create_access_key("alice", "laptop").await.unwrap();
@@ -625,4 +634,43 @@ async fn reopening_keeps_records() {
             .1,
         key.secret_access_key
     );
+}
+
+#[tokio::test]
+async fn a_version_1_catalogue_is_migrated_and_keeps_its_records() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("catalog.db");
+    {
+        // What Archway with schema version 1 left behind.
+        let mut conn =
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", db.display()))
+                .await
+                .unwrap();
+        sqlx::raw_sql(include_str!("../migrations/sqlite/0001_init.sql"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE archway_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL);
+             INSERT INTO archway_schema VALUES (1, 0);
+             INSERT INTO users (name, display_name, admin, created_at) VALUES ('old', 'Old', 1, 0);",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let c = Catalog::open(&CatalogConfig::default(), dir.path())
+        .await
+        .unwrap();
+    let old = c.get_user("old").await.unwrap();
+    assert!(old.admin && !old.create_workspaces);
+    assert_eq!(old.display_name, "Old");
+    c.update_user("old", None, None, Some(true)).await.unwrap();
+    c.close().await;
+    // Opening again changes nothing.
+    let c = Catalog::open(&CatalogConfig::default(), dir.path())
+        .await
+        .unwrap();
+    assert!(c.get_user("old").await.unwrap().create_workspaces);
 }

@@ -217,6 +217,9 @@ pub struct UserPatch {
     pub display_name: Option<String>,
     #[serde(default)]
     pub admin: Option<bool>,
+    /// May create workspace volumes through S3 CreateBucket.
+    #[serde(default)]
+    pub create_workspaces: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -752,7 +755,12 @@ async fn patch_user(
     let user = state
         .dataplane
         .catalog()
-        .update_user(&name, patch.display_name.as_deref(), patch.admin)
+        .update_user(
+            &name,
+            patch.display_name.as_deref(),
+            patch.admin,
+            patch.create_workspaces,
+        )
         .await?;
     Ok(Json(user))
 }

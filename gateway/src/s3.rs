@@ -648,10 +648,17 @@ impl S3 for S3Front {
                 Err(CatalogError::NotFound { .. }) => {}
                 Err(e) => return Err(catalog_unavailable(e)),
             }
-            if !who.admin {
+            let allowed = who.admin
+                || catalog
+                    .get_user(&who.user)
+                    .await
+                    .map(|u| u.create_workspaces)
+                    .map_err(catalog_unavailable)?;
+            if !allowed {
                 return Err(s3_error!(
                     AccessDenied,
-                    "creating buckets (workspace volumes) needs the admin role"
+                    "creating buckets (workspace volumes) needs the admin role or the \
+                     create_workspaces right"
                 ));
             }
             archway_catalog::validate_volume_id(&bucket)

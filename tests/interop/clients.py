@@ -245,6 +245,18 @@ def boto3_tests(ctx):
             raise AssertionError("a user without grants read a private volume")
         except ClientError as e:
             assert e.response["Error"]["Code"] == "AccessDenied", e.response
+        try:
+            m.create_bucket(Bucket="mallory-space")
+            raise AssertionError("a user without the right created a bucket")
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "AccessDenied", e.response
+        # Given the right, the user makes (and owns) their own workspace.
+        ctx.gw.api("PATCH", "/api/v1/users/mallory", {"create_workspaces": True})
+        m.create_bucket(Bucket="mallory-space")
+        m.put_object(Bucket="mallory-space", Key="notes.txt", Body=b"mine")
+        assert [b["Name"] for b in m.list_buckets()["Buckets"]] == ["mallory-space"]
+        m.delete_object(Bucket="mallory-space", Key="notes.txt")
+        m.delete_bucket(Bucket="mallory-space")
 
     def escape():
         for key in ["a/../../etc/passwd", "../x", "a//b", "a/./b"]:
