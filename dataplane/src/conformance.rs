@@ -308,9 +308,18 @@ async fn conditions(f: &Fixture) {
     };
     let err = f
         .dataplane
-        .get(Some(&f.admin), "rw-vol", "cond", wrong)
+        .get(Some(&f.admin), "rw-vol", "cond", wrong.clone())
         .await
         .expect_err("if-match");
+    assert!(
+        matches!(err, DataplaneError::PreconditionFailed { .. }),
+        "{err}"
+    );
+    let err = f
+        .dataplane
+        .head_if(Some(&f.admin), "rw-vol", "cond", &wrong)
+        .await
+        .expect_err("head if-match");
     assert!(
         matches!(err, DataplaneError::PreconditionFailed { .. }),
         "{err}"
@@ -319,6 +328,12 @@ async fn conditions(f: &Fixture) {
         if_none_match: Some(etag),
         ..Default::default()
     };
+    let err = f
+        .dataplane
+        .head_if(Some(&f.admin), "rw-vol", "cond", &same)
+        .await
+        .expect_err("head if-none-match");
+    assert!(matches!(err, DataplaneError::NotModified { .. }), "{err}");
     let err = f
         .dataplane
         .get(Some(&f.admin), "rw-vol", "cond", same)

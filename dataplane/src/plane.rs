@@ -249,10 +249,30 @@ impl Dataplane {
         volume: &str,
         key: &str,
     ) -> Result<ObjectInfo> {
+        self.head_if(who, volume, key, &ReadRequest::default())
+            .await
+    }
+
+    /// HEAD with HTTP conditions (the request's range is ignored): `PreconditionFailed` or
+    /// `NotModified` when they say so, as for [`Dataplane::get`].
+    pub async fn head_if(
+        &self,
+        who: Option<&Principal>,
+        volume: &str,
+        key: &str,
+        req: &ReadRequest,
+    ) -> Result<ObjectInfo> {
         let path = parse_key(key)?;
         let h = self.open(who, volume, Op::Head).await?;
         let opts = GetOptions {
             head: true,
+            if_match: req.if_match.as_deref().map(|e| h.backend.store_etag(e)),
+            if_none_match: req
+                .if_none_match
+                .as_deref()
+                .map(|e| h.backend.store_etag(e)),
+            if_modified_since: req.if_modified_since.map(Into::into),
+            if_unmodified_since: req.if_unmodified_since.map(Into::into),
             ..Default::default()
         };
         let r = h

@@ -332,10 +332,6 @@ impl Integrity {
     }
 }
 
-fn integrity_error(e: DataplaneError) -> S3Error {
-    s3_error(e)
-}
-
 impl S3Front {
     /// The caller, from the access key that signed the request (None: anonymous).
     async fn who(&self, credentials: &Option<Credentials>) -> S3Result<Option<Principal>> {
@@ -502,51 +498,6 @@ fn wants_url(e: &Option<EncodingType>) -> S3Result<bool> {
             e.as_str()
         )),
     }
-}
-
-/// HTTP conditions on a HEAD, evaluated against the object's metadata (RFC 9110 order).
-fn check_conditions(
-    info: &ObjectInfo,
-    if_match: Option<String>,
-    if_none_match: Option<String>,
-    if_modified_since: Option<Timestamp>,
-    if_unmodified_since: Option<Timestamp>,
-) -> S3Result<()> {
-    let current = info
-        .etag
-        .as_deref()
-        .map(|e| e.trim_matches('"'))
-        .unwrap_or("");
-    let matches = |list: &str| {
-        list.split(',')
-            .map(|t| t.trim().trim_matches('"'))
-            .any(|t| t == "*" || t == current)
-    };
-    let modified = info.last_modified;
-    let secs = |t: SystemTime| {
-        t.duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    };
-    if let Some(m) = &if_match {
-        if !matches(m) {
-            return Err(s3_error!(PreconditionFailed));
-        }
-    } else if let Some(t) = if_unmodified_since
-        && secs(modified) > secs(system_time(t))
-    {
-        return Err(s3_error!(PreconditionFailed));
-    }
-    if let Some(m) = &if_none_match {
-        if matches(m) {
-            return Err(s3_error!(NotModified));
-        }
-    } else if let Some(t) = if_modified_since
-        && secs(modified) <= secs(system_time(t))
-    {
-        return Err(s3_error!(NotModified));
-    }
-    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -854,18 +805,18 @@ impl S3 for S3Front {
         let result = async {
             let who = self.who(&req.credentials).await?;
             let input = req.input;
+            let conditions = ReadRequest {
+                range: None,
+                if_match: condition(input.if_match),
+                if_none_match: condition(input.if_none_match),
+                if_modified_since: input.if_modified_since.map(system_time),
+                if_unmodified_since: input.if_unmodified_since.map(system_time),
+            };
             let info = self
                 .dataplane
-                .head(who.as_ref(), &input.bucket, &input.key)
+                .head_if(who.as_ref(), &input.bucket, &input.key, &conditions)
                 .await
                 .map_err(s3_error)?;
-            check_conditions(
-                &info,
-                condition(input.if_match),
-                condition(input.if_none_match),
-                input.if_modified_since,
-                input.if_unmodified_since,
-            )?;
             let (content_length, content_range) = match range(input.range) {
                 None => (info.size, None),
                 Some(r) => {
@@ -989,7 +940,7 @@ impl S3 for S3Front {
                 .dataplane
                 .put(who.as_ref(), &input.bucket, &input.key, guarded, put)
                 .await
-                .map_err(integrity_error)?;
+                .map_err(s3_error)?;
             Ok(S3Response::new(PutObjectOutput {
                 e_tag: etag(out.etag.as_deref()),
                 size: Some(out.size as i64),
@@ -1031,27 +982,24 @@ impl S3 for S3Front {
                     ));
                 }
             };
-            if input.copy_source_if_match.is_some()
-                || input.copy_source_if_none_match.is_some()
-                || input.copy_source_if_modified_since.is_some()
-                || input.copy_source_if_unmodified_since.is_some()
-            {
-                let info = self
-                    .dataplane
-                    .head(who.as_ref(), &src_bucket, &src_key)
+            let conditions = ReadRequest {
+                range: None,
+                if_match: condition(input.copy_source_if_match),
+                if_none_match: condition(input.copy_source_if_none_match),
+                if_modified_since: input.copy_source_if_modified_since.map(system_time),
+                if_unmodified_since: input.copy_source_if_unmodified_since.map(system_time),
+            };
+            if conditions != ReadRequest::default() {
+                // For copies every failed condition is 412 (S3 has no 304 here).
+                self.dataplane
+                    .head_if(who.as_ref(), &src_bucket, &src_key, &conditions)
                     .await
-                    .map_err(s3_error)?;
-                check_conditions(
-                    &info,
-                    condition(input.copy_source_if_match),
-                    condition(input.copy_source_if_none_match),
-                    input.copy_source_if_modified_since,
-                    input.copy_source_if_unmodified_since,
-                )
-                .map_err(|e| match e.code() {
-                    S3ErrorCode::NotModified => s3_error!(PreconditionFailed),
-                    _ => e,
-                })?;
+                    .map_err(|e| match e {
+                        DataplaneError::NotModified { volume, key } => {
+                            s3_error(DataplaneError::PreconditionFailed { volume, key })
+                        }
+                        e => s3_error(e),
+                    })?;
             }
             let out = self
                 .dataplane
@@ -1202,7 +1150,7 @@ impl S3 for S3Front {
                     guarded,
                 )
                 .await
-                .map_err(integrity_error)?;
+                .map_err(s3_error)?;
             Ok(S3Response::new(UploadPartOutput {
                 e_tag: etag(Some(&part.etag)),
                 checksum_sha256: input.checksum_sha256,
@@ -1515,26 +1463,6 @@ mod tests {
         assert_eq!(resolve_range(ReadRange::Suffix(3), 5).unwrap(), (2, 5));
         assert_eq!(resolve_range(ReadRange::Suffix(30), 5).unwrap(), (0, 5));
         assert!(resolve_range(ReadRange::From(5), 5).is_err());
-    }
-
-    #[test]
-    fn conditions_follow_http() {
-        let info = ObjectInfo {
-            key: "k".into(),
-            size: 1,
-            last_modified: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000),
-            etag: Some("abc".into()),
-            content_type: None,
-        };
-        assert!(check_conditions(&info, Some("\"abc\"".into()), None, None, None).is_ok());
-        assert!(check_conditions(&info, Some("\"x\"".into()), None, None, None).is_err());
-        let e = check_conditions(&info, None, Some("abc".into()), None, None).unwrap_err();
-        assert_eq!(*e.code(), S3ErrorCode::NotModified);
-        let later =
-            Timestamp::from(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(2_000_000));
-        let e = check_conditions(&info, None, None, Some(later.clone()), None).unwrap_err();
-        assert_eq!(*e.code(), S3ErrorCode::NotModified);
-        assert!(check_conditions(&info, None, None, None, Some(later)).is_ok());
     }
 
     #[test]

@@ -189,6 +189,16 @@ def boto3_tests(ctx):
             raise AssertionError("If-Match with another ETag returned a body")
         except ClientError as e:
             assert e.response["Error"]["Code"] == "PreconditionFailed", e.response
+        try:
+            s3.head_object(Bucket="workspace", Key="page/key-001.txt", IfNoneMatch=head["ETag"])
+            raise AssertionError("HEAD If-None-Match with the current ETag answered 200")
+        except ClientError as e:
+            assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 304, e.response
+        try:
+            s3.copy_object(Bucket="workspace", Key="copy.txt", CopySource="workspace/page/key-001.txt", CopySourceIfNoneMatch=head["ETag"])
+            raise AssertionError("a copy whose source condition fails was made")
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "PreconditionFailed", e.response
         ok = s3.get_object(Bucket="workspace", Key="page/key-001.txt", IfMatch=head["ETag"])
         assert ok["Body"].read() == b"page/key-001.txt\n000"
 
