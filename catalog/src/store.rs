@@ -35,7 +35,14 @@ struct Inner {
     dialect: Dialect,
     secrets: SecretBox,
     url: String,
+    /// Access key lookups (including misses), for SigV4 on every S3 request. Changes made
+    /// through this catalogue drop their entries at once; changes by another replica are
+    /// seen within [`ACCESS_KEY_TTL`].
+    access_keys: moka::future::Cache<String, Option<(Principal, String)>>,
 }
+
+/// How long an access key lookup is trusted.
+pub const ACCESS_KEY_TTL: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for Catalog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -93,6 +100,10 @@ impl Catalog {
                 dialect,
                 secrets,
                 url: redact_url(url),
+                access_keys: moka::future::Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(ACCESS_KEY_TTL)
+                    .build(),
             }),
         })
     }
@@ -609,6 +620,7 @@ impl Catalog {
             .execute(&self.inner.pool)
             .await
             .map_err(CatalogError::db("update user"))?;
+        self.forget_access_keys();
         self.get_user(name).await
     }
 
@@ -658,6 +670,7 @@ impl Catalog {
             });
         }
         tx.commit().await.map_err(CatalogError::db("commit"))?;
+        self.forget_access_keys();
         Ok(())
     }
 
@@ -726,15 +739,18 @@ impl Catalog {
                 })
             }
             Err(e) => Err(CatalogError::db("insert access key")(e)),
-            Ok(_) => Ok(NewAccessKey {
-                key: AccessKey {
-                    access_key_id: id.to_string(),
-                    user: user.to_string(),
-                    description: description.to_string(),
-                    created_at: now,
-                },
-                secret_access_key: secret_key.to_string(),
-            }),
+            Ok(_) => {
+                self.forget_access_keys();
+                Ok(NewAccessKey {
+                    key: AccessKey {
+                        access_key_id: id.to_string(),
+                        user: user.to_string(),
+                        description: description.to_string(),
+                        created_at: now,
+                    },
+                    secret_access_key: secret_key.to_string(),
+                })
+            }
         }
     }
 
@@ -781,6 +797,7 @@ impl Catalog {
             .execute(&self.inner.pool)
             .await
             .map_err(CatalogError::db("delete access key"))?;
+        self.forget_access_keys();
         if done.rows_affected() == 0 {
             return Err(CatalogError::NotFound {
                 kind: "access key",
@@ -792,6 +809,21 @@ impl Catalog {
 
     /// The principal owning an access key and the key's secret, for SigV4 verification.
     pub async fn access_key_secret(&self, id: &str) -> Result<Option<(Principal, String)>> {
+        let result = self
+            .inner
+            .access_keys
+            .try_get_with(id.to_string(), self.load_access_key(id))
+            .await;
+        result.map_err(|e| match Arc::try_unwrap(e) {
+            Ok(e) => e,
+            Err(shared) => CatalogError::Corrupt {
+                what: format!("access key {id}"),
+                message: shared.to_string(),
+            },
+        })
+    }
+
+    async fn load_access_key(&self, id: &str) -> Result<Option<(Principal, String)>> {
         let row = sqlx::query(
             "SELECT k.sealed_secret, u.name, u.admin FROM access_keys k \
              JOIN users u ON u.name = k.user_name WHERE k.id = $1",
@@ -811,6 +843,11 @@ impl Catalog {
             },
             secret,
         )))
+    }
+
+    /// Drops cached access key lookups after a change to keys or users.
+    fn forget_access_keys(&self) {
+        self.inner.access_keys.invalidate_all();
     }
 
     // ----- API tokens -----
