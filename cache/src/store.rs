@@ -1,0 +1,378 @@
+//! [`CachedStore`]: an `ObjectStore` wrapper that reads through the block cache.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::stream::{self, BoxStream, StreamExt};
+use object_store::path::Path;
+use object_store::{
+    Attributes, CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult,
+    MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload,
+    PutResult, RenameOptions, Result, UploadPart,
+};
+
+use crate::{BlockCache, BlockKey};
+
+/// An object's metadata as the cache keeps it.
+#[derive(Clone, Debug)]
+pub(crate) struct Meta {
+    meta: ObjectMeta,
+    attributes: Attributes,
+}
+
+/// Reads through the block cache; everything else passes through, dropping the metadata of
+/// the paths a write changes.
+pub struct CachedStore {
+    inner: Arc<dyn ObjectStore>,
+    cache: Arc<BlockCache>,
+    scope: Arc<str>,
+}
+
+impl std::fmt::Debug for CachedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedStore")
+            .field("scope", &self.scope)
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl std::fmt::Display for CachedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CachedStore({})", self.inner)
+    }
+}
+
+/// The version a block belongs to: the ETag, or size and modification time without one.
+fn version_of(meta: &ObjectMeta) -> Arc<str> {
+    match &meta.e_tag {
+        Some(e) => Arc::from(e.as_str()),
+        None => Arc::from(format!(
+            "{}-{}",
+            meta.size,
+            meta.last_modified.timestamp_micros()
+        )),
+    }
+}
+
+fn invalid_range(
+    path: &Path,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "CachedStore",
+        source: format!("{path}: {e}").into(),
+    }
+}
+
+impl CachedStore {
+    /// Wraps `inner`; `scope` names what paths are relative to (for example the backend and
+    /// volume root), so equal paths in different stores never share blocks.
+    pub fn new(
+        inner: Arc<dyn ObjectStore>,
+        cache: Arc<BlockCache>,
+        scope: impl Into<Arc<str>>,
+    ) -> Self {
+        Self {
+            inner,
+            cache,
+            scope: scope.into(),
+        }
+    }
+
+    fn meta_key(&self, location: &Path) -> (Arc<str>, String) {
+        (self.scope.clone(), location.as_ref().to_string())
+    }
+
+    async fn forget(&self, location: &Path) {
+        self.cache
+            .metadata
+            .invalidate(&self.meta_key(location))
+            .await;
+    }
+
+    /// The object's current metadata, from the cache while fresh.
+    async fn meta(&self, location: &Path) -> Result<Meta> {
+        let key = self.meta_key(location);
+        if let Some(m) = self.cache.metadata.get(&key).await {
+            self.cache
+                .stats
+                .metadata_hits
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(m);
+        }
+        self.cache
+            .stats
+            .metadata_misses
+            .fetch_add(1, Ordering::Relaxed);
+        let head = GetOptions {
+            head: true,
+            ..Default::default()
+        };
+        let r = self.inner.get_opts(location, head).await?;
+        let m = Meta {
+            meta: r.meta,
+            attributes: r.attributes,
+        };
+        self.cache.metadata.insert(key, m.clone()).await;
+        Ok(m)
+    }
+
+    /// One block, from memory or (once, however many ask) from the backend.
+    async fn block(&self, location: &Path, meta: &ObjectMeta, index: u64) -> Result<Bytes> {
+        let size = self.cache.config.block_size;
+        let key = BlockKey {
+            scope: self.scope.clone(),
+            path: Arc::from(location.as_ref()),
+            version: version_of(meta),
+            index,
+        };
+        if let Some(b) = self.cache.blocks.get(&key).await {
+            self.cache.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(b);
+        }
+        self.cache.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let start = index * size;
+        let end = (start + size).min(meta.size);
+        let fetched = std::sync::atomic::AtomicBool::new(false);
+        let result = self
+            .cache
+            .blocks
+            .try_get_with(key, async {
+                fetched.store(true, Ordering::Relaxed);
+                let opts = GetOptions {
+                    range: Some(GetRange::Bounded(start..end)),
+                    // The block must belong to the version the read started with.
+                    if_match: meta.e_tag.clone(),
+                    ..Default::default()
+                };
+                let bytes = self.inner.get_opts(location, opts).await?.bytes().await?;
+                self.cache
+                    .stats
+                    .bytes_fetched
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                Ok::<_, object_store::Error>(bytes)
+            })
+            .await;
+        if !fetched.load(Ordering::Relaxed) {
+            self.cache.stats.merged.fetch_add(1, Ordering::Relaxed);
+        }
+        result.map_err(|shared| match Arc::try_unwrap(shared) {
+            Ok(e) => e,
+            Err(shared) => shared_error(location, &shared),
+        })
+    }
+
+    /// The bytes of `range`, assembled from blocks, streamed one block at a time.
+    fn stream_range(
+        self: Arc<Self>,
+        location: Path,
+        meta: ObjectMeta,
+        range: Range<u64>,
+    ) -> BoxStream<'static, Result<Bytes>> {
+        let size = self.cache.config.block_size;
+        if range.is_empty() {
+            return stream::empty().boxed();
+        }
+        let first = range.start / size;
+        let last = (range.end - 1) / size;
+        stream::iter(first..=last)
+            .then(move |index| {
+                let this = self.clone();
+                let location = location.clone();
+                let meta = meta.clone();
+                let range = range.clone();
+                async move {
+                    let block = this.block(&location, &meta, index).await?;
+                    let block_start = index * size;
+                    let from = range.start.saturating_sub(block_start) as usize;
+                    let to = ((range.end - block_start) as usize).min(block.len());
+                    let piece = block.slice(from.min(to)..to);
+                    this.cache
+                        .stats
+                        .bytes_served
+                        .fetch_add(piece.len() as u64, Ordering::Relaxed);
+                    Ok(piece)
+                }
+            })
+            .boxed()
+    }
+}
+
+/// An error shared by several waiters of one fetch: each gets the same kind, so a missing
+/// object or a changed version reads as such for every one of them.
+fn shared_error(location: &Path, e: &object_store::Error) -> object_store::Error {
+    let path = location.to_string();
+    let source = e.to_string().into();
+    match e {
+        object_store::Error::NotFound { .. } => object_store::Error::NotFound { path, source },
+        object_store::Error::Precondition { .. } => {
+            object_store::Error::Precondition { path, source }
+        }
+        _ => object_store::Error::Generic {
+            store: "CachedStore",
+            source,
+        },
+    }
+}
+
+/// A multipart upload that drops the object's metadata once it completes.
+struct InvalidatingUpload {
+    inner: Box<dyn MultipartUpload>,
+    cache: Arc<BlockCache>,
+    key: (Arc<str>, String),
+}
+
+impl std::fmt::Debug for InvalidatingUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InvalidatingUpload")
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl MultipartUpload for InvalidatingUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        self.inner.put_part(data)
+    }
+
+    async fn complete(&mut self) -> Result<PutResult> {
+        let r = self.inner.complete().await;
+        self.cache.metadata.invalidate(&self.key).await;
+        r
+    }
+
+    async fn abort(&mut self) -> Result<()> {
+        self.inner.abort().await
+    }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl ObjectStore for CachedStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        let r = self.inner.put_opts(location, payload, opts).await;
+        self.forget(location).await;
+        r
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(InvalidatingUpload {
+            inner,
+            cache: self.cache.clone(),
+            key: self.meta_key(location),
+        }))
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        if options.version.is_some() {
+            return self.inner.get_opts(location, options).await;
+        }
+        let Meta { meta, attributes } = self.meta(location).await?;
+        options.check_preconditions(&meta)?;
+        let range = match &options.range {
+            Some(r) => r
+                .as_range(meta.size)
+                .map_err(|e| invalid_range(location, e))?,
+            None => 0..meta.size,
+        };
+        let payload = if options.head {
+            stream::empty().boxed()
+        } else {
+            let this = Arc::new(Self {
+                inner: self.inner.clone(),
+                cache: self.cache.clone(),
+                scope: self.scope.clone(),
+            });
+            this.stream_range(location.clone(), meta.clone(), range.clone())
+        };
+        Ok(GetResult {
+            payload: GetResultPayload::Stream(payload),
+            meta,
+            range,
+            attributes,
+            extensions: Default::default(),
+        })
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        let mut out = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            let opts = GetOptions {
+                range: Some(GetRange::Bounded(r.clone())),
+                ..Default::default()
+            };
+            let mut stream = self.get_opts(location, opts).await?.into_stream();
+            let mut buf = BytesMut::with_capacity((r.end - r.start) as usize);
+            while let Some(chunk) = stream.next().await {
+                buf.extend_from_slice(&chunk?);
+            }
+            out.push(buf.freeze());
+        }
+        Ok(out)
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        let metadata = self.cache.metadata.clone();
+        let scope = self.scope.clone();
+        self.inner
+            .delete_stream(locations)
+            .then(move |r| {
+                let metadata = metadata.clone();
+                let scope = scope.clone();
+                async move {
+                    if let Ok(p) = &r {
+                        metadata.invalidate(&(scope, p.as_ref().to_string())).await;
+                    }
+                    r
+                }
+            })
+            .boxed()
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        let r = self.inner.copy_opts(from, to, options).await;
+        self.forget(to).await;
+        r
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        let r = self.inner.rename_opts(from, to, options).await;
+        self.forget(from).await;
+        self.forget(to).await;
+        r
+    }
+}
