@@ -365,6 +365,10 @@ async fn a_2_gib_get_keeps_the_gateway_small() {
     assert_eq!(total, size);
     let pid = gw.child.as_ref().unwrap().id();
     let peak = peak_rss_bytes(pid);
+    eprintln!(
+        "gateway peak RSS during a 2 GiB GET: {} MiB",
+        peak / 1024 / 1024
+    );
     assert!(
         peak < 200 * 1024 * 1024,
         "gateway peak RSS {} MiB during a 2 GiB GET",

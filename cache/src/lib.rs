@@ -54,7 +54,8 @@ impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            memory_bytes: 256 * 1024 * 1024,
+            // Sized so a gateway with the default stays well inside 200 MiB resident.
+            memory_bytes: 64 * 1024 * 1024,
             block_size: 1024 * 1024,
             metadata_ttl: Duration::from_secs(10),
             metadata_entries: 100_000,
@@ -105,6 +106,8 @@ pub struct CacheStats {
     pub bytes_fetched: AtomicU64,
     pub metadata_hits: AtomicU64,
     pub metadata_misses: AtomicU64,
+    /// Blocks dropped to stay within the memory budget.
+    pub evictions: AtomicU64,
 }
 
 impl CacheStats {
@@ -118,7 +121,7 @@ pub struct BlockCache {
     config: CacheConfig,
     blocks: moka::future::Cache<BlockKey, Bytes>,
     metadata: moka::future::Cache<(Arc<str>, String), store::Meta>,
-    stats: CacheStats,
+    stats: Arc<CacheStats>,
 }
 
 impl std::fmt::Debug for BlockCache {
@@ -132,9 +135,16 @@ impl std::fmt::Debug for BlockCache {
 
 impl BlockCache {
     pub fn new(config: CacheConfig) -> Arc<Self> {
+        let stats = Arc::new(CacheStats::default());
+        let counted = stats.clone();
         let blocks = moka::future::Cache::builder()
             .max_capacity(config.memory_bytes)
             .weigher(|_k: &BlockKey, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
+            .eviction_listener(move |_k, _v, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    counted.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+            })
             .build();
         let metadata = moka::future::Cache::builder()
             .max_capacity(config.metadata_entries)
@@ -144,7 +154,7 @@ impl BlockCache {
             config,
             blocks,
             metadata,
-            stats: CacheStats::default(),
+            stats,
         })
     }
 

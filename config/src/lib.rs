@@ -42,6 +42,8 @@ pub struct Config {
     pub workspaces: WorkspacesConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub cache: archway_dataplane::cache::CacheConfig,
     /// Volumes declared here are created, or brought in line, in the catalogue at start.
     #[serde(default)]
     pub volumes: Vec<NewVolume>,
@@ -178,6 +180,7 @@ impl Config {
         section("server", self.server.problems());
         section("catalog", self.catalog.problems());
         section("limits", self.limits.problems());
+        section("cache", self.cache.problems());
         for (name, backend) in &self.backends {
             section(&format!("backends.{name}"), backend.problems());
         }
@@ -253,6 +256,7 @@ impl Config {
             workspaces: self.workspaces.clone(),
             limits: self.limits.clone(),
             spool_dir: absolute(&self.server.data_dir).join("uploads"),
+            cache: self.cache.clone(),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use futures::{TryStreamExt, stream};
 
+use crate::cache::CacheConfig;
 use crate::catalog::{Access, Catalog, CatalogConfig, NewVolume, Principal, Subject, VolumeKind};
 use crate::{
     BackendConfig, Dataplane, DataplaneConfig, DataplaneError, LimitsConfig, ListRequest,
@@ -47,21 +48,25 @@ impl std::fmt::Debug for Fixture {
     }
 }
 
-/// Builds the catalogue, dataplane, principals and volumes the suite uses.
-pub async fn fixture(backend: BackendConfig) -> Fixture {
-    fixture_with(
-        backend,
-        LimitsConfig {
-            upload_part_size: 5 * MIB,
-            upload_concurrency: 2,
-            ..Default::default()
-        },
-    )
-    .await
+fn suite_limits() -> LimitsConfig {
+    LimitsConfig {
+        upload_part_size: 5 * MIB,
+        upload_concurrency: 2,
+        ..Default::default()
+    }
 }
 
-/// [`fixture`] with other limits.
-pub async fn fixture_with(backend: BackendConfig, limits: LimitsConfig) -> Fixture {
+/// Builds the catalogue, dataplane, principals and volumes the suite uses.
+pub async fn fixture(backend: BackendConfig) -> Fixture {
+    fixture_with(backend, suite_limits(), CacheConfig::default()).await
+}
+
+/// [`fixture`] with other limits and cache settings.
+pub async fn fixture_with(
+    backend: BackendConfig,
+    limits: LimitsConfig,
+    cache: CacheConfig,
+) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let catalog = Catalog::open(&CatalogConfig::default(), dir.path())
         .await
@@ -72,6 +77,7 @@ pub async fn fixture_with(backend: BackendConfig, limits: LimitsConfig) -> Fixtu
         backends,
         limits,
         spool_dir: dir.path().join("uploads"),
+        cache,
         ..Default::default()
     };
     let dataplane = Dataplane::new(catalog.clone(), config).expect("dataplane");
@@ -115,7 +121,23 @@ pub async fn fixture_with(backend: BackendConfig, limits: LimitsConfig) -> Fixtu
 
 /// Runs the whole suite against `backend`.
 pub async fn run(backend: BackendConfig, caps: Capabilities) {
-    let f = fixture(backend).await;
+    run_with(backend, caps, CacheConfig::default()).await;
+}
+
+/// Runs the whole suite with every volume, workspaces included, read through a small block
+/// cache (64 KiB blocks, 1 MiB of memory), so reads span blocks and blocks are evicted.
+pub async fn run_through_the_cache(backend: BackendConfig, caps: Capabilities) {
+    let cache = CacheConfig {
+        block_size: 64 * 1024,
+        memory_bytes: MIB as u64,
+        bypass_workspaces: false,
+        ..Default::default()
+    };
+    run_with(backend, caps, cache).await;
+}
+
+async fn run_with(backend: BackendConfig, caps: Capabilities, cache: CacheConfig) {
+    let f = fixture_with(backend, suite_limits(), cache).await;
     round_trip(&f).await;
     large_streamed_upload(&f).await;
     ranges(&f).await;

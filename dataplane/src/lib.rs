@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use archway_cache as cache;
 pub use archway_catalog as catalog;
 pub use backend::{BackendConfig, BackendKind, Secret};
 pub use object_store;
@@ -97,6 +98,8 @@ pub struct DataplaneConfig {
     pub limits: LimitsConfig,
     /// Where multipart upload parts wait for completion (`<data_dir>/uploads` in a gateway).
     pub spool_dir: std::path::PathBuf,
+    /// The block cache reads go through.
+    pub cache: archway_cache::CacheConfig,
 }
 
 impl Default for DataplaneConfig {
@@ -106,6 +109,7 @@ impl Default for DataplaneConfig {
             workspaces: WorkspacesConfig::default(),
             limits: LimitsConfig::default(),
             spool_dir: std::env::temp_dir().join("archway-uploads"),
+            cache: archway_cache::CacheConfig::default(),
         }
     }
 }

@@ -15,9 +15,10 @@ use object_store::{
 };
 
 use crate::backend::Backend;
-use crate::catalog::{Access, Catalog, Principal, ScanSummary, Volume};
+use crate::catalog::{Access, Catalog, Principal, ScanSummary, Volume, VolumeKind};
 use crate::key::{check_prefix, parse_key};
 use crate::{DataplaneConfig, DataplaneError, Op, Result};
+use archway_cache::{BlockCache, CachedStore};
 
 /// An object's metadata as the fronts need it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,6 +131,7 @@ pub struct Dataplane {
     catalog: Catalog,
     backends: HashMap<String, Arc<Backend>>,
     config: DataplaneConfig,
+    cache: Option<Arc<BlockCache>>,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -148,11 +150,21 @@ impl Dataplane {
             let b = Backend::new(name, backend, config.limits.backend_concurrency)?;
             backends.insert(name.clone(), Arc::new(b));
         }
+        let cache = config
+            .cache
+            .enabled
+            .then(|| BlockCache::new(config.cache.clone()));
         Ok(Self {
             catalog,
             backends,
             config,
+            cache,
         })
+    }
+
+    /// The block cache, when enabled.
+    pub fn cache(&self) -> Option<&Arc<BlockCache>> {
+        self.cache.as_ref()
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -234,7 +246,14 @@ impl Dataplane {
                 backend: record.backend.clone(),
             })?
             .clone();
-        let store = backend.volume_store(&record.prefix)?;
+        let mut store = backend.volume_store(&record.prefix)?;
+        if let Some(cache) = &self.cache
+            && !(cache.config().bypass_workspaces && record.kind == VolumeKind::Workspace)
+        {
+            // Volumes over the same backend and prefix share their blocks.
+            let scope = format!("{}:{}", record.backend, record.prefix);
+            store = Arc::new(CachedStore::new(store, cache.clone(), scope));
+        }
         Ok(VolumeHandle {
             volume: record,
             access,

@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use archway_dataplane::conformance::{Capabilities, run};
+use archway_dataplane::conformance::{Capabilities, run, run_through_the_cache};
 use archway_dataplane::{BackendConfig, Secret};
 
 #[tokio::test]
@@ -113,6 +113,51 @@ async fn s3_server() {
     run(
         BackendConfig {
             url: "s3://archive/under/test".into(),
+            endpoint: Some(server.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("testkey".into()),
+            secret_access_key: Some(Secret("testsecret".into())),
+            path_style: Some(true),
+            ..Default::default()
+        },
+        Capabilities::default(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn local_files_through_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    run_through_the_cache(
+        BackendConfig {
+            url: format!("file://{}", dir.path().display()),
+            ..Default::default()
+        },
+        Capabilities::default(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn in_memory_through_the_cache() {
+    run_through_the_cache(
+        BackendConfig {
+            url: "memory://".into(),
+            ..Default::default()
+        },
+        Capabilities::default(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn s3_server_through_the_cache() {
+    let Some(server) = start_moto("archive") else {
+        return;
+    };
+    run_through_the_cache(
+        BackendConfig {
+            url: "s3://archive/cached".into(),
             endpoint: Some(server.endpoint.clone()),
             region: Some("us-east-1".into()),
             access_key_id: Some("testkey".into()),

@@ -30,6 +30,7 @@ async fn objects_over_the_limit_are_refused_whole() {
             ..Default::default()
         },
         limits,
+        Default::default(),
     )
     .await;
     let dp = &f.dataplane;

@@ -406,6 +406,10 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    if let Some(cache) = state.dataplane.cache() {
+        let held = cache.memory_bytes().await;
+        state.metrics.observe_cache(cache.stats(), held);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -5,7 +5,8 @@
 //! a status class (`2xx`, `4xx`, `5xx`, …) — never a key, volume id or user.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 #[derive(Clone, Debug)]
@@ -15,6 +16,11 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     pub s3_requests: IntCounterVec,
     pub s3_bytes: IntCounterVec,
+    cache_requests: IntCounterVec,
+    cache_bytes: IntCounterVec,
+    cache_merged: IntCounter,
+    cache_evictions: IntCounter,
+    cache_memory: IntGauge,
 }
 
 impl Metrics {
@@ -56,11 +62,57 @@ impl Metrics {
             &["direction"],
         )
         .expect("valid metric definition");
-        for m in [&http_requests, &s3_requests, &s3_bytes] {
+        let cache_requests = IntCounterVec::new(
+            Opts::new(
+                "archway_cache_requests_total",
+                "Block and metadata lookups in the cache, by tier (memory, metadata) and result (hit, miss)",
+            ),
+            &["tier", "result"],
+        )
+        .expect("valid metric definition");
+        let cache_bytes = IntCounterVec::new(
+            Opts::new(
+                "archway_cache_bytes_total",
+                "Object bytes served to readers through the cache vs fetched from the backend",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric definition");
+        let cache_merged = IntCounter::new(
+            "archway_cache_merged_fills_total",
+            "Block misses that joined a backend fetch already in flight (single-flight)",
+        )
+        .expect("valid metric definition");
+        let cache_evictions = IntCounter::new(
+            "archway_cache_evictions_total",
+            "Blocks dropped from memory to stay within cache.memory_bytes",
+        )
+        .expect("valid metric definition");
+        let cache_memory = IntGauge::new(
+            "archway_cache_memory_bytes",
+            "Bytes of blocks held in the memory tier",
+        )
+        .expect("valid metric definition");
+        for m in [
+            &http_requests,
+            &s3_requests,
+            &s3_bytes,
+            &cache_requests,
+            &cache_bytes,
+        ] {
             registry
                 .register(Box::new(m.clone()))
                 .expect("metric registered once");
         }
+        registry
+            .register(Box::new(cache_merged.clone()))
+            .expect("metric registered once");
+        registry
+            .register(Box::new(cache_evictions.clone()))
+            .expect("metric registered once");
+        registry
+            .register(Box::new(cache_memory.clone()))
+            .expect("metric registered once");
         registry
             .register(Box::new(http_duration.clone()))
             .expect("metric registered once");
@@ -70,7 +122,39 @@ impl Metrics {
             http_duration,
             s3_requests,
             s3_bytes,
+            cache_requests,
+            cache_bytes,
+            cache_merged,
+            cache_evictions,
+            cache_memory,
         }
+    }
+
+    /// Brings the cache metrics up to the cache's own counters (called at each scrape).
+    pub fn observe_cache(&self, stats: &archway_dataplane::cache::CacheStats, memory_bytes: u64) {
+        use archway_dataplane::cache::CacheStats as S;
+        let catch_up = |c: &IntCounter, now: u64| c.inc_by(now.saturating_sub(c.get()));
+        let requests =
+            |tier: &str, result: &str| self.cache_requests.with_label_values(&[tier, result]);
+        catch_up(&requests("memory", "hit"), S::get(&stats.hits));
+        catch_up(&requests("memory", "miss"), S::get(&stats.misses));
+        catch_up(&requests("metadata", "hit"), S::get(&stats.metadata_hits));
+        catch_up(
+            &requests("metadata", "miss"),
+            S::get(&stats.metadata_misses),
+        );
+        catch_up(
+            &self.cache_bytes.with_label_values(&["served"]),
+            S::get(&stats.bytes_served),
+        );
+        catch_up(
+            &self.cache_bytes.with_label_values(&["fetched"]),
+            S::get(&stats.bytes_fetched),
+        );
+        catch_up(&self.cache_merged, S::get(&stats.merged));
+        catch_up(&self.cache_evictions, S::get(&stats.evictions));
+        self.cache_memory
+            .set(i64::try_from(memory_bytes).unwrap_or(i64::MAX));
     }
 
     /// The registry, for other subsystems to register their metrics with.
