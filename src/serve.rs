@@ -75,7 +75,7 @@ pub async fn open(source: &Source, bootstrap: bool) -> Result<Opened> {
     let catalog = Catalog::open(&config.catalog, &data_dir)
         .await
         .with_context(|| format!("opening the catalogue for {}", data_dir.display()))?;
-    let dataplane = Dataplane::new(catalog.clone(), config.dataplane())?;
+    let dataplane = Dataplane::new(catalog.clone(), config.dataplane()).await?;
     let state = AppState {
         dataplane: Arc::new(dataplane),
         metrics: Arc::new(Metrics::new()),

@@ -15,8 +15,10 @@
 //! made behind the gateway's back are seen once `metadata_ttl` has passed.
 //!
 //! Memory is bounded by `memory_bytes` (moka weighs entries by their byte length), whatever the
-//! object sizes. The disk tier and sequential read-ahead build on this in later steps.
+//! object sizes. Below memory, an optional disk tier ([`disk`]) keeps blocks as checksummed
+//! files within `disk_bytes`. Sequential read-ahead builds on this next.
 
+mod disk;
 mod store;
 
 use std::sync::Arc;
@@ -36,6 +38,10 @@ pub struct CacheConfig {
     pub enabled: bool,
     /// Bytes of object blocks kept in memory.
     pub memory_bytes: u64,
+    /// Bytes of blocks kept on local disk; 0 turns the disk tier off.
+    pub disk_bytes: u64,
+    /// Where the disk tier keeps its files. Default: `<data_dir>/cache`.
+    pub dir: Option<std::path::PathBuf>,
     /// The unit of caching and of backend reads. 1 MiB: a FITS header (2880-byte blocks) or
     /// a table row group costs one request, while a sequential reader needs few requests per
     /// second even at GB/s; to be tuned by `benches/` as the disk tier and read-ahead land.
@@ -56,6 +62,8 @@ impl Default for CacheConfig {
             enabled: true,
             // Sized so a gateway with the default stays well inside 200 MiB resident.
             memory_bytes: 64 * 1024 * 1024,
+            disk_bytes: 1024 * 1024 * 1024,
+            dir: None,
             block_size: 1024 * 1024,
             metadata_ttl: Duration::from_secs(10),
             metadata_entries: 100_000,
@@ -75,6 +83,12 @@ impl CacheConfig {
             out.push((
                 "memory_bytes".into(),
                 "must hold at least four blocks (4 × block_size)".into(),
+            ));
+        }
+        if self.disk_bytes > 0 && self.disk_bytes < self.block_size * 4 {
+            out.push((
+                "disk_bytes".into(),
+                "must hold at least four blocks (4 × block_size), or be 0 to turn the disk tier off".into(),
             ));
         }
         if self.metadata_entries == 0 {
@@ -108,6 +122,15 @@ pub struct CacheStats {
     pub metadata_misses: AtomicU64,
     /// Blocks dropped to stay within the memory budget.
     pub evictions: AtomicU64,
+    pub disk_hits: AtomicU64,
+    pub disk_misses: AtomicU64,
+    /// Blocks on disk that failed their checksum (or could not be read) and were dropped.
+    pub disk_corrupt: AtomicU64,
+    /// Blocks that could not be written to disk (the read went on from the backend).
+    pub disk_errors: AtomicU64,
+    /// Blocks not written to disk because too many writes were pending.
+    pub disk_skipped: AtomicU64,
+    pub disk_evictions: AtomicU64,
 }
 
 impl CacheStats {
@@ -121,6 +144,7 @@ pub struct BlockCache {
     config: CacheConfig,
     blocks: moka::future::Cache<BlockKey, Bytes>,
     metadata: moka::future::Cache<(Arc<str>, String), store::Meta>,
+    disk: Option<Arc<disk::DiskTier>>,
     stats: Arc<CacheStats>,
 }
 
@@ -134,7 +158,10 @@ impl std::fmt::Debug for BlockCache {
 }
 
 impl BlockCache {
-    pub fn new(config: CacheConfig) -> Arc<Self> {
+    /// Builds the cache; with a directory and a disk budget, opens the disk tier there and
+    /// rebuilds its index from the files it finds. A disk tier that cannot be opened is
+    /// logged and left out: the cache then works from memory alone.
+    pub async fn new(config: CacheConfig) -> Arc<Self> {
         let stats = Arc::new(CacheStats::default());
         let counted = stats.clone();
         let blocks = moka::future::Cache::builder()
@@ -150,10 +177,23 @@ impl BlockCache {
             .max_capacity(config.metadata_entries)
             .time_to_live(config.metadata_ttl)
             .build();
+        let disk = match &config.dir {
+            Some(dir) if config.disk_bytes > 0 => {
+                match disk::DiskTier::open(dir.clone(), config.disk_bytes, stats.clone()).await {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        tracing::error!(dir = %dir.display(), error = %e, "disk cache unavailable; caching in memory only");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         Arc::new(Self {
             config,
             blocks,
             metadata,
+            disk,
             stats,
         })
     }
@@ -170,5 +210,10 @@ impl BlockCache {
     pub async fn memory_bytes(&self) -> u64 {
         self.blocks.run_pending_tasks().await;
         self.blocks.weighted_size()
+    }
+
+    /// Bytes of blocks on disk (0 without a disk tier).
+    pub fn disk_bytes(&self) -> u64 {
+        self.disk.as_ref().map(|d| d.bytes()).unwrap_or(0)
     }
 }

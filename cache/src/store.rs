@@ -138,11 +138,19 @@ impl CachedStore {
         let start = index * size;
         let end = (start + size).min(meta.size);
         let fetched = std::sync::atomic::AtomicBool::new(false);
+        let disk = self.cache.disk.clone();
+        let stats = &self.cache.stats;
         let result = self
             .cache
             .blocks
-            .try_get_with(key, async {
+            .try_get_with(key.clone(), async {
                 fetched.store(true, Ordering::Relaxed);
+                if let Some(disk) = &disk {
+                    if let Some(bytes) = disk.get(&key).await {
+                        return Ok(bytes);
+                    }
+                    stats.disk_misses.fetch_add(1, Ordering::Relaxed);
+                }
                 let opts = GetOptions {
                     range: Some(GetRange::Bounded(start..end)),
                     // The block must belong to the version the read started with.
@@ -150,10 +158,13 @@ impl CachedStore {
                     ..Default::default()
                 };
                 let bytes = self.inner.get_opts(location, opts).await?.bytes().await?;
-                self.cache
-                    .stats
+                stats
                     .bytes_fetched
                     .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                if let Some(disk) = &disk {
+                    // Written behind the reader's back; a failure only costs a later refetch.
+                    disk.put_behind(key.clone(), bytes.clone());
+                }
                 Ok::<_, object_store::Error>(bytes)
             })
             .await;

@@ -103,13 +103,13 @@ fn pattern(len: u64, seed: u8) -> Bytes {
     )
 }
 
-fn setup(config: CacheConfig) -> (Arc<Counting>, Arc<BlockCache>, Arc<CachedStore>) {
+async fn setup(config: CacheConfig) -> (Arc<Counting>, Arc<BlockCache>, Arc<CachedStore>) {
     let backend = Arc::new(Counting {
         inner: InMemory::new(),
         gets: AtomicU64::new(0),
         heads: AtomicU64::new(0),
     });
-    let cache = BlockCache::new(config);
+    let cache = BlockCache::new(config).await;
     let store = Arc::new(CachedStore::new(
         backend.clone(),
         cache.clone(),
@@ -136,7 +136,8 @@ async fn concurrent_cold_reads_fetch_each_block_once_and_warm_reads_fetch_nothin
     let (backend, cache, store) = setup(CacheConfig {
         memory_bytes: 128 * MIB,
         ..Default::default()
-    });
+    })
+    .await;
     let path = Path::from("big.fits");
     let data = pattern(64 * MIB, 1);
     backend
@@ -188,7 +189,8 @@ async fn a_changed_object_is_seen_after_the_ttl_and_never_mixed() {
         metadata_ttl: Duration::from_millis(200),
         memory_bytes: 32 * MIB,
         ..Default::default()
-    });
+    })
+    .await;
     let path = Path::from("obj");
     let v1 = pattern(3 * MIB, 1);
     let v2 = pattern(3 * MIB, 2);
@@ -239,7 +241,8 @@ async fn random_reads_equal_the_source() {
         block_size: 64 * 1024,
         memory_bytes: 512 * 1024,
         ..Default::default()
-    });
+    })
+    .await;
     let mut objects = Vec::new();
     for (i, len) in [0u64, 1, 65_535, 65_536, 65_537, 1_000_003]
         .into_iter()
@@ -297,7 +300,8 @@ async fn memory_stays_within_its_budget() {
         block_size: 256 * 1024,
         memory_bytes: budget,
         ..Default::default()
-    });
+    })
+    .await;
     // A workload ten times the cache.
     for i in 0..10 {
         let path = Path::from(format!("f{i}"));
@@ -317,4 +321,132 @@ async fn memory_stays_within_its_budget() {
         );
     }
     assert!(cache.memory_bytes().await > 0);
+}
+
+/// Waits until the disk tier holds at least `bytes` (its writes run behind the readers).
+async fn settle(cache: &BlockCache, bytes: u64) {
+    for _ in 0..500 {
+        if cache.disk_bytes() >= bytes {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "the disk tier holds {} bytes, expected {bytes}",
+        cache.disk_bytes()
+    );
+}
+
+fn disk_usage(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for shard in std::fs::read_dir(dir).unwrap() {
+        let shard = shard.unwrap();
+        if shard.file_type().unwrap().is_dir() {
+            for f in std::fs::read_dir(shard.path()).unwrap() {
+                total += f.unwrap().metadata().unwrap().len();
+            }
+        }
+    }
+    total
+}
+
+fn disk_config(dir: &std::path::Path, disk_bytes: u64) -> CacheConfig {
+    CacheConfig {
+        block_size: 256 * 1024,
+        memory_bytes: 2 * MIB,
+        disk_bytes,
+        dir: Some(dir.to_path_buf()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn the_disk_tier_survives_a_restart_and_drops_corrupt_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backend, cache, store) = setup(disk_config(dir.path(), 64 * MIB)).await;
+    let path = Path::from("obj.fits");
+    let data = pattern(2 * MIB, 9);
+    backend
+        .inner
+        .put(&path, PutPayload::from(data.clone()))
+        .await
+        .unwrap();
+    assert!(read(&store, &path, None).await.unwrap() == data);
+    settle(&cache, 2 * MIB).await;
+    drop((store, cache));
+
+    // Restart: a new cache over the same directory rebuilds its index from the files.
+    let cache = BlockCache::new(disk_config(dir.path(), 64 * MIB)).await;
+    assert!(cache.disk_bytes() >= 2 * MIB);
+    let store = CachedStore::new(backend.clone(), cache.clone(), "test/volume");
+    let gets = backend.gets.load(Ordering::SeqCst);
+    assert!(read(&store, &path, None).await.unwrap() == data);
+    assert_eq!(
+        backend.gets.load(Ordering::SeqCst),
+        gets,
+        "a warm disk read went to the backend"
+    );
+    assert_eq!(archway_cache::CacheStats::get(&cache.stats().disk_hits), 8);
+
+    // Damage one block file on disk; a fresh memory tier must notice and refetch it.
+    let mut files = Vec::new();
+    for shard in std::fs::read_dir(dir.path()).unwrap() {
+        for f in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            files.push(f.unwrap().path());
+        }
+    }
+    let victim = &files[3];
+    let mut bytes = std::fs::read(victim).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xFF;
+    std::fs::write(victim, bytes).unwrap();
+    drop((store, cache));
+    let cache = BlockCache::new(disk_config(dir.path(), 64 * MIB)).await;
+    let store = CachedStore::new(backend.clone(), cache.clone(), "test/volume");
+    let gets = backend.gets.load(Ordering::SeqCst);
+    assert!(
+        read(&store, &path, None).await.unwrap() == data,
+        "a corrupt block was served"
+    );
+    assert_eq!(
+        archway_cache::CacheStats::get(&cache.stats().disk_corrupt),
+        1
+    );
+    assert_eq!(
+        backend.gets.load(Ordering::SeqCst),
+        gets + 1,
+        "only the damaged block is refetched"
+    );
+}
+
+#[tokio::test]
+async fn the_disk_tier_stays_within_its_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = 4 * MIB;
+    let (backend, cache, store) = setup(disk_config(dir.path(), budget)).await;
+    // Ten times the disk budget, read twice.
+    for round in 0..2 {
+        for i in 0..10 {
+            let path = Path::from(format!("f{i}"));
+            if round == 0 {
+                backend
+                    .inner
+                    .put(&path, PutPayload::from(pattern(4 * MIB, i)))
+                    .await
+                    .unwrap();
+            }
+            assert_eq!(
+                read(&store, &path, None).await.unwrap(),
+                pattern(4 * MIB, i)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let used = disk_usage(dir.path());
+            assert!(
+                used <= budget,
+                "the disk tier uses {used} bytes, over its {budget}"
+            );
+            assert!(cache.disk_bytes() <= budget);
+        }
+    }
+    assert!(archway_cache::CacheStats::get(&cache.stats().disk_evictions) > 0);
 }

@@ -256,7 +256,15 @@ impl Config {
             workspaces: self.workspaces.clone(),
             limits: self.limits.clone(),
             spool_dir: absolute(&self.server.data_dir).join("uploads"),
-            cache: self.cache.clone(),
+            cache: archway_dataplane::cache::CacheConfig {
+                dir: Some(
+                    self.cache
+                        .dir
+                        .clone()
+                        .unwrap_or_else(|| absolute(&self.server.data_dir).join("cache")),
+                ),
+                ..self.cache.clone()
+            },
         }
     }
 }

@@ -80,7 +80,9 @@ pub async fn fixture_with(
         cache,
         ..Default::default()
     };
-    let dataplane = Dataplane::new(catalog.clone(), config).expect("dataplane");
+    let dataplane = Dataplane::new(catalog.clone(), config)
+        .await
+        .expect("dataplane");
     for (name, admin) in [("root", true), ("reader", false), ("stranger", false)] {
         catalog.create_user(name, "", admin).await.expect("user");
     }
@@ -125,11 +127,15 @@ pub async fn run(backend: BackendConfig, caps: Capabilities) {
 }
 
 /// Runs the whole suite with every volume, workspaces included, read through a small block
-/// cache (64 KiB blocks, 1 MiB of memory), so reads span blocks and blocks are evicted.
+/// cache (64 KiB blocks, 1 MiB of memory, 4 MiB of disk), so reads span blocks and blocks are
+/// evicted from both tiers.
 pub async fn run_through_the_cache(backend: BackendConfig, caps: Capabilities) {
+    let disk = tempfile::tempdir().expect("tempdir");
     let cache = CacheConfig {
         block_size: 64 * 1024,
         memory_bytes: MIB as u64,
+        disk_bytes: 4 * MIB as u64,
+        dir: Some(disk.path().to_path_buf()),
         bypass_workspaces: false,
         ..Default::default()
     };

@@ -144,16 +144,17 @@ impl std::fmt::Debug for Dataplane {
 
 impl Dataplane {
     /// Builds every configured backend; a backend that cannot be built is an error naming it.
-    pub fn new(catalog: Catalog, config: DataplaneConfig) -> Result<Self> {
+    pub async fn new(catalog: Catalog, config: DataplaneConfig) -> Result<Self> {
         let mut backends = HashMap::new();
         for (name, backend) in &config.backends {
             let b = Backend::new(name, backend, config.limits.backend_concurrency)?;
             backends.insert(name.clone(), Arc::new(b));
         }
-        let cache = config
-            .cache
-            .enabled
-            .then(|| BlockCache::new(config.cache.clone()));
+        let cache = if config.cache.enabled {
+            Some(BlockCache::new(config.cache.clone()).await)
+        } else {
+            None
+        };
         Ok(Self {
             catalog,
             backends,

@@ -408,7 +408,9 @@ async fn healthz(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     if let Some(cache) = state.dataplane.cache() {
         let held = cache.memory_bytes().await;
-        state.metrics.observe_cache(cache.stats(), held);
+        state
+            .metrics
+            .observe_cache(cache.stats(), held, cache.disk_bytes());
     }
     (
         [(

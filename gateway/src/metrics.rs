@@ -5,7 +5,7 @@
 //! a status class (`2xx`, `4xx`, `5xx`, …) — never a key, volume id or user.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
@@ -19,8 +19,9 @@ pub struct Metrics {
     cache_requests: IntCounterVec,
     cache_bytes: IntCounterVec,
     cache_merged: IntCounter,
-    cache_evictions: IntCounter,
-    cache_memory: IntGauge,
+    cache_evictions: IntCounterVec,
+    cache_disk_faults: IntCounterVec,
+    cache_held: IntGaugeVec,
 }
 
 impl Metrics {
@@ -83,22 +84,42 @@ impl Metrics {
             "Block misses that joined a backend fetch already in flight (single-flight)",
         )
         .expect("valid metric definition");
-        let cache_evictions = IntCounter::new(
-            "archway_cache_evictions_total",
-            "Blocks dropped from memory to stay within cache.memory_bytes",
+        let cache_evictions = IntCounterVec::new(
+            Opts::new(
+                "archway_cache_evictions_total",
+                "Blocks dropped to stay within a tier's budget, by tier (memory, disk)",
+            ),
+            &["tier"],
         )
         .expect("valid metric definition");
-        let cache_memory = IntGauge::new(
-            "archway_cache_memory_bytes",
-            "Bytes of blocks held in the memory tier",
+        let cache_disk_faults = IntCounterVec::new(
+            Opts::new(
+                "archway_cache_disk_faults_total",
+                "Disk tier faults, all bypassed to the backend: corrupt (checksum or unreadable \
+                 block, dropped), write (block not stored), skipped (too many writes pending)",
+            ),
+            &["kind"],
         )
         .expect("valid metric definition");
+        let cache_held = IntGaugeVec::new(
+            Opts::new(
+                "archway_cache_bytes",
+                "Bytes of blocks held, by tier (memory, disk)",
+            ),
+            &["tier"],
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(cache_held.clone()))
+            .expect("metric registered once");
         for m in [
             &http_requests,
             &s3_requests,
             &s3_bytes,
             &cache_requests,
             &cache_bytes,
+            &cache_evictions,
+            &cache_disk_faults,
         ] {
             registry
                 .register(Box::new(m.clone()))
@@ -107,12 +128,7 @@ impl Metrics {
         registry
             .register(Box::new(cache_merged.clone()))
             .expect("metric registered once");
-        registry
-            .register(Box::new(cache_evictions.clone()))
-            .expect("metric registered once");
-        registry
-            .register(Box::new(cache_memory.clone()))
-            .expect("metric registered once");
+
         registry
             .register(Box::new(http_duration.clone()))
             .expect("metric registered once");
@@ -126,12 +142,18 @@ impl Metrics {
             cache_bytes,
             cache_merged,
             cache_evictions,
-            cache_memory,
+            cache_disk_faults,
+            cache_held,
         }
     }
 
     /// Brings the cache metrics up to the cache's own counters (called at each scrape).
-    pub fn observe_cache(&self, stats: &archway_dataplane::cache::CacheStats, memory_bytes: u64) {
+    pub fn observe_cache(
+        &self,
+        stats: &archway_dataplane::cache::CacheStats,
+        memory_bytes: u64,
+        disk_bytes: u64,
+    ) {
         use archway_dataplane::cache::CacheStats as S;
         let catch_up = |c: &IntCounter, now: u64| c.inc_by(now.saturating_sub(c.get()));
         let requests =
@@ -152,9 +174,22 @@ impl Metrics {
             S::get(&stats.bytes_fetched),
         );
         catch_up(&self.cache_merged, S::get(&stats.merged));
-        catch_up(&self.cache_evictions, S::get(&stats.evictions));
-        self.cache_memory
-            .set(i64::try_from(memory_bytes).unwrap_or(i64::MAX));
+        catch_up(&requests("disk", "hit"), S::get(&stats.disk_hits));
+        catch_up(&requests("disk", "miss"), S::get(&stats.disk_misses));
+        let evictions = |tier: &str| self.cache_evictions.with_label_values(&[tier]);
+        catch_up(&evictions("memory"), S::get(&stats.evictions));
+        catch_up(&evictions("disk"), S::get(&stats.disk_evictions));
+        let faults = |kind: &str| self.cache_disk_faults.with_label_values(&[kind]);
+        catch_up(&faults("corrupt"), S::get(&stats.disk_corrupt));
+        catch_up(&faults("write"), S::get(&stats.disk_errors));
+        catch_up(&faults("skipped"), S::get(&stats.disk_skipped));
+        let held = |tier: &str, bytes: u64| {
+            self.cache_held
+                .with_label_values(&[tier])
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX))
+        };
+        held("memory", memory_bytes);
+        held("disk", disk_bytes);
     }
 
     /// The registry, for other subsystems to register their metrics with.

@@ -1,0 +1,358 @@
+//! The disk tier: blocks as files under the cache directory, within a byte budget.
+//!
+//! Each block is one file, `<dir>/<2 hex>/<30 hex>.blk`, named by a hash of its key and laid
+//! out as a header (magic, the key itself, the data length, a CRC-64 of the data) followed by
+//! the data. The key in the header makes the file self-describing: at start the index of what
+//! is on disk is rebuilt by reading headers, and a hash collision can never serve another
+//! block. Every read checks the CRC; a block that fails is deleted, logged and counted, and the
+//! reader is served from the backend instead. Files are written to a temporary name and renamed,
+//! so a crash leaves whole blocks or none. Eviction is least-recently-used by bytes.
+//!
+//! All file work runs on blocking threads. Failures of the disk tier (full disk, unreadable
+//! file) never fail a read: they are logged and the block comes from the backend.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use crc_fast::CrcAlgorithm;
+use sha2::{Digest, Sha256};
+
+use crate::{BlockKey, CacheStats};
+
+const MAGIC: &[u8; 8] = b"AWBLK01\n";
+
+#[derive(Debug)]
+struct Entry {
+    path: PathBuf,
+    bytes: u64,
+    used: u64,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    entries: HashMap<BlockKey, Entry>,
+    total: u64,
+    tick: u64,
+}
+
+/// Blocks on local disk.
+#[derive(Debug)]
+pub(crate) struct DiskTier {
+    dir: PathBuf,
+    budget: u64,
+    index: Mutex<Index>,
+    stats: Arc<CacheStats>,
+    /// Bounds the blocks waiting to be written: when the disk falls behind, new blocks are
+    /// not written (they stay in memory, and a later miss fetches them again) rather than
+    /// queueing without limit.
+    writers: Arc<tokio::sync::Semaphore>,
+}
+
+/// Block writes in flight at once.
+const MAX_PENDING_WRITES: usize = 8;
+
+fn encode_key(key: &BlockKey) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in [&*key.scope, &*key.path, &*key.version] {
+        out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+        out.extend_from_slice(part.as_bytes());
+    }
+    out.extend_from_slice(&key.index.to_le_bytes());
+    out
+}
+
+fn decode_key(mut raw: &[u8]) -> Option<BlockKey> {
+    let mut parts = Vec::with_capacity(3);
+    for _ in 0..3 {
+        let len = u32::from_le_bytes(raw.get(..4)?.try_into().ok()?) as usize;
+        let text = std::str::from_utf8(raw.get(4..4 + len)?).ok()?;
+        parts.push(Arc::<str>::from(text));
+        raw = &raw[4 + len..];
+    }
+    let index = u64::from_le_bytes(raw.get(..8)?.try_into().ok()?);
+    let version = parts.pop()?;
+    let path = parts.pop()?;
+    let scope = parts.pop()?;
+    Some(BlockKey {
+        scope,
+        path,
+        version,
+        index,
+    })
+}
+
+fn file_name(dir: &Path, key: &BlockKey) -> PathBuf {
+    let digest = hex(&Sha256::digest(encode_key(key))[..16]);
+    dir.join(&digest[..2]).join(format!("{}.blk", &digest[2..]))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads a block file: its key and data, the data checked against its CRC.
+fn read_block(path: &Path, with_data: bool) -> std::io::Result<(BlockKey, u64, Option<Bytes>)> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let mut f = std::fs::File::open(path)?;
+    let mut head = [0u8; 12];
+    f.read_exact(&mut head)?;
+    if &head[..8] != MAGIC {
+        return Err(bad("not an Archway block file"));
+    }
+    let key_len = u32::from_le_bytes(head[8..12].try_into().map_err(|_| bad("header"))?) as usize;
+    if key_len > 64 * 1024 {
+        return Err(bad("key too long"));
+    }
+    let mut key_raw = vec![0u8; key_len];
+    f.read_exact(&mut key_raw)?;
+    let key = decode_key(&key_raw).ok_or_else(|| bad("unreadable key"))?;
+    let mut tail = [0u8; 16];
+    f.read_exact(&mut tail)?;
+    let len = u64::from_le_bytes(tail[..8].try_into().map_err(|_| bad("header"))?);
+    let crc = u64::from_le_bytes(tail[8..].try_into().map_err(|_| bad("header"))?);
+    if !with_data {
+        return Ok((key, len, None));
+    }
+    let mut data = Vec::with_capacity(len.min(256 * 1024 * 1024) as usize);
+    f.read_to_end(&mut data)?;
+    if data.len() as u64 != len {
+        return Err(bad("truncated"));
+    }
+    if crc_fast::checksum(CrcAlgorithm::Crc64Nvme, &data) != crc {
+        return Err(bad("checksum mismatch"));
+    }
+    Ok((key, len, Some(Bytes::from(data))))
+}
+
+fn write_block(path: &Path, key: &BlockKey, data: &[u8]) -> std::io::Result<u64> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let key_raw = encode_key(key);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(MAGIC)?;
+    f.write_all(&(key_raw.len() as u32).to_le_bytes())?;
+    f.write_all(&key_raw)?;
+    f.write_all(&(data.len() as u64).to_le_bytes())?;
+    f.write_all(&crc_fast::checksum(CrcAlgorithm::Crc64Nvme, data).to_le_bytes())?;
+    f.write_all(data)?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    Ok((MAGIC.len() + 4 + key_raw.len() + 16 + data.len()) as u64)
+}
+
+impl DiskTier {
+    /// Opens the tier in `dir`, rebuilding the index from the block files there.
+    pub(crate) async fn open(
+        dir: PathBuf,
+        budget: u64,
+        stats: Arc<CacheStats>,
+    ) -> std::io::Result<Arc<Self>> {
+        let scan_dir = dir.clone();
+        let found = tokio::task::spawn_blocking(move || scan(&scan_dir))
+            .await
+            .map_err(std::io::Error::other)??;
+        let mut index = Index::default();
+        for (key, path, bytes) in found {
+            index.tick += 1;
+            index.total += bytes;
+            index.entries.insert(
+                key,
+                Entry {
+                    path,
+                    bytes,
+                    used: index.tick,
+                },
+            );
+        }
+        tracing::info!(
+            dir = %dir.display(),
+            blocks = index.entries.len(),
+            bytes = index.total,
+            "disk cache index rebuilt"
+        );
+        let tier = Arc::new(Self {
+            dir,
+            budget,
+            index: Mutex::new(index),
+            stats,
+            writers: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_WRITES)),
+        });
+        tier.evict().await;
+        Ok(tier)
+    }
+
+    /// The block, if on disk and intact. A damaged block is removed (and counted).
+    pub(crate) async fn get(&self, key: &BlockKey) -> Option<Bytes> {
+        let path = {
+            let mut index = self.index.lock().ok()?;
+            index.tick += 1;
+            let tick = index.tick;
+            let entry = index.entries.get_mut(key)?;
+            entry.used = tick;
+            entry.path.clone()
+        };
+        let read_path = path.clone();
+        let result = tokio::task::spawn_blocking(move || read_block(&read_path, true)).await;
+        match result {
+            Ok(Ok((found, _, Some(data)))) if &found == key => {
+                self.stats.disk_hits.fetch_add(1, Ordering::Relaxed);
+                Some(data)
+            }
+            other => {
+                let reason = match other {
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                    Ok(Ok(_)) => "holds another block".to_string(),
+                };
+                tracing::warn!(file = %path.display(), path = %key.path, reason, "dropping a damaged disk cache block");
+                self.stats.disk_corrupt.fetch_add(1, Ordering::Relaxed);
+                self.remove(key).await;
+                None
+            }
+        }
+    }
+
+    /// Stores a block in the background, if a write slot is free; failures are logged and
+    /// forgotten.
+    pub(crate) fn put_behind(self: &Arc<Self>, key: BlockKey, data: Bytes) {
+        let Ok(permit) = self.writers.clone().try_acquire_owned() else {
+            self.stats.disk_skipped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let tier = self.clone();
+        tokio::spawn(async move {
+            tier.put(key, data).await;
+            drop(permit);
+        });
+    }
+
+    async fn put(self: &Arc<Self>, key: BlockKey, data: Bytes) {
+        let path = file_name(&self.dir, &key);
+        let write_path = path.clone();
+        let write_key = key.clone();
+        let written =
+            tokio::task::spawn_blocking(move || write_block(&write_path, &write_key, &data)).await;
+        match written {
+            Ok(Ok(bytes)) => {
+                if let Ok(mut index) = self.index.lock() {
+                    index.tick += 1;
+                    let used = index.tick;
+                    if let Some(old) = index.entries.insert(key, Entry { path, bytes, used }) {
+                        index.total -= old.bytes;
+                    }
+                    index.total += bytes;
+                }
+                self.evict().await;
+            }
+            Ok(Err(e)) => {
+                self.stats.disk_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(file = %path.display(), error = %e, "could not write a disk cache block");
+            }
+            Err(e) => tracing::warn!(error = %e, "disk cache write task failed"),
+        }
+    }
+
+    async fn remove(&self, key: &BlockKey) {
+        let removed = self.index.lock().ok().and_then(|mut index| {
+            let entry = index.entries.remove(key)?;
+            index.total -= entry.bytes;
+            Some(entry)
+        });
+        if let Some(entry) = removed {
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(entry.path)).await;
+        }
+    }
+
+    /// Removes least-recently-used blocks until the tier is within its budget.
+    async fn evict(&self) {
+        let victims: Vec<PathBuf> = match self.index.lock() {
+            Ok(mut index) => {
+                let mut victims = Vec::new();
+                if index.total > self.budget {
+                    let mut by_use: Vec<(u64, BlockKey)> = index
+                        .entries
+                        .iter()
+                        .map(|(k, e)| (e.used, k.clone()))
+                        .collect();
+                    by_use.sort_by_key(|(used, _)| *used);
+                    for (_, key) in by_use {
+                        if index.total <= self.budget {
+                            break;
+                        }
+                        if let Some(e) = index.entries.remove(&key) {
+                            index.total -= e.bytes;
+                            victims.push(e.path);
+                        }
+                    }
+                }
+                victims
+            }
+            Err(_) => Vec::new(),
+        };
+        if victims.is_empty() {
+            return;
+        }
+        self.stats
+            .disk_evictions
+            .fetch_add(victims.len() as u64, Ordering::Relaxed);
+        let _ = tokio::task::spawn_blocking(move || {
+            for p in victims {
+                let _ = std::fs::remove_file(p);
+            }
+        })
+        .await;
+    }
+
+    /// Bytes of blocks on disk, as indexed.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.index.lock().map(|i| i.total).unwrap_or(0)
+    }
+}
+
+/// Every intact block header under `dir`; leftovers (temporary files, damaged headers) go.
+fn scan(dir: &Path) -> std::io::Result<Vec<(BlockKey, PathBuf, u64)>> {
+    std::fs::create_dir_all(dir)?;
+    let mut out = Vec::new();
+    for shard in std::fs::read_dir(dir)? {
+        let shard = shard?;
+        if !shard.file_type()?.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(shard.path())? {
+            let path = file?.path();
+            let is_block = path.extension().is_some_and(|e| e == "blk");
+            match is_block.then(|| read_block(&path, false)) {
+                Some(Ok((key, _, _))) if file_name(dir, &key) == path => {
+                    let bytes = std::fs::metadata(&path)?.len();
+                    out.push((key, path, bytes));
+                }
+                _ => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        let key = BlockKey {
+            scope: Arc::from("demo:"),
+            path: Arc::from("a/b é.fits"),
+            version: Arc::from("\"etag\""),
+            index: 42,
+        };
+        assert_eq!(decode_key(&encode_key(&key)), Some(key));
+        assert_eq!(decode_key(b"\x05\x00"), None);
+    }
+}
