@@ -10,8 +10,9 @@
 //! Concurrent misses for one block share one backend request (moka's `try_get_with`): the
 //! waiters get its bytes, or its error.
 //!
-//! Writes through the wrapper (put, multipart completion, copy, rename, delete) drop the
-//! metadata of the paths they change, so the gateway's own writes are seen at once; changes
+//! One-level listings are cached for `metadata_ttl` too. Writes through the wrapper (put,
+//! multipart completion, copy, rename, delete) drop the metadata of the paths they change and
+//! the listings of the folders above them, so the gateway's own writes are seen at once; changes
 //! made behind the gateway's back are seen once `metadata_ttl` has passed.
 //!
 //! Memory is bounded by `memory_bytes` (moka weighs entries by their byte length), whatever the
@@ -54,6 +55,8 @@ pub struct CacheConfig {
     pub metadata_entries: u64,
     /// Workspaces change under their users' hands: read them straight from the backend.
     pub bypass_workspaces: bool,
+    /// Volumes (by id) always read straight from the backend.
+    pub bypass_volumes: Vec<String>,
 }
 
 impl Default for CacheConfig {
@@ -68,6 +71,7 @@ impl Default for CacheConfig {
             metadata_ttl: Duration::from_secs(10),
             metadata_entries: 100_000,
             bypass_workspaces: true,
+            bypass_volumes: Vec::new(),
         }
     }
 }
@@ -120,6 +124,8 @@ pub struct CacheStats {
     pub bytes_fetched: AtomicU64,
     pub metadata_hits: AtomicU64,
     pub metadata_misses: AtomicU64,
+    pub listing_hits: AtomicU64,
+    pub listing_misses: AtomicU64,
     /// Blocks dropped to stay within the memory budget.
     pub evictions: AtomicU64,
     pub disk_hits: AtomicU64,
@@ -144,6 +150,8 @@ pub struct BlockCache {
     config: CacheConfig,
     blocks: moka::future::Cache<BlockKey, Bytes>,
     metadata: moka::future::Cache<(Arc<str>, String), store::Meta>,
+    /// One-level listings (`list_with_delimiter`) by scope and prefix, for `metadata_ttl`.
+    listings: moka::future::Cache<(Arc<str>, String), Arc<store::Listing>>,
     disk: Option<Arc<disk::DiskTier>>,
     stats: Arc<CacheStats>,
 }
@@ -177,6 +185,15 @@ impl BlockCache {
             .max_capacity(config.metadata_entries)
             .time_to_live(config.metadata_ttl)
             .build();
+        let listings = moka::future::Cache::builder()
+            .max_capacity(config.metadata_entries / 10 + 1)
+            .weigher(|_k: &(Arc<str>, String), v: &Arc<store::Listing>| {
+                u32::try_from(v.objects.len() + v.prefixes.len())
+                    .unwrap_or(u32::MAX)
+                    .max(1)
+            })
+            .time_to_live(config.metadata_ttl)
+            .build();
         let disk = match &config.dir {
             Some(dir) if config.disk_bytes > 0 => {
                 match disk::DiskTier::open(dir.clone(), config.disk_bytes, stats.clone()).await {
@@ -193,6 +210,7 @@ impl BlockCache {
             config,
             blocks,
             metadata,
+            listings,
             disk,
             stats,
         })

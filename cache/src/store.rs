@@ -23,6 +23,13 @@ pub(crate) struct Meta {
     attributes: Attributes,
 }
 
+/// A one-level listing as the cache keeps it.
+#[derive(Debug)]
+pub(crate) struct Listing {
+    pub(crate) prefixes: Vec<Path>,
+    pub(crate) objects: Vec<ObjectMeta>,
+}
+
 /// Reads through the block cache; everything else passes through, dropping the metadata of
 /// the paths a write changes.
 pub struct CachedStore {
@@ -88,10 +95,7 @@ impl CachedStore {
     }
 
     async fn forget(&self, location: &Path) {
-        self.cache
-            .metadata
-            .invalidate(&self.meta_key(location))
-            .await;
+        forget(&self.cache, &self.scope, location).await;
     }
 
     /// The object's current metadata, from the cache while fresh.
@@ -230,17 +234,43 @@ fn shared_error(location: &Path, e: &object_store::Error) -> object_store::Error
     }
 }
 
+/// Drops what a write to `location` makes stale: its metadata, and the listings of every
+/// folder above it (which may gain or lose the object or a common prefix).
+async fn forget(cache: &BlockCache, scope: &Arc<str>, location: &Path) {
+    cache
+        .metadata
+        .invalidate(&(scope.clone(), location.as_ref().to_string()))
+        .await;
+    let mut folder = String::new();
+    cache
+        .listings
+        .invalidate(&(scope.clone(), folder.clone()))
+        .await;
+    let parts: Vec<_> = location.parts().collect();
+    for part in parts.iter().take(parts.len().saturating_sub(1)) {
+        if !folder.is_empty() {
+            folder.push('/');
+        }
+        folder.push_str(part.as_ref());
+        cache
+            .listings
+            .invalidate(&(scope.clone(), folder.clone()))
+            .await;
+    }
+}
+
 /// A multipart upload that drops the object's metadata once it completes.
 struct InvalidatingUpload {
     inner: Box<dyn MultipartUpload>,
     cache: Arc<BlockCache>,
-    key: (Arc<str>, String),
+    scope: Arc<str>,
+    location: Path,
 }
 
 impl std::fmt::Debug for InvalidatingUpload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InvalidatingUpload")
-            .field("key", &self.key)
+            .field("location", &self.location)
             .finish()
     }
 }
@@ -253,7 +283,7 @@ impl MultipartUpload for InvalidatingUpload {
 
     async fn complete(&mut self) -> Result<PutResult> {
         let r = self.inner.complete().await;
-        self.cache.metadata.invalidate(&self.key).await;
+        forget(&self.cache, &self.scope, &self.location).await;
         r
     }
 
@@ -285,7 +315,8 @@ impl ObjectStore for CachedStore {
         Ok(Box::new(InvalidatingUpload {
             inner,
             cache: self.cache.clone(),
-            key: self.meta_key(location),
+            scope: self.scope.clone(),
+            location: location.clone(),
         }))
     }
 
@@ -341,16 +372,16 @@ impl ObjectStore for CachedStore {
         &self,
         locations: BoxStream<'static, Result<Path>>,
     ) -> BoxStream<'static, Result<Path>> {
-        let metadata = self.cache.metadata.clone();
+        let cache = self.cache.clone();
         let scope = self.scope.clone();
         self.inner
             .delete_stream(locations)
             .then(move |r| {
-                let metadata = metadata.clone();
+                let cache = cache.clone();
                 let scope = scope.clone();
                 async move {
                     if let Ok(p) = &r {
-                        metadata.invalidate(&(scope, p.as_ref().to_string())).await;
+                        forget(&cache, &scope, p).await;
                     }
                     r
                 }
@@ -371,7 +402,37 @@ impl ObjectStore for CachedStore {
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
+        let key = (
+            self.scope.clone(),
+            prefix.map(|p| p.as_ref().to_string()).unwrap_or_default(),
+        );
+        let listing = match self.cache.listings.get(&key).await {
+            Some(hit) => {
+                self.cache
+                    .stats
+                    .listing_hits
+                    .fetch_add(1, Ordering::Relaxed);
+                hit
+            }
+            None => {
+                self.cache
+                    .stats
+                    .listing_misses
+                    .fetch_add(1, Ordering::Relaxed);
+                let listed = self.inner.list_with_delimiter(prefix).await?;
+                let listing = Arc::new(Listing {
+                    prefixes: listed.common_prefixes,
+                    objects: listed.objects,
+                });
+                self.cache.listings.insert(key, listing.clone()).await;
+                listing
+            }
+        };
+        Ok(ListResult {
+            common_prefixes: listing.prefixes.clone(),
+            objects: listing.objects.clone(),
+            extensions: Default::default(),
+        })
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {

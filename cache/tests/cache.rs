@@ -29,6 +29,7 @@ struct Counting {
     inner: InMemory,
     gets: AtomicU64,
     heads: AtomicU64,
+    lists: AtomicU64,
 }
 
 impl std::fmt::Display for Counting {
@@ -85,6 +86,7 @@ impl ObjectStore for Counting {
         self.inner.list_with_offset(prefix, offset)
     }
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
         self.inner.list_with_delimiter(prefix).await
     }
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
@@ -108,6 +110,7 @@ async fn setup(config: CacheConfig) -> (Arc<Counting>, Arc<BlockCache>, Arc<Cach
         inner: InMemory::new(),
         gets: AtomicU64::new(0),
         heads: AtomicU64::new(0),
+        lists: AtomicU64::new(0),
     });
     let cache = BlockCache::new(config).await;
     let store = Arc::new(CachedStore::new(
@@ -449,4 +452,103 @@ async fn the_disk_tier_stays_within_its_budget() {
         }
     }
     assert!(archway_cache::CacheStats::get(&cache.stats().disk_evictions) > 0);
+}
+
+#[tokio::test]
+async fn listings_are_cached_and_dropped_by_writes_below_them() {
+    let (backend, _cache, store) = setup(CacheConfig::default()).await;
+    backend
+        .inner
+        .put(&Path::from("a/b/one.fits"), PutPayload::from_static(b"1"))
+        .await
+        .unwrap();
+    let names = |l: &ListResult| {
+        let mut v: Vec<String> = l.objects.iter().map(|o| o.location.to_string()).collect();
+        v.extend(l.common_prefixes.iter().map(|p| format!("{p}/")));
+        v
+    };
+    let first = store
+        .list_with_delimiter(Some(&Path::from("a/b")))
+        .await
+        .unwrap();
+    let again = store
+        .list_with_delimiter(Some(&Path::from("a/b")))
+        .await
+        .unwrap();
+    assert_eq!(names(&first), names(&again));
+    assert_eq!(
+        backend.lists.load(Ordering::SeqCst),
+        1,
+        "the second listing came from the cache"
+    );
+    store
+        .list_with_delimiter(Some(&Path::from("a")))
+        .await
+        .unwrap();
+    assert_eq!(backend.lists.load(Ordering::SeqCst), 2);
+    // A write through the cache drops the listings of every folder above it.
+    store
+        .put(&Path::from("a/b/two.fits"), PutPayload::from_static(b"2"))
+        .await
+        .unwrap();
+    let after = store
+        .list_with_delimiter(Some(&Path::from("a/b")))
+        .await
+        .unwrap();
+    assert_eq!(names(&after), vec!["a/b/one.fits", "a/b/two.fits"]);
+    store
+        .list_with_delimiter(Some(&Path::from("a")))
+        .await
+        .unwrap();
+    assert_eq!(backend.lists.load(Ordering::SeqCst), 4);
+    store.delete(&Path::from("a/b/one.fits")).await.unwrap();
+    let gone = store
+        .list_with_delimiter(Some(&Path::from("a/b")))
+        .await
+        .unwrap();
+    assert_eq!(names(&gone), vec!["a/b/two.fits"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_random_reads_equal_the_source() {
+    let (backend, _cache, store) = setup(CacheConfig {
+        block_size: 16 * 1024,
+        memory_bytes: 256 * 1024,
+        ..Default::default()
+    })
+    .await;
+    let data = pattern(3 * MIB + 12_345, 7);
+    let path = Path::from("shared.bin");
+    backend
+        .inner
+        .put(&path, PutPayload::from(data.clone()))
+        .await
+        .unwrap();
+    let mut readers = Vec::new();
+    for seed in 0..8u64 {
+        let (store, path, data) = (store.clone(), path.clone(), data.clone());
+        readers.push(tokio::spawn(async move {
+            let mut state = 0x9E37_79B9_7F4A_7C15 ^ (seed + 1);
+            let mut next = |n: u64| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state % n
+            };
+            let len = data.len() as u64;
+            for _ in 0..150 {
+                let start = next(len);
+                let end = start + 1 + next((len - start).min(300_000));
+                let got = read(&store, &path, Some(start..end)).await.unwrap();
+                assert_eq!(
+                    got,
+                    data.slice(start as usize..end as usize),
+                    "{start}..{end}"
+                );
+            }
+        }));
+    }
+    for r in readers {
+        r.await.unwrap();
+    }
 }

@@ -250,6 +250,7 @@ impl Dataplane {
         let mut store = backend.volume_store(&record.prefix)?;
         if let Some(cache) = &self.cache
             && !(cache.config().bypass_workspaces && record.kind == VolumeKind::Workspace)
+            && !cache.config().bypass_volumes.contains(&record.id)
         {
             // Volumes over the same backend and prefix share their blocks.
             let scope = format!("{}:{}", record.backend, record.prefix);

@@ -174,6 +174,8 @@ impl Metrics {
             S::get(&stats.bytes_fetched),
         );
         catch_up(&self.cache_merged, S::get(&stats.merged));
+        catch_up(&requests("listing", "hit"), S::get(&stats.listing_hits));
+        catch_up(&requests("listing", "miss"), S::get(&stats.listing_misses));
         catch_up(&requests("disk", "hit"), S::get(&stats.disk_hits));
         catch_up(&requests("disk", "miss"), S::get(&stats.disk_misses));
         let evictions = |tier: &str| self.cache_evictions.with_label_values(&[tier]);
