@@ -181,7 +181,13 @@ impl CachedStore {
         })
     }
 
-    /// The bytes of `range`, assembled from blocks, streamed one block at a time.
+    /// The bytes of `range`, assembled from blocks in order, with read-ahead: while the reader
+    /// consumes one block the next ones are already being fetched, in a window that starts at
+    /// one block and doubles with every block consumed, up to `readahead_blocks`. Blocks
+    /// fetched ahead of the reader hold permits from one pool of `readahead_bytes` for the
+    /// whole gateway until the reader takes them; when the pool is empty the window stops
+    /// growing (back pressure, never growth), and the block the reader needs next is always
+    /// fetched, so every reader progresses.
     fn stream_range(
         self: Arc<Self>,
         location: Path,
@@ -192,28 +198,116 @@ impl CachedStore {
         if range.is_empty() {
             return stream::empty().boxed();
         }
-        let first = range.start / size;
-        let last = (range.end - 1) / size;
-        stream::iter(first..=last)
-            .then(move |index| {
-                let this = self.clone();
-                let location = location.clone();
-                let meta = meta.clone();
-                let range = range.clone();
-                async move {
-                    let block = this.block(&location, &meta, index).await?;
-                    let block_start = index * size;
-                    let from = range.start.saturating_sub(block_start) as usize;
-                    let to = ((range.end - block_start) as usize).min(block.len());
-                    let piece = block.slice(from.min(to)..to);
-                    this.cache
-                        .stats
-                        .bytes_served
-                        .fetch_add(piece.len() as u64, Ordering::Relaxed);
-                    Ok(piece)
-                }
-            })
-            .boxed()
+        let state = ReadAhead {
+            store: self,
+            location,
+            meta,
+            next_spawn: range.start / size,
+            last: (range.end - 1) / size,
+            window: 1,
+            queue: std::collections::VecDeque::new(),
+        };
+        stream::try_unfold((state, range), move |(mut state, range)| async move {
+            let Some(index) = state.fill() else {
+                return Ok(None);
+            };
+            let (block, ahead) = state.take().await?;
+            if ahead {
+                state
+                    .store
+                    .cache
+                    .stats
+                    .readahead_used
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            state.window = (state.window * 2).min(state.store.cache.config.readahead_blocks.max(1));
+            let block_start = index * size;
+            let from = range.start.saturating_sub(block_start) as usize;
+            let to = ((range.end - block_start) as usize).min(block.len());
+            let piece = block.slice(from.min(to)..to);
+            state
+                .store
+                .cache
+                .stats
+                .bytes_served
+                .fetch_add(piece.len() as u64, Ordering::Relaxed);
+            Ok(Some((piece, (state, range))))
+        })
+        .boxed()
+    }
+}
+
+type Fetch = tokio::task::JoinHandle<(Result<Bytes>, Option<tokio::sync::OwnedSemaphorePermit>)>;
+
+/// The blocks of one read in flight: the one the reader needs next, and those fetched ahead.
+struct ReadAhead {
+    store: Arc<CachedStore>,
+    location: Path,
+    meta: ObjectMeta,
+    next_spawn: u64,
+    last: u64,
+    window: u64,
+    /// (block index, fetch, fetched ahead of need).
+    queue: std::collections::VecDeque<(u64, Fetch, bool)>,
+}
+
+impl ReadAhead {
+    fn spawn(&mut self, permit: Option<tokio::sync::OwnedSemaphorePermit>) {
+        let index = self.next_spawn;
+        self.next_spawn += 1;
+        let (store, location, meta) =
+            (self.store.clone(), self.location.clone(), self.meta.clone());
+        let ahead = permit.is_some();
+        let fetch = tokio::spawn(async move {
+            let block = store.block(&location, &meta, index).await;
+            (block, permit)
+        });
+        self.queue.push_back((index, fetch, ahead));
+    }
+
+    /// Makes sure the next block is on its way and the window is filled as far as permits
+    /// allow; returns the index of the block the reader gets next, None at the end.
+    fn fill(&mut self) -> Option<u64> {
+        if self.queue.is_empty() {
+            if self.next_spawn > self.last {
+                return None;
+            }
+            self.spawn(None);
+        }
+        while (self.queue.len() as u64) < self.window && self.next_spawn <= self.last {
+            match self.store.cache.readahead.clone().try_acquire_owned() {
+                Ok(permit) => self.spawn(Some(permit)),
+                Err(_) => break,
+            }
+        }
+        self.queue.front().map(|(index, _, _)| *index)
+    }
+
+    async fn take(&mut self) -> Result<(Bytes, bool)> {
+        let Some((_, fetch, ahead)) = self.queue.pop_front() else {
+            return Err(object_store::Error::Generic {
+                store: "CachedStore",
+                source: "read-ahead queue empty".into(),
+            });
+        };
+        match fetch.await {
+            // The permit is released here, once the reader has the block.
+            Ok((block, _permit)) => block.map(|b| (b, ahead)),
+            Err(e) => Err(object_store::Error::JoinError { source: e }),
+        }
+    }
+}
+
+impl Drop for ReadAhead {
+    /// Blocks fetched ahead that the reader never took (it stopped early) were wasted; their
+    /// fetches finish into the cache and release their permits.
+    fn drop(&mut self) {
+        let wasted = self.queue.iter().filter(|(_, _, ahead)| *ahead).count() as u64;
+        self.store
+            .cache
+            .stats
+            .readahead_wasted
+            .fetch_add(wasted, Ordering::Relaxed);
     }
 }
 

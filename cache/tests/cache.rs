@@ -30,6 +30,8 @@ struct Counting {
     gets: AtomicU64,
     heads: AtomicU64,
     lists: AtomicU64,
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
 }
 
 impl std::fmt::Display for Counting {
@@ -61,8 +63,13 @@ impl ObjectStore for Counting {
             self.heads.fetch_add(1, Ordering::SeqCst);
         } else {
             self.gets.fetch_add(1, Ordering::SeqCst);
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_in_flight.fetch_max(now, Ordering::SeqCst);
             // Make concurrent misses overlap, as a remote archive would.
             tokio::time::sleep(Duration::from_millis(5)).await;
+            let r = self.inner.get_opts(location, options).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return r;
         }
         self.inner.get_opts(location, options).await
     }
@@ -111,6 +118,8 @@ async fn setup(config: CacheConfig) -> (Arc<Counting>, Arc<BlockCache>, Arc<Cach
         gets: AtomicU64::new(0),
         heads: AtomicU64::new(0),
         lists: AtomicU64::new(0),
+        in_flight: AtomicU64::new(0),
+        max_in_flight: AtomicU64::new(0),
     });
     let cache = BlockCache::new(config).await;
     let store = Arc::new(CachedStore::new(
@@ -551,4 +560,74 @@ async fn concurrent_random_reads_equal_the_source() {
     for r in readers {
         r.await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn read_ahead_is_used_bounded_and_counted_when_wasted() {
+    let (backend, cache, store) = setup(CacheConfig {
+        block_size: 64 * 1024,
+        memory_bytes: 64 * MIB,
+        readahead_blocks: 8,
+        // Two blocks ahead for the whole cache.
+        readahead_bytes: 128 * 1024,
+        ..Default::default()
+    })
+    .await;
+    let mut objects = Vec::new();
+    for i in 0..6u8 {
+        let path = Path::from(format!("seq{i}"));
+        let data = pattern(2 * MIB, i);
+        backend
+            .inner
+            .put(&path, PutPayload::from(data.clone()))
+            .await
+            .unwrap();
+        objects.push((path, data));
+    }
+    // Six sequential readers at once: each has its next block in flight, and at most two
+    // blocks are ahead in the whole cache.
+    let readers: Vec<_> = objects
+        .iter()
+        .cloned()
+        .map(|(path, data)| {
+            let store = store.clone();
+            tokio::spawn(async move { assert!(read(&store, &path, None).await.unwrap() == data) })
+        })
+        .collect();
+    for r in readers {
+        r.await.unwrap();
+    }
+    let peak = backend.max_in_flight.load(Ordering::SeqCst);
+    assert!(
+        peak <= 6 + 2,
+        "{peak} backend reads in flight; the bound is 6 readers + 2 ahead"
+    );
+    assert!(
+        archway_cache::CacheStats::get(&cache.stats().readahead_used) > 0,
+        "no block was read ahead"
+    );
+
+    // A reader that stops early wastes what was fetched for it.
+    let (cache2_backend, cache2, store2) = setup(CacheConfig {
+        block_size: 64 * 1024,
+        readahead_blocks: 8,
+        ..Default::default()
+    })
+    .await;
+    let path = Path::from("long");
+    cache2_backend
+        .inner
+        .put(&path, PutPayload::from(pattern(4 * MIB, 3)))
+        .await
+        .unwrap();
+    let mut s = store2
+        .get_opts(&path, GetOptions::default())
+        .await
+        .unwrap()
+        .into_stream();
+    for _ in 0..4 {
+        s.next().await.unwrap().unwrap();
+    }
+    drop(s);
+    assert!(archway_cache::CacheStats::get(&cache2.stats().readahead_wasted) > 0);
 }

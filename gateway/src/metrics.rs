@@ -19,6 +19,7 @@ pub struct Metrics {
     cache_requests: IntCounterVec,
     cache_bytes: IntCounterVec,
     cache_merged: IntCounter,
+    cache_readahead: IntCounterVec,
     cache_evictions: IntCounterVec,
     cache_disk_faults: IntCounterVec,
     cache_held: IntGaugeVec,
@@ -84,6 +85,14 @@ impl Metrics {
             "Block misses that joined a backend fetch already in flight (single-flight)",
         )
         .expect("valid metric definition");
+        let cache_readahead = IntCounterVec::new(
+            Opts::new(
+                "archway_cache_readahead_blocks_total",
+                "Blocks fetched ahead of their reader: used (the reader took them) or wasted (it stopped first)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric definition");
         let cache_evictions = IntCounterVec::new(
             Opts::new(
                 "archway_cache_evictions_total",
@@ -120,6 +129,7 @@ impl Metrics {
             &cache_bytes,
             &cache_evictions,
             &cache_disk_faults,
+            &cache_readahead,
         ] {
             registry
                 .register(Box::new(m.clone()))
@@ -141,6 +151,7 @@ impl Metrics {
             cache_requests,
             cache_bytes,
             cache_merged,
+            cache_readahead,
             cache_evictions,
             cache_disk_faults,
             cache_held,
@@ -176,6 +187,9 @@ impl Metrics {
         catch_up(&self.cache_merged, S::get(&stats.merged));
         catch_up(&requests("listing", "hit"), S::get(&stats.listing_hits));
         catch_up(&requests("listing", "miss"), S::get(&stats.listing_misses));
+        let readahead = |result: &str| self.cache_readahead.with_label_values(&[result]);
+        catch_up(&readahead("used"), S::get(&stats.readahead_used));
+        catch_up(&readahead("wasted"), S::get(&stats.readahead_wasted));
         catch_up(&requests("disk", "hit"), S::get(&stats.disk_hits));
         catch_up(&requests("disk", "miss"), S::get(&stats.disk_misses));
         let evictions = |tier: &str| self.cache_evictions.with_label_values(&[tier]);
