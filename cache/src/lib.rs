@@ -23,6 +23,7 @@
 mod disk;
 mod store;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -162,6 +163,19 @@ impl CacheStats {
     }
 }
 
+/// Where a read of an object stopped.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    next: u64,
+    window: u64,
+    at: std::time::Instant,
+}
+
+/// How long a reader may pause between sequential requests and keep its window.
+const POSITION_TTL: Duration = Duration::from_secs(30);
+/// Objects whose read position is remembered.
+const MAX_POSITIONS: usize = 4096;
+
 /// The shared memory tier: blocks and object metadata.
 pub struct BlockCache {
     config: CacheConfig,
@@ -172,6 +186,9 @@ pub struct BlockCache {
     disk: Option<Arc<disk::DiskTier>>,
     /// Permits for blocks fetched ahead of their readers, one per block.
     readahead: Arc<tokio::sync::Semaphore>,
+    /// Where each object's last read stopped, and its read-ahead window then, so a reader that
+    /// goes on with the next request (ranged GETs, FUSE reads) keeps its window.
+    positions: std::sync::Mutex<HashMap<(Arc<str>, String), Position>>,
     stats: Arc<CacheStats>,
 }
 
@@ -228,6 +245,7 @@ impl BlockCache {
         let permits = (config.readahead_bytes / config.block_size.max(1)) as usize;
         Arc::new(Self {
             readahead: Arc::new(tokio::sync::Semaphore::new(permits)),
+            positions: std::sync::Mutex::new(HashMap::new()),
             config,
             blocks,
             metadata,
@@ -249,6 +267,42 @@ impl BlockCache {
     pub async fn memory_bytes(&self) -> u64 {
         self.blocks.run_pending_tasks().await;
         self.blocks.weighted_size()
+    }
+
+    /// The read-ahead window of the read that stopped where a read of `path` starting at
+    /// block `first` begins, if there was one (the reader is going on sequentially).
+    pub(crate) fn sequential_window(
+        &self,
+        scope: &Arc<str>,
+        path: &str,
+        first: u64,
+    ) -> Option<u64> {
+        let positions = self.positions.lock().ok()?;
+        match positions.get(&(scope.clone(), path.to_string())) {
+            Some(p) if p.next == first && p.at.elapsed() < POSITION_TTL => Some(p.window),
+            _ => None,
+        }
+    }
+
+    /// Records where a read stopped.
+    pub(crate) fn remember_position(&self, scope: &Arc<str>, path: &str, next: u64, window: u64) {
+        let Ok(mut positions) = self.positions.lock() else {
+            return;
+        };
+        if positions.len() >= MAX_POSITIONS {
+            positions.retain(|_, p| p.at.elapsed() < POSITION_TTL);
+            if positions.len() >= MAX_POSITIONS {
+                positions.clear();
+            }
+        }
+        positions.insert(
+            (scope.clone(), path.to_string()),
+            Position {
+                next,
+                window,
+                at: std::time::Instant::now(),
+            },
+        );
     }
 
     /// Bytes of blocks on disk (0 without a disk tier).

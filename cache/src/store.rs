@@ -198,13 +198,21 @@ impl CachedStore {
         if range.is_empty() {
             return stream::empty().boxed();
         }
+        let first = range.start / size;
+        // A read that starts where this object's last read stopped goes on with its window;
+        // any other read (a seek) starts again from one block.
+        let carried = self
+            .cache
+            .sequential_window(&self.scope, location.as_ref(), first);
         let state = ReadAhead {
+            sequential: carried.is_some(),
             store: self,
             location,
             meta,
-            next_spawn: range.start / size,
+            next_spawn: first,
             last: (range.end - 1) / size,
-            window: 1,
+            window: carried.unwrap_or(1),
+            consumed: first,
             queue: std::collections::VecDeque::new(),
         };
         stream::try_unfold((state, range), move |(mut state, range)| async move {
@@ -212,6 +220,7 @@ impl CachedStore {
                 return Ok(None);
             };
             let (block, ahead) = state.take().await?;
+            state.consumed = index + 1;
             if ahead {
                 state
                     .store
@@ -220,7 +229,13 @@ impl CachedStore {
                     .readahead_used
                     .fetch_add(1, Ordering::Relaxed);
             }
-            state.window = (state.window * 2).min(state.store.cache.config.readahead_blocks.max(1));
+            // The window grows only while the reader goes forward: from the second block of a
+            // request, or from the first when the request goes on from the previous one.
+            if state.sequential {
+                state.window =
+                    (state.window * 2).min(state.store.cache.config.readahead_blocks.max(1));
+            }
+            state.sequential = true;
             let block_start = index * size;
             let from = range.start.saturating_sub(block_start) as usize;
             let to = ((range.end - block_start) as usize).min(block.len());
@@ -247,6 +262,10 @@ struct ReadAhead {
     next_spawn: u64,
     last: u64,
     window: u64,
+    /// The block after the last one the reader took.
+    consumed: u64,
+    /// Whether the reader is going forward (the window may grow).
+    sequential: bool,
     /// (block index, fetch, fetched ahead of need).
     queue: std::collections::VecDeque<(u64, Fetch, bool)>,
 }
@@ -308,6 +327,34 @@ impl Drop for ReadAhead {
             .stats
             .readahead_wasted
             .fetch_add(wasted, Ordering::Relaxed);
+        self.store.cache.remember_position(
+            &self.store.scope,
+            self.location.as_ref(),
+            self.consumed,
+            self.window,
+        );
+        // A reader going forward in sequential requests gets the blocks after this request
+        // fetched ahead too, within the same permits, so its next request finds them cached.
+        let size = self.store.cache.config.block_size;
+        let object_last = self.meta.size.saturating_sub(1) / size;
+        let finished = self.queue.is_empty() && self.next_spawn > self.last;
+        if self.window > 1 && finished && self.meta.size > 0 {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            let end = (self.consumed + self.window - 1).min(object_last + 1);
+            for index in self.consumed..end {
+                let Ok(permit) = self.store.cache.readahead.clone().try_acquire_owned() else {
+                    break;
+                };
+                let (store, location, meta) =
+                    (self.store.clone(), self.location.clone(), self.meta.clone());
+                runtime.spawn(async move {
+                    let _ = store.block(&location, &meta, index).await;
+                    drop(permit);
+                });
+            }
+        }
     }
 }
 

@@ -631,3 +631,54 @@ async fn read_ahead_is_used_bounded_and_counted_when_wasted() {
     drop(s);
     assert!(archway_cache::CacheStats::get(&cache2.stats().readahead_wasted) > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_requests_keep_their_read_ahead_and_a_seek_resets_it() {
+    let block = 64 * 1024;
+    let (backend, _cache, store) = setup(CacheConfig {
+        block_size: block,
+        readahead_blocks: 4,
+        ..Default::default()
+    })
+    .await;
+    let path = Path::from("stream.bin");
+    let data = pattern(64 * block, 5);
+    backend
+        .inner
+        .put(&path, PutPayload::from(data.clone()))
+        .await
+        .unwrap();
+    // A reader asking for one block at a time, front to back, as FUSE or a ranged-GET client
+    // does: after a few requests, its next blocks are already cached when it asks.
+    let mut waited_for_backend = 0;
+    for i in 0..32u64 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let gets = backend.gets.load(Ordering::SeqCst);
+        let got = read(&store, &path, Some(i * block..(i + 1) * block))
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            data.slice((i * block) as usize..((i + 1) * block) as usize)
+        );
+        if i >= 4 && backend.gets.load(Ordering::SeqCst) > gets + 3 {
+            waited_for_backend += 1;
+        }
+    }
+    assert_eq!(waited_for_backend, 0);
+    let fetched_sequentially = backend.gets.load(Ordering::SeqCst);
+    assert!(fetched_sequentially >= 32, "{fetched_sequentially}");
+    // After a seek far away, the window starts again from one block: nothing is read ahead
+    // of a single-block request there.
+    let before = backend.gets.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let settled = backend.gets.load(Ordering::SeqCst);
+    read(&store, &path, Some(60 * block..61 * block))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        backend.gets.load(Ordering::SeqCst) - settled <= 1,
+        "a seek kept the old window ({before})"
+    );
+}
