@@ -350,6 +350,20 @@ impl S3Front {
         }
     }
 
+    /// Succeeds when the bucket exists and the caller may list it.
+    async fn readable_bucket(
+        &self,
+        credentials: &Option<Credentials>,
+        bucket: &str,
+    ) -> S3Result<()> {
+        let who = self.who(credentials).await?;
+        self.dataplane
+            .open(who.as_ref(), bucket, archway_dataplane::Op::List)
+            .await
+            .map(|_| ())
+            .map_err(s3_error)
+    }
+
     /// Records one S3 operation's outcome.
     fn record<T>(&self, op: &'static str, result: S3Result<T>) -> S3Result<T> {
         let label = match &result {
@@ -549,15 +563,10 @@ impl S3 for S3Front {
         &self,
         req: S3Request<HeadBucketInput>,
     ) -> S3Result<S3Response<HeadBucketOutput>> {
-        let result = async {
-            let who = self.who(&req.credentials).await?;
-            self.dataplane
-                .open(who.as_ref(), &req.input.bucket, archway_dataplane::Op::List)
-                .await
-                .map_err(s3_error)?;
-            Ok(S3Response::new(HeadBucketOutput::default()))
-        }
-        .await;
+        let result = self
+            .readable_bucket(&req.credentials, &req.input.bucket)
+            .await
+            .map(|()| S3Response::new(HeadBucketOutput::default()));
         self.record("HeadBucket", result)
     }
 
@@ -565,15 +574,10 @@ impl S3 for S3Front {
         &self,
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
-        let result = async {
-            let who = self.who(&req.credentials).await?;
-            self.dataplane
-                .open(who.as_ref(), &req.input.bucket, archway_dataplane::Op::List)
-                .await
-                .map_err(s3_error)?;
-            Ok(S3Response::new(GetBucketLocationOutput::default()))
-        }
-        .await;
+        let result = self
+            .readable_bucket(&req.credentials, &req.input.bucket)
+            .await
+            .map(|()| S3Response::new(GetBucketLocationOutput::default()));
         self.record("GetBucketLocation", result)
     }
 
