@@ -96,6 +96,18 @@ pub async fn open(source: &Source, bootstrap: bool) -> Result<Opened> {
             tracing::info!(volume = %v.id, created, "configured volume");
         }
         warn_about_orphans(&state).await?;
+        // Abandoned multipart uploads go at start and then every hour.
+        let dataplane = state.dataplane.clone();
+        let expiry = config.limits.upload_expiry;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                if let Err(e) = dataplane.expire_uploads(expiry).await {
+                    tracing::warn!(error = %e, "expiring abandoned uploads failed");
+                }
+            }
+        });
     }
     Ok(Opened { config, state })
 }

@@ -49,6 +49,9 @@ pub struct LimitsConfig {
     pub backend_concurrency: usize,
     /// The largest object a write may create (S3's own limit is 5 TiB).
     pub max_object_bytes: u64,
+    /// Multipart uploads neither completed nor aborted within this time are removed.
+    #[serde(with = "humantime_serde")]
+    pub upload_expiry: std::time::Duration,
 }
 
 impl Default for LimitsConfig {
@@ -61,6 +64,7 @@ impl Default for LimitsConfig {
             upload_concurrency: 4,
             backend_concurrency: 64,
             max_object_bytes: 5 * 1024 * 1024 * 1024 * 1024,
+            upload_expiry: std::time::Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -79,6 +83,9 @@ impl LimitsConfig {
         }
         if !(1..=64).contains(&self.upload_concurrency) {
             out.push(("upload_concurrency".into(), "must be 1 to 64".into()));
+        }
+        if self.upload_expiry < std::time::Duration::from_secs(60) {
+            out.push(("upload_expiry".into(), "must be at least a minute".into()));
         }
         if self.max_object_bytes == 0 {
             out.push(("max_object_bytes".into(), "must be at least 1".into()));

@@ -380,6 +380,52 @@ impl Dataplane {
             .map_err(|e| io_error("removing", &dir, e))
     }
 
+    /// Removes uploads begun longer than `max_age` ago (abandoned by their clients), with their
+    /// parts; returns how many went. Meant for start-up and a periodic sweep.
+    pub async fn expire_uploads(&self, max_age: Duration) -> Result<usize> {
+        let spool = self.spool().to_path_buf();
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let cutoff = now_ms.saturating_sub(max_age.as_millis() as u64);
+        let mut entries = match tokio::fs::read_dir(&spool).await {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_error("listing", &spool, e)),
+        };
+        let mut removed = 0;
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| io_error("listing", &spool, e))?
+        {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if !valid_upload_id(&id) {
+                continue;
+            }
+            let initiated = match tokio::fs::read(entry.path().join("meta.json")).await {
+                Ok(text) => serde_json::from_slice::<UploadMeta>(&text)
+                    .map(|m| m.initiated_ms)
+                    .unwrap_or(0),
+                // A folder without its record is a crash between mkdir and write: debris.
+                Err(_) => 0,
+            };
+            if initiated < cutoff {
+                match tokio::fs::remove_dir_all(entry.path()).await {
+                    Ok(()) => {
+                        removed += 1;
+                        tracing::info!(upload_id = %id, "expired an abandoned multipart upload");
+                    }
+                    Err(e) => {
+                        tracing::warn!(upload_id = %id, error = %e, "could not expire an upload")
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Uploads in progress in a volume under `prefix`, by key then initiation time. Writers see
     /// all uploads; others none.
     pub async fn list_uploads(
