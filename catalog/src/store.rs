@@ -782,13 +782,23 @@ impl Catalog {
     }
 
     pub async fn get_access_key(&self, id: &str) -> Result<AccessKey> {
-        let keys = self.list_access_keys(None).await?;
-        keys.into_iter()
-            .find(|k| k.access_key_id == id)
-            .ok_or_else(|| CatalogError::NotFound {
-                kind: "access key",
-                id: id.to_string(),
-            })
+        let row = sqlx::query(
+            "SELECT id, user_name, description, created_at FROM access_keys WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(CatalogError::db("read access key"))?
+        .ok_or_else(|| CatalogError::NotFound {
+            kind: "access key",
+            id: id.to_string(),
+        })?;
+        Ok(AccessKey {
+            access_key_id: get(&row, "id")?,
+            user: get(&row, "user_name")?,
+            description: get(&row, "description")?,
+            created_at: Timestamp(get(&row, "created_at")?),
+        })
     }
 
     pub async fn delete_access_key(&self, id: &str) -> Result<()> {
@@ -989,14 +999,37 @@ impl Catalog {
     }
 
     pub async fn get_group(&self, name: &str) -> Result<Group> {
-        self.list_groups()
-            .await?
-            .into_iter()
-            .find(|g| g.name == name)
+        let row = sqlx::query("SELECT name, description, created_at FROM groups WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(CatalogError::db("read group"))?
             .ok_or_else(|| CatalogError::NotFound {
                 kind: "group",
                 id: name.to_string(),
-            })
+            })?;
+        let members = sqlx::query_scalar(
+            "SELECT user_name FROM group_members WHERE group_name = $1 ORDER BY user_name",
+        )
+        .bind(name)
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(CatalogError::db("read memberships"))?;
+        Ok(Group {
+            name: get(&row, "name")?,
+            description: get(&row, "description")?,
+            members,
+            created_at: Timestamp(get(&row, "created_at")?),
+        })
+    }
+
+    /// Checks that the database answers (for health checks).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.inner.pool)
+            .await
+            .map_err(CatalogError::db("ping"))?;
+        Ok(())
     }
 
     pub async fn list_groups(&self) -> Result<Vec<Group>> {

@@ -395,8 +395,8 @@ async fn api_not_found() -> ApiError {
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
-    match state.dataplane.catalog().list_users().await {
-        Ok(_) => Json(serde_json::json!({"status": "ok"})).into_response(),
+    match state.dataplane.catalog().ping().await {
+        Ok(()) => Json(serde_json::json!({"status": "ok"})).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({"status": "unavailable", "reason": e.to_string()})),
