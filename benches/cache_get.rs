@@ -9,57 +9,20 @@
 //! 8 objects of 16 MiB are read by 4 concurrent clients: once cold (every block fetched from
 //! the S3 server through the gateway's cache), then twice warm (served from the memory tier).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use archway_dataplane::object_store::aws::AmazonS3Builder;
 use archway_dataplane::object_store::path::Path as ObjectPath;
-use archway_dataplane::object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload};
+use archway_dataplane::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use futures::StreamExt;
 
-const MIB: usize = 1024 * 1024;
+mod common;
+
+use common::{MIB, Server, archway_client, free_port, s3_client, wait_for};
+
 const OBJECTS: usize = 8;
 const SIZE: usize = 16 * MIB;
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn wait_for(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server on {port} did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn client(url: &str, bucket: &str, key: &str, secret: &str) -> Arc<dyn ObjectStore> {
-    Arc::new(
-        AmazonS3Builder::new()
-            .with_endpoint(url)
-            .with_bucket_name(bucket)
-            .with_region("us-east-1")
-            .with_access_key_id(key)
-            .with_secret_access_key(secret)
-            .with_virtual_hosted_style_request(false)
-            .with_client_options(ClientOptions::new().with_allow_http(true))
-            .build()
-            .expect("client"),
-    )
-}
 
 async fn read_all(store: &Arc<dyn ObjectStore>, keys: &[String], workers: usize) -> f64 {
     let queue = Arc::new(std::sync::Mutex::new(keys.to_vec()));
@@ -118,7 +81,7 @@ async fn main() {
         .await
         .expect("create bucket");
     assert!(made.status().is_success());
-    let archive = client(&moto_url, "archive", "bench", "benchsecret");
+    let archive = s3_client(&moto_url, "archive", "bench", "benchsecret");
     let keys: Vec<String> = (0..OBJECTS).map(|i| format!("obs/{i:02}.fits")).collect();
     for k in &keys {
         archive
@@ -165,19 +128,7 @@ async fn main() {
     );
     wait_for(port);
     std::thread::sleep(Duration::from_millis(300));
-    let creds = std::fs::read_to_string(data_dir.join("credentials")).expect("credentials");
-    let value = |k: &str| {
-        creds
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{k} = ")).map(str::to_string))
-            .expect("credential")
-    };
-    let gateway = client(
-        &format!("http://127.0.0.1:{port}"),
-        "remote",
-        &value("aws_access_key_id"),
-        &value("aws_secret_access_key"),
-    );
+    let gateway = archway_client(&format!("http://127.0.0.1:{port}"), &data_dir, "remote");
 
     // The limit: the same bytes read from local files (page cache).
     let local_dir = dir.path().join("local");

@@ -15,43 +15,17 @@
 //! loopback. Figures are printed as MB/s (or requests/s) and as ratios.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use archway_dataplane::object_store::aws::AmazonS3Builder;
 use archway_dataplane::object_store::path::Path as ObjectPath;
-use archway_dataplane::object_store::{ClientOptions, ObjectStore, ObjectStoreExt};
+use archway_dataplane::object_store::{ObjectStore, ObjectStoreExt};
 use futures::StreamExt;
 
-const MIB: usize = 1024 * 1024;
+mod common;
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn wait_for(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server on {port} did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use common::{MIB, Server, archway_client, free_port, s3_client, wait_for};
 
 fn write_files(dir: &Path) -> Vec<(String, usize)> {
     let mut files = Vec::new();
@@ -80,25 +54,6 @@ fn write_files(dir: &Path) -> Vec<(String, usize)> {
         }
     }
     files
-}
-
-fn store(url: &str, bucket: &str, key: &str, secret: &str) -> Arc<dyn ObjectStore> {
-    Arc::new(
-        AmazonS3Builder::new()
-            .with_endpoint(url)
-            .with_bucket_name(bucket)
-            .with_region("us-east-1")
-            .with_access_key_id(key)
-            .with_secret_access_key(secret)
-            .with_virtual_hosted_style_request(false)
-            .with_client_options(
-                ClientOptions::new()
-                    .with_allow_http(true)
-                    .with_pool_max_idle_per_host(64),
-            )
-            .build()
-            .expect("client"),
-    )
 }
 
 /// Reads `keys` `rounds` times with `workers` concurrent readers; returns (bytes, seconds, requests).
@@ -201,8 +156,8 @@ async fn main() {
     .expect("config");
     let port = free_port();
     let data = dir.path().join("data");
-    let archway = Server {
-        child: Command::new(env!("CARGO_BIN_EXE_archway"))
+    let archway = Server(
+        Command::new(env!("CARGO_BIN_EXE_archway"))
             .arg("serve")
             .arg("--config")
             .arg(&config)
@@ -215,28 +170,15 @@ async fn main() {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start archway"),
-        url: format!("http://127.0.0.1:{port}"),
-    };
+    );
     wait_for(port);
     std::thread::sleep(Duration::from_millis(300));
-    let creds = std::fs::read_to_string(data.join("credentials")).expect("credentials");
-    let value = |k: &str| {
-        creds
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{k} = ")).map(str::to_string))
-            .expect("credential")
-    };
-    let archway_store = store(
-        &archway.url,
-        "bench",
-        &value("aws_access_key_id"),
-        &value("aws_secret_access_key"),
-    );
+    let archway_store = archway_client(&format!("http://127.0.0.1:{port}"), &data, "bench");
 
     // rclone over the same files (bucket = the folder `bench`).
     let rport = free_port();
-    let rclone = Server {
-        child: Command::new(&rclone)
+    let rclone = Server(
+        Command::new(&rclone)
             .args([
                 "serve",
                 "s3",
@@ -250,10 +192,14 @@ async fn main() {
             .stderr(Stdio::null())
             .spawn()
             .expect("start rclone serve s3 (install rclone: scripts/test-services)"),
-        url: format!("http://127.0.0.1:{rport}"),
-    };
+    );
     wait_for(rport);
-    let rclone_store = store(&rclone.url, "bench", "benchkey", "benchsecret");
+    let rclone_store = s3_client(
+        &format!("http://127.0.0.1:{rport}"),
+        "bench",
+        "benchkey",
+        "benchsecret",
+    );
 
     let keys = |prefix: &str| -> Vec<String> {
         files
