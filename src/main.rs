@@ -3,6 +3,7 @@
 
 mod catalog_cmd;
 mod demo;
+mod mount;
 mod serve;
 
 use std::path::PathBuf;
@@ -36,6 +37,15 @@ enum Command {
         /// Configuration file (see `archway config example`).
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Mount volumes as files: MOUNTPOINT/<volume>/<key path> (remote or local mode).
+    Mount(mount::MountArgs),
+    /// Unmount a mount made by `archway mount` (also one whose process died).
+    Unmount {
+        mountpoint: PathBuf,
+        /// Detach now even if files are open (they stay usable until closed).
+        #[arg(long)]
+        lazy: bool,
     },
     /// Check or print configuration files.
     #[command(subcommand)]
@@ -77,7 +87,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = match cli.command {
+        Command::Mount(args) => mount::run(args, &runtime),
+        Command::Unmount { mountpoint, lazy } => mount::run_unmount(&mountpoint, lazy),
+        command => runtime.block_on(run(command)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("archway: {e:#}");
@@ -86,8 +101,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve {
             data_dir,
             listen,
@@ -110,5 +125,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Catalog { target, command } => catalog_cmd::run(target, command).await,
+        Command::Mount(_) | Command::Unmount { .. } => unreachable!("run outside the runtime"),
     }
 }

@@ -54,7 +54,18 @@ pub struct Opened {
 
 /// Opens the catalogue and the dataplane; `bootstrap` also creates what a first start creates.
 pub async fn open(source: &Source, bootstrap: bool) -> Result<Opened> {
-    let config = source.load()?;
+    open_with(source, bootstrap, |_| {}).await
+}
+
+/// [`open`], with a last say over the loaded configuration (as `archway mount` has over the
+/// cache, which must not share the gateway's disk tier).
+pub async fn open_with(
+    source: &Source,
+    bootstrap: bool,
+    adjust: impl FnOnce(&mut Config),
+) -> Result<Opened> {
+    let mut config = source.load()?;
+    adjust(&mut config);
     let data_dir = absolute(&config.server.data_dir);
     if !bootstrap && !data_dir.join("catalog.db").exists() && config.catalog.url.is_none() {
         bail!(
@@ -298,7 +309,7 @@ pub async fn serve(source: Source) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

@@ -1,0 +1,542 @@
+//! The thin adapter between the kernel (`fuser`) and [`Fs`]: every request is handed to the
+//! tokio runtime, so requests run concurrently and the session thread only reads and
+//! dispatches; errors become errno values here and are logged with the volume and key.
+
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use tokio::runtime::Handle;
+
+use crate::fs::{Attr, Fs, Kind, OpenMode};
+use crate::{FsError, Result};
+
+/// Largest read and write the kernel is asked to send in one request.
+pub const MAX_IO: u32 = 1024 * 1024;
+
+/// The `fuser::Filesystem` over an [`Fs`].
+#[derive(Debug)]
+pub struct FuseFs {
+    fs: Arc<Fs>,
+    rt: Handle,
+}
+
+impl FuseFs {
+    pub fn new(fs: Arc<Fs>, rt: Handle) -> Self {
+        Self { fs, rt }
+    }
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    let kind = match a.kind {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+    };
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: a.mtime,
+        mtime: a.mtime,
+        ctime: a.mtime,
+        crtime: a.mtime,
+        kind,
+        perm: a.perm,
+        nlink: if a.kind == Kind::Dir { 2 } else { 1 },
+        uid: a.uid,
+        gid: a.gid,
+        rdev: 0,
+        blksize: MAX_IO,
+        flags: 0,
+    }
+}
+
+/// Names the error for the ops metric: `ok`, or the errno's name.
+fn errno_name(code: i32) -> &'static str {
+    match code {
+        libc::ENOENT => "ENOENT",
+        libc::EROFS => "EROFS",
+        libc::EACCES => "EACCES",
+        libc::EEXIST => "EEXIST",
+        libc::ENOTEMPTY => "ENOTEMPTY",
+        libc::EISDIR => "EISDIR",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EXDEV => "EXDEV",
+        libc::EINVAL => "EINVAL",
+        libc::EBADF => "EBADF",
+        libc::ESTALE => "ESTALE",
+        libc::ENOTSUP => "ENOTSUP",
+        libc::ENOSPC => "ENOSPC",
+        _ => "EIO",
+    }
+}
+
+impl FuseFs {
+    fn ttl(&self) -> Duration {
+        self.fs.config().attr_ttl
+    }
+
+    /// Records the outcome and turns an error into the errno to reply with.
+    fn done<T>(fs: &Fs, op: &'static str, r: Result<T>) -> std::result::Result<T, Errno> {
+        match r {
+            Ok(v) => {
+                fs.metrics().ops.with_label_values(&[op, "ok"]).inc();
+                Ok(v)
+            }
+            Err(e) => {
+                let code = e.errno();
+                fs.metrics()
+                    .ops
+                    .with_label_values(&[op, errno_name(code)])
+                    .inc();
+                if e.is_failure() {
+                    tracing::warn!(op, error = %e, "filesystem operation failed");
+                } else {
+                    tracing::debug!(op, error = %e, "filesystem operation refused");
+                }
+                Err(Errno::from_i32(code))
+            }
+        }
+    }
+
+    fn name(name: &OsStr) -> Result<String> {
+        name.to_str()
+            .map(str::to_string)
+            .ok_or_else(|| FsError::InvalidName {
+                name: name.to_string_lossy().into_owned(),
+                reason: "not UTF-8 (keys are UTF-8)".into(),
+            })
+    }
+}
+
+impl fuser::Filesystem for FuseFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Large requests: up to 1 MiB per read and write (FUSE_MAX_PAGES), a deep queue of
+        // background requests (read-ahead) and READDIRPLUS so listings carry attributes.
+        let _ = config.set_max_write(MAX_IO);
+        if let Err(max) = config.set_max_readahead(MAX_IO) {
+            let _ = config.set_max_readahead(max);
+        }
+        let _ = config.set_max_background(64);
+        let _ = config.set_congestion_threshold(48);
+        let wanted = InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_MAX_PAGES
+            | InitFlags::FUSE_ASYNC_READ;
+        let offered = config.capabilities() & wanted;
+        if let Err(unsupported) = config.add_capabilities(offered) {
+            tracing::debug!(?unsupported, "kernel lacks some FUSE capabilities");
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let (fs, ttl) = (self.fs.clone(), self.ttl());
+        let name = Self::name(name);
+        self.rt.spawn(async move {
+            let r = match name {
+                Ok(name) => fs.lookup(parent.0, &name).await,
+                Err(e) => Err(e),
+            };
+            match Self::done(&fs, "lookup", r) {
+                Ok(v) => reply.entry(&ttl, &file_attr(&v), Generation(0)),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let (fs, ttl) = (self.fs.clone(), self.ttl());
+        self.rt.spawn(async move {
+            let r = fs.getattr(ino.0).await;
+            match Self::done(&fs, "getattr", r) {
+                Ok(v) => reply.attr(&ttl, &file_attr(&v)),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let (fs, ttl) = (self.fs.clone(), self.ttl());
+        self.rt.spawn(async move {
+            let r = fs.setattr(ino.0, size, fh.map(|f| f.0)).await;
+            match Self::done(&fs, "setattr", r) {
+                Ok(v) => reply.attr(&ttl, &file_attr(&v)),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let (fs, ttl) = (self.fs.clone(), self.ttl());
+        let name = Self::name(name);
+        self.rt.spawn(async move {
+            let r = match name {
+                Ok(name) => fs.mkdir(parent.0, &name).await,
+                Err(e) => Err(e),
+            };
+            match Self::done(&fs, "mkdir", r) {
+                Ok(v) => reply.entry(&ttl, &file_attr(&v), Generation(0)),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let fs = self.fs.clone();
+        let name = Self::name(name);
+        self.rt.spawn(async move {
+            let r = match name {
+                Ok(name) => fs.unlink(parent.0, &name).await,
+                Err(e) => Err(e),
+            };
+            match Self::done(&fs, "unlink", r) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let fs = self.fs.clone();
+        let name = Self::name(name);
+        self.rt.spawn(async move {
+            let r = match name {
+                Ok(name) => fs.rmdir(parent.0, &name).await,
+                Err(e) => Err(e),
+            };
+            match Self::done(&fs, "rmdir", r) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let fs = self.fs.clone();
+        let names = Self::name(name).and_then(|a| Ok((a, Self::name(newname)?)));
+        let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
+        let exchange = flags.contains(RenameFlags::RENAME_EXCHANGE);
+        self.rt.spawn(async move {
+            if exchange {
+                // Object stores cannot swap two keys atomically.
+                return reply.error(Errno::EINVAL);
+            }
+            let r = match names {
+                Ok((a, b)) => fs.rename(parent.0, &a, newparent.0, &b, no_replace).await,
+                Err(e) => Err(e),
+            };
+            match Self::done(&fs, "rename", r) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let fs = self.fs.clone();
+        let mode = OpenMode {
+            write: flags.acc_mode() != OpenAccMode::O_RDONLY,
+            truncate: flags.0 & libc::O_TRUNC != 0,
+        };
+        self.rt.spawn(async move {
+            let r = fs.open(ino.0, mode).await;
+            match Self::done(&fs, "open", r) {
+                Ok(v) => {
+                    let o = v;
+                    let flags = if o.keep_cache {
+                        FopenFlags::FOPEN_KEEP_CACHE
+                    } else {
+                        FopenFlags::empty()
+                    };
+                    reply.opened(FileHandle(o.fh), flags);
+                }
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            let r = fs.read(fh.0, offset, size).await;
+            match Self::done(&fs, "read", r) {
+                Ok(v) => reply.data(&v),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let fs = self.fs.clone();
+        let data = Bytes::copy_from_slice(data);
+        self.rt.spawn(async move {
+            let r = fs.write(fh.0, offset, data).await;
+            match Self::done(&fs, "write", r) {
+                Ok(v) => reply.written(v),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            let r = fs.flush(fh.0).await;
+            match Self::done(&fs, "flush", r) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            let r = fs.flush(fh.0).await;
+            match Self::done(&fs, "fsync", r) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            let r = fs.release(fh.0).await;
+            match Self::done(&fs, "release", r) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            let r = fs.opendir(ino.0).await;
+            match Self::done(&fs, "opendir", r) {
+                Ok(v) => reply.opened(FileHandle(v), FopenFlags::empty()),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            let r = fs
+                .readdir(fh.0, offset, false, |e| {
+                    let kind = match e.attr.kind {
+                        Kind::File => FileType::RegularFile,
+                        Kind::Dir => FileType::Directory,
+                    };
+                    reply.add(INodeNo(e.attr.ino), e.offset, kind, &e.name)
+                })
+                .await;
+            match Self::done(&fs, "readdir", r) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let (fs, ttl) = (self.fs.clone(), self.ttl());
+        self.rt.spawn(async move {
+            let r = fs
+                .readdir(fh.0, offset, true, |e| {
+                    reply.add(
+                        INodeNo(e.attr.ino),
+                        e.offset,
+                        &e.name,
+                        &ttl,
+                        &file_attr(&e.attr),
+                        Generation(0),
+                    )
+                })
+                .await;
+            match Self::done(&fs, "readdirplus", r) {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.fs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
+        // Objects carry no extended attributes: every name is absent (what `ls` and SELinux
+        // probes expect), rather than ENOSYS.
+        reply.error(Errno::NO_XATTR);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if size == 0 {
+            reply.size(0);
+        } else {
+            reply.data(&[]);
+        }
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        // Object stores have no fixed capacity: report a large, constant one so that tools
+        // checking free space before writing go ahead.
+        const BLOCKS: u64 = 1 << 40;
+        reply.statfs(BLOCKS, BLOCKS, BLOCKS, 1 << 32, 1 << 32, 4096, 1024, 4096);
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let (fs, ttl) = (self.fs.clone(), self.ttl());
+        let name = Self::name(name);
+        self.rt.spawn(async move {
+            let r = match name {
+                Ok(name) => fs.create(parent.0, &name).await,
+                Err(e) => Err(e),
+            };
+            match Self::done(&fs, "create", r) {
+                Ok(v) => {
+                    let (attr, o) = v;
+                    reply.created(
+                        &ttl,
+                        &file_attr(&attr),
+                        Generation(0),
+                        FileHandle(o.fh),
+                        FopenFlags::empty(),
+                    );
+                }
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+}

@@ -1,0 +1,243 @@
+//! Archway's FUSE front: volumes as ordinary files under `MOUNTPOINT/<volume>/<key path>`.
+//!
+//! The crate owns the mapping between filesystem operations and object-store calls — inodes,
+//! directory listings, open files, the write spool — and the only place errno values are
+//! chosen ([`FsError::errno`]). It sees each volume as an `Arc<dyn ObjectStore>` (the cache
+//! wrapped around it by whoever built it), so one implementation serves both modes:
+//!
+//! - **local**: stores resolved by the dataplane, straight to the backends;
+//! - **remote**: S3 stores pointed at a gateway ([`remote`]), wrapped in the shared block cache.
+//!
+//! Layout: [`fs::Fs`] is the filesystem, with async methods and no `fuser` types, so that its
+//! semantics are tested without a kernel mount; [`fuse`] is the thin adapter that the kernel
+//! talks to; [`session`] mounts, waits for signals and unmounts.
+//!
+//! Semantics in short (the full list is `doc/mount.md`): directories are derived from `/` in
+//! keys; attributes come from listings (no request per entry); reads go through the block
+//! cache with the object's version pinned at open; writes go to a local spool file and are
+//! uploaded on close (multipart above the part size), so S3 readers only ever see complete
+//! files; new empty directories exist in the mount only until a file is written into them.
+
+pub mod fs;
+pub mod fuse;
+pub mod metrics;
+pub mod remote;
+pub mod session;
+mod spool;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::ObjectStore;
+use object_store::list::PaginatedListStore;
+
+pub use fs::Fs;
+pub use metrics::MountMetrics;
+pub use session::{MountOptions, unmount};
+
+/// One volume as the mount sees it.
+#[derive(Clone)]
+pub struct MountVolume {
+    /// The directory name under the mount point (the volume id).
+    pub name: String,
+    /// The volume's store, rooted at the volume (keys are paths inside it).
+    pub store: Arc<dyn ObjectStore>,
+    /// Page-by-page directory listing, where the store offers it (S3-like stores). Without it,
+    /// a directory is listed with one `list_with_delimiter` call.
+    pub lister: Option<Arc<dyn PaginatedListStore>>,
+    /// Whether writes are tried, and how they are refused when not.
+    pub writes: Writes,
+}
+
+/// What the mount does with a change to a volume.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writes {
+    /// Tried (the store may still refuse: EACCES when it does).
+    Allowed,
+    /// The volume, or the mount, is read-only: EROFS.
+    ReadOnly,
+    /// The caller may read but not write it: EACCES.
+    Denied,
+}
+
+impl std::fmt::Debug for MountVolume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MountVolume")
+            .field("name", &self.name)
+            .field("writes", &self.writes)
+            .field("paged_listing", &self.lister.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the filesystem behaves (independent of how it is mounted).
+#[derive(Clone, Debug)]
+pub struct FsConfig {
+    /// How long the kernel (and the mount) may trust an attribute or name before asking again.
+    pub attr_ttl: Duration,
+    /// Owner and group of every file.
+    pub uid: u32,
+    pub gid: u32,
+    /// Bits removed from the modes (0644/0755 for writable volumes, 0444/0555 otherwise).
+    pub umask: u16,
+    /// Where files being written are kept until they are uploaded.
+    pub spool_dir: PathBuf,
+    /// Uploads above this size are multipart, in parts of this size.
+    pub part_size: usize,
+    /// Parts of one upload in flight at once.
+    pub upload_concurrency: usize,
+    /// Entries asked for per listing request.
+    pub list_page: usize,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        Self {
+            attr_ttl: Duration::from_secs(10),
+            uid: 0,
+            gid: 0,
+            umask: 0o022,
+            spool_dir: std::env::temp_dir(),
+            part_size: 8 * 1024 * 1024,
+            upload_concurrency: 4,
+            list_page: 1000,
+        }
+    }
+}
+
+/// What can go wrong in a filesystem operation, with the volume and key it concerns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("volume `{volume}` is read-only")]
+    ReadOnly { volume: String },
+    #[error("no write access to volume `{volume}`")]
+    WriteDenied { volume: String },
+    #[error("the mount's root holds only the volumes")]
+    RootReadOnly,
+    #[error("`{key}` in volume `{volume}` exists")]
+    Exists { volume: String, key: String },
+    #[error("`{key}` in volume `{volume}` is not empty")]
+    NotEmpty { volume: String, key: String },
+    #[error("`{key}` in volume `{volume}` is a directory")]
+    IsDir { volume: String, key: String },
+    #[error("`{key}` in volume `{volume}` is not a directory")]
+    NotDir { volume: String, key: String },
+    #[error("cannot move between volumes (`{from}` to `{to}`)")]
+    CrossVolume { from: String, to: String },
+    #[error("invalid name `{name}`: {reason}")]
+    InvalidName { name: String, reason: String },
+    #[error("unknown file handle {0}")]
+    BadHandle(u64),
+    #[error("`{key}` in volume `{volume}` changed while it was open")]
+    Changed { volume: String, key: String },
+    #[error("{op} `{key}` in volume `{volume}`: access denied: {source}")]
+    Denied {
+        volume: String,
+        key: String,
+        op: &'static str,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    #[error("{op} `{key}` in volume `{volume}` failed: {source}")]
+    Store {
+        volume: String,
+        key: String,
+        op: &'static str,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    #[error("spool for `{key}` in volume `{volume}`: {source}")]
+    Spool {
+        volume: String,
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl FsError {
+    /// The errno a user sees: the one place the mapping is decided.
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::NotFound => libc::ENOENT,
+            FsError::ReadOnly { .. } | FsError::RootReadOnly => libc::EROFS,
+            FsError::Exists { .. } => libc::EEXIST,
+            FsError::NotEmpty { .. } => libc::ENOTEMPTY,
+            FsError::IsDir { .. } => libc::EISDIR,
+            FsError::NotDir { .. } => libc::ENOTDIR,
+            FsError::CrossVolume { .. } => libc::EXDEV,
+            FsError::InvalidName { .. } => libc::EINVAL,
+            FsError::BadHandle(_) => libc::EBADF,
+            FsError::Changed { .. } => libc::ESTALE,
+            FsError::Denied { .. } | FsError::WriteDenied { .. } => libc::EACCES,
+            FsError::Store { source, .. } => match **source {
+                object_store::Error::NotFound { .. } => libc::ENOENT,
+                object_store::Error::AlreadyExists { .. } => libc::EEXIST,
+                object_store::Error::NotImplemented { .. }
+                | object_store::Error::NotSupported { .. } => libc::ENOTSUP,
+                _ => libc::EIO,
+            },
+            FsError::Spool { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+        }
+    }
+
+    /// Whether the error is worth a warning in the log (backend and spool failures), as opposed
+    /// to an answer the user asked for (ENOENT on a lookup, EROFS on an archive).
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            FsError::Store { .. }
+                | FsError::Spool { .. }
+                | FsError::Changed { .. }
+                | FsError::Denied { .. }
+        ) && self.errno() != libc::ENOENT
+    }
+
+    pub(crate) fn store(volume: &str, key: &str, op: &'static str, e: object_store::Error) -> Self {
+        match e {
+            e if refused(&e) => FsError::Denied {
+                volume: volume.to_string(),
+                key: key.to_string(),
+                op,
+                source: Box::new(e),
+            },
+            object_store::Error::Precondition { .. } => FsError::Changed {
+                volume: volume.to_string(),
+                key: key.to_string(),
+            },
+            e => FsError::Store {
+                volume: volume.to_string(),
+                key: key.to_string(),
+                op,
+                source: Box::new(e),
+            },
+        }
+    }
+}
+
+/// Whether the store refused the caller (HTTP 401/403). object_store classifies these for
+/// object requests but reports a refused listing as a generic error carrying the status in its
+/// message, so the source chain is read too.
+fn refused(e: &object_store::Error) -> bool {
+    if matches!(
+        e,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    ) {
+        return true;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if text.contains("403 Forbidden") || text.contains("401 Unauthorized") {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+pub type Result<T, E = FsError> = std::result::Result<T, E>;

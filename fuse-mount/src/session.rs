@@ -1,0 +1,306 @@
+//! Mounting and unmounting: checks that say what is missing, the FUSE session on its own
+//! thread, clean unmount on request, and `archway unmount`.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fuser::{Config, MountOption, SessionACL};
+
+use crate::Fs;
+use crate::fuse::FuseFs;
+
+/// How the filesystem is mounted.
+#[derive(Clone, Debug)]
+pub struct MountOptions {
+    pub mountpoint: PathBuf,
+    /// Let other users (not only the mounting one and root) use the mount.
+    pub allow_other: bool,
+    /// Mount read-only (the kernel refuses every change).
+    pub read_only: bool,
+    /// Let `fusermount3` unmount when this process dies, whatever the cause.
+    pub auto_unmount: bool,
+    /// Threads reading requests from the kernel (the work itself runs on the tokio runtime).
+    pub threads: usize,
+}
+
+impl MountOptions {
+    pub fn new(mountpoint: impl Into<PathBuf>) -> Self {
+        Self {
+            mountpoint: mountpoint.into(),
+            allow_other: false,
+            read_only: false,
+            auto_unmount: true,
+            threads: 2,
+        }
+    }
+}
+
+/// Why a mount could not be made, in words a user can act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MountError {
+    #[error(
+        "/dev/fuse is missing: load the fuse module, or start the container with `--device /dev/fuse`"
+    )]
+    NoDevice,
+    #[error(
+        "no permission to use /dev/fuse ({0}): run as root, or give this user access to /dev/fuse (in a container: `--device /dev/fuse --cap-add SYS_ADMIN`)"
+    )]
+    DeviceDenied(io::Error),
+    #[error("mount point {0}: {1}")]
+    Mountpoint(PathBuf, String),
+    #[error(
+        "`fusermount3` is needed for auto-unmount (Debian package `fuse3`), or pass --no-auto-unmount"
+    )]
+    NoFusermount,
+    #[error("mounting {0} failed: {1}")]
+    Mount(PathBuf, io::Error),
+}
+
+/// Checks what a mount needs before trying it, so the error says what is missing.
+pub fn preflight(opts: &MountOptions) -> Result<(), MountError> {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(MountError::NoDevice),
+        Err(e) => return Err(MountError::DeviceDenied(e)),
+    }
+    let mp = &opts.mountpoint;
+    match std::fs::metadata(mp) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(MountError::Mountpoint(mp.clone(), "not a directory".into())),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            return Err(MountError::Mountpoint(
+                mp.clone(),
+                format!(
+                    "a dead mount is still there: run `archway unmount {}`",
+                    mp.display()
+                ),
+            ));
+        }
+        Err(e) => return Err(MountError::Mountpoint(mp.clone(), e.to_string())),
+    }
+    if opts.auto_unmount && which("fusermount3").is_none() && which("fusermount").is_none() {
+        return Err(MountError::NoFusermount);
+    }
+    Ok(())
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// A mounted filesystem, served on its own thread until unmounted.
+#[derive(Debug)]
+pub struct Mounted {
+    mountpoint: PathBuf,
+    unmounter: fuser::SessionUnmounter,
+    done: tokio::sync::oneshot::Receiver<io::Result<()>>,
+}
+
+/// Mounts `fs` at `opts.mountpoint`; requests run on the runtime behind `rt`.
+pub fn mount(
+    fs: Arc<Fs>,
+    rt: tokio::runtime::Handle,
+    opts: &MountOptions,
+) -> Result<Mounted, MountError> {
+    preflight(opts)?;
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName("archway".into()),
+        MountOption::Subtype("archway".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+        MountOption::NoAtime,
+        if opts.read_only {
+            MountOption::RO
+        } else {
+            MountOption::RW
+        },
+    ];
+    if opts.auto_unmount {
+        config.mount_options.push(MountOption::AutoUnmount);
+    }
+    config.acl = if opts.allow_other {
+        SessionACL::All
+    } else if opts.auto_unmount {
+        // fusermount's auto-unmount needs allow_other at the kernel; fuser keeps everyone
+        // but root and the owner out.
+        SessionACL::RootAndOwner
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(opts.threads.max(1));
+    let session =
+        fuser::Session::new(FuseFs::new(fs, rt), &opts.mountpoint, &config).map_err(|e| match e
+            .raw_os_error()
+        {
+            Some(libc::EPERM) | Some(libc::EACCES) => MountError::DeviceDenied(e),
+            _ => MountError::Mount(opts.mountpoint.clone(), e),
+        })?;
+    let mut session = session;
+    let unmounter = session.unmount_callable();
+    let (tx, done) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("archway-fuse".into())
+        .spawn(move || {
+            let _ = tx.send(session.run());
+        })
+        .map_err(|e| MountError::Mount(opts.mountpoint.clone(), e))?;
+    raise_readahead(&opts.mountpoint);
+    Ok(Mounted {
+        mountpoint: opts.mountpoint.clone(),
+        unmounter,
+        done,
+    })
+}
+
+/// Sequential readers get 1 MiB requests only if the kernel reads ahead that far; the
+/// per-mount default is 128 KiB. Raising it needs root; without, the default stays.
+fn raise_readahead(mountpoint: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(mountpoint) else {
+        return;
+    };
+    let dev = meta.dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let knob = format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb");
+    let kb = crate::fuse::MAX_IO / 1024;
+    match std::fs::write(&knob, kb.to_string()) {
+        Ok(()) => tracing::debug!(knob, kb, "raised the mount's read-ahead"),
+        Err(e) => tracing::debug!(knob, error = %e, "could not raise the mount's read-ahead"),
+    }
+}
+
+impl Mounted {
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Serves until the filesystem is unmounted from outside (`archway unmount`) or `stop`
+    /// resolves, then unmounts and waits for the session to end.
+    pub async fn serve_until(
+        mut self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> io::Result<()> {
+        tokio::select! {
+            r = &mut self.done => {
+                return r.unwrap_or_else(|_| Err(io::Error::other("the FUSE session thread died")));
+            }
+            () = stop => {}
+        }
+        tracing::info!(mountpoint = %self.mountpoint.display(), "unmounting");
+        // With auto-unmount this only tells fusermount3 to let go, which it does in its own
+        // time; unmount explicitly so the session ends now.
+        if let Err(e) = self.unmounter.unmount() {
+            tracing::debug!(error = %e, "releasing the mount handle");
+        }
+        if is_mounted(&self.mountpoint)
+            && let Err(e) = unmount(&self.mountpoint, false)
+        {
+            tracing::warn!(mountpoint = %self.mountpoint.display(), error = %e, "unmount failed (files still open?); detaching lazily");
+            unmount(&self.mountpoint, true)?;
+        }
+        self.done
+            .await
+            .unwrap_or_else(|_| Err(io::Error::other("the FUSE session thread died")))
+    }
+}
+
+/// Whether a filesystem is mounted at `path` (per /proc/self/mountinfo).
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    table.lines().any(|line| {
+        line.split(' ')
+            .nth(4)
+            .is_some_and(|mp| Path::new(&unescape_mount_path(mp)) == want)
+    })
+}
+
+/// Mount tables write space, tab, newline and backslash as octal escapes (`\040`).
+fn unescape_mount_path(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        if bytes[i] == b'\\'
+            && let Some(d) = octal
+        {
+            let v = d.iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
+            out.push(v as u8);
+            i += 4;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Unmounts a FUSE mount (also a dead one: "Transport endpoint is not connected").
+pub fn unmount(mountpoint: &Path, lazy: bool) -> io::Result<()> {
+    if !is_mounted(mountpoint) {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("nothing is mounted at {}", mountpoint.display()),
+        ));
+    }
+    let mut tried = Vec::new();
+    for program in ["fusermount3", "fusermount", "umount"] {
+        let Some(bin) = which(program) else { continue };
+        let mut cmd = std::process::Command::new(&bin);
+        if program == "umount" {
+            if lazy {
+                cmd.arg("-l");
+            }
+        } else {
+            cmd.arg(if lazy { "-uz" } else { "-u" });
+        }
+        let out = cmd.arg(mountpoint).output()?;
+        if out.status.success() {
+            return Ok(());
+        }
+        tried.push(format!(
+            "{program}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    if tried.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "neither fusermount3, fusermount nor umount is installed",
+        ));
+    }
+    Err(io::Error::other(format!(
+        "cannot unmount {}: {}",
+        mountpoint.display(),
+        tried.join("; ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_table_paths_are_unescaped() {
+        assert_eq!(unescape_mount_path("/mnt/a\\040b"), "/mnt/a b");
+        assert_eq!(unescape_mount_path("/plain"), "/plain");
+        assert_eq!(unescape_mount_path("/odd\\"), "/odd\\");
+        assert!(is_mounted(Path::new("/")) || !Path::new("/proc/self/mountinfo").exists());
+    }
+}

@@ -1,0 +1,563 @@
+//! `archway mount` and `archway unmount`: the CLI around the `archway-fuse` crate.
+//!
+//! Two modes: **remote** (`--gateway URL`: the gateway's S3 front with S3 credentials, the
+//! volume list from its catalogue API) and **local** (`--config FILE` / `--data-dir DIR`:
+//! straight to the backends through the dataplane). Without `--foreground` the command starts
+//! itself again in the background and returns once the mount is ready (or says why not).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use archway_cache::{BlockCache, CacheConfig};
+use archway_catalog::{Access, Principal, VolumeQuery};
+use archway_dataplane::Op;
+use archway_fuse::remote::RemoteGateway;
+use archway_fuse::session::{self, MountOptions};
+use archway_fuse::{Fs, FsConfig, MountMetrics, MountVolume, Writes};
+
+/// Set in the environment of the background child: it reports readiness on stdout.
+const NOTIFY_ENV: &str = "ARCHWAY_MOUNT_NOTIFY";
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct MountArgs {
+    /// Where the volumes appear: MOUNTPOINT/<volume>/<key path>.
+    pub mountpoint: PathBuf,
+    /// Remote mode: the gateway's URL, e.g. http://127.0.0.1:9000.
+    #[arg(long, env = "ARCHWAY_GATEWAY")]
+    pub gateway: Option<String>,
+    /// S3 access key id (remote mode). Default: the environment, then the AWS credentials file.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub access_key_id: Option<String>,
+    /// S3 secret access key (remote mode).
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_access_key: Option<String>,
+    /// S3 session token (remote mode, temporary credentials).
+    #[arg(long, env = "AWS_SESSION_TOKEN", hide_env_values = true)]
+    pub session_token: Option<String>,
+    /// Profile in the credentials file (default: `default`, then `archway`).
+    #[arg(long, env = "AWS_PROFILE")]
+    pub profile: Option<String>,
+    /// AWS shared credentials file (default ~/.aws/credentials); `archway serve` writes one
+    /// as <data-dir>/credentials.
+    #[arg(long, env = "AWS_SHARED_CREDENTIALS_FILE")]
+    pub credentials_file: Option<PathBuf>,
+    /// API token, to ask the catalogue which volumes to mount (default: `archway_api_token`
+    /// from the credentials file's profile).
+    #[arg(long, env = "ARCHWAY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Local mode: the gateway's configuration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Local mode: the gateway's data directory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Mount only these volumes (repeatable). Default: every volume you may read.
+    #[arg(long = "volume")]
+    pub volumes: Vec<String>,
+    /// Mount read-only, workspaces included.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Let other users use the mount (needs `user_allow_other` in /etc/fuse.conf unless root).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Owner of every file (default: the mounting user).
+    #[arg(long)]
+    pub uid: Option<u32>,
+    /// Group of every file (default: the mounting user's group).
+    #[arg(long)]
+    pub gid: Option<u32>,
+    /// Bits removed from file modes, octal.
+    #[arg(long, default_value = "022", value_parser = parse_umask)]
+    pub umask: u16,
+    /// How long attributes and names are trusted before the store is asked again.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub attr_ttl: Duration,
+    /// Memory for cached blocks, e.g. 256MiB.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    pub cache_memory: u64,
+    /// Disk for cached blocks (needs --cache-dir); 0 keeps the cache in memory only.
+    #[arg(long, default_value = "0", value_parser = parse_size)]
+    pub cache_disk: u64,
+    /// Directory of the disk cache (not one a gateway uses).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Read straight from the stores, without the block cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Where files being written wait for their upload (default: the system's temp dir).
+    #[arg(long)]
+    pub spool_dir: Option<PathBuf>,
+    /// Stay in the foreground, logging to stderr.
+    #[arg(long, short = 'f')]
+    pub foreground: bool,
+    /// Log file of the background mount (default: none).
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9101.
+    #[arg(long)]
+    pub metrics: Option<String>,
+    /// Do not ask fusermount3 to unmount when this process dies.
+    #[arg(long)]
+    pub no_auto_unmount: bool,
+}
+
+fn parse_umask(s: &str) -> Result<u16, String> {
+    u16::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("`{s}` is not an octal umask (e.g. 022)"))
+}
+
+/// Sizes as bytes or with a unit: 512KiB, 64MiB, 2GiB (also K/M/G, KB/MB/GB as powers of 1000).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (e.g. 64MiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return Err(format!("`{s}`: unknown unit (use B, KiB, MiB, GiB, TiB)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+pub fn run_unmount(mountpoint: &Path, lazy: bool) -> Result<()> {
+    session::unmount(mountpoint, lazy)?;
+    println!("unmounted {}", mountpoint.display());
+    Ok(())
+}
+
+/// `archway mount`: in the background unless `--foreground`.
+pub fn run(args: MountArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
+    if args.gateway.is_some() == (args.config.is_some() || args.data_dir.is_some()) {
+        bail!(
+            "say where the volumes are: --gateway URL (remote mode) or --config FILE / \
+             --data-dir DIR (local mode), not both"
+        );
+    }
+    if args.cache_disk > 0 && args.cache_dir.is_none() {
+        bail!("--cache-disk needs --cache-dir (a directory no gateway uses)");
+    }
+    if args.foreground {
+        return runtime.block_on(foreground(args));
+    }
+    background(&args)
+}
+
+/// Starts `archway mount … --foreground` detached and waits for it to say it is ready.
+fn background(args: &MountArgs) -> Result<()> {
+    let exe = std::env::current_exe().context("finding the archway binary")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(std::env::args_os().skip(1))
+        .arg("--foreground")
+        .env(NOTIFY_ENV, "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped());
+    match &args.log_file {
+        Some(path) => {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening the log file {}", path.display()))?;
+            cmd.stderr(log);
+        }
+        None => {
+            cmd.stderr(std::process::Stdio::null());
+        }
+    }
+    // Its own process group: a Ctrl-C meant for the shell does not reach the mount.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd.spawn().context("starting the background mount")?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("no pipe from the background mount")?;
+    let mut problems = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap_or_default();
+        if line == "ready" {
+            println!(
+                "mounted at {} (pid {}); stop with `archway unmount {}`",
+                args.mountpoint.display(),
+                child.id(),
+                args.mountpoint.display()
+            );
+            return Ok(());
+        }
+        problems.push(line);
+    }
+    let status = child.wait()?;
+    if problems.is_empty() {
+        bail!("the background mount exited ({status}) before it was ready");
+    }
+    bail!("{}", problems.join("\n"))
+}
+
+async fn foreground(args: MountArgs) -> Result<()> {
+    let notify = std::env::var_os(NOTIFY_ENV).is_some();
+    let result = mount_and_serve(&args, notify).await;
+    if notify && let Err(e) = &result {
+        // The waiting parent prints this.
+        println!("{e:#}");
+    }
+    result
+}
+
+async fn mount_and_serve(args: &MountArgs, notify: bool) -> Result<()> {
+    let mut opts = MountOptions::new(&args.mountpoint);
+    opts.allow_other = args.allow_other;
+    opts.read_only = args.read_only;
+    opts.auto_unmount = !args.no_auto_unmount;
+    // Say what is missing (/dev/fuse, the permission, the mount point) before anything else.
+    session::preflight(&opts)?;
+    let metrics = MountMetrics::new();
+    let (volumes, fs_config, closer) = if let Some(gateway) = &args.gateway {
+        (remote_volumes(args, gateway).await?, fs_config(args)?, None)
+    } else {
+        let (volumes, config, opened) = local_volumes(args).await?;
+        (volumes, config, Some(opened))
+    };
+    if volumes.is_empty() {
+        bail!("no volumes to mount: you may read none, or every --volume was refused");
+    }
+    let names: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
+    tracing::info!(volumes = ?names, "volumes");
+    let fs = Arc::new(Fs::new(volumes, fs_config, metrics.clone()));
+    let mounted = session::mount(fs, tokio::runtime::Handle::current(), &opts)?;
+    if let Some(addr) = &args.metrics {
+        serve_metrics(addr, metrics).await?;
+    }
+    tracing::info!(mountpoint = %args.mountpoint.display(), "mounted");
+    if notify {
+        println!("ready");
+    }
+    let r = mounted.serve_until(crate::serve::shutdown_signal()).await;
+    if let Some(opened) = closer {
+        opened.state.dataplane.catalog().close().await;
+    }
+    r.with_context(|| format!("serving {}", args.mountpoint.display()))?;
+    tracing::info!(mountpoint = %args.mountpoint.display(), "unmounted");
+    Ok(())
+}
+
+fn fs_config(args: &MountArgs) -> Result<FsConfig> {
+    let spool_dir = match &args.spool_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir(),
+    };
+    std::fs::create_dir_all(&spool_dir)
+        .with_context(|| format!("creating the spool directory {}", spool_dir.display()))?;
+    let defaults = FsConfig::default();
+    Ok(FsConfig {
+        attr_ttl: args.attr_ttl,
+        uid: args.uid.unwrap_or_else(current_uid),
+        gid: args.gid.unwrap_or_else(current_gid),
+        umask: args.umask,
+        spool_dir,
+        ..defaults
+    })
+}
+
+fn current_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of a file we just made is who we are (no unsafe getuid needed).
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(0)
+}
+
+fn current_gid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.gid())
+        .unwrap_or(0)
+}
+
+fn cache_config(args: &MountArgs) -> CacheConfig {
+    CacheConfig {
+        enabled: !args.no_cache,
+        memory_bytes: args.cache_memory,
+        disk_bytes: args.cache_disk,
+        dir: args.cache_dir.clone(),
+        ..CacheConfig::default()
+    }
+}
+
+/// The volumes of a remote gateway: named ones, or those the catalogue says we may read.
+async fn remote_volumes(args: &MountArgs, gateway: &str) -> Result<Vec<MountVolume>> {
+    let profile = credentials_profile(args)?;
+    let from_file = |key: &str| profile.as_ref().and_then(|p| p.get(key).cloned());
+    let access_key_id = args
+        .access_key_id
+        .clone()
+        .or_else(|| from_file("aws_access_key_id"))
+        .context(
+            "no S3 credentials: pass --access-key-id/--secret-access-key, set \
+             AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or point --credentials-file at a file \
+             with them",
+        )?;
+    let secret_access_key = args
+        .secret_access_key
+        .clone()
+        .or_else(|| from_file("aws_secret_access_key"))
+        .context("an access key id without its secret access key")?;
+    let token = args
+        .token
+        .clone()
+        .or_else(|| from_file("archway_api_token"));
+    let remote = RemoteGateway {
+        endpoint: gateway.trim_end_matches('/').to_string(),
+        access_key_id,
+        secret_access_key,
+        session_token: args
+            .session_token
+            .clone()
+            .or_else(|| from_file("aws_session_token")),
+        region: "us-east-1".into(),
+    };
+    let listed = match &token {
+        Some(t) => {
+            let client = archway_gateway::ApiClient::remote(gateway, Some(t.clone()))?;
+            let list: archway_gateway::api::VolumeList = client
+                .json(
+                    http::Method::GET,
+                    "/api/v1/volumes?limit=10000",
+                    None::<&()>,
+                )
+                .await
+                .with_context(|| format!("asking {gateway} which volumes you may read"))?;
+            list.volumes
+                .into_iter()
+                .map(|v| {
+                    let writes = if v.volume.read_only {
+                        Writes::ReadOnly
+                    } else if v.access < Access::Write {
+                        Writes::Denied
+                    } else {
+                        Writes::Allowed
+                    };
+                    (v.volume.id, writes)
+                })
+                .collect::<Vec<_>>()
+        }
+        None if !args.volumes.is_empty() => Vec::new(),
+        None => bail!(
+            "no API token to ask the catalogue which volumes you may read: pass --token \
+             (or `archway_api_token` in the credentials file), or name them with --volume"
+        ),
+    };
+    let wanted: Vec<(String, Writes)> = if args.volumes.is_empty() {
+        listed
+    } else {
+        let known: HashMap<_, _> = listed.into_iter().collect();
+        args.volumes
+            .iter()
+            .map(|v| {
+                if token.is_some() && !known.contains_key(v) {
+                    bail!("volume `{v}` does not exist on {gateway} or you may not read it");
+                }
+                // Without the catalogue, writes are tried and the gateway decides (EACCES).
+                Ok((v.clone(), known.get(v).copied().unwrap_or(Writes::Allowed)))
+            })
+            .collect::<Result<_>>()?
+    };
+    let cache_config = cache_config(args);
+    let cache = if cache_config.enabled {
+        Some(BlockCache::new(cache_config).await)
+    } else {
+        None
+    };
+    wanted
+        .into_iter()
+        .map(|(name, writes)| {
+            let writes = if args.read_only {
+                Writes::ReadOnly
+            } else {
+                writes
+            };
+            remote
+                .volume(&name, writes, cache.as_ref())
+                .with_context(|| format!("volume `{name}` on {gateway}"))
+        })
+        .collect()
+}
+
+/// The profile's keys from the AWS shared credentials file, if there is one.
+fn credentials_profile(args: &MountArgs) -> Result<Option<HashMap<String, String>>> {
+    let path = match &args.credentials_file {
+        Some(p) => p.clone(),
+        None => match std::env::var_os("HOME") {
+            Some(home) => PathBuf::from(home).join(".aws/credentials"),
+            None => return Ok(None),
+        },
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.credentials_file.is_none() => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let profiles = parse_ini(&text);
+    let chosen = match &args.profile {
+        Some(p) => Some(
+            profiles
+                .get(p)
+                .cloned()
+                .with_context(|| format!("no profile `{p}` in {}", path.display()))?,
+        ),
+        None => profiles
+            .get("default")
+            .or_else(|| profiles.get(crate::serve::PROFILE))
+            .cloned(),
+    };
+    Ok(chosen)
+}
+
+/// The sections of an INI file (AWS credentials format): `[name]` then `key = value` lines.
+fn parse_ini(text: &str) -> HashMap<String, HashMap<String, String>> {
+    let mut out: HashMap<String, HashMap<String, String>> = HashMap::new();
+    let mut section: Option<String> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            let name = name
+                .trim()
+                .trim_start_matches("profile ")
+                .trim()
+                .to_string();
+            out.entry(name.clone()).or_default();
+            section = Some(name);
+        } else if let (Some(s), Some((k, v))) = (&section, line.split_once('=')) {
+            out.entry(s.clone())
+                .or_default()
+                .insert(k.trim().to_string(), v.trim().to_string());
+        }
+    }
+    out
+}
+
+/// The volumes of the local gateway, straight to their backends; writable unless read-only
+/// (archives are, unless their admin said otherwise). The mount acts as the administrator: whoever can read
+/// the gateway's configuration and data directory holds its backend credentials anyway.
+async fn local_volumes(
+    args: &MountArgs,
+) -> Result<(Vec<MountVolume>, FsConfig, crate::serve::Opened)> {
+    let source = crate::serve::Source {
+        config: args.config.clone(),
+        data_dir: args.data_dir.clone(),
+        listen: None,
+    };
+    let cache = cache_config(args);
+    let opened = crate::serve::open_with(&source, false, move |config| {
+        // The gateway's disk tier belongs to the gateway: never share its directory.
+        config.cache = cache;
+    })
+    .await?;
+    let mut fs = fs_config(args)?;
+    fs.part_size = opened.config.limits.upload_part_size;
+    fs.upload_concurrency = opened.config.limits.upload_concurrency;
+    let admin = Principal {
+        user: crate::serve::ADMIN_USER.into(),
+        admin: true,
+    };
+    let dataplane = &opened.state.dataplane;
+    let all = dataplane
+        .catalog()
+        .list_volumes(Some(&admin), &VolumeQuery::default())
+        .await?;
+    let mut volumes = Vec::new();
+    for (volume, _) in all {
+        if !args.volumes.is_empty() && !args.volumes.contains(&volume.id) {
+            continue;
+        }
+        match dataplane.open(Some(&admin), &volume.id, Op::Get).await {
+            Ok(h) => volumes.push(MountVolume {
+                name: volume.id.clone(),
+                store: h.store().clone(),
+                lister: None,
+                writes: if volume.read_only || args.read_only {
+                    Writes::ReadOnly
+                } else {
+                    Writes::Allowed
+                },
+            }),
+            Err(e) => tracing::warn!(volume = %volume.id, error = %e, "not mounted"),
+        }
+    }
+    for v in &args.volumes {
+        if !volumes.iter().any(|m| &m.name == v) {
+            bail!("volume `{v}` is not in the catalogue (or its backend is not configured)");
+        }
+    }
+    Ok((volumes, fs, opened))
+}
+
+async fn serve_metrics(addr: &str, metrics: MountMetrics) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--metrics {addr}"))?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let m = metrics.clone();
+            async move { m.render() }
+        }),
+    );
+    tracing::info!(address = %addr, "metrics at /metrics");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!(error = %e, "metrics endpoint stopped");
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn sizes_and_umasks_parse_or_say_why_not() {
+        assert_eq!(parse_size("0").unwrap(), 0);
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
+        assert_eq!(parse_size("10kb").unwrap(), 10_000);
+        assert!(parse_size("lots").unwrap_err().contains("not a size"));
+        assert!(
+            parse_size("5 furlongs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert_eq!(parse_umask("027").unwrap(), 0o27);
+        assert!(parse_umask("999").is_err());
+    }
+
+    #[test]
+    fn credentials_files_parse_like_the_aws_cli() {
+        let ini = "# c\n[default]\naws_access_key_id = A\n\n[profile x]\naws_secret_access_key=S\n";
+        let p = parse_ini(ini);
+        assert_eq!(p["default"]["aws_access_key_id"], "A");
+        assert_eq!(p["x"]["aws_secret_access_key"], "S");
+    }
+}

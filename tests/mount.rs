@@ -1,0 +1,664 @@
+//! End to end: `archway mount` really mounted (root and /dev/fuse, as on CI), in remote mode
+//! over a running gateway and in local mode over a data directory, used with real tools
+//! (`ls`, `find`, `cat`, `cp`, `sha256sum`, `dd`, Python) and checked through S3.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use archway_dataplane::object_store::aws::AmazonS3Builder;
+use archway_dataplane::object_store::path::Path as Key;
+use archway_dataplane::object_store::{ClientOptions, ObjectStore, ObjectStoreExt};
+use common::{BIN, Gateway, free_port, text};
+use sha2::{Digest, Sha256};
+
+/// Whether `mountpoint` is in the mount table now.
+fn is_mounted(mountpoint: &Path) -> bool {
+    let table = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let want = mountpoint.to_str().unwrap();
+    table
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(want))
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `archway mount … --foreground` as a child; unmounted (SIGTERM) and reaped on drop.
+struct Mount {
+    child: Option<Child>,
+    mountpoint: PathBuf,
+    log: PathBuf,
+}
+
+impl Mount {
+    fn start(mountpoint: &Path, args: &[&str]) -> Mount {
+        std::fs::create_dir_all(mountpoint).unwrap();
+        let log = mountpoint.with_extension("log");
+        let child = Command::new(BIN)
+            .arg("mount")
+            .arg(mountpoint)
+            .args(args)
+            .arg("--foreground")
+            .env("ARCHWAY_LOG", "info,archway_fuse=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut m = Mount {
+            child: Some(child),
+            mountpoint: mountpoint.to_path_buf(),
+            log,
+        };
+        wait_for("the mount", || {
+            if let Some(status) = m.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("mount exited with {status}: {}", m.log());
+            }
+            is_mounted(mountpoint)
+        });
+        m
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&mut self, signal: &str) -> std::process::ExitStatus {
+        let log = self.log();
+        self.try_signal(signal)
+            .unwrap_or_else(|| panic!("mount did not exit: {log}"))
+    }
+
+    fn try_signal(&mut self, signal: &str) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let st = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .output();
+        eprintln!("kill {signal} {}: {st:?}", child.id());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = Command::new("sh").arg("-c").arg(format!("for t in /proc/{0}/task/*; do echo $t $(cut -d' ' -f3 $t/stat) $(cat $t/wchan) $(cat $t/comm); done; cat /proc/{0}/stack", child.id())).status();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = self.try_signal("-TERM");
+        if is_mounted(&self.mountpoint) {
+            let _ = Command::new("fusermount3")
+                .arg("-uz")
+                .arg(&self.mountpoint)
+                .status();
+        }
+    }
+}
+
+/// Runs a shell command line, asserting success; returns stdout.
+fn sh(script: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "`{script}` failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// `sha256sum` of every file under `dir` (relative paths, sorted), skipping paths with `skip`.
+fn tree_digests(dir: &Path, skip: &str) -> String {
+    sh(&format!(
+        "cd '{}' && find . -type f ! -path '*{skip}*' -print0 | sort -z | xargs -0 sha256sum",
+        dir.display()
+    ))
+}
+
+fn sha256_file(path: &Path) -> String {
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).unwrap();
+    hex(&h.finalize())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn python() -> String {
+    std::env::var("ARCHWAY_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Pseudo-random bytes (xorshift), so files are not compressible or repetitive.
+fn random_file(path: &Path, len: usize, seed: u64) {
+    let mut x = seed | 1;
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data.truncate(len);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, data).unwrap();
+}
+
+/// Puts archive content behind the demo volume: a large random file, a 20 000-entry folder.
+fn populate_demo(data: &Path) {
+    random_file(
+        &data.join("demo/big/random.bin"),
+        48 * 1024 * 1024 + 12345,
+        7,
+    );
+    let many = data.join("demo/many");
+    std::fs::create_dir_all(&many).unwrap();
+    for i in 0..20_000 {
+        std::fs::write(many.join(format!("obj{i:05}.txt")), format!("{i}\n")).unwrap();
+    }
+}
+
+/// Reads at seeks with Python's `open().read()`, printing the sha256 of each piece.
+fn python_seeks(file: &Path) -> String {
+    let script = format!(
+        "import hashlib\nf = open('{}', 'rb')\nfor off, n in [(0, 2880), (1 << 20, 4096), \
+         (13 << 20, 3 << 20), (5, 1), (47 << 20, 10 << 20), (100 << 20, 10)]:\n    f.seek(off)\n    \
+         b = f.read(n)\n    print(off, len(b), hashlib.sha256(b).hexdigest())\n",
+        file.display()
+    );
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "python: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// Sum of `archway_s3_requests_total` for one S3 operation.
+async fn s3_requests(gw: &Gateway, op: &str) -> u64 {
+    let body = reqwest::get(format!("{}/metrics", gw.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let label = format!("op=\"{op}\"");
+    body.lines()
+        .filter(|l| l.starts_with("archway_s3_requests_total") && l.contains(&label))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64)
+        .sum()
+}
+
+fn s3(gw: &Gateway, bucket: &str, key_id: &str, secret: &str) -> Arc<dyn ObjectStore> {
+    Arc::new(
+        AmazonS3Builder::new()
+            .with_endpoint(&gw.url)
+            .with_bucket_name(bucket)
+            .with_region("us-east-1")
+            .with_access_key_id(key_id)
+            .with_secret_access_key(secret)
+            .with_client_options(ClientOptions::new().with_allow_http(true))
+            .build()
+            .unwrap(),
+    )
+}
+
+fn errno_of<T>(r: std::io::Result<T>) -> i32 {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e
+            .raw_os_error()
+            .unwrap_or_else(|| panic!("no errno in {e}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn remote_mount_reads_every_file_and_writes_workspaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let gw = Gateway::start(&data, &[]).await;
+    populate_demo(&data);
+    let mp = dir.path().join("mnt");
+    let credentials = data.join("credentials");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let m = Mount::start(
+        &mp,
+        &[
+            "--gateway",
+            &gw.url,
+            "--credentials-file",
+            credentials.to_str().unwrap(),
+            "--profile",
+            "archway",
+            "--metrics",
+            &metrics,
+        ],
+    );
+
+    // Every volume the admin may read, as a directory.
+    let top = sh(&format!("ls '{}'", mp.display()));
+    assert_eq!(
+        top.split_whitespace().collect::<Vec<_>>(),
+        ["demo", "workspace"]
+    );
+
+    // The directory of 20 000 entries: listed by pages, attributes from the listing.
+    let (heads, gets, lists) = (
+        s3_requests(&gw, "HeadObject").await,
+        s3_requests(&gw, "GetObject").await,
+        s3_requests(&gw, "ListObjectsV2").await,
+    );
+    let listing = sh(&format!("ls -l '{}/demo/many'", mp.display()));
+    assert_eq!(
+        listing.lines().count(),
+        20_001,
+        "a total line and 20 000 entries"
+    );
+    assert!(listing.contains("obj19999.txt"));
+    let heads = s3_requests(&gw, "HeadObject").await - heads;
+    let gets = s3_requests(&gw, "GetObject").await - gets;
+    let lists = s3_requests(&gw, "ListObjectsV2").await - lists;
+    eprintln!("ls -l of 20 000 entries: {lists} list, {heads} head, {gets} get requests");
+    assert!(
+        heads + gets < 10,
+        "{heads} HEAD and {gets} GET for one `ls -l`"
+    );
+    assert!(lists <= 25, "{lists} list requests for 20 pages");
+    // The mount counts its own requests too.
+    let own = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |op: &str| -> u64 {
+        own.lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "archway_fuse_backend_requests_total{{op=\"{op}\"}}"
+                ))
+            })
+            .map_or(0, |l| l.rsplit(' ').next().unwrap().parse().unwrap())
+    };
+    assert!(count("list") >= 20, "{own}");
+    assert!(count("head") < 10, "{own}");
+    assert!(
+        own.contains("archway_fuse_ops_total{op=\"readdirplus\",result=\"ok\"}"),
+        "{own}"
+    );
+
+    // Every file reads back byte for byte (the 20 000 small ones sampled by `cat`).
+    assert_eq!(
+        tree_digests(&mp.join("demo"), "/many/"),
+        tree_digests(&data.join("demo"), "/many/")
+    );
+    assert_eq!(
+        sh(&format!(
+            "cat '{}'/demo/many/obj0000[0-9].txt",
+            mp.display()
+        )),
+        (0..10).map(|i| format!("{i}\n")).collect::<String>()
+    );
+    let found = sh(&format!("cd '{}/demo' && find . | sort", mp.display()));
+    let expected = sh(&format!("cd '{}/demo' && find . | sort", data.display()));
+    assert_eq!(found, expected, "find sees the same tree");
+    sh(&format!("ls -R '{}' > /dev/null", mp.display()));
+    let big = mp.join("demo/big/random.bin");
+    let source = data.join("demo/big/random.bin");
+    assert_eq!(python_seeks(&big), python_seeks(&source));
+    assert_eq!(
+        sh(&format!(
+            "dd if='{}' bs=4M status=none | sha256sum",
+            big.display()
+        )),
+        sh(&format!(
+            "dd if='{}' bs=4M status=none | sha256sum",
+            source.display()
+        ))
+    );
+
+    // Archives refuse changes; workspaces take them.
+    assert_eq!(
+        errno_of(std::fs::write(mp.join("demo/new.txt"), b"x")),
+        libc::EROFS
+    );
+    assert_eq!(
+        errno_of(std::fs::remove_file(mp.join("demo/README.txt"))),
+        libc::EROFS
+    );
+    assert_eq!(
+        errno_of(std::fs::create_dir(mp.join("demo/d"))),
+        libc::EROFS
+    );
+
+    let payload = dir.path().join("payload.bin");
+    random_file(&payload, 200 * 1024 * 1024, 11);
+    let ws = mp.join("workspace");
+    sh(&format!(
+        "mkdir -p '{0}/in' && cp '{1}' '{0}/in/big.bin'",
+        ws.display(),
+        payload.display()
+    ));
+    let admin = s3(
+        &gw,
+        "workspace",
+        &gw.credential("aws_access_key_id"),
+        &gw.credential("aws_secret_access_key"),
+    );
+    let got = admin
+        .get(&Key::from("in/big.bin"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        hex(&Sha256::digest(&got)),
+        sha256_file(&payload),
+        "cp reads back through S3"
+    );
+    drop(got);
+
+    // Rename a file and a directory, overwrite in place, truncate, remove.
+    sh(&format!(
+        "mv '{0}/in/big.bin' '{0}/in/renamed.bin' && mv '{0}/in' '{0}/out'",
+        ws.display()
+    ));
+    assert!(admin.head(&Key::from("in/big.bin")).await.is_err());
+    let meta = admin.head(&Key::from("out/renamed.bin")).await.unwrap();
+    assert_eq!(meta.size, 200 * 1024 * 1024);
+    std::fs::write(ws.join("out/notes.txt"), b"first version\n").unwrap();
+    std::fs::write(ws.join("out/notes.txt"), b"second\n").unwrap();
+    let notes = admin
+        .get(&Key::from("out/notes.txt"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&notes[..], b"second\n");
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(ws.join("out/notes.txt"))
+            .unwrap();
+        f.seek(SeekFrom::Start(3)).unwrap();
+        f.write_all(b"OND").unwrap();
+    }
+    assert_eq!(
+        std::fs::read(ws.join("out/notes.txt")).unwrap(),
+        b"secOND\n"
+    );
+    sh(&format!("truncate -s 3 '{}/out/notes.txt'", ws.display()));
+    let notes = admin
+        .get(&Key::from("out/notes.txt"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&notes[..], b"sec");
+    assert_eq!(
+        errno_of(std::fs::remove_dir(ws.join("out"))),
+        libc::ENOTEMPTY
+    );
+    std::fs::remove_file(ws.join("out/renamed.bin")).unwrap();
+    std::fs::remove_file(ws.join("out/notes.txt")).unwrap();
+    std::fs::remove_dir(ws.join("out")).unwrap();
+    assert_eq!(errno_of(std::fs::metadata(ws.join("out"))), libc::ENOENT);
+    assert!(admin.head(&Key::from("out/renamed.bin")).await.is_err());
+
+    // `archway unmount` ends the mount process cleanly.
+    let out = Command::new(BIN).arg("unmount").arg(&mp).output().unwrap();
+    assert!(out.status.success(), "unmount: {}", text(&out.stderr));
+    let mut m = m;
+    let status = {
+        let mut child = m.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mount did not exit after unmount"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert!(status.success(), "mount exited with {status}: {}", m.log());
+    assert!(!is_mounted(&mp));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn local_mount_goes_straight_to_the_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // A first start creates the catalogue, the demo volume and the admin's workspace.
+    let mut gw = Gateway::start(&data, &[]).await;
+    assert!(gw.stop().success());
+    random_file(&data.join("demo/big/random.bin"), 9 * 1024 * 1024 + 1, 3);
+    let mp = dir.path().join("mnt");
+    std::fs::create_dir_all(&mp).unwrap();
+
+    // The default: in the background, returning once mounted.
+    let out = Command::new(BIN)
+        .arg("mount")
+        .arg(&mp)
+        .arg("--data-dir")
+        .arg(&data)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mount: {}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("mounted at"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(is_mounted(&mp));
+
+    assert_eq!(
+        tree_digests(&mp.join("demo"), "\n"),
+        tree_digests(&data.join("demo"), "\n")
+    );
+    assert_eq!(
+        errno_of(std::fs::write(mp.join("demo/x"), b"x")),
+        libc::EROFS
+    );
+    sh(&format!(
+        "mkdir '{0}/workspace/results' && cp '{1}' '{0}/workspace/results/copy.bin'",
+        mp.display(),
+        data.join("demo/big/random.bin").display()
+    ));
+    assert_eq!(
+        sha256_file(&data.join("workspaces/workspace/results/copy.bin")),
+        sha256_file(&data.join("demo/big/random.bin"))
+    );
+
+    let out = Command::new(BIN).arg("unmount").arg(&mp).output().unwrap();
+    assert!(out.status.success(), "unmount: {}", text(&out.stderr));
+    wait_for("the background mount to go", || !is_mounted(&mp));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_mount_leaves_no_stale_mount() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut gw = Gateway::start(&data, &[]).await;
+    assert!(gw.stop().success());
+    let mp = dir.path().join("mnt");
+    let mut m = Mount::start(&mp, &["--data-dir", data.to_str().unwrap()]);
+    assert!(mp.join("demo/README.txt").exists());
+    let status = m.signal("-KILL");
+    assert!(!status.success());
+    // fusermount3 notices the dead process and unmounts: no "Transport endpoint is not
+    // connected" left behind.
+    wait_for("auto-unmount", || !is_mounted(&mp));
+    assert_eq!(std::fs::read_dir(&mp).unwrap().count(), 0);
+
+    // SIGTERM unmounts cleanly, with a zero exit.
+    let mut m = Mount::start(&mp, &["--data-dir", data.to_str().unwrap()]);
+    let status = m.signal("-TERM");
+    assert!(status.success(), "{}", m.log());
+    assert!(!is_mounted(&mp));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_are_the_errors_users_expect() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let gw = Gateway::start(&data, &[]).await;
+    let token = gw.credential("archway_api_token");
+    let catalog = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["catalog", "--gateway", &gw.url, "--token", &token, "--json"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
+    };
+    catalog(&["user", "add", "bob"]);
+    let key = catalog(&["user", "key", "create", "bob"]);
+    let key_id = key["access_key_id"].as_str().unwrap().to_string();
+    let secret = key["secret_access_key"].as_str().unwrap().to_string();
+
+    // Bob names the admin's workspace without a grant: reading it is refused (EACCES).
+    let mp = dir.path().join("bob");
+    let bob = [
+        "--gateway",
+        &gw.url,
+        "--access-key-id",
+        &key_id,
+        "--secret-access-key",
+        &secret,
+        "--volume",
+        "workspace",
+        "--volume",
+        "demo",
+    ];
+    let mut m = Mount::start(&mp, &bob);
+    let listing =
+        std::fs::read_dir(mp.join("workspace")).and_then(|d| d.collect::<Result<Vec<_>, _>>());
+    assert_eq!(errno_of(listing), libc::EACCES);
+    assert_eq!(
+        errno_of(std::fs::metadata(mp.join("demo/README.txt"))),
+        libc::EACCES
+    );
+    // With a read grant he reads. Without the catalogue the mount cannot know he may not
+    // write: the gateway refuses the upload, and the writer hears it (EACCES on fsync/close),
+    // logged with the volume.
+    catalog(&["grant", "add", "user:bob", "workspace", "read"]);
+    std::fs::write(data.join("workspaces/workspace/shared.txt"), b"shared\n").unwrap();
+    assert_eq!(
+        std::fs::read(mp.join("workspace/shared.txt")).unwrap(),
+        b"shared\n"
+    );
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(mp.join("workspace/mine.txt")).unwrap();
+        f.write_all(b"x").unwrap();
+        assert_eq!(errno_of(f.sync_all()), libc::EACCES);
+    }
+    assert!(m.log().contains("volume `workspace`"), "{}", m.log());
+    assert!(m.signal("-TERM").success());
+
+    // With a token, the catalogue says what he may do: he reads the workspace, and a write
+    // is refused at once (EACCES), before any data is written.
+    let bob_token = catalog(&["user", "token", "create", "bob"]);
+    let bob_token = bob_token["secret"].as_str().unwrap().to_string();
+    let m = Mount::start(
+        &mp,
+        &[
+            "--gateway",
+            &gw.url,
+            "--access-key-id",
+            &key_id,
+            "--secret-access-key",
+            &secret,
+            "--token",
+            &bob_token,
+        ],
+    );
+    let top = sh(&format!("ls '{}'", mp.display()));
+    assert_eq!(top.trim(), "workspace", "only what bob may read");
+    assert_eq!(
+        std::fs::read(mp.join("workspace/shared.txt")).unwrap(),
+        b"shared\n"
+    );
+    assert_eq!(
+        errno_of(std::fs::write(mp.join("workspace/mine.txt"), b"x")),
+        libc::EACCES
+    );
+    assert_eq!(
+        errno_of(std::fs::remove_file(mp.join("workspace/shared.txt"))),
+        libc::EACCES
+    );
+    drop(m);
+
+    // Without the permission to use /dev/fuse, the message says so.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "mount",
+        ])
+        .arg(&mp)
+        .args(["--gateway", &gw.url, "--foreground"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("/dev/fuse"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A mount point that is not a directory, and two modes at once, are named.
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"").unwrap();
+    let out = Command::new(BIN)
+        .arg("mount")
+        .arg(&file)
+        .args(["--data-dir", data.to_str().unwrap(), "--foreground"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stderr).contains("not a directory"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = Command::new(BIN)
+        .arg("mount")
+        .arg(&mp)
+        .args(["--data-dir", "x", "--gateway", &gw.url])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stderr).contains("not both"),
+        "{}",
+        text(&out.stderr)
+    );
+}
