@@ -73,9 +73,12 @@ pub struct MountArgs {
     /// Bits removed from file modes, octal.
     #[arg(long, default_value = "022", value_parser = parse_umask)]
     pub umask: u16,
-    /// How long attributes and names are trusted before the store is asked again.
+    /// How long attributes (size, time) are trusted before the store is asked again.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub attr_ttl: Duration,
+    /// How long the kernel trusts a name (that it exists, and what it is).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub entry_ttl: Duration,
     /// Memory for cached blocks, e.g. 256MiB.
     #[arg(long, default_value = "256MiB", value_parser = parse_size)]
     pub cache_memory: u64,
@@ -266,6 +269,7 @@ fn fs_config(args: &MountArgs) -> Result<FsConfig> {
     let defaults = FsConfig::default();
     Ok(FsConfig {
         attr_ttl: args.attr_ttl,
+        entry_ttl: args.entry_ttl,
         uid: args.uid.unwrap_or_else(current_uid),
         gid: args.gid.unwrap_or_else(current_gid),
         umask: args.umask,

@@ -1659,6 +1659,75 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn readdir_resumes_where_the_kernel_stopped_and_restarts_on_rewind() {
+        let store = Arc::new(InMemory::new());
+        for i in 0..25 {
+            put(&store, &format!("d/{i:02}"), b"x").await;
+        }
+        let fs = fs_over(store, true);
+        let vol = fs.lookup(ROOT, "vol").await.unwrap();
+        let d = fs.lookup(vol.ino, "d").await.unwrap();
+        fs.mkdir(d.ino, "local-dir").await.unwrap();
+        let fh = fs.opendir(d.ino).await.unwrap();
+        // Replies that hold 4 entries, as a small kernel buffer would.
+        let mut offset = 0;
+        let mut names = Vec::new();
+        loop {
+            let mut batch = Vec::new();
+            fs.readdir(fh, offset, true, |e| {
+                if batch.len() == 4 {
+                    return true;
+                }
+                batch.push((e.offset, e.name.clone()));
+                false
+            })
+            .await
+            .unwrap();
+            let Some(last) = batch.last() else { break };
+            offset = last.0;
+            names.extend(batch.into_iter().map(|b| b.1));
+        }
+        let mut expected = vec![".".to_string(), "..".into(), "local-dir".into()];
+        expected.extend((0..25).map(|i| format!("{i:02}")));
+        assert_eq!(names, expected);
+        // rewinddir: from the start again.
+        let mut again = Vec::new();
+        fs.readdir(fh, 0, false, |e| {
+            again.push(e.name.clone());
+            false
+        })
+        .await
+        .unwrap();
+        assert_eq!(again, expected);
+        fs.releasedir(fh);
+    }
+
+    #[tokio::test]
+    async fn a_file_changed_while_open_is_stale_not_mixed() {
+        let store = Arc::new(InMemory::new());
+        put(&store, "f", b"version one").await;
+        let fs = fs_over(store.clone(), false);
+        let vol = fs.lookup(ROOT, "vol").await.unwrap();
+        let f = fs.lookup(vol.ino, "f").await.unwrap();
+        let o = fs.open(f.ino, OpenMode::default()).await.unwrap();
+        assert!(!o.keep_cache, "first open: nothing cached yet");
+        assert_eq!(&fs.read(o.fh, 0, 7).await.unwrap()[..], b"version");
+        put(&store, "f", b"VERSION TWO").await;
+        assert_eq!(fs.read(o.fh, 8, 3).await.unwrap_err().errno(), libc::ESTALE);
+        fs.release(o.fh).await.unwrap();
+        // Reopened after the attributes expire: the new version, and the kernel must drop
+        // its pages. Reopened unchanged: the kernel may keep them.
+        fs.getattr_refresh(f.ino).await.unwrap();
+        let o = fs.open(f.ino, OpenMode::default()).await.unwrap();
+        assert!(!o.keep_cache);
+        assert_eq!(&fs.read(o.fh, 0, 100).await.unwrap()[..], b"VERSION TWO");
+        fs.release(o.fh).await.unwrap();
+        let o = fs.open(f.ino, OpenMode::default()).await.unwrap();
+        assert!(o.keep_cache);
+        fs.release(o.fh).await.unwrap();
+    }
+
+    #[tokio::test]
     async fn listing_attributes_spare_the_store_and_forget_frees_inodes() {
         let store = Arc::new(InMemory::new());
         for i in 0..50 {

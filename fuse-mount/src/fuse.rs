@@ -83,6 +83,10 @@ impl FuseFs {
         self.fs.config().attr_ttl
     }
 
+    fn ttls(&self) -> (Duration, Duration) {
+        (self.fs.config().attr_ttl, self.fs.config().entry_ttl)
+    }
+
     /// Records the outcome and turns an error into the errno to reply with.
     fn done<T>(fs: &Fs, op: &'static str, r: Result<T>) -> std::result::Result<T, Errno> {
         match r {
@@ -138,7 +142,7 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let (fs, ttl) = (self.fs.clone(), self.ttl());
+        let (fs, ttl) = (self.fs.clone(), self.ttls());
         let name = Self::name(name);
         self.rt.spawn(async move {
             let r = match name {
@@ -146,7 +150,7 @@ impl fuser::Filesystem for FuseFs {
                 Err(e) => Err(e),
             };
             match Self::done(&fs, "lookup", r) {
-                Ok(v) => reply.entry(&ttl, &file_attr(&v), Generation(0)),
+                Ok(v) => reply.entry_with_ttls(&ttl.0, &ttl.1, &file_attr(&v), Generation(0)),
                 Err(e) => reply.error(e),
             }
         });
@@ -204,7 +208,7 @@ impl fuser::Filesystem for FuseFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        let (fs, ttl) = (self.fs.clone(), self.ttl());
+        let (fs, ttl) = (self.fs.clone(), self.ttls());
         let name = Self::name(name);
         self.rt.spawn(async move {
             let r = match name {
@@ -212,7 +216,7 @@ impl fuser::Filesystem for FuseFs {
                 Err(e) => Err(e),
             };
             match Self::done(&fs, "mkdir", r) {
-                Ok(v) => reply.entry(&ttl, &file_attr(&v), Generation(0)),
+                Ok(v) => reply.entry_with_ttls(&ttl.0, &ttl.1, &file_attr(&v), Generation(0)),
                 Err(e) => reply.error(e),
             }
         });

@@ -74,8 +74,10 @@ impl std::fmt::Debug for MountVolume {
 /// How the filesystem behaves (independent of how it is mounted).
 #[derive(Clone, Debug)]
 pub struct FsConfig {
-    /// How long the kernel (and the mount) may trust an attribute or name before asking again.
+    /// How long the kernel (and the mount) may trust attributes before asking again.
     pub attr_ttl: Duration,
+    /// How long the kernel may trust a name (a directory entry) before looking it up again.
+    pub entry_ttl: Duration,
     /// Owner and group of every file.
     pub uid: u32,
     pub gid: u32,
@@ -95,6 +97,7 @@ impl Default for FsConfig {
     fn default() -> Self {
         Self {
             attr_ttl: Duration::from_secs(10),
+            entry_ttl: Duration::from_secs(10),
             uid: 0,
             gid: 0,
             umask: 0o022,

@@ -1,0 +1,261 @@
+//! FUSE read benchmark with fio: `archway mount` (remote mode, over `archway serve`) against
+//! `rclone mount --vfs-cache-mode full` over the same gateway's S3 front, with plain reads of
+//! the same files on the local disk as the limit, all in one run.
+//!
+//! ```sh
+//! eval "$(scripts/test-services)"   # fio, fuse3, rclone
+//! cargo bench --bench fuse_read     # as root (mounts, drop_caches)
+//! ```
+//!
+//! Data: `ARCHWAY_BENCH_FILES` files (default 4) of `ARCHWAY_BENCH_MIB` MiB (default 256) of
+//! random bytes behind the gateway's demo volume. Workloads, each cold and then warm:
+//! - sequential read, 1 MiB blocks, one fio job per file (`--rw=read --bs=1M --numjobs=N`);
+//! - random read, 4 KiB blocks, N jobs over the files for 10 s (`--rw=randread --bs=4k`).
+//!
+//! Cold: the kernel's page cache dropped (`/proc/sys/vm/drop_caches`) and each mount started
+//! afresh with an empty cache. Warm: the same job again right after, caches as the first run
+//! left them. Both mounts get a disk cache big enough for the data (archway: 256 MiB memory +
+//! disk tier; rclone: its VFS cache), so warm reads are served by the tool, not the gateway.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{MIB, Server, free_port, wait_for};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn write_files(dir: &Path, files: usize, mib: usize) {
+    std::fs::create_dir_all(dir).expect("bench dir");
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..files {
+        let mut data = Vec::with_capacity(mib * MIB);
+        while data.len() < mib * MIB {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            data.extend_from_slice(&state.to_le_bytes());
+        }
+        std::fs::write(dir.join(format!("file{i}.bin")), &data).expect("bench file");
+    }
+}
+
+fn mounted(mountpoint: &Path) -> bool {
+    let table = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let want = mountpoint.to_str().unwrap_or_default();
+    table
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(want))
+}
+
+/// A mount process: unmounted and stopped when dropped.
+struct Mounted {
+    server: Option<Server>,
+    mountpoint: PathBuf,
+}
+
+impl Mounted {
+    fn start(mut cmd: Command, mountpoint: &Path) -> Mounted {
+        std::fs::create_dir_all(mountpoint).expect("mount point");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the mount");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !mounted(mountpoint) {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not mount",
+                mountpoint.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Mounted {
+            server: Some(Server(child)),
+            mountpoint: mountpoint.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3")
+            .arg("-u")
+            .arg(&self.mountpoint)
+            .status();
+        drop(self.server.take());
+        if mounted(&self.mountpoint) {
+            let _ = Command::new("fusermount3")
+                .arg("-uz")
+                .arg(&self.mountpoint)
+                .status();
+        }
+    }
+}
+
+fn drop_page_cache() -> bool {
+    let _ = Command::new("sync").status();
+    std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
+}
+
+#[derive(Clone, Copy)]
+enum Job {
+    Sequential,
+    Random,
+}
+
+/// Runs fio over `dir`'s files; returns bytes/s (sequential) or IOPS (random).
+fn fio(dir: &Path, job: Job, files: usize, mib: usize) -> f64 {
+    let mut cmd = Command::new("fio");
+    cmd.arg("--name=bench")
+        .arg(format!("--directory={}", dir.display()))
+        .arg("--filename_format=file$jobnum.bin")
+        .arg(format!("--size={mib}M"))
+        .arg(format!("--numjobs={files}"))
+        .args([
+            "--readonly",
+            "--ioengine=psync",
+            "--group_reporting",
+            "--output-format=json",
+        ]);
+    match job {
+        Job::Sequential => cmd.args(["--rw=read", "--bs=1M"]),
+        Job::Random => cmd.args(["--rw=randread", "--bs=4k", "--time_based", "--runtime=10"]),
+    };
+    let out = cmd
+        .output()
+        .expect("fio (scripts/test-services installs it)");
+    assert!(
+        out.status.success(),
+        "fio failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("fio JSON");
+    let read = &report["jobs"][0]["read"];
+    match job {
+        Job::Sequential => read["bw_bytes"].as_f64().expect("bw_bytes"),
+        Job::Random => read["iops"].as_f64().expect("iops"),
+    }
+}
+
+fn main() {
+    let files = env_usize("ARCHWAY_BENCH_FILES", 4);
+    let mib = env_usize("ARCHWAY_BENCH_MIB", 256);
+    let rclone = std::env::var("ARCHWAY_TEST_RCLONE").unwrap_or_else(|_| "rclone".into());
+    let bin = env!("CARGO_BIN_EXE_archway");
+    let work = tempfile::tempdir().expect("temp dir");
+    let data = work.path().join("data");
+
+    let port = free_port();
+    let _gateway = Server(
+        Command::new(bin)
+            .args(["serve", "--data-dir"])
+            .arg(&data)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("archway serve"),
+    );
+    wait_for(port);
+    let url = format!("http://127.0.0.1:{port}");
+    let local = data.join("demo/bench");
+    write_files(&local, files, mib);
+    let creds = std::fs::read_to_string(data.join("credentials")).expect("credentials");
+    let value = |k: &str| {
+        creds
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k} = ")).map(str::to_string))
+            .expect("credential")
+    };
+    let (key, secret) = (value("aws_access_key_id"), value("aws_secret_access_key"));
+    if !drop_page_cache() {
+        eprintln!("warning: cannot drop the page cache (not root?): cold figures are warm");
+    }
+
+    let archway = |n: usize| {
+        let mp = work.path().join(format!("archway{n}"));
+        let cache = work.path().join(format!("archway-cache{n}"));
+        let mut cmd = Command::new(bin);
+        cmd.arg("mount")
+            .arg(&mp)
+            .args(["--gateway", &url, "--credentials-file"])
+            .arg(data.join("credentials"))
+            .args(["--profile", "archway", "--volume", "demo", "--foreground"])
+            .args(["--cache-memory", "256MiB", "--cache-disk"])
+            .arg(format!("{}MiB", files * mib + 256))
+            .arg("--cache-dir")
+            .arg(&cache);
+        (Mounted::start(cmd, &mp), mp.join("demo/bench"))
+    };
+    let rclone_mount = |n: usize| {
+        let mp = work.path().join(format!("rclone{n}"));
+        let cache = work.path().join(format!("rclone-cache{n}"));
+        let remote = format!(
+            ":s3,provider=Other,endpoint='{url}',access_key_id={key},secret_access_key='{secret}',region=us-east-1:demo/bench"
+        );
+        let mut cmd = Command::new(&rclone);
+        cmd.arg("mount")
+            .arg(remote)
+            .arg(&mp)
+            .args(["--vfs-cache-mode", "full", "--cache-dir"])
+            .arg(&cache)
+            .args(["--vfs-cache-max-size"])
+            .arg(format!("{}M", files * mib + 256));
+        (Mounted::start(cmd, &mp), mp)
+    };
+
+    let mut results: Vec<(&str, &str, f64, f64, f64)> = Vec::new();
+    for (label, job) in [("sequential", Job::Sequential), ("random 4k", Job::Random)] {
+        let n = results.len();
+        // Local disk, the limit.
+        drop_page_cache();
+        let local_cold = fio(&local, job, files, mib);
+        let local_warm = fio(&local, job, files, mib);
+        // archway mount, fresh.
+        let (a, dir) = archway(n);
+        drop_page_cache();
+        let a_cold = fio(&dir, job, files, mib);
+        let a_warm = fio(&dir, job, files, mib);
+        drop(a);
+        // rclone mount, fresh.
+        let (r, dir) = rclone_mount(n);
+        drop_page_cache();
+        let r_cold = fio(&dir, job, files, mib);
+        let r_warm = fio(&dir, job, files, mib);
+        drop(r);
+        results.push((label, "cold", a_cold, r_cold, local_cold));
+        results.push((label, "warm", a_warm, r_warm, local_warm));
+    }
+
+    println!(
+        "\n{files} files x {mib} MiB, fio psync, {files} jobs (sequential: MB/s, random: IOPS)"
+    );
+    println!(
+        "{:<11} {:<5} {:>12} {:>12} {:>12} {:>10} {:>10}",
+        "workload", "", "archway", "rclone", "local", "vs rclone", "vs local"
+    );
+    for (label, phase, a, r, l) in results {
+        let scale = if label == "sequential" { 1e6 } else { 1.0 };
+        println!(
+            "{:<11} {:<5} {:>12.0} {:>12.0} {:>12.0} {:>9.2}x {:>9.3}x",
+            label,
+            phase,
+            a / scale,
+            r / scale,
+            l / scale,
+            a / r,
+            a / l
+        );
+    }
+}
