@@ -114,7 +114,7 @@ enum Job {
 }
 
 /// Runs fio over `dir`'s files; returns bytes/s (sequential) or IOPS (random).
-fn fio(dir: &Path, job: Job, files: usize, mib: usize) -> f64 {
+fn fio(dir: &Path, job: Job, files: usize, mib: usize, seconds: u64) -> f64 {
     let mut cmd = Command::new("fio");
     cmd.arg("--name=bench")
         .arg(format!("--directory={}", dir.display()))
@@ -129,7 +129,9 @@ fn fio(dir: &Path, job: Job, files: usize, mib: usize) -> f64 {
         ]);
     match job {
         Job::Sequential => cmd.args(["--rw=read", "--bs=1M"]),
-        Job::Random => cmd.args(["--rw=randread", "--bs=4k", "--time_based", "--runtime=10"]),
+        Job::Random => cmd
+            .args(["--rw=randread", "--bs=4k", "--time_based"])
+            .arg(format!("--runtime={seconds}")),
     };
     let out = cmd
         .output()
@@ -148,8 +150,12 @@ fn fio(dir: &Path, job: Job, files: usize, mib: usize) -> f64 {
 }
 
 fn main() {
-    let files = env_usize("ARCHWAY_BENCH_FILES", 4);
-    let mib = env_usize("ARCHWAY_BENCH_MIB", 256);
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this as a smoke test, on
+    // a small data set with short random runs.
+    let full = std::env::args().any(|a| a == "--bench");
+    let files = env_usize("ARCHWAY_BENCH_FILES", if full { 4 } else { 2 });
+    let mib = env_usize("ARCHWAY_BENCH_MIB", if full { 256 } else { 16 });
+    let seconds = if full { 10 } else { 2 };
     let rclone = std::env::var("ARCHWAY_TEST_RCLONE").unwrap_or_else(|_| "rclone".into());
     let bin = env!("CARGO_BIN_EXE_archway");
     let work = tempfile::tempdir().expect("temp dir");
@@ -220,19 +226,19 @@ fn main() {
         let n = results.len();
         // Local disk, the limit.
         drop_page_cache();
-        let local_cold = fio(&local, job, files, mib);
-        let local_warm = fio(&local, job, files, mib);
+        let local_cold = fio(&local, job, files, mib, seconds);
+        let local_warm = fio(&local, job, files, mib, seconds);
         // archway mount, fresh.
         let (a, dir) = archway(n);
         drop_page_cache();
-        let a_cold = fio(&dir, job, files, mib);
-        let a_warm = fio(&dir, job, files, mib);
+        let a_cold = fio(&dir, job, files, mib, seconds);
+        let a_warm = fio(&dir, job, files, mib, seconds);
         drop(a);
         // rclone mount, fresh.
         let (r, dir) = rclone_mount(n);
         drop_page_cache();
-        let r_cold = fio(&dir, job, files, mib);
-        let r_warm = fio(&dir, job, files, mib);
+        let r_cold = fio(&dir, job, files, mib, seconds);
+        let r_warm = fio(&dir, job, files, mib, seconds);
         drop(r);
         results.push((label, "cold", a_cold, r_cold, local_cold));
         results.push((label, "warm", a_warm, r_warm, local_warm));

@@ -260,7 +260,7 @@ pub async fn run(target: Target, command: CatalogCommand) -> Result<()> {
     }
 }
 
-async fn connect(target: &Target) -> Result<ApiClient> {
+pub(crate) async fn connect(target: &Target) -> Result<ApiClient> {
     if let Some(url) = &target.gateway {
         if target.data_dir.is_some() || target.config.is_some() {
             bail!(

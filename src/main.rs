@@ -4,6 +4,7 @@
 mod catalog_cmd;
 mod demo;
 mod mount;
+mod reduce_cmd;
 mod serve;
 
 use std::path::PathBuf;
@@ -47,6 +48,8 @@ enum Command {
         #[arg(long)]
         lazy: bool,
     },
+    /// Reduce a FITS object where it is stored; prints one JSON object.
+    Reduce(reduce_cmd::ReduceArgs),
     /// Check or print configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -125,6 +128,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Catalog { target, command } => catalog_cmd::run(target, command).await,
+        Command::Reduce(args) => reduce_cmd::run(args).await,
         Command::Mount(_) | Command::Unmount { .. } => unreachable!("run outside the runtime"),
     }
 }

@@ -291,6 +291,7 @@ pub fn router(state: AppState) -> Router {
             put(put_grant).delete(delete_grant),
         )
         .route("/grants", get(list_grants))
+        .route("/reduce", post(reduce))
         .route("/users", get(list_users).post(create_user))
         .route(
             "/users/{name}",
@@ -595,6 +596,55 @@ async fn delete_volume(
 }
 
 /// Walks the volume and records its size; answers a stream of NDJSON [`ScanEvent`]s.
+/// `POST /api/v1/reduce`: decode and reduce one object where it lies; the answer says which
+/// engine ran and how many bytes were read and returned.
+async fn reduce(
+    caller: Caller,
+    State(state): State<AppState>,
+    StrictJson(req): StrictJson<archway_compute::ReduceRequest>,
+) -> Result<Response, ApiError> {
+    let handle = state
+        .dataplane
+        .open(Some(&caller.0), &req.volume, archway_dataplane::Op::Get)
+        .await?;
+    archway_dataplane::key::parse_key(&req.key)?;
+    if state.dataplane.peer_url(&handle.volume).is_some() {
+        // Reducing here would pull the whole object across sites.
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            format!(
+                "volume `{}` lives on a peer gateway, and forwarding reductions to peers is \
+                 not built yet; reduce on the peer",
+                req.volume
+            ),
+        ));
+    }
+    let mut r = archway_compute::run(handle.store().clone(), &req)
+        .await
+        .map_err(|e| ApiError::compute(&req.volume, &req.key, e))?;
+    tracing::info!(
+        volume = %req.volume, key = %req.key, op = r.op.as_str(), hdu = r.hdu,
+        bytes_read = r.bytes_read, elapsed_ms = r.elapsed_ms, "reduced"
+    );
+    // The answer states its own size: settle the number's digits.
+    let mut body = Vec::new();
+    for _ in 0..3 {
+        body = serde_json::to_vec(&r).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                e.to_string(),
+            )
+        })?;
+        if r.bytes_returned == body.len() as u64 {
+            break;
+        }
+        r.bytes_returned = body.len() as u64;
+    }
+    Ok(([(http::header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
 async fn scan_volume(
     caller: Caller,
     State(state): State<AppState>,

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use archway_catalog::CatalogError;
+use archway_compute::ComputeError;
 use archway_dataplane::DataplaneError;
 
 /// The body of every error answer: `{"error": {"code", "message", "field"?}}`.
@@ -160,6 +161,40 @@ impl From<DataplaneError> for ApiError {
             }
             DataplaneError::Spool { .. } => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message)
+            }
+            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message),
+        }
+    }
+}
+
+impl ApiError {
+    /// A reduction's failure on `key` in `volume`: the message names the object (and the HDU
+    /// and card where the file is at fault).
+    pub fn compute(volume: &str, key: &str, e: ComputeError) -> Self {
+        let message = format!("`{key}` in volume `{volume}`: {e}");
+        match e {
+            ComputeError::Store(source) => match *source {
+                // The store's own message may name server paths: say it in the volume's terms.
+                archway_dataplane::object_store::Error::NotFound { .. } => {
+                    ApiError::not_found(format!("no object `{key}` in volume `{volume}`"))
+                }
+                archway_dataplane::object_store::Error::PermissionDenied { .. } => {
+                    ApiError::forbidden(message)
+                }
+                _ => ApiError::new(StatusCode::BAD_GATEWAY, "BackendError", message),
+            },
+            ComputeError::Format { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "InvalidFits", message)
+            }
+            ComputeError::NoSuchHdu { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "NoSuchHdu", message)
+            }
+            ComputeError::InvalidRequest { .. } => ApiError::bad_request(None, message),
+            ComputeError::Unsupported { .. } => {
+                ApiError::new(StatusCode::NOT_IMPLEMENTED, "NotImplemented", message)
+            }
+            ComputeError::EngineUnavailable { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "EngineUnavailable", message)
             }
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message),
         }

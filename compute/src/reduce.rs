@@ -1,0 +1,293 @@
+//! Reductions that merge: every chunk of data is reduced on its own (in parallel), and the
+//! partial results combine exactly as if the data had been seen in one pass.
+//!
+//! Moments use a two-pass mean and sum of squared deviations within a chunk and Chan et al.'s
+//! pairwise update across chunks, so variance stays accurate for data far from zero; sums are
+//! compensated (Neumaier). Missing values (BLANK, NaN) are counted and skipped.
+
+use serde::{Deserialize, Serialize};
+
+/// What to compute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Count,
+    Sum,
+    Mean,
+    Min,
+    Max,
+    /// Population variance (numpy's `var`, ddof = 0).
+    Var,
+    /// Population standard deviation (numpy's `std`, ddof = 0).
+    Std,
+    Histogram,
+    /// Count, sum, mean, min, max, var and std at once.
+    Stats,
+}
+
+impl Op {
+    pub fn parse(s: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(s.to_ascii_lowercase())).ok()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Count => "count",
+            Op::Sum => "sum",
+            Op::Mean => "mean",
+            Op::Min => "min",
+            Op::Max => "max",
+            Op::Var => "var",
+            Op::Std => "std",
+            Op::Histogram => "histogram",
+            Op::Stats => "stats",
+        }
+    }
+}
+
+/// Count, extremes and moments of the values seen, mergeable.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Moments {
+    pub count: u64,
+    pub missing: u64,
+    pub sum: f64,
+    compensation: f64,
+    pub mean: f64,
+    /// Sum of squared deviations from the mean.
+    pub m2: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Default for Moments {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            missing: 0,
+            sum: 0.0,
+            compensation: 0.0,
+            mean: 0.0,
+            m2: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
+}
+
+impl Moments {
+    /// The moments of one chunk, visited twice by `each` (mean first, then deviations).
+    pub fn of(each: impl Fn(&mut dyn FnMut(f64))) -> Self {
+        let mut m = Moments::default();
+        let (mut s, mut c) = (0.0f64, 0.0f64);
+        each(&mut |x| {
+            if x.is_nan() {
+                m.missing += 1;
+                return;
+            }
+            m.count += 1;
+            // Neumaier's compensated sum.
+            let t = s + x;
+            if s.abs() >= x.abs() {
+                c += (s - t) + x;
+            } else {
+                c += (x - t) + s;
+            }
+            s = t;
+            if x < m.min {
+                m.min = x;
+            }
+            if x > m.max {
+                m.max = x;
+            }
+        });
+        m.sum = s;
+        m.compensation = c;
+        if m.count == 0 {
+            return m;
+        }
+        let mean = (s + c) / m.count as f64;
+        let mut m2 = 0.0;
+        let mut c2 = 0.0;
+        each(&mut |x| {
+            if !x.is_nan() {
+                let d = x - mean;
+                m2 += d * d;
+                c2 += d;
+            }
+        });
+        // The corrected two-pass formula (Chan, Golub & LeVeque): removes the error of `mean`.
+        m.mean = mean;
+        m.m2 = m2 - c2 * c2 / m.count as f64;
+        m
+    }
+
+    /// Combines two disjoint parts.
+    pub fn merge(&mut self, o: &Moments) {
+        self.missing += o.missing;
+        if o.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            let missing = self.missing;
+            *self = *o;
+            self.missing = missing;
+            return;
+        }
+        let n = (self.count + o.count) as f64;
+        let delta = o.mean - self.mean;
+        self.m2 += o.m2 + delta * delta * self.count as f64 * o.count as f64 / n;
+        self.mean += delta * o.count as f64 / n;
+        // Compensated addition of the other's sum.
+        for x in [o.sum, o.compensation] {
+            let t = self.sum + x;
+            if self.sum.abs() >= x.abs() {
+                self.compensation += (self.sum - t) + x;
+            } else {
+                self.compensation += (x - t) + self.sum;
+            }
+            self.sum = t;
+        }
+        self.count += o.count;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+    }
+
+    pub fn total(&self) -> f64 {
+        self.sum + self.compensation
+    }
+
+    pub fn var(&self) -> Option<f64> {
+        (self.count > 0).then(|| (self.m2 / self.count as f64).max(0.0))
+    }
+}
+
+/// Equal-width bins over `[lo, hi]`, as numpy's `histogram(bins=n, range=(lo, hi))`: the last
+/// bin includes `hi`; values outside the range are not counted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Histogram {
+    pub lo: f64,
+    pub hi: f64,
+    pub counts: Vec<u64>,
+}
+
+impl Histogram {
+    pub fn new(bins: usize, lo: f64, hi: f64) -> Self {
+        // numpy widens an empty range by 0.5 on each side.
+        let (lo, hi) = if lo == hi {
+            (lo - 0.5, hi + 0.5)
+        } else {
+            (lo, hi)
+        };
+        Self {
+            lo,
+            hi,
+            counts: vec![0; bins],
+        }
+    }
+
+    pub fn edges(&self) -> Vec<f64> {
+        let n = self.counts.len();
+        let step = (self.hi - self.lo) / n as f64;
+        let mut e: Vec<f64> = (0..=n).map(|i| self.lo + step * i as f64).collect();
+        if let Some(last) = e.last_mut() {
+            *last = self.hi;
+        }
+        e
+    }
+
+    /// Counts the values `each` visits.
+    pub fn fill(&mut self, each: impl Fn(&mut dyn FnMut(f64))) {
+        let n = self.counts.len();
+        let (lo, hi) = (self.lo, self.hi);
+        let edges = self.edges();
+        let norm = n as f64 / (hi - lo);
+        let counts = &mut self.counts;
+        each(&mut |x| {
+            if !(x >= lo && x <= hi) {
+                return;
+            }
+            let mut i = (((x - lo) * norm) as usize).min(n - 1);
+            // Floating-point rounding can put a value one bin off its edges: correct it the
+            // way numpy does.
+            if i > 0 && x < edges[i] {
+                i -= 1;
+            } else if i + 1 < n && x >= edges[i + 1] {
+                i += 1;
+            }
+            counts[i] += 1;
+        });
+    }
+
+    pub fn merge(&mut self, o: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+            *a += b;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn moments(xs: &[f64]) -> Moments {
+        Moments::of(|f| xs.iter().for_each(|&x| f(x)))
+    }
+
+    #[test]
+    fn merged_chunks_equal_one_pass() {
+        let xs: Vec<f64> = (0..10_000)
+            .map(|i| 1e9 + ((i * 7919) % 1000) as f64 * 0.001)
+            .collect();
+        let whole = moments(&xs);
+        let mut parts = Moments::default();
+        for c in xs.chunks(333) {
+            parts.merge(&moments(c));
+        }
+        assert_eq!(whole.count, parts.count);
+        assert!((whole.mean - parts.mean).abs() < 1e-6);
+        let (v1, v2) = (whole.var().unwrap(), parts.var().unwrap());
+        // The inputs themselves are only good to 1.2e-7 (one ulp at 1e9).
+        assert!((v1 - v2).abs() / v1 < 1e-7, "{v1} {v2}");
+        // The variance of 0.000..0.999 in steps of 0.001, shifted by 1e9: catastrophic
+        // cancellation would show here.
+        let expected = (1000.0f64 * 1000.0 - 1.0) / 12.0 * 1e-6;
+        assert!(
+            (v1 - expected).abs() / expected < 1e-6,
+            "{v1} vs {expected}"
+        );
+        assert_eq!(whole.min, 1e9);
+    }
+
+    #[test]
+    fn missing_values_are_counted_not_used() {
+        let m = moments(&[1.0, f64::NAN, 3.0]);
+        assert_eq!((m.count, m.missing, m.total(), m.mean), (2, 1, 4.0, 2.0));
+        let empty = moments(&[f64::NAN]);
+        assert_eq!(empty.var(), None);
+        let mut a = moments(&[]);
+        a.merge(&moments(&[5.0]));
+        assert_eq!((a.count, a.min, a.max), (1, 5.0, 5.0));
+    }
+
+    #[test]
+    fn histogram_matches_numpy_edges() {
+        let mut h = Histogram::new(4, 0.0, 1.0);
+        let xs = [0.0, 0.25, 0.5, 0.74, 1.0, 1.5, -0.1, f64::NAN];
+        h.fill(|f| xs.iter().for_each(|&x| f(x)));
+        // numpy.histogram([...], bins=4, range=(0, 1)) -> [1, 1, 2, 1]
+        assert_eq!(h.counts, vec![1, 1, 2, 1]);
+        assert_eq!(h.edges(), vec![0.0, 0.25, 0.5, 0.75, 1.0]);
+        let mut single = Histogram::new(3, 2.0, 2.0);
+        single.fill(|f| f(2.0));
+        // numpy.histogram([2.0], bins=3) -> [0, 1, 0] over [1.5, 2.5]
+        assert_eq!(single.counts, vec![0, 1, 0]);
+    }
+
+    #[test]
+    fn ops_parse_by_name() {
+        assert_eq!(Op::parse("STD"), Some(Op::Std));
+        assert_eq!(Op::parse("histogram"), Some(Op::Histogram));
+        assert_eq!(Op::parse("median"), None);
+    }
+}

@@ -1,0 +1,192 @@
+//! Archway's reductions against astropy + numpy on stored fixtures (every BITPIX, unsigned and
+//! scaled integers, BLANK and NaN, HDUs by index and EXTNAME). `fixtures/make_fixtures.py`
+//! regenerates the files and `expected.json`; this test only compares.
+//!
+//! Tolerance: counts and histogram counts exactly; minima and maxima to the last bit (1e-15
+//! relative, for the JSON round trip of expected.json); sums, means, variances and
+//! standard deviations to 1e-12 relative (both sides compute in float64; numpy's pairwise sum
+//! and our compensated one differ in the last bits).
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use archway_compute::{ComputeError, Engine, Op, ReduceRequest, run};
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde_json::Value;
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+async fn store() -> Arc<dyn ObjectStore> {
+    let store = InMemory::new();
+    for entry in std::fs::read_dir(DIR).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "fits") {
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            store
+                .put(
+                    &Path::from(name),
+                    PutPayload::from(std::fs::read(&path).unwrap()),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    Arc::new(store)
+}
+
+fn request(case: &Value, op: Op) -> ReduceRequest {
+    ReduceRequest {
+        volume: "fixtures".into(),
+        key: case["file"].as_str().unwrap().into(),
+        op,
+        hdu: case["hdu"].as_str().map(str::to_string),
+        column: None,
+        bins: case["bins"].as_u64().map(|b| b as usize),
+        range: case["range"]
+            .as_array()
+            .map(|r| [r[0].as_f64().unwrap(), r[1].as_f64().unwrap()]),
+        engine: Engine::Cpu,
+    }
+}
+
+fn close(what: &str, got: f64, want: f64) {
+    let scale = want.abs().max(1e-300);
+    assert!(
+        (got - want).abs() / scale <= 1e-12 || got == want,
+        "{what}: got {got}, numpy {want}"
+    );
+}
+
+#[tokio::test]
+async fn reductions_agree_with_astropy_and_numpy() {
+    let store = store().await;
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{DIR}/expected.json")).unwrap())
+            .unwrap();
+    let cases = expected["cases"].as_array().unwrap();
+    assert!(cases.len() >= 14);
+    for case in cases {
+        let name = format!("{} hdu={}", case["file"], case["hdu"]);
+        let want = &case["expected"];
+        let stats = run(store.clone(), &request(case, Op::Stats)).await.unwrap();
+        assert_eq!(
+            stats.hdu as u64,
+            case["resolved_hdu"].as_u64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(stats.count, want["count"].as_u64().unwrap(), "{name} count");
+        assert_eq!(
+            stats.missing,
+            want["missing"].as_u64().unwrap(),
+            "{name} missing"
+        );
+        for k in ["min", "max"] {
+            let (got, want) = (stats.value[k].as_f64().unwrap(), want[k].as_f64().unwrap());
+            // Exact, but for serde_json's float parsing (not correctly rounded by default).
+            assert!(
+                (got - want).abs() <= want.abs() * 1e-15,
+                "{name} {k}: {got} vs {want}"
+            );
+        }
+        for k in ["sum", "mean", "var", "std"] {
+            close(
+                &format!("{name} {k}"),
+                stats.value[k].as_f64().unwrap(),
+                want[k].as_f64().unwrap(),
+            );
+        }
+        // The single-value ops say the same as `stats`.
+        for (op, k) in [(Op::Mean, "mean"), (Op::Std, "std"), (Op::Max, "max")] {
+            let r = run(store.clone(), &request(case, op)).await.unwrap();
+            assert_eq!(r.value, stats.value[k], "{name} {k}");
+            assert_eq!(r.engine, Engine::Cpu);
+        }
+        let h = run(store.clone(), &request(case, Op::Histogram))
+            .await
+            .unwrap();
+        assert_eq!(
+            h.value["counts"], want["histogram"]["counts"],
+            "{name} histogram"
+        );
+        let edges = h.value["edges"].as_array().unwrap();
+        let want_edges = want["histogram"]["edges"].as_array().unwrap();
+        assert_eq!(edges.len(), want_edges.len());
+        for (a, b) in edges.iter().zip(want_edges) {
+            close(
+                &format!("{name} edge"),
+                a.as_f64().unwrap(),
+                b.as_f64().unwrap(),
+            );
+        }
+        assert!(h.bytes_read > 0);
+    }
+}
+
+#[tokio::test]
+async fn bad_files_and_requests_get_errors_that_name_the_problem() {
+    let store = store().await;
+    let good = std::fs::read(format!("{DIR}/multi.fits")).unwrap();
+    // Truncated in the middle of the last HDU's data.
+    let cut = good[..good.len() - 3000].to_vec();
+    store
+        .put(&Path::from("cut.fits"), PutPayload::from(cut))
+        .await
+        .unwrap();
+    // Not FITS at all.
+    store
+        .put(&Path::from("text.fits"), PutPayload::from(vec![b'x'; 5000]))
+        .await
+        .unwrap();
+    let req = |key: &str, hdu: Option<&str>| ReduceRequest {
+        volume: "v".into(),
+        key: key.into(),
+        op: Op::Sum,
+        hdu: hdu.map(str::to_string),
+        column: None,
+        bins: None,
+        range: None,
+        engine: Engine::Auto,
+    };
+    let e = run(store.clone(), &req("cut.fits", Some("ERR")))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("HDU 2") && e.to_string().contains("truncated"),
+        "{e}"
+    );
+    let e = run(store.clone(), &req("text.fits", None))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("HDU 0, card 1"), "{e}");
+    let e = run(store.clone(), &req("multi.fits", Some("NOPE")))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ComputeError::NoSuchHdu { .. }));
+    assert!(e.to_string().contains("SCI, ERR"), "{e}");
+    let e = run(store.clone(), &req("missing.fits", None))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        e.store_error(),
+        Some(object_store::Error::NotFound { .. })
+    ));
+    let mut cuda = req("multi.fits", None);
+    cuda.engine = Engine::Cuda;
+    let e = run(store.clone(), &cuda).await.unwrap_err();
+    assert!(e.to_string().contains("cuda"), "{e}");
+    // auto runs on the CPU and says why.
+    let r = run(store.clone(), &req("multi.fits", Some("SCI")))
+        .await
+        .unwrap();
+    assert_eq!(r.engine, Engine::Cpu);
+    assert!(r.engine_note.is_some());
+    // Only the headers and the one HDU's data were read.
+    assert!(
+        r.bytes_read < good.len() as u64,
+        "{} of {}",
+        r.bytes_read,
+        good.len()
+    );
+}
