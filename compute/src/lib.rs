@@ -14,6 +14,7 @@ pub mod hdu;
 pub mod header;
 pub mod image;
 pub mod reduce;
+pub mod table;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -112,6 +113,12 @@ pub enum ComputeError {
     },
     #[error("no {wanted} in this file; it has {available}")]
     NoSuchHdu { wanted: String, available: String },
+    #[error("HDU {hdu} has no column `{wanted}`; its columns are {available}")]
+    NoSuchColumn {
+        hdu: usize,
+        wanted: String,
+        available: String,
+    },
     #[error("{message}")]
     InvalidRequest { message: String },
     #[error("{what} is not supported yet")]
@@ -162,11 +169,6 @@ pub async fn run(
         Engine::Auto => Some("no GPU engine in this build: ran on the CPU".to_string()),
         Engine::Cpu => None,
     };
-    if req.column.is_some() {
-        return Err(ComputeError::Unsupported {
-            what: "reducing table columns (--column)".into(),
-        });
-    }
     if let Some(bins) = req.bins
         && !(1..=1_000_000).contains(&bins)
     {
@@ -183,26 +185,59 @@ pub async fn run(
     }
     let src = Arc::new(Source::open(store, &req.key).await?);
     let hdu = hdu::locate(&src, &HduSelector::parse(req.hdu.as_deref())).await?;
-    match &hdu.kind {
-        HduKind::Image => {}
-        HduKind::BinTable | HduKind::AsciiTable => {
-            return Err(ComputeError::Unsupported {
-                what: format!("reducing table HDU {} (tables)", hdu.index),
-            });
+    let values = Arc::new(values_of(&hdu, req)?);
+    if let Values::Columns(table, columns) = &*values {
+        // Per-column statistics of a table, in one pass.
+        let parts = partials(&src, &hdu, &values, |v, pieces| match v {
+            Values::Columns(table, columns) => columns
+                .iter()
+                .map(|c| {
+                    Moments::of(|f| {
+                        for p in pieces {
+                            for field in table::fixed_fields(p, table, c) {
+                                c.for_each(field, &mut *f);
+                            }
+                        }
+                    })
+                })
+                .collect::<Vec<_>>(),
+            _ => Vec::new(),
+        })
+        .await?;
+        let mut totals = vec![Moments::default(); columns.len()];
+        for part in &parts {
+            for (t, p) in totals.iter_mut().zip(part) {
+                t.merge(p);
+            }
         }
-        HduKind::Other(x) => {
-            return Err(ComputeError::Unsupported {
-                what: format!("XTENSION = '{x}' (HDU {})", hdu.index),
-            });
+        let mut value = serde_json::Map::new();
+        for (c, m) in columns.iter().zip(&totals) {
+            value.insert(c.name.clone(), stats_json(m));
         }
-    }
-    if hdu.header.get("ZIMAGE").is_some() {
-        return Err(ComputeError::Unsupported {
-            what: format!("tile-compressed images (HDU {})", hdu.index),
+        return Ok(Reduction {
+            op: req.op,
+            value: serde_json::Value::Object(value),
+            count: table.rows,
+            missing: 0,
+            hdu: hdu.index,
+            engine: Engine::Cpu,
+            engine_note,
+            bytes_read: src.bytes_read(),
+            bytes_returned: 0,
+            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         });
     }
-    let layout = image::Layout::of(&hdu)?;
-    let moments = moments_of(&src, &hdu, layout).await?;
+    let moments = {
+        let parts = partials(&src, &hdu, &values, |v, pieces| {
+            Moments::of(|f| v.visit(pieces, f))
+        })
+        .await?;
+        let mut total = Moments::default();
+        for p in &parts {
+            total.merge(p);
+        }
+        total
+    };
     let number = |x: f64| serde_json::json!(x);
     let finite = |x: Option<f64>| x.filter(|v| v.is_finite()).map(number).unwrap_or_default();
     let var = moments.var();
@@ -215,15 +250,7 @@ pub async fn run(
         Op::Max => finite(any.then_some(moments.max)),
         Op::Var => finite(var),
         Op::Std => finite(var.map(f64::sqrt)),
-        Op::Stats => serde_json::json!({
-            "count": moments.count,
-            "sum": moments.total(),
-            "mean": finite(any.then(|| moments.total() / moments.count as f64)),
-            "min": finite(any.then_some(moments.min)),
-            "max": finite(any.then_some(moments.max)),
-            "var": finite(var),
-            "std": finite(var.map(f64::sqrt)),
-        }),
+        Op::Stats => stats_json(&moments),
         Op::Histogram => {
             let bins = req.bins.unwrap_or(10);
             let [lo, hi] = match req.range {
@@ -231,7 +258,18 @@ pub async fn run(
                 None if any => [moments.min, moments.max],
                 None => [0.0, 1.0],
             };
-            let h = histogram_of(&src, &hdu, layout, Histogram::new(bins, lo, hi)).await?;
+            let empty = Histogram::new(bins, lo, hi);
+            let template = empty.clone();
+            let parts = partials(&src, &hdu, &values, move |v, pieces| {
+                let mut h = template.clone();
+                h.fill(|f| v.visit(pieces, f));
+                h
+            })
+            .await?;
+            let mut h = empty;
+            for p in &parts {
+                h.merge(p);
+            }
             serde_json::json!({
                 "bins": bins,
                 "range": [h.lo, h.hi],
@@ -254,24 +292,164 @@ pub async fn run(
     })
 }
 
-/// The data of `hdu` in chunks, each fetched and then handed to `f` on a blocking thread;
-/// results in any order.
-async fn over_chunks<T: Send + 'static>(
+/// The statistics object of `stats` (and of each column in a table's `stats`).
+fn stats_json(m: &Moments) -> serde_json::Value {
+    let finite = |x: Option<f64>| {
+        x.filter(|v| v.is_finite())
+            .map(|v| serde_json::json!(v))
+            .unwrap_or_default()
+    };
+    let any = m.count > 0;
+    let var = m.var();
+    serde_json::json!({
+        "count": m.count,
+        "missing": m.missing,
+        "sum": m.total(),
+        "mean": finite(any.then(|| m.total() / m.count as f64)),
+        "min": finite(any.then_some(m.min)),
+        "max": finite(any.then_some(m.max)),
+        "var": finite(var),
+        "std": finite(var.map(f64::sqrt)),
+    })
+}
+
+/// What a request reduces in an HDU.
+#[derive(Debug)]
+enum Values {
+    Image(image::Layout),
+    /// A column with its elements in the rows.
+    Fixed(table::Table, table::Column),
+    /// A variable-length array column: descriptors in the rows, elements in the heap.
+    Heap(table::Table, table::Column),
+    /// Every numeric fixed column of a table (`stats` without a column).
+    Columns(table::Table, Vec<table::Column>),
+}
+
+impl Values {
+    /// Visits the physical values in `pieces` (data chunks, or heap arrays).
+    fn visit(&self, pieces: &[bytes::Bytes], f: &mut dyn FnMut(f64)) {
+        for p in pieces {
+            match self {
+                Values::Image(layout) => layout.for_each(p, &mut *f),
+                Values::Fixed(table, col) => {
+                    for field in table::fixed_fields(p, table, col) {
+                        col.for_each(field, &mut *f);
+                    }
+                }
+                Values::Heap(_, col) => col.for_each(p, &mut *f),
+                Values::Columns(..) => {}
+            }
+        }
+    }
+
+    /// The data bytes cut into chunks, and the unit a chunk boundary must respect.
+    fn extent(&self, hdu: &Hdu) -> (u64, u64) {
+        match self {
+            Values::Image(layout) => (hdu.data_len, layout.width() as u64),
+            Values::Fixed(t, _) | Values::Heap(t, _) | Values::Columns(t, _) => {
+                (t.row_bytes * t.rows, t.row_bytes.max(1))
+            }
+        }
+    }
+}
+
+fn values_of(hdu: &Hdu, req: &ReduceRequest) -> Result<Values, ComputeError> {
+    match &hdu.kind {
+        HduKind::Image => {
+            if hdu.header.get("ZIMAGE").is_some() {
+                return Err(ComputeError::Unsupported {
+                    what: format!("tile-compressed images (HDU {})", hdu.index),
+                });
+            }
+            if let Some(c) = &req.column {
+                return Err(ComputeError::InvalidRequest {
+                    message: format!("HDU {} is an image: it has no column `{c}`", hdu.index),
+                });
+            }
+            Ok(Values::Image(image::Layout::of(hdu)?))
+        }
+        HduKind::BinTable => {
+            let table = table::Table::of(hdu)?;
+            if hdu.header.get("ZIMAGE").is_some() {
+                return Err(ComputeError::Unsupported {
+                    what: format!("tile-compressed images (HDU {})", hdu.index),
+                });
+            }
+            let Some(name) = &req.column else {
+                if req.op == Op::Stats {
+                    let columns = table
+                        .columns
+                        .iter()
+                        .filter(|c| {
+                            c.is_numeric() && matches!(c.storage, table::Storage::Fixed { .. })
+                        })
+                        .cloned()
+                        .collect();
+                    return Ok(Values::Columns(table, columns));
+                }
+                return Err(ComputeError::InvalidRequest {
+                    message: format!(
+                        "HDU {} is a table: name a column (its columns are {}), or ask for \
+                         `stats` of every column",
+                        hdu.index,
+                        table.names()
+                    ),
+                });
+            };
+            let col = table.column(name, hdu.index)?.clone();
+            if !col.is_numeric() {
+                return Err(ComputeError::InvalidRequest {
+                    message: format!(
+                        "column `{}` of HDU {} holds {:?} values, which do not reduce to numbers",
+                        col.name, hdu.index, col.elem
+                    ),
+                });
+            }
+            Ok(match col.storage {
+                table::Storage::Fixed { .. } => Values::Fixed(table, col),
+                table::Storage::Heap { .. } => Values::Heap(table, col),
+            })
+        }
+        HduKind::AsciiTable => Err(ComputeError::Unsupported {
+            what: format!("ASCII tables (HDU {})", hdu.index),
+        }),
+        HduKind::Other(x) => Err(ComputeError::Unsupported {
+            what: format!("XTENSION = '{x}' (HDU {})", hdu.index),
+        }),
+    }
+}
+
+/// Reduces the HDU's data chunk by chunk: each chunk is fetched (with, for heap columns, the
+/// arrays its rows point to), handed to `f` on a blocking thread, and the partial results
+/// returned in any order.
+async fn partials<T: Send + 'static>(
     src: &Arc<Source>,
     hdu: &Hdu,
-    f: impl Fn(bytes::Bytes) -> T + Send + Sync + Clone + 'static,
+    values: &Arc<Values>,
+    f: impl Fn(&Values, &[bytes::Bytes]) -> T + Send + Sync + Clone + 'static,
 ) -> Result<Vec<T>, ComputeError> {
-    let (start, end) = (hdu.data_start, hdu.data_start + hdu.data_len);
-    let ranges: Vec<_> = (start..end)
-        .step_by(CHUNK as usize)
-        .map(|s| s..(s + CHUNK).min(end))
+    let (len, unit) = values.extent(hdu);
+    let step = (CHUNK / unit).max(1) * unit;
+    let start = hdu.data_start;
+    let ranges: Vec<_> = (0..len)
+        .step_by(step as usize)
+        .map(|s| start + s..start + (s + step).min(len))
         .collect();
+    let index = hdu.index;
+    let heap_start = start;
     futures::stream::iter(ranges)
         .map(|r| {
-            let (src, f) = (src.clone(), f.clone());
+            let (src, f, values) = (src.clone(), f.clone(), values.clone());
             async move {
-                let bytes = src.read(r).await?;
-                tokio::task::spawn_blocking(move || f(bytes))
+                let rows = src.read(r.clone()).await?;
+                let pieces = match &*values {
+                    Values::Heap(table, col) => {
+                        let first_row = (r.start - heap_start) / table.row_bytes.max(1);
+                        heap_arrays(&src, heap_start, index, table, col, &rows, first_row).await?
+                    }
+                    _ => vec![rows],
+                };
+                tokio::task::spawn_blocking(move || f(&values, &pieces))
                     .await
                     .map_err(|e| ComputeError::Task(e.to_string()))
             }
@@ -281,38 +459,54 @@ async fn over_chunks<T: Send + 'static>(
         .await
 }
 
-async fn moments_of(
-    src: &Arc<Source>,
-    hdu: &Hdu,
-    layout: image::Layout,
-) -> Result<Moments, ComputeError> {
-    let parts = over_chunks(src, hdu, move |bytes| {
-        Moments::of(|f| layout.for_each(&bytes, &mut *f))
-    })
-    .await?;
-    let mut total = Moments::default();
-    for p in &parts {
-        total.merge(p);
+/// Fetches the heap arrays that `rows` point to: one read for the span they cover when it is
+/// small, else one read per array.
+async fn heap_arrays(
+    src: &Source,
+    data_start: u64,
+    hdu: usize,
+    table: &table::Table,
+    col: &table::Column,
+    rows: &bytes::Bytes,
+    first_row: u64,
+) -> Result<Vec<bytes::Bytes>, ComputeError> {
+    let width = col.elem.width() as u64;
+    let mut spans = Vec::new();
+    for (i, (n, off)) in table::descriptors(rows, table, col).into_iter().enumerate() {
+        let end = n
+            .checked_mul(width)
+            .and_then(|b| off.checked_add(b))
+            .filter(|e| *e <= table.heap_bytes)
+            .ok_or_else(|| ComputeError::Format {
+                hdu,
+                card: None,
+                message: format!(
+                    "row {} of column `{}` points outside the heap ({n} elements at {off}, heap \
+                     of {} bytes)",
+                    first_row + i as u64 + 1,
+                    col.name,
+                    table.heap_bytes
+                ),
+            })?;
+        if n > 0 {
+            spans.push((off, end));
+        }
     }
-    Ok(total)
-}
-
-async fn histogram_of(
-    src: &Arc<Source>,
-    hdu: &Hdu,
-    layout: image::Layout,
-    empty: Histogram,
-) -> Result<Histogram, ComputeError> {
-    let template = empty.clone();
-    let parts = over_chunks(src, hdu, move |bytes| {
-        let mut h = template.clone();
-        h.fill(|f| layout.for_each(&bytes, &mut *f));
-        h
-    })
-    .await?;
-    let mut total = empty;
-    for p in &parts {
-        total.merge(p);
+    let Some(lo) = spans.iter().map(|s| s.0).min() else {
+        return Ok(Vec::new());
+    };
+    let hi = spans.iter().map(|s| s.1).max().unwrap_or(lo);
+    let heap = data_start + table.heap_offset;
+    if hi - lo <= 4 * CHUNK {
+        let all = src.read(heap + lo..heap + hi).await?;
+        return Ok(spans
+            .iter()
+            .map(|&(a, b)| all.slice((a - lo) as usize..(b - lo) as usize))
+            .collect());
     }
-    Ok(total)
+    let mut out = Vec::with_capacity(spans.len());
+    for (a, b) in spans {
+        out.push(src.read(heap + a..heap + b).await?);
+    }
+    Ok(out)
 }

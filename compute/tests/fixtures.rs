@@ -1,5 +1,6 @@
 //! Archway's reductions against astropy + numpy on stored fixtures (every BITPIX, unsigned and
-//! scaled integers, BLANK and NaN, HDUs by index and EXTNAME). `fixtures/make_fixtures.py`
+//! scaled integers, BLANK and NaN, HDUs by index and EXTNAME; a binary table with every numeric
+//! column type, TSCAL/TZERO, TNULL, a repeat count, logicals and a variable-length column). `fixtures/make_fixtures.py`
 //! regenerates the files and `expected.json`; this test only compares.
 //!
 //! Tolerance: counts and histogram counts exactly; minima and maxima to the last bit (1e-15
@@ -42,7 +43,7 @@ fn request(case: &Value, op: Op) -> ReduceRequest {
         key: case["file"].as_str().unwrap().into(),
         op,
         hdu: case["hdu"].as_str().map(str::to_string),
-        column: None,
+        column: case["column"].as_str().map(str::to_string),
         bins: case["bins"].as_u64().map(|b| b as usize),
         range: case["range"]
             .as_array()
@@ -66,9 +67,34 @@ async fn reductions_agree_with_astropy_and_numpy() {
         serde_json::from_str(&std::fs::read_to_string(format!("{DIR}/expected.json")).unwrap())
             .unwrap();
     let cases = expected["cases"].as_array().unwrap();
-    assert!(cases.len() >= 14);
+    assert!(cases.len() >= 26);
     for case in cases {
-        let name = format!("{} hdu={}", case["file"], case["hdu"]);
+        let name = format!(
+            "{} hdu={} column={}",
+            case["file"], case["hdu"], case["column"]
+        );
+        if let Some(columns) = case.get("expected_columns") {
+            // Per-column statistics of a table, in one request.
+            let r = run(store.clone(), &request(case, Op::Stats)).await.unwrap();
+            let got = r.value.as_object().unwrap();
+            assert_eq!(
+                got.len(),
+                columns.as_object().unwrap().len(),
+                "{name}: {got:?}"
+            );
+            for (col, want) in columns.as_object().unwrap() {
+                let g = &got[col];
+                assert_eq!(g["count"], want["count"], "{name} {col}");
+                for k in ["sum", "mean", "var", "std", "min", "max"] {
+                    close(
+                        &format!("{name} {col} {k}"),
+                        g[k].as_f64().unwrap(),
+                        want[k].as_f64().unwrap(),
+                    );
+                }
+            }
+            continue;
+        }
         let want = &case["expected"];
         let stats = run(store.clone(), &request(case, Op::Stats)).await.unwrap();
         assert_eq!(
@@ -182,6 +208,21 @@ async fn bad_files_and_requests_get_errors_that_name_the_problem() {
         .unwrap();
     assert_eq!(r.engine, Engine::Cpu);
     assert!(r.engine_note.is_some());
+    // Tables: a column is named, exists and holds numbers.
+    let mut t = req("table.fits", Some("EVENTS"));
+    let e = run(store.clone(), &t).await.unwrap_err();
+    assert!(
+        e.to_string().contains("name a column") && e.to_string().contains("MAG"),
+        "{e}"
+    );
+    t.column = Some("COLOUR".into());
+    let e = run(store.clone(), &t).await.unwrap_err();
+    assert!(matches!(e, ComputeError::NoSuchColumn { .. }), "{e}");
+    t.column = Some("name".into());
+    let e = run(store.clone(), &t).await.unwrap_err();
+    assert!(e.to_string().contains("do not reduce to numbers"), "{e}");
+    t.column = Some("3".into());
+    assert!(run(store.clone(), &t).await.is_ok(), "columns by number");
     // Only the headers and the one HDU's data were read.
     assert!(
         r.bytes_read < good.len() as u64,
