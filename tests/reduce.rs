@@ -201,3 +201,126 @@ async fn reductions_through_the_api_and_the_cli() {
         resp.status()
     );
 }
+
+/// A float32 image FITS file of `rows × cols` values `f(i)`.
+fn fits_image(rows: usize, cols: usize, f: impl Fn(usize) -> f32) -> Vec<u8> {
+    let mut out = Vec::new();
+    for card in [
+        "SIMPLE  =                    T".to_string(),
+        "BITPIX  =                  -32".to_string(),
+        "NAXIS   =                    2".to_string(),
+        format!("NAXIS1  = {cols:>20}"),
+        format!("NAXIS2  = {rows:>20}"),
+        "END".to_string(),
+    ] {
+        out.extend_from_slice(format!("{card:<80}").as_bytes());
+    }
+    out.resize(out.len().div_ceil(2880) * 2880, b' ');
+    for i in 0..rows * cols {
+        out.extend_from_slice(&f(i).to_be_bytes());
+    }
+    out.resize(out.len().div_ceil(2880) * 2880, 0);
+    out
+}
+
+async fn s3_bytes_out(gw: &Gateway) -> u64 {
+    let body = reqwest::get(format!("{}/metrics", gw.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    body.lines()
+        .find(|l| l.starts_with("archway_s3_bytes_total{direction=\"out\"}"))
+        .map_or(0, |l| {
+            l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64
+        })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reduction_on_a_peer_volume_runs_at_the_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    // Site A holds the data.
+    let a = Gateway::start(&dir.path().join("a"), &[]).await;
+    let image = fits_image(2048, 1024, |i| (i % 1000) as f32 * 0.5);
+    std::fs::write(dir.path().join("a/demo/big.fits"), &image).unwrap();
+    // Site B has a volume over A's demo volume, with A's credentials.
+    let config = dir.path().join("b.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[backends.site-a]\nurl = \"archway+{url}\"\naccess_key_id = \"{key}\"\n\
+             secret_access_key = \"{secret}\"\ntoken = \"{token}\"\n\n\
+             [backends.mute]\nurl = \"archway+{url}\"\naccess_key_id = \"{key}\"\n\
+             secret_access_key = \"{secret}\"\n\n\
+             [[volumes]]\nid = \"a-demo\"\nbackend = \"site-a\"\nprefix = \"demo\"\n\n\
+             [[volumes]]\nid = \"a-mute\"\nbackend = \"mute\"\nprefix = \"demo\"\n",
+            url = a.url,
+            key = a.credential("aws_access_key_id"),
+            secret = a.credential("aws_secret_access_key"),
+            token = a.credential("archway_api_token"),
+        ),
+    )
+    .unwrap();
+    let b = Gateway::start(
+        &dir.path().join("b"),
+        &["--config", config.to_str().unwrap()],
+    )
+    .await;
+
+    let client = reqwest::Client::new();
+    let reduce = |gw: &Gateway, volume: &str| {
+        client
+            .post(format!("{}/api/v1/reduce", gw.url))
+            .bearer_auth(gw.credential("archway_api_token"))
+            .json(&json!({"volume": volume, "key": "big.fits", "op": "stats"}))
+            .send()
+    };
+    let direct: Value = reduce(&a, "demo").await.unwrap().json().await.unwrap();
+    let out_before = s3_bytes_out(&a).await;
+    let resp = reduce(&b, "a-demo").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let answer = resp.bytes().await.unwrap();
+    let forwarded: Value = serde_json::from_slice(&answer).unwrap();
+    let pulled = s3_bytes_out(&a).await - out_before;
+    assert_eq!(forwarded["site"], a.url.as_str(), "{forwarded}");
+    assert_eq!(forwarded["value"], direct["value"]);
+    assert_eq!(
+        forwarded["bytes_read"], direct["bytes_read"],
+        "read at A, from A's source"
+    );
+    assert_eq!(
+        forwarded["bytes_returned"].as_u64().unwrap(),
+        answer.len() as u64
+    );
+    // Between the sites: A's answer (about the size of B's) and no object bytes over S3.
+    let between = pulled + answer.len() as u64;
+    eprintln!(
+        "peer reduce of a {} byte file: {pulled} bytes over S3, {} bytes of answer ({:.5} of the file)",
+        image.len(),
+        answer.len(),
+        between as f64 / image.len() as f64
+    );
+    assert_eq!(pulled, 0, "no object bytes pulled from the peer");
+    assert!(between * 1000 < image.len() as u64);
+
+    // A peer without a token to ask: refused, not pulled.
+    let out_before = s3_bytes_out(&a).await;
+    let resp = reduce(&b, "a-mute").await.unwrap();
+    assert_eq!(resp.status(), 501);
+    let v: Value = resp.json().await.unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("token"),
+        "{v}"
+    );
+    assert_eq!(s3_bytes_out(&a).await, out_before);
+    // The peer's own refusals come back as such.
+    let resp = client
+        .post(format!("{}/api/v1/reduce", b.url))
+        .bearer_auth(b.credential("archway_api_token"))
+        .json(&json!({"volume": "a-demo", "key": "README.txt", "op": "sum"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+}

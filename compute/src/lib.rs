@@ -94,7 +94,10 @@ pub struct Reduction {
     /// Why `auto` chose the engine it did, when it is not the obvious one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine_note: Option<String>,
-    /// Bytes read from the object (headers and data) for this answer.
+    /// The peer gateway that computed the answer, when the data lives at another site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// Bytes read from the object (headers and data) for this answer, at the site holding it.
     pub bytes_read: u64,
     /// Bytes of this answer as sent (set by the front that sends it).
     pub bytes_returned: u64,
@@ -222,6 +225,7 @@ pub async fn run(
             hdu: hdu.index,
             engine: Engine::Cpu,
             engine_note,
+            site: None,
             bytes_read: src.bytes_read(),
             bytes_returned: 0,
             elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -286,6 +290,7 @@ pub async fn run(
         hdu: hdu.index,
         engine: Engine::Cpu,
         engine_note,
+        site: None,
         bytes_read: src.bytes_read(),
         bytes_returned: 0,
         elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,

@@ -422,6 +422,11 @@ impl Backend {
         Ok(store)
     }
 
+    /// The API token configured for a peer gateway.
+    pub fn peer_token(&self) -> Option<String> {
+        self.config.token.as_ref().map(|t| t.0.clone())
+    }
+
     /// The peer gateway's base URL (for forwarding API requests), if this backend is a peer.
     pub fn peer_url(&self) -> Option<String> {
         (self.kind == BackendKind::Peer).then(|| {

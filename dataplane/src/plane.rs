@@ -100,6 +100,28 @@ pub struct PutOutcome {
     pub size: u64,
 }
 
+/// A key of a volume on a peer gateway, as the peer names it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PeerLocation {
+    /// The backend (in this gateway's configuration) that is the peer.
+    pub backend: String,
+    pub url: String,
+    /// The API token configured for the peer (`token` of the backend).
+    pub token: Option<String>,
+    pub volume: String,
+    pub key: String,
+}
+
+impl std::fmt::Debug for PeerLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerLocation")
+            .field("url", &self.url)
+            .field("volume", &self.volume)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A volume resolved for one call: its record, the caller's access, and its store.
 #[derive(Clone)]
 pub struct VolumeHandle {
@@ -199,6 +221,27 @@ impl Dataplane {
     /// The peer gateway URL behind a volume, when its backend is a peer Archway.
     pub fn peer_url(&self, volume: &Volume) -> Option<String> {
         self.backends.get(&volume.backend)?.peer_url()
+    }
+
+    /// Where a key of a volume on a peer gateway lives at that peer: its API URL and token, its
+    /// volume there, and the key there. None when the volume is not on a peer.
+    pub fn peer_location(&self, volume: &Volume, key: &str) -> Option<PeerLocation> {
+        let backend = self.backends.get(&volume.backend)?;
+        let url = backend.peer_url()?;
+        let prefix = volume.prefix.trim_matches('/');
+        let (remote, rest) = prefix.split_once('/').unwrap_or((prefix, ""));
+        let key = if rest.is_empty() {
+            key.to_string()
+        } else {
+            format!("{rest}/{key}")
+        };
+        Some(PeerLocation {
+            backend: volume.backend.clone(),
+            url,
+            token: backend.peer_token(),
+            volume: remote.to_string(),
+            key,
+        })
     }
 
     /// Resolves `volume` for `op` by `who` (None: anonymous), checking access.

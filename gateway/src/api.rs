@@ -596,6 +596,69 @@ async fn delete_volume(
 }
 
 /// Walks the volume and records its size; answers a stream of NDJSON [`ScanEvent`]s.
+/// Sends a reduction to the peer gateway that holds the data, with the token configured for
+/// it; the peer's refusal or failure is reported as such, and the data is never pulled here.
+async fn forward_reduce(
+    req: &archway_compute::ReduceRequest,
+    peer: &archway_dataplane::PeerLocation,
+) -> Result<archway_compute::Reduction, ApiError> {
+    let Some(token) = &peer.token else {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "PeerCannotCompute",
+            format!(
+                "volume `{}` lives on the peer gateway {}, and backend `{}` has no `token` to \
+                 ask it to reduce there (the data is not pulled here instead)",
+                req.volume, peer.url, peer.backend
+            ),
+        ));
+    };
+    let forwarded = archway_compute::ReduceRequest {
+        volume: peer.volume.clone(),
+        key: peer.key.clone(),
+        ..req.clone()
+    };
+    let client = crate::client::ApiClient::remote(&peer.url, Some(token.clone())).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "BackendMisconfigured",
+            e.to_string(),
+        )
+    })?;
+    let mut r: archway_compute::Reduction = client
+        .json(http::Method::POST, "/api/v1/reduce", Some(&forwarded))
+        .await
+        .map_err(|e| {
+            let message = format!(
+                "`{}` in volume `{}`: the peer gateway {} ",
+                req.key, req.volume, peer.url
+            );
+            match e {
+                crate::ClientError::Api {
+                    status, message: m, ..
+                } => {
+                    // Client errors keep their status (the file is bad, the HDU is missing);
+                    // a peer that cannot serve is a bad gateway here.
+                    let status =
+                        if status.is_client_error() || status == StatusCode::NOT_IMPLEMENTED {
+                            status
+                        } else {
+                            StatusCode::BAD_GATEWAY
+                        };
+                    ApiError::new(status, "PeerError", format!("{message}answered: {m}"))
+                }
+                other => ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "PeerUnreachable",
+                    format!("{message}could not compute: {other}"),
+                ),
+            }
+        })?;
+    r.site = Some(peer.url.clone());
+    r.bytes_returned = 0;
+    Ok(r)
+}
+
 /// `POST /api/v1/reduce`: decode and reduce one object where it lies; the answer says which
 /// engine ran and how many bytes were read and returned.
 async fn reduce(
@@ -608,21 +671,13 @@ async fn reduce(
         .open(Some(&caller.0), &req.volume, archway_dataplane::Op::Get)
         .await?;
     archway_dataplane::key::parse_key(&req.key)?;
-    if state.dataplane.peer_url(&handle.volume).is_some() {
-        // Reducing here would pull the whole object across sites.
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "NotImplemented",
-            format!(
-                "volume `{}` lives on a peer gateway, and forwarding reductions to peers is \
-                 not built yet; reduce on the peer",
-                req.volume
-            ),
-        ));
-    }
-    let mut r = archway_compute::run(handle.store().clone(), &req)
-        .await
-        .map_err(|e| ApiError::compute(&req.volume, &req.key, e))?;
+    let mut r = match state.dataplane.peer_location(&handle.volume, &req.key) {
+        // The data is at another site: the peer reduces it, only its answer travels.
+        Some(peer) => forward_reduce(&req, &peer).await?,
+        None => archway_compute::run(handle.store().clone(), &req)
+            .await
+            .map_err(|e| ApiError::compute(&req.volume, &req.key, e))?,
+    };
     tracing::info!(
         volume = %req.volume, key = %req.key, op = r.op.as_str(), hdu = r.hdu,
         bytes_read = r.bytes_read, elapsed_ms = r.elapsed_ms, "reduced"
