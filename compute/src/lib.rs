@@ -192,18 +192,21 @@ pub async fn run(
     if let Values::Columns(table, columns) = &*values {
         // Per-column statistics of a table, in one pass.
         let parts = partials(&src, &hdu, &values, |v, pieces| match v {
-            Values::Columns(table, columns) => columns
-                .iter()
-                .map(|c| {
-                    Moments::of(|f| {
+            Values::Columns(table, columns) => {
+                let mut buf = Vec::new();
+                columns
+                    .iter()
+                    .map(|c| {
+                        buf.clear();
                         for p in pieces {
                             for field in table::fixed_fields(p, table, c) {
-                                c.for_each(field, &mut *f);
+                                c.for_each(field, |x| buf.push(x));
                             }
                         }
+                        Moments::of(&buf)
                     })
-                })
-                .collect::<Vec<_>>(),
+                    .collect::<Vec<_>>()
+            }
             _ => Vec::new(),
         })
         .await?;
@@ -233,7 +236,7 @@ pub async fn run(
     }
     let moments = {
         let parts = partials(&src, &hdu, &values, |v, pieces| {
-            Moments::of(|f| v.visit(pieces, f))
+            Moments::of(&v.decode(pieces))
         })
         .await?;
         let mut total = Moments::default();
@@ -266,7 +269,7 @@ pub async fn run(
             let template = empty.clone();
             let parts = partials(&src, &hdu, &values, move |v, pieces| {
                 let mut h = template.clone();
-                h.fill(|f| v.visit(pieces, f));
+                h.fill(&v.decode(pieces));
                 h
             })
             .await?;
@@ -331,20 +334,35 @@ enum Values {
 }
 
 impl Values {
-    /// Visits the physical values in `pieces` (data chunks, or heap arrays).
-    fn visit(&self, pieces: &[bytes::Bytes], f: &mut dyn FnMut(f64)) {
+    /// The physical values in `pieces` (data chunks, or heap arrays), NaN where missing:
+    /// decoded once into a buffer that the kernels then run over in tight loops.
+    fn decode(&self, pieces: &[bytes::Bytes]) -> Vec<f64> {
+        let bytes: usize = pieces.iter().map(|p| p.len()).sum();
+        let values = match self {
+            Values::Image(layout) => bytes / layout.width(),
+            Values::Fixed(table, col) => match col.storage {
+                table::Storage::Fixed { repeat } => {
+                    bytes / table.row_bytes.max(1) as usize * repeat as usize
+                }
+                table::Storage::Heap { .. } => 0,
+            },
+            Values::Heap(_, col) => bytes / col.elem.width(),
+            Values::Columns(..) => 0,
+        };
+        let mut out = Vec::with_capacity(values);
         for p in pieces {
             match self {
-                Values::Image(layout) => layout.for_each(p, &mut *f),
+                Values::Image(layout) => layout.for_each(p, |x| out.push(x)),
                 Values::Fixed(table, col) => {
                     for field in table::fixed_fields(p, table, col) {
-                        col.for_each(field, &mut *f);
+                        col.for_each(field, |x| out.push(x));
                     }
                 }
-                Values::Heap(_, col) => col.for_each(p, &mut *f),
+                Values::Heap(_, col) => col.for_each(p, |x| out.push(x)),
                 Values::Columns(..) => {}
             }
         }
+        out
     }
 
     /// The data bytes cut into chunks, and the unit a chunk boundary must respect.

@@ -75,49 +75,55 @@ impl Default for Moments {
 }
 
 impl Moments {
-    /// The moments of one chunk, visited twice by `each` (mean first, then deviations).
-    pub fn of(each: impl Fn(&mut dyn FnMut(f64))) -> Self {
+    /// The moments of `xs` (NaN = missing): sums of blocks of 256 in plain float64, which the
+    /// compiler vectorises, combined with compensation (Neumaier) — accurate to well below
+    /// 1e-13 relative for any length — then a second pass for the squared deviations.
+    pub fn of(xs: &[f64]) -> Self {
         let mut m = Moments::default();
         let (mut s, mut c) = (0.0f64, 0.0f64);
-        each(&mut |x| {
-            if x.is_nan() {
-                m.missing += 1;
-                return;
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        let mut count = 0u64;
+        for block in xs.chunks(256) {
+            let mut b = 0.0f64;
+            let mut n = 0u64;
+            for &x in block {
+                let ok = !x.is_nan();
+                b += if ok { x } else { 0.0 };
+                n += u64::from(ok);
+                // f64::min/max return the other operand when one is NaN.
+                lo = lo.min(x);
+                hi = hi.max(x);
             }
-            m.count += 1;
-            // Neumaier's compensated sum.
-            let t = s + x;
-            if s.abs() >= x.abs() {
-                c += (s - t) + x;
+            count += n;
+            let t = s + b;
+            if s.abs() >= b.abs() {
+                c += (s - t) + b;
             } else {
-                c += (x - t) + s;
+                c += (b - t) + s;
             }
             s = t;
-            if x < m.min {
-                m.min = x;
-            }
-            if x > m.max {
-                m.max = x;
-            }
-        });
+        }
+        m.count = count;
+        m.missing = xs.len() as u64 - count;
         m.sum = s;
         m.compensation = c;
-        if m.count == 0 {
+        m.min = lo;
+        m.max = hi;
+        if count == 0 {
+            m.min = f64::INFINITY;
+            m.max = f64::NEG_INFINITY;
             return m;
         }
-        let mean = (s + c) / m.count as f64;
-        let mut m2 = 0.0;
-        let mut c2 = 0.0;
-        each(&mut |x| {
-            if !x.is_nan() {
-                let d = x - mean;
-                m2 += d * d;
-                c2 += d;
-            }
-        });
+        let mean = (s + c) / count as f64;
+        let (mut m2, mut c2) = (0.0f64, 0.0f64);
+        for &x in xs {
+            let d = if x.is_nan() { 0.0 } else { x - mean };
+            m2 += d * d;
+            c2 += d;
+        }
         // The corrected two-pass formula (Chan, Golub & LeVeque): removes the error of `mean`.
         m.mean = mean;
-        m.m2 = m2 - c2 * c2 / m.count as f64;
+        m.m2 = m2 - c2 * c2 / count as f64;
         m
     }
 
@@ -195,16 +201,16 @@ impl Histogram {
         e
     }
 
-    /// Counts the values `each` visits.
-    pub fn fill(&mut self, each: impl Fn(&mut dyn FnMut(f64))) {
+    /// Counts the values of `xs` (NaN and values outside the range are not counted).
+    pub fn fill(&mut self, xs: &[f64]) {
         let n = self.counts.len();
         let (lo, hi) = (self.lo, self.hi);
         let edges = self.edges();
         let norm = n as f64 / (hi - lo);
         let counts = &mut self.counts;
-        each(&mut |x| {
+        for &x in xs {
             if !(x >= lo && x <= hi) {
-                return;
+                continue;
             }
             let mut i = (((x - lo) * norm) as usize).min(n - 1);
             // Floating-point rounding can put a value one bin off its edges: correct it the
@@ -215,7 +221,7 @@ impl Histogram {
                 i += 1;
             }
             counts[i] += 1;
-        });
+        }
     }
 
     pub fn merge(&mut self, o: &Histogram) {
@@ -231,7 +237,7 @@ mod tests {
     use super::*;
 
     fn moments(xs: &[f64]) -> Moments {
-        Moments::of(|f| xs.iter().for_each(|&x| f(x)))
+        Moments::of(xs)
     }
 
     #[test]
@@ -274,12 +280,12 @@ mod tests {
     fn histogram_matches_numpy_edges() {
         let mut h = Histogram::new(4, 0.0, 1.0);
         let xs = [0.0, 0.25, 0.5, 0.74, 1.0, 1.5, -0.1, f64::NAN];
-        h.fill(|f| xs.iter().for_each(|&x| f(x)));
+        h.fill(&xs);
         // numpy.histogram([...], bins=4, range=(0, 1)) -> [1, 1, 2, 1]
         assert_eq!(h.counts, vec![1, 1, 2, 1]);
         assert_eq!(h.edges(), vec![0.0, 0.25, 0.5, 0.75, 1.0]);
         let mut single = Histogram::new(3, 2.0, 2.0);
-        single.fill(|f| f(2.0));
+        single.fill(&[2.0]);
         // numpy.histogram([2.0], bins=3) -> [0, 1, 0] over [1.5, 2.5]
         assert_eq!(single.counts, vec![0, 1, 0]);
     }
