@@ -15,6 +15,7 @@ pub mod header;
 pub mod image;
 pub mod reduce;
 pub mod table;
+pub mod tiled;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -191,23 +192,25 @@ pub async fn run(
     let values = Arc::new(values_of(&hdu, req)?);
     if let Values::Columns(table, columns) = &*values {
         // Per-column statistics of a table, in one pass.
-        let parts = partials(&src, &hdu, &values, |v, pieces| match v {
-            Values::Columns(table, columns) => {
-                let mut buf = Vec::new();
-                columns
-                    .iter()
-                    .map(|c| {
-                        buf.clear();
-                        for p in pieces {
-                            for field in table::fixed_fields(p, table, c) {
-                                c.for_each(field, |x| buf.push(x));
+        let parts = partials(&src, &hdu, &values, |v, chunk| {
+            Ok(match v {
+                Values::Columns(table, columns) => {
+                    let mut buf = Vec::new();
+                    columns
+                        .iter()
+                        .map(|c| {
+                            buf.clear();
+                            for p in &chunk.pieces {
+                                for field in table::fixed_fields(p, table, c) {
+                                    c.for_each(field, |x| buf.push(x));
+                                }
                             }
-                        }
-                        Moments::of(&buf)
-                    })
-                    .collect::<Vec<_>>()
-            }
-            _ => Vec::new(),
+                            Moments::of(&buf)
+                        })
+                        .collect::<Vec<_>>()
+                }
+                _ => Vec::new(),
+            })
         })
         .await?;
         let mut totals = vec![Moments::default(); columns.len()];
@@ -235,8 +238,8 @@ pub async fn run(
         });
     }
     let moments = {
-        let parts = partials(&src, &hdu, &values, |v, pieces| {
-            Moments::of(&v.decode(pieces))
+        let parts = partials(&src, &hdu, &values, |v, chunk| {
+            Ok(Moments::of(&v.decode(chunk)?))
         })
         .await?;
         let mut total = Moments::default();
@@ -267,10 +270,10 @@ pub async fn run(
             };
             let empty = Histogram::new(bins, lo, hi);
             let template = empty.clone();
-            let parts = partials(&src, &hdu, &values, move |v, pieces| {
+            let parts = partials(&src, &hdu, &values, move |v, chunk| {
                 let mut h = template.clone();
-                h.fill(&v.decode(pieces));
-                h
+                h.fill(&v.decode(chunk)?);
+                Ok(h)
             })
             .await?;
             let mut h = empty;
@@ -331,12 +334,25 @@ enum Values {
     Heap(table::Table, table::Column),
     /// Every numeric fixed column of a table (`stats` without a column).
     Columns(table::Table, Vec<table::Column>),
+    /// A tile-compressed image: one tile per row of the table.
+    Tiled(table::Table, Box<tiled::Tiled>, usize),
+}
+
+/// One unit of work: a run of rows (or of image bytes) and what was fetched for it.
+#[derive(Debug)]
+struct Chunk {
+    /// The first row (tables) in the chunk, 0-based.
+    first_row: u64,
+    /// Image bytes or table rows; for heap columns, one array per row after the rows; for
+    /// tiled images, the rows, then each tile's compressed data and gzip-compressed data.
+    pieces: Vec<bytes::Bytes>,
 }
 
 impl Values {
-    /// The physical values in `pieces` (data chunks, or heap arrays), NaN where missing:
-    /// decoded once into a buffer that the kernels then run over in tight loops.
-    fn decode(&self, pieces: &[bytes::Bytes]) -> Vec<f64> {
+    /// The physical values of a chunk, NaN where missing: decoded once into a buffer that
+    /// the kernels then run over in tight loops.
+    fn decode(&self, chunk: &Chunk) -> Result<Vec<f64>, ComputeError> {
+        let pieces = &chunk.pieces;
         let bytes: usize = pieces.iter().map(|p| p.len()).sum();
         let values = match self {
             Values::Image(layout) => bytes / layout.width(),
@@ -347,31 +363,58 @@ impl Values {
                 table::Storage::Heap { .. } => 0,
             },
             Values::Heap(_, col) => bytes / col.elem.width(),
-            Values::Columns(..) => 0,
+            Values::Columns(..) | Values::Tiled(..) => 0,
         };
         let mut out = Vec::with_capacity(values);
-        for p in pieces {
-            match self {
-                Values::Image(layout) => layout.for_each(p, |x| out.push(x)),
-                Values::Fixed(table, col) => {
+        match self {
+            Values::Image(layout) => {
+                for p in pieces {
+                    layout.for_each(p, |x| out.push(x));
+                }
+            }
+            Values::Fixed(table, col) => {
+                for p in pieces {
                     for field in table::fixed_fields(p, table, col) {
                         col.for_each(field, |x| out.push(x));
                     }
                 }
-                Values::Heap(_, col) => col.for_each(p, |x| out.push(x)),
-                Values::Columns(..) => {}
             }
+            // The rows come first; the arrays after them.
+            Values::Heap(_, col) => {
+                for p in pieces.iter().skip(1) {
+                    col.for_each(p, |x| out.push(x));
+                }
+            }
+            Values::Tiled(table, t, hdu) => {
+                let rows = pieces.first().cloned().unwrap_or_default();
+                let fields: Vec<&[u8]> =
+                    rows.chunks_exact(table.row_bytes.max(1) as usize).collect();
+                for (i, row) in fields.iter().enumerate() {
+                    let data = pieces.get(1 + 2 * i).cloned().unwrap_or_default();
+                    let gzip = pieces.get(2 + 2 * i).cloned().unwrap_or_default();
+                    t.decode(
+                        chunk.first_row + i as u64,
+                        row,
+                        &data,
+                        &gzip,
+                        *hdu,
+                        &mut out,
+                    )?;
+                }
+            }
+            Values::Columns(..) => {}
         }
-        out
+        Ok(out)
     }
 
     /// The data bytes cut into chunks, and the unit a chunk boundary must respect.
     fn extent(&self, hdu: &Hdu) -> (u64, u64) {
         match self {
             Values::Image(layout) => (hdu.data_len, layout.width() as u64),
-            Values::Fixed(t, _) | Values::Heap(t, _) | Values::Columns(t, _) => {
-                (t.row_bytes * t.rows, t.row_bytes.max(1))
-            }
+            Values::Fixed(t, _)
+            | Values::Heap(t, _)
+            | Values::Columns(t, _)
+            | Values::Tiled(t, _, _) => (t.row_bytes * t.rows, t.row_bytes.max(1)),
         }
     }
 }
@@ -393,10 +436,17 @@ fn values_of(hdu: &Hdu, req: &ReduceRequest) -> Result<Values, ComputeError> {
         }
         HduKind::BinTable => {
             let table = table::Table::of(hdu)?;
-            if hdu.header.get("ZIMAGE").is_some() {
-                return Err(ComputeError::Unsupported {
-                    what: format!("tile-compressed images (HDU {})", hdu.index),
-                });
+            if matches!(hdu.header.get("ZIMAGE"), Some(header::Value::Logical(true))) {
+                if let Some(c) = &req.column {
+                    return Err(ComputeError::InvalidRequest {
+                        message: format!(
+                            "HDU {} is a compressed image: it has no column `{c}`",
+                            hdu.index
+                        ),
+                    });
+                }
+                let t = tiled::Tiled::of(hdu, &table)?;
+                return Ok(Values::Tiled(table, Box::new(t), hdu.index));
             }
             let Some(name) = &req.column else {
                 if req.op == Op::Stats {
@@ -442,39 +492,74 @@ fn values_of(hdu: &Hdu, req: &ReduceRequest) -> Result<Values, ComputeError> {
     }
 }
 
-/// Reduces the HDU's data chunk by chunk: each chunk is fetched (with, for heap columns, the
-/// arrays its rows point to), handed to `f` on a blocking thread, and the partial results
-/// returned in any order.
+/// Reduces the HDU's data chunk by chunk: each chunk is fetched (with, for heap columns and
+/// compressed tiles, the heap arrays its rows point to), handed to `f` on a blocking thread,
+/// and the partial results returned in any order.
 async fn partials<T: Send + 'static>(
     src: &Arc<Source>,
     hdu: &Hdu,
     values: &Arc<Values>,
-    f: impl Fn(&Values, &[bytes::Bytes]) -> T + Send + Sync + Clone + 'static,
+    f: impl Fn(&Values, &Chunk) -> Result<T, ComputeError> + Send + Sync + Clone + 'static,
 ) -> Result<Vec<T>, ComputeError> {
     let (len, unit) = values.extent(hdu);
     let step = (CHUNK / unit).max(1) * unit;
+    // Compressed tiles are large per row: fewer rows per chunk keeps the heap read bounded.
+    let step = match &**values {
+        Values::Tiled(..) => unit.max(step / 64 / unit * unit),
+        _ => step,
+    };
     let start = hdu.data_start;
     let ranges: Vec<_> = (0..len)
         .step_by(step as usize)
         .map(|s| start + s..start + (s + step).min(len))
         .collect();
     let index = hdu.index;
-    let heap_start = start;
     futures::stream::iter(ranges)
         .map(|r| {
             let (src, f, values) = (src.clone(), f.clone(), values.clone());
             async move {
                 let rows = src.read(r.clone()).await?;
-                let pieces = match &*values {
-                    Values::Heap(table, col) => {
-                        let first_row = (r.start - heap_start) / table.row_bytes.max(1);
-                        heap_arrays(&src, heap_start, index, table, col, &rows, first_row).await?
-                    }
-                    _ => vec![rows],
+                let mut chunk = Chunk {
+                    first_row: 0,
+                    pieces: vec![rows.clone()],
                 };
-                tokio::task::spawn_blocking(move || f(&values, &pieces))
+                match &*values {
+                    Values::Heap(table, col) => {
+                        chunk.first_row = (r.start - start) / table.row_bytes.max(1);
+                        let arrays =
+                            heap_arrays(&src, start, index, table, col, &rows, chunk.first_row)
+                                .await?;
+                        chunk.pieces.extend(arrays);
+                    }
+                    Values::Tiled(table, t, _) => {
+                        chunk.first_row = (r.start - start) / table.row_bytes.max(1);
+                        let data = heap_arrays(
+                            &src,
+                            start,
+                            index,
+                            table,
+                            &t.compressed,
+                            &rows,
+                            chunk.first_row,
+                        )
+                        .await?;
+                        let gzip = match &t.gzip_compressed {
+                            Some(c) => {
+                                heap_arrays(&src, start, index, table, c, &rows, chunk.first_row)
+                                    .await?
+                            }
+                            None => vec![bytes::Bytes::new(); data.len()],
+                        };
+                        for (d, g) in data.into_iter().zip(gzip) {
+                            chunk.pieces.push(d);
+                            chunk.pieces.push(g);
+                        }
+                    }
+                    _ => {}
+                }
+                tokio::task::spawn_blocking(move || f(&values, &chunk))
                     .await
-                    .map_err(|e| ComputeError::Task(e.to_string()))
+                    .map_err(|e| ComputeError::Task(e.to_string()))?
             }
         })
         .buffer_unordered(parallelism())
@@ -482,8 +567,8 @@ async fn partials<T: Send + 'static>(
         .await
 }
 
-/// Fetches the heap arrays that `rows` point to: one read for the span they cover when it is
-/// small, else one read per array.
+/// Fetches the heap arrays that `rows` point to, one per row (empty where a row's array is):
+/// one read for the span they cover when it is small, else one read per array.
 async fn heap_arrays(
     src: &Source,
     data_start: u64,
@@ -511,25 +596,34 @@ async fn heap_arrays(
                     table.heap_bytes
                 ),
             })?;
-        if n > 0 {
-            spans.push((off, end));
-        }
+        spans.push((off, end));
     }
-    let Some(lo) = spans.iter().map(|s| s.0).min() else {
-        return Ok(Vec::new());
+    let used = || spans.iter().filter(|s| s.1 > s.0);
+    let Some(lo) = used().map(|s| s.0).min() else {
+        return Ok(vec![bytes::Bytes::new(); spans.len()]);
     };
-    let hi = spans.iter().map(|s| s.1).max().unwrap_or(lo);
+    let hi = used().map(|s| s.1).max().unwrap_or(lo);
     let heap = data_start + table.heap_offset;
     if hi - lo <= 4 * CHUNK {
         let all = src.read(heap + lo..heap + hi).await?;
         return Ok(spans
             .iter()
-            .map(|&(a, b)| all.slice((a - lo) as usize..(b - lo) as usize))
+            .map(|&(a, b)| {
+                if b > a {
+                    all.slice((a - lo) as usize..(b - lo) as usize)
+                } else {
+                    bytes::Bytes::new()
+                }
+            })
             .collect());
     }
     let mut out = Vec::with_capacity(spans.len());
     for (a, b) in spans {
-        out.push(src.read(heap + a..heap + b).await?);
+        out.push(if b > a {
+            src.read(heap + a..heap + b).await?
+        } else {
+            bytes::Bytes::new()
+        });
     }
     Ok(out)
 }
