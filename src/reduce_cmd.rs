@@ -1,17 +1,28 @@
 //! `archway reduce VOLUME/KEY --op OP …`: one reduction through the HTTP API (of a running
 //! gateway with --gateway, or of the local data directory in process), printed as one JSON
-//! object.
+//! object; `archway reduce VOLUME/PREFIX/ [--glob G]` reduces every matching object, with a
+//! progress bar, and prints a table (JSON, CSV or NDJSON).
 
 use anyhow::{Context, Result, bail};
-use archway_compute::{Engine, Op, ReduceRequest, Reduction};
+use archway_compute::{
+    BatchEvent, BatchFormat, BatchRequest, Engine, Op, ReduceRequest, Reduction,
+};
+use futures::StreamExt;
 use http::Method;
 
 use crate::catalog_cmd::{Target, connect};
 
 #[derive(clap::Args, Debug)]
 pub struct ReduceArgs {
-    /// The object: VOLUME/KEY, e.g. demo/images/field1.fits.
+    /// The object: VOLUME/KEY, e.g. demo/images/field1.fits. With --glob, or ending in `/`,
+    /// VOLUME/PREFIX: every object under it (matching the glob) is reduced.
     pub object: String,
+    /// Batch: reduce every object under the prefix whose rest matches this (`*`, `**`, `?`).
+    #[arg(long)]
+    pub glob: Option<String>,
+    /// Batch output: json (an array), csv, or ndjson (events as they arrive).
+    #[arg(long, default_value = "json", value_parser = ["json", "csv", "ndjson"])]
+    pub format: String,
     /// count, sum, mean, min, max, var, std (population, as numpy), histogram, stats.
     #[arg(long, value_parser = parse_op)]
     pub op: Op,
@@ -55,11 +66,15 @@ fn parse_range(s: &str) -> Result<[f64; 2], String> {
 }
 
 pub async fn run(args: ReduceArgs) -> Result<()> {
-    let Some((volume, key)) = args.object.split_once('/') else {
+    let (volume, key) = args
+        .object
+        .split_once('/')
+        .unwrap_or((args.object.as_str(), ""));
+    if volume.is_empty() {
         bail!("`{}`: name the object as VOLUME/KEY", args.object);
-    };
-    if volume.is_empty() || key.is_empty() {
-        bail!("`{}`: name the object as VOLUME/KEY", args.object);
+    }
+    if args.glob.is_some() || key.is_empty() || key.ends_with('/') {
+        return batch(&args, volume, key).await;
     }
     let req = ReduceRequest {
         volume: volume.to_string(),
@@ -78,6 +93,95 @@ pub async fn run(args: ReduceArgs) -> Result<()> {
         .with_context(|| format!("reducing {}", args.object))?;
     println!("{}", serde_json::to_string(&answer)?);
     Ok(())
+}
+
+/// Every object under `prefix` (matching the glob), reduced by the gateway in parallel.
+async fn batch(args: &ReduceArgs, volume: &str, prefix: &str) -> Result<()> {
+    let req = BatchRequest {
+        volume: volume.to_string(),
+        prefix: prefix.to_string(),
+        glob: args.glob.clone(),
+        op: args.op,
+        hdu: args.hdu.clone(),
+        column: args.column.clone(),
+        bins: args.bins,
+        range: args.range,
+        engine: args.engine,
+        format: BatchFormat::Ndjson,
+    };
+    let client = connect(&args.target).await?;
+    let (_, mut body) = client
+        .send(Method::POST, "/api/v1/reduce/batch", Some(&req))
+        .await
+        .with_context(|| format!("reducing {}", args.object))?;
+    let bar = indicatif::ProgressBar::new_spinner().with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {pos} objects reduced ({msg}) {elapsed}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.set_message("0 failed");
+    let mut rows = Vec::new();
+    let mut pending = Vec::new();
+    let mut summary = None;
+    let mut failed = 0u64;
+    if args.format == "csv" {
+        print!("{}", archway_compute::csv_header());
+    }
+    while let Some(chunk) = body.next().await {
+        pending.extend_from_slice(&chunk?);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let event: BatchEvent = serde_json::from_slice(&line).with_context(|| {
+                format!(
+                    "unexpected line from the gateway: {}",
+                    String::from_utf8_lossy(&line)
+                )
+            })?;
+            match &event {
+                BatchEvent::Result { .. } => bar.inc(1),
+                BatchEvent::Error { .. } => {
+                    failed += 1;
+                    bar.inc(1);
+                    bar.set_message(format!("{failed} failed"));
+                }
+                BatchEvent::Done { .. } | BatchEvent::Fatal { .. } => {}
+            }
+            match args.format.as_str() {
+                "ndjson" => println!("{}", String::from_utf8_lossy(&line).trim_end()),
+                "csv" => {
+                    if let Some(row) = archway_compute::csv_row(&event) {
+                        print!("{row}");
+                    }
+                }
+                _ => {}
+            }
+            match event {
+                BatchEvent::Done { .. } | BatchEvent::Fatal { .. } => summary = Some(event),
+                other => rows.push(other),
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if args.format == "json" {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    }
+    match summary {
+        Some(BatchEvent::Done {
+            objects,
+            failed,
+            bytes_read,
+            elapsed_ms,
+        }) => {
+            eprintln!(
+                "{objects} objects reduced ({failed} failed), {bytes_read} bytes read at the source, {:.1} s",
+                elapsed_ms / 1000.0
+            );
+            Ok(())
+        }
+        Some(BatchEvent::Fatal { message, .. }) => bail!("the batch stopped: {message}"),
+        _ => bail!("the gateway ended the batch without a summary"),
+    }
 }
 
 #[cfg(test)]

@@ -324,3 +324,90 @@ async fn a_reduction_on_a_peer_volume_runs_at_the_peer() {
         .unwrap();
     assert_eq!(resp.status(), 422);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_reduces_every_matching_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let gw = Gateway::start(&data, &[]).await;
+    let batch = data.join("demo/batch");
+    std::fs::create_dir_all(batch.join("deeper")).unwrap();
+    for f in [
+        "i16.fits",
+        "u8.fits",
+        "i16_rice.fits.fz",
+        "f32_rice_dither1.fits.fz",
+    ] {
+        std::fs::copy(format!("{FIXTURES}/{f}"), batch.join(f)).unwrap();
+    }
+    std::fs::copy(
+        format!("{FIXTURES}/f64.fits"),
+        batch.join("deeper/f64.fits"),
+    )
+    .unwrap();
+    std::fs::write(batch.join("broken.fits"), b"not fits at all").unwrap();
+    std::fs::write(batch.join("notes.txt"), b"skip me").unwrap();
+    let token = gw.credential("archway_api_token");
+
+    // The CLI: a JSON table, one row per object, the broken one an error row.
+    let out = Command::new(BIN)
+        .args(["reduce", "demo/batch/", "--glob", "*.fits*", "--op", "mean"])
+        .args(["--gateway", &gw.url, "--token", &token])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut keys: Vec<&str> = rows.iter().map(|r| r["key"].as_str().unwrap()).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "batch/broken.fits",
+            "batch/f32_rice_dither1.fits.fz",
+            "batch/i16.fits",
+            "batch/i16_rice.fits.fz",
+            "batch/u8.fits"
+        ]
+    );
+    for r in &rows {
+        let file = r["key"].as_str().unwrap().trim_start_matches("batch/");
+        if file == "broken.fits" {
+            assert_eq!(r["event"], "error");
+            assert!(
+                r["message"].as_str().unwrap().contains("not a FITS file"),
+                "{r}"
+            );
+        } else {
+            assert_eq!(r["event"], "result", "{r}");
+            close(&r["value"], &expected(file)["mean"]);
+        }
+    }
+    assert!(
+        text(&out.stderr).contains("5 objects reduced (1 failed)"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // `**` reaches into folders; CSV from the API.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/reduce/batch", gw.url))
+        .bearer_auth(&token)
+        .json(
+            &json!({"volume": "demo", "prefix": "batch/", "glob": "**/f64.fits",
+                      "op": "std", "format": "csv"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let csv = resp.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "key,op,value,count,missing,hdu,engine,bytes_read,error"
+    );
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(lines[1].starts_with("batch/deeper/f64.fits,std,"), "{csv}");
+    let std: f64 = lines[1].split(',').nth(2).unwrap().parse().unwrap();
+    close(&json!(std), &expected("f64.fits")["std"]);
+}

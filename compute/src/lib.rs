@@ -627,3 +627,257 @@ async fn heap_arrays(
     }
     Ok(out)
 }
+
+/// A reduction over many objects: every key under `prefix` whose rest matches `glob`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    pub volume: String,
+    /// Keys beginning with this (e.g. `obs/2024/`); default: the whole volume.
+    #[serde(default)]
+    pub prefix: String,
+    /// A pattern the rest of the key (after `prefix`) must match: `*` any run of characters
+    /// but `/`, `**` any run including `/`, `?` one character. Default: everything.
+    #[serde(default)]
+    pub glob: Option<String>,
+    pub op: Op,
+    #[serde(default, deserialize_with = "hdu_field")]
+    pub hdu: Option<String>,
+    #[serde(default)]
+    pub column: Option<String>,
+    #[serde(default)]
+    pub bins: Option<usize>,
+    #[serde(default)]
+    pub range: Option<[f64; 2]>,
+    #[serde(default)]
+    pub engine: Engine,
+    /// `ndjson` (default: one event per line as results arrive) or `csv`.
+    #[serde(default)]
+    pub format: BatchFormat,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchFormat {
+    #[default]
+    Ndjson,
+    Csv,
+}
+
+impl BatchRequest {
+    /// The single-object request for `key`.
+    pub fn for_key(&self, key: &str) -> ReduceRequest {
+        ReduceRequest {
+            volume: self.volume.clone(),
+            key: key.to_string(),
+            op: self.op,
+            hdu: self.hdu.clone(),
+            column: self.column.clone(),
+            bins: self.bins,
+            range: self.range,
+            engine: self.engine,
+        }
+    }
+
+    /// Whether `key` (under the prefix) is part of the batch.
+    pub fn selects(&self, key: &str) -> bool {
+        let Some(rest) = key.strip_prefix(&self.prefix) else {
+            return false;
+        };
+        match &self.glob {
+            None => true,
+            Some(g) => glob_match(g.as_bytes(), rest.as_bytes()),
+        }
+    }
+}
+
+/// One line of a batch's NDJSON answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "event")]
+pub enum BatchEvent {
+    Result {
+        key: String,
+        #[serde(flatten)]
+        reduction: Reduction,
+    },
+    /// One object failed; the batch goes on.
+    Error {
+        key: String,
+        code: String,
+        message: String,
+    },
+    /// The end: how many objects were reduced and how many failed.
+    Done {
+        objects: u64,
+        failed: u64,
+        bytes_read: u64,
+        elapsed_ms: f64,
+    },
+    /// The batch itself failed (listing the volume).
+    Fatal { code: String, message: String },
+}
+
+/// `*` matches any run without `/`, `**` any run, `**/` any run of whole folders (also none),
+/// `?` one character other than `/`. Linear in the key per pattern element (no backtracking),
+/// so no pattern can make it slow.
+pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    enum Tok {
+        Lit(u8),
+        One,
+        Star,
+        Any,
+        Folders,
+    }
+    let mut toks = Vec::new();
+    let mut i = 0;
+    while i < pattern.len() {
+        match pattern[i] {
+            b'*' if pattern.get(i + 1) == Some(&b'*') => {
+                if pattern.get(i + 2) == Some(&b'/') {
+                    toks.push(Tok::Folders);
+                    i += 3;
+                } else {
+                    toks.push(Tok::Any);
+                    i += 2;
+                }
+            }
+            b'*' => {
+                toks.push(Tok::Star);
+                i += 1;
+            }
+            b'?' => {
+                toks.push(Tok::One);
+                i += 1;
+            }
+            c => {
+                toks.push(Tok::Lit(c));
+                i += 1;
+            }
+        }
+    }
+    // dp[j]: the tokens so far match text[..j].
+    let n = text.len();
+    let mut dp = vec![false; n + 1];
+    dp[0] = true;
+    for tok in &toks {
+        let mut next = vec![false; n + 1];
+        match tok {
+            Tok::Lit(c) => {
+                for j in 0..n {
+                    next[j + 1] = dp[j] && text[j] == *c;
+                }
+            }
+            Tok::One => {
+                for j in 0..n {
+                    next[j + 1] = dp[j] && text[j] != b'/';
+                }
+            }
+            Tok::Star => {
+                next[0] = dp[0];
+                for j in 1..=n {
+                    next[j] = dp[j] || (next[j - 1] && text[j - 1] != b'/');
+                }
+            }
+            Tok::Any => {
+                next[0] = dp[0];
+                for j in 1..=n {
+                    next[j] = dp[j] || next[j - 1];
+                }
+            }
+            Tok::Folders => {
+                let mut seen = dp[0];
+                next[0] = dp[0];
+                for j in 1..=n {
+                    next[j] = dp[j] || (seen && text[j - 1] == b'/');
+                    seen |= dp[j];
+                }
+            }
+        }
+        dp = next;
+    }
+    dp[n]
+}
+
+/// The CSV header and one row per event (results and per-object errors).
+pub fn csv_header() -> &'static str {
+    "key,op,value,count,missing,hdu,engine,bytes_read,error\n"
+}
+
+pub fn csv_row(event: &BatchEvent) -> Option<String> {
+    let quote = |s: &str| {
+        if s.contains([',', '"', '\n']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    };
+    match event {
+        BatchEvent::Result { key, reduction: r } => {
+            let value = match &r.value {
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            Some(format!(
+                "{},{},{},{},{},{},{},{},\n",
+                quote(key),
+                r.op.as_str(),
+                quote(&value),
+                r.count,
+                r.missing,
+                r.hdu,
+                match r.engine {
+                    Engine::Cuda => "cuda",
+                    _ => "cpu",
+                },
+                r.bytes_read
+            ))
+        }
+        BatchEvent::Error { key, message, .. } => {
+            Some(format!("{},,,,,,,,{}\n", quote(key), quote(message)))
+        }
+        BatchEvent::Fatal { message, .. } => Some(format!(
+            ",,,,,,,,{}\n",
+            quote(&format!("the batch stopped: {message}"))
+        )),
+        BatchEvent::Done { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_like_a_shell() {
+        let m = |p: &str, t: &str| glob_match(p.as_bytes(), t.as_bytes());
+        assert!(m("*.fits", "a.fits"));
+        assert!(!m("*.fits", "d/a.fits"));
+        assert!(m("**/*.fits", "d/e/a.fits"));
+        assert!(m("**/*.fits", "a.fits"));
+        assert!(m("**", "anything/at/all"));
+        assert!(m("img_??.fits", "img_01.fits"));
+        assert!(!m("img_?.fits", "img_01.fits"));
+        assert!(!m("*.fits", "a.fits.fz"));
+        assert!(m("*.fits*", "a.fits.fz"));
+        assert!(m("obs/**/raw_*.fits", "obs/2024/01/raw_7.fits"));
+        assert!(m("obs/**/raw_*.fits", "obs/raw_7.fits"));
+        assert!(!m("obs/**/raw_*.fits", "obs/2024/cal_7.fits"));
+        // No backtracking blow-up.
+        let long = "a".repeat(1000);
+        assert!(!m("*a*a*a*a*a*a*a*a*a*b", &long));
+    }
+
+    #[test]
+    fn csv_rows_quote_what_needs_it() {
+        let e = BatchEvent::Error {
+            key: "a,b.fits".into(),
+            code: "InvalidFits".into(),
+            message: "HDU 0, card 1: \"bad\"".into(),
+        };
+        assert_eq!(
+            csv_row(&e).unwrap_or_default(),
+            "\"a,b.fits\",,,,,,,,\"HDU 0, card 1: \"\"bad\"\"\"\n"
+        );
+    }
+}

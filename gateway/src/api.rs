@@ -292,6 +292,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/grants", get(list_grants))
         .route("/reduce", post(reduce))
+        .route("/reduce/batch", post(reduce_batch))
         .route("/users", get(list_users).post(create_user))
         .route(
             "/users/{name}",
@@ -659,6 +660,154 @@ async fn forward_reduce(
     Ok(r)
 }
 
+/// One object's reduction, here or (for a volume on a peer gateway) at the peer.
+async fn reduce_one(
+    state: &AppState,
+    handle: &archway_dataplane::VolumeHandle,
+    req: &archway_compute::ReduceRequest,
+) -> Result<archway_compute::Reduction, ApiError> {
+    archway_dataplane::key::parse_key(&req.key)?;
+    match state.dataplane.peer_location(&handle.volume, &req.key) {
+        // The data is at another site: the peer reduces it, only its answer travels.
+        Some(peer) => forward_reduce(req, &peer).await,
+        None => archway_compute::run(handle.store().clone(), req)
+            .await
+            .map_err(|e| ApiError::compute(&req.volume, &req.key, e)),
+    }
+}
+
+/// Objects reduced at once by a batch (each also uses every core for its own chunks).
+const BATCH_OBJECTS_IN_FLIGHT: usize = 4;
+
+/// `POST /api/v1/reduce/batch`: every object under a prefix matching a glob, reduced in
+/// parallel; the answer streams one NDJSON event (or CSV row) per object as it finishes, then
+/// a summary. One object's failure is its own line; the batch goes on.
+async fn reduce_batch(
+    caller: Caller,
+    State(state): State<AppState>,
+    StrictJson(req): StrictJson<archway_compute::BatchRequest>,
+) -> Result<Response, ApiError> {
+    use archway_compute::BatchEvent;
+    if req.glob.as_ref().is_some_and(|g| g.len() > 1024) {
+        return Err(ApiError::bad_request(
+            Some("glob".into()),
+            "the glob is longer than 1024 characters",
+        ));
+    }
+    archway_dataplane::key::check_prefix(&req.prefix)?;
+    let handle = state
+        .dataplane
+        .open(Some(&caller.0), &req.volume, archway_dataplane::Op::List)
+        .await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<BatchEvent>(64);
+    let principal = caller.0.clone();
+    let format = req.format;
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let (keys_tx, keys_rx) = tokio::sync::mpsc::channel::<String>(1024);
+        // Listing runs ahead of the reductions, a page at a time.
+        let lister = {
+            let (state, req, principal) = (state.clone(), req.clone(), principal.clone());
+            tokio::spawn(async move {
+                let mut page = archway_dataplane::ListRequest {
+                    prefix: req.prefix.clone(),
+                    ..Default::default()
+                };
+                loop {
+                    let got = state
+                        .dataplane
+                        .list(Some(&principal), &req.volume, &page)
+                        .await?;
+                    for o in got.objects {
+                        if req.selects(&o.key) && keys_tx.send(o.key).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    match got.next_start_after {
+                        Some(after) => page.start_after = Some(after),
+                        None => return Ok::<_, archway_dataplane::DataplaneError>(()),
+                    }
+                }
+            })
+        };
+        let (mut objects, mut failed, mut bytes_read) = (0u64, 0u64, 0u64);
+        let mut results = tokio_stream_from(keys_rx)
+            .map(|key| {
+                let (state, handle, one) = (state.clone(), handle.clone(), req.for_key(&key));
+                async move { (key, reduce_one(&state, &handle, &one).await) }
+            })
+            .buffer_unordered(BATCH_OBJECTS_IN_FLIGHT);
+        while let Some((key, r)) = results.next().await {
+            objects += 1;
+            let event = match r {
+                Ok(reduction) => {
+                    bytes_read += reduction.bytes_read;
+                    BatchEvent::Result { key, reduction }
+                }
+                Err(e) => {
+                    failed += 1;
+                    BatchEvent::Error {
+                        key,
+                        code: e.code.to_string(),
+                        message: e.message,
+                    }
+                }
+            };
+            if tx.send(event).await.is_err() {
+                return; // the client went away
+            }
+        }
+        let last = match lister.await {
+            Ok(Ok(())) => BatchEvent::Done {
+                objects,
+                failed,
+                bytes_read,
+                elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+            },
+            Ok(Err(e)) => {
+                let api = ApiError::from(e);
+                BatchEvent::Fatal {
+                    code: api.code.to_string(),
+                    message: api.message,
+                }
+            }
+            Err(e) => BatchEvent::Fatal {
+                code: "InternalError".into(),
+                message: e.to_string(),
+            },
+        };
+        tracing::info!(volume = %req.volume, prefix = %req.prefix, objects, failed, "batch reduce done");
+        let _ = tx.send(last).await;
+    });
+    let header = match format {
+        archway_compute::BatchFormat::Csv => {
+            Some(Bytes::from_static(archway_compute::csv_header().as_bytes()))
+        }
+        archway_compute::BatchFormat::Ndjson => None,
+    };
+    let lines = tokio_stream_from(rx).filter_map(move |event| async move {
+        let line = match format {
+            archway_compute::BatchFormat::Ndjson => {
+                let mut line = serde_json::to_vec(&event).unwrap_or_default();
+                line.push(b'\n');
+                line
+            }
+            archway_compute::BatchFormat::Csv => archway_compute::csv_row(&event)?.into_bytes(),
+        };
+        Some(Ok::<_, std::convert::Infallible>(Bytes::from(line)))
+    });
+    let body = futures::stream::iter(header.map(Ok)).chain(lines);
+    let content_type = match format {
+        archway_compute::BatchFormat::Csv => "text/csv",
+        archway_compute::BatchFormat::Ndjson => "application/x-ndjson",
+    };
+    Ok((
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
 /// `POST /api/v1/reduce`: decode and reduce one object where it lies; the answer says which
 /// engine ran and how many bytes were read and returned.
 async fn reduce(
@@ -670,14 +819,7 @@ async fn reduce(
         .dataplane
         .open(Some(&caller.0), &req.volume, archway_dataplane::Op::Get)
         .await?;
-    archway_dataplane::key::parse_key(&req.key)?;
-    let mut r = match state.dataplane.peer_location(&handle.volume, &req.key) {
-        // The data is at another site: the peer reduces it, only its answer travels.
-        Some(peer) => forward_reduce(&req, &peer).await?,
-        None => archway_compute::run(handle.store().clone(), &req)
-            .await
-            .map_err(|e| ApiError::compute(&req.volume, &req.key, e))?,
-    };
+    let mut r = reduce_one(&state, &handle, &req).await?;
     tracing::info!(
         volume = %req.volume, key = %req.key, op = r.op.as_str(), hdu = r.hdu,
         bytes_read = r.bytes_read, elapsed_ms = r.elapsed_ms, "reduced"
@@ -1123,6 +1265,7 @@ mod tests {
             "/api/v1/volumes/{id}/grants/{subject}",
             "/api/v1/grants",
             "/api/v1/reduce",
+            "/api/v1/reduce/batch",
             "/api/v1/users",
             "/api/v1/users/{name}",
             "/api/v1/users/{name}/keys",
@@ -1135,6 +1278,6 @@ mod tests {
         ] {
             assert!(paths.contains_key(route), "openapi.json lacks {route}");
         }
-        assert_eq!(paths.len(), 20, "openapi.json has routes the router lacks");
+        assert_eq!(paths.len(), 21, "openapi.json has routes the router lacks");
     }
 }
