@@ -135,6 +135,8 @@ fn main() {
         column: None,
         bins: None,
         range: None,
+        q: None,
+        approximate: false,
         engine: Engine::Cpu,
     };
     let (t_archway, r) = best_of(3, || {

@@ -23,7 +23,8 @@ pub struct ReduceArgs {
     /// Batch output: json (an array), csv, or ndjson (events as they arrive).
     #[arg(long, default_value = "json", value_parser = ["json", "csv", "ndjson"])]
     pub format: String,
-    /// count, sum, mean, min, max, var, std (population, as numpy), histogram, stats.
+    /// count, sum, mean, min, max, var, std (population, as numpy), histogram, stats, median,
+    /// quantiles.
     #[arg(long, value_parser = parse_op)]
     pub op: Op,
     /// HDU index (0 is the primary) or EXTNAME; default: the first HDU with data.
@@ -38,6 +39,12 @@ pub struct ReduceArgs {
     /// Histogram range LO,HI (default: the data's minimum and maximum).
     #[arg(long, value_parser = parse_range, allow_hyphen_values = true)]
     pub range: Option<[f64; 2]>,
+    /// Quantiles for `--op quantiles`, comma-separated, e.g. 0.05,0.5,0.95.
+    #[arg(long, value_delimiter = ',')]
+    pub q: Vec<f64>,
+    /// Quantiles from one pass within a stated error bound, instead of exactly.
+    #[arg(long)]
+    pub approximate: bool,
     /// auto, cpu or cuda.
     #[arg(long, default_value = "auto", value_parser = parse_engine)]
     pub engine: Engine,
@@ -47,7 +54,10 @@ pub struct ReduceArgs {
 
 fn parse_op(s: &str) -> Result<Op, String> {
     Op::parse(s).ok_or_else(|| {
-        format!("unknown op `{s}`: use count, sum, mean, min, max, var, std, histogram or stats")
+        format!(
+            "unknown op `{s}`: use count, sum, mean, min, max, var, std, histogram, stats, \
+             median or quantiles"
+        )
     })
 }
 
@@ -84,6 +94,8 @@ pub async fn run(args: ReduceArgs) -> Result<()> {
         column: args.column,
         bins: args.bins,
         range: args.range,
+        q: (!args.q.is_empty()).then(|| args.q.clone()),
+        approximate: args.approximate,
         engine: args.engine,
     };
     let client = connect(&args.target).await?;
@@ -106,6 +118,8 @@ async fn batch(args: &ReduceArgs, volume: &str, prefix: &str) -> Result<()> {
         column: args.column.clone(),
         bins: args.bins,
         range: args.range,
+        q: (!args.q.is_empty()).then(|| args.q.clone()),
+        approximate: args.approximate,
         engine: args.engine,
         format: BatchFormat::Ndjson,
     };

@@ -61,6 +61,12 @@ pub struct ReduceRequest {
     /// Histogram range `[lo, hi]` (default: the data's min and max).
     #[serde(default)]
     pub range: Option<[f64; 2]>,
+    /// Quantiles to compute (op `quantiles`), each in [0, 1].
+    #[serde(default)]
+    pub q: Option<Vec<f64>>,
+    /// Quantiles from one histogram pass, within a stated error bound, instead of exactly.
+    #[serde(default)]
+    pub approximate: bool,
     #[serde(default)]
     pub engine: Engine,
 }
@@ -187,6 +193,24 @@ pub async fn run(
             message: format!("range [{lo}, {hi}] must be finite with lo <= hi"),
         });
     }
+    let quantiles = match (req.op, &req.q) {
+        (Op::Median, _) => vec![0.5],
+        (Op::Quantiles, Some(q)) if !q.is_empty() && q.len() <= 100 => {
+            if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+                return Err(ComputeError::InvalidRequest {
+                    message: format!("quantile {bad} is outside [0, 1]"),
+                });
+            }
+            q.clone()
+        }
+        (Op::Quantiles, _) => {
+            return Err(ComputeError::InvalidRequest {
+                message: "`quantiles` needs q: 1 to 100 values in [0, 1] (e.g. [0.05, 0.5, 0.95])"
+                    .into(),
+            });
+        }
+        _ => Vec::new(),
+    };
     let src = Arc::new(Source::open(store, &req.key).await?);
     let hdu = hdu::locate(&src, &HduSelector::parse(req.hdu.as_deref())).await?;
     let values = Arc::new(values_of(&hdu, req)?);
@@ -261,6 +285,21 @@ pub async fn run(
         Op::Var => finite(var),
         Op::Std => finite(var.map(f64::sqrt)),
         Op::Stats => stats_json(&moments),
+        Op::Median | Op::Quantiles => {
+            let found =
+                quantiles_of(&src, &hdu, &values, &moments, &quantiles, req.approximate).await?;
+            if req.op == Op::Median {
+                finite(found.first().map(|f| f.0))
+            } else {
+                let bound = found.iter().map(|f| f.1).fold(0.0, f64::max);
+                serde_json::json!({
+                    "q": quantiles,
+                    "values": found.iter().map(|f| finite(Some(f.0))).collect::<Vec<_>>(),
+                    "exact": !req.approximate,
+                    "error_bound": bound,
+                })
+            }
+        }
         Op::Histogram => {
             let bins = req.bins.unwrap_or(10);
             let [lo, hi] = match req.range {
@@ -301,6 +340,140 @@ pub async fn run(
         bytes_returned: 0,
         elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
     })
+}
+
+/// Bins per pass of the quantile search (a 32 KiB histogram per chunk).
+const QUANTILE_BINS: usize = 4096;
+/// Values collected in the last pass of an exact quantile (32 MiB as float64).
+const QUANTILE_COLLECT: u64 = 4 * 1024 * 1024;
+
+/// Quantiles with their error bounds (0 when exact). Exact: for each order statistic needed,
+/// histogram passes narrow the interval holding it (each pass reading the data again, through
+/// the cache) until few enough values remain to collect and sort. Approximate: one pass of
+/// `QUANTILE_BINS` bins; the value is interpolated within its bin, off by at most a bin width.
+async fn quantiles_of(
+    src: &Arc<Source>,
+    hdu: &Hdu,
+    values: &Arc<Values>,
+    m: &Moments,
+    qs: &[f64],
+    approximate: bool,
+) -> Result<Vec<(f64, f64)>, ComputeError> {
+    use reduce::{Level, Refinement, interpolate};
+    let n = m.count;
+    if n == 0 {
+        return Ok(qs.iter().map(|_| (f64::NAN, 0.0)).collect());
+    }
+    let pass = |levels: Vec<Level>, lo: f64, hi: f64, collect: bool| {
+        let levels = Arc::new(levels);
+        async move {
+            let parts = partials(src, hdu, values, move |v, chunk| {
+                Ok(Refinement::of(
+                    &v.decode(chunk)?,
+                    &levels,
+                    lo,
+                    hi,
+                    QUANTILE_BINS,
+                    collect,
+                ))
+            })
+            .await?;
+            let mut total = Refinement {
+                counts: vec![0; if collect { 0 } else { QUANTILE_BINS }],
+                ..Default::default()
+            };
+            for p in parts {
+                total.merge(p);
+            }
+            Ok::<_, ComputeError>(total)
+        }
+    };
+    if approximate {
+        let (lo, hi) = (m.min, m.max);
+        let h = pass(Vec::new(), lo, hi, false).await?;
+        let width = (hi - lo) / QUANTILE_BINS as f64;
+        return Ok(qs
+            .iter()
+            .map(|&q| {
+                let target = (n - 1) as f64 * q;
+                let mut seen = 0u64;
+                for (b, &c) in h.counts.iter().enumerate() {
+                    if c > 0 && (seen + c) as f64 > target {
+                        let within = (target - seen as f64 + 0.5) / c as f64;
+                        return (lo + width * (b as f64 + within.clamp(0.0, 1.0)), width);
+                    }
+                    seen += c;
+                }
+                (hi, width)
+            })
+            .collect());
+    }
+    // The order statistics each quantile needs.
+    let mut ranks: Vec<u64> = Vec::new();
+    for &q in qs {
+        let h = (n - 1) as f64 * q;
+        ranks.push(h.floor() as u64);
+        ranks.push((h.ceil() as u64).min(n - 1));
+    }
+    ranks.sort_unstable();
+    ranks.dedup();
+    let mut found = std::collections::HashMap::new();
+    for &rank in &ranks {
+        let mut levels: Vec<Level> = Vec::new();
+        let (mut lo, mut hi) = (m.min, m.max);
+        let mut below = 0u64;
+        let mut inside = n;
+        loop {
+            if inside <= QUANTILE_COLLECT || hi <= lo || levels.len() >= 16 {
+                let mut r = pass(levels.clone(), lo, hi, true).await?;
+                r.values.sort_unstable_by(f64::total_cmp);
+                let i = (rank - below.min(rank)) as usize;
+                let v = r.values.get(i).copied().ok_or_else(|| {
+                    ComputeError::Task("the data changed while a quantile was computed".into())
+                })?;
+                found.insert(rank, v);
+                break;
+            }
+            let r = pass(levels.clone(), lo, hi, false).await?;
+            below = r.below;
+            let mut seen = below;
+            let mut chosen = None;
+            for (b, &c) in r.counts.iter().enumerate() {
+                if seen + c > rank {
+                    chosen = Some((b, c));
+                    break;
+                }
+                seen += c;
+            }
+            let Some((b, c)) = chosen else {
+                return Err(ComputeError::Task(
+                    "the data changed while a quantile was computed".into(),
+                ));
+            };
+            levels.push(Level {
+                lo,
+                hi,
+                bins: QUANTILE_BINS,
+                bin: b,
+            });
+            below = seen;
+            inside = c;
+            let w = (hi - lo) / QUANTILE_BINS as f64;
+            let (nlo, nhi) = (lo + w * b as f64, lo + w * (b + 1) as f64);
+            // Bins are decided by `Level::bin_of`; these bounds only size the next histogram.
+            lo = nlo.max(m.min);
+            hi = nhi.min(m.max).max(lo);
+        }
+    }
+    Ok(qs
+        .iter()
+        .map(|&q| {
+            let h = (n - 1) as f64 * q;
+            let lower = found[&(h.floor() as u64)];
+            let upper = found[&((h.ceil() as u64).min(n - 1))];
+            (interpolate(q, n, lower, upper), 0.0)
+        })
+        .collect())
 }
 
 /// The statistics object of `stats` (and of each column in a table's `stats`).
@@ -650,6 +823,10 @@ pub struct BatchRequest {
     #[serde(default)]
     pub range: Option<[f64; 2]>,
     #[serde(default)]
+    pub q: Option<Vec<f64>>,
+    #[serde(default)]
+    pub approximate: bool,
+    #[serde(default)]
     pub engine: Engine,
     /// `ndjson` (default: one event per line as results arrive) or `csv`.
     #[serde(default)]
@@ -675,6 +852,8 @@ impl BatchRequest {
             column: self.column.clone(),
             bins: self.bins,
             range: self.range,
+            q: self.q.clone(),
+            approximate: self.approximate,
             engine: self.engine,
         }
     }

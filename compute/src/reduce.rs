@@ -23,6 +23,11 @@ pub enum Op {
     Histogram,
     /// Count, sum, mean, min, max, var and std at once.
     Stats,
+    /// The median (numpy's `median`: the 0.5 quantile, linear interpolation).
+    Median,
+    /// Quantiles `q` in [0, 1] (numpy's default, linear interpolation between order
+    /// statistics); exact, or approximate with a stated error bound.
+    Quantiles,
 }
 
 impl Op {
@@ -41,6 +46,8 @@ impl Op {
             Op::Std => "std",
             Op::Histogram => "histogram",
             Op::Stats => "stats",
+            Op::Median => "median",
+            Op::Quantiles => "quantiles",
         }
     }
 }
@@ -295,5 +302,96 @@ mod tests {
         assert_eq!(Op::parse("STD"), Some(Op::Std));
         assert_eq!(Op::parse("histogram"), Some(Op::Histogram));
         assert_eq!(Op::parse("median"), None);
+    }
+}
+
+/// One level of the search for an order statistic: values whose bin over `[lo, hi]` is `bin`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Level {
+    pub lo: f64,
+    pub hi: f64,
+    pub bins: usize,
+    pub bin: usize,
+}
+
+impl Level {
+    /// The bin of `x` over `[lo, hi]` (the last bin closed), None outside.
+    #[inline]
+    pub fn bin_of(lo: f64, hi: f64, bins: usize, x: f64) -> Option<usize> {
+        if !(x >= lo && x <= hi) {
+            return None;
+        }
+        if hi <= lo {
+            return Some(0);
+        }
+        Some((((x - lo) / (hi - lo) * bins as f64) as usize).min(bins - 1))
+    }
+}
+
+/// Where the values of a chunk fall relative to nested levels: how many are below the
+/// current interval, and the counts of its bins (or the values themselves, at the end).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Refinement {
+    pub below: u64,
+    pub counts: Vec<u64>,
+    pub values: Vec<f64>,
+}
+
+impl Refinement {
+    /// Counts `xs` against `levels` (each narrowing the last) and, within the innermost
+    /// interval, by `bins` equal bins over `[lo, hi]` — or, when `collect`, keeps the values.
+    pub fn of(xs: &[f64], levels: &[Level], lo: f64, hi: f64, bins: usize, collect: bool) -> Self {
+        let mut r = Refinement {
+            below: 0,
+            counts: vec![0; if collect { 0 } else { bins }],
+            values: Vec::new(),
+        };
+        'values: for &x in xs {
+            if x.is_nan() {
+                continue;
+            }
+            for l in levels {
+                match Level::bin_of(l.lo, l.hi, l.bins, x) {
+                    Some(b) if b == l.bin => {}
+                    Some(b) if b < l.bin => {
+                        r.below += 1;
+                        continue 'values;
+                    }
+                    // Below the first level's range cannot happen (it spans min..max).
+                    None if x < l.lo => {
+                        r.below += 1;
+                        continue 'values;
+                    }
+                    _ => continue 'values,
+                }
+            }
+            if collect {
+                r.values.push(x);
+            } else if let Some(b) = Level::bin_of(lo, hi, bins, x) {
+                r.counts[b] += 1;
+            }
+        }
+        r
+    }
+
+    pub fn merge(&mut self, o: Refinement) {
+        self.below += o.below;
+        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+            *a += b;
+        }
+        self.values.extend(o.values);
+    }
+}
+
+/// numpy's linear quantile from two neighbouring order statistics, computed as numpy does
+/// (from the upper neighbour when past half way) so the results agree to the bit.
+pub fn interpolate(q: f64, n: u64, lower: f64, upper: f64) -> f64 {
+    let h = (n - 1) as f64 * q;
+    let t = h - h.floor();
+    let d = upper - lower;
+    if t >= 0.5 {
+        upper - d * (1.0 - t)
+    } else {
+        lower + d * t
     }
 }

@@ -48,6 +48,8 @@ fn request(case: &Value, op: Op) -> ReduceRequest {
         range: case["range"]
             .as_array()
             .map(|r| [r[0].as_f64().unwrap(), r[1].as_f64().unwrap()]),
+        q: None,
+        approximate: false,
         engine: Engine::Cpu,
     }
 }
@@ -173,6 +175,8 @@ async fn bad_files_and_requests_get_errors_that_name_the_problem() {
         column: None,
         bins: None,
         range: None,
+        q: None,
+        approximate: false,
         engine: Engine::Auto,
     };
     let e = run(store.clone(), &req("cut.fits", Some("ERR")))

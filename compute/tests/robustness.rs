@@ -37,6 +37,8 @@ fn reduce(bytes: Vec<u8>, hdu: Option<&str>, column: Option<&str>, op: Op) -> Re
             column: column.map(str::to_string),
             bins: Some(8),
             range: None,
+            q: None,
+            approximate: false,
             engine: Engine::Cpu,
         };
         run(store, &req)
