@@ -137,6 +137,9 @@ fn main() {
         range: None,
         q: None,
         approximate: false,
+        section: None,
+        factor: None,
+        output: Default::default(),
         engine: Engine::Cpu,
     };
     let (t_archway, r) = best_of(3, || {

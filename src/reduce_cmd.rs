@@ -45,6 +45,19 @@ pub struct ReduceArgs {
     /// Quantiles from one pass within a stated error bound, instead of exactly.
     #[arg(long)]
     pub approximate: bool,
+    /// Cutout section, one START:END per axis, axis 1 first: `--section 100:200,50:150` is
+    /// numpy's data[50:150, 100:200].
+    #[arg(long, value_parser = parse_section)]
+    pub section: Option<Vec<[u64; 2]>>,
+    /// Binning factors, one per axis, axis 1 first: `--factor 4,4`.
+    #[arg(long, value_delimiter = ',')]
+    pub factor: Vec<u64>,
+    /// Encoding of array answers (cutout, bin): fits or npy.
+    #[arg(long, default_value = "fits", value_parser = ["fits", "npy"])]
+    pub output: String,
+    /// Where an array answer is written (needed for cutout and bin).
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
     /// auto, cpu or cuda.
     #[arg(long, default_value = "auto", value_parser = parse_engine)]
     pub engine: Engine,
@@ -64,6 +77,22 @@ fn parse_op(s: &str) -> Result<Op, String> {
 fn parse_engine(s: &str) -> Result<Engine, String> {
     serde_json::from_value(serde_json::Value::String(s.to_ascii_lowercase()))
         .map_err(|_| format!("unknown engine `{s}`: use auto, cpu or cuda"))
+}
+
+fn parse_section(s: &str) -> Result<Vec<[u64; 2]>, String> {
+    s.split(',')
+        .map(|part| {
+            let (a, b) = part
+                .split_once(':')
+                .ok_or_else(|| format!("`{part}` is not START:END"))?;
+            let n = |x: &str| {
+                x.trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("`{x}` in `{part}` is not a pixel index"))
+            };
+            Ok([n(a)?, n(b)?])
+        })
+        .collect()
 }
 
 fn parse_range(s: &str) -> Result<[f64; 2], String> {
@@ -90,20 +119,80 @@ pub async fn run(args: ReduceArgs) -> Result<()> {
         volume: volume.to_string(),
         key: key.to_string(),
         op: args.op,
-        hdu: args.hdu,
-        column: args.column,
+        hdu: args.hdu.clone(),
+        column: args.column.clone(),
         bins: args.bins,
         range: args.range,
         q: (!args.q.is_empty()).then(|| args.q.clone()),
         approximate: args.approximate,
+        section: args.section.clone(),
+        factor: (!args.factor.is_empty()).then(|| args.factor.clone()),
+        output: if args.output == "npy" {
+            archway_compute::array::ArrayFormat::Npy
+        } else {
+            archway_compute::array::ArrayFormat::Fits
+        },
         engine: args.engine,
     };
     let client = connect(&args.target).await?;
+    if matches!(req.op, Op::Cutout | Op::Bin) {
+        return array(&args, &client, &req).await;
+    }
     let answer: Reduction = client
         .json(Method::POST, "/api/v1/reduce", Some(&req))
         .await
         .with_context(|| format!("reducing {}", args.object))?;
     println!("{}", serde_json::to_string(&answer)?);
+    Ok(())
+}
+
+/// A cutout or binning: the array goes to `--out`, a JSON summary to stdout.
+async fn array(
+    args: &ReduceArgs,
+    client: &archway_gateway::ApiClient,
+    req: &ReduceRequest,
+) -> Result<()> {
+    let Some(path) = &args.out else {
+        bail!(
+            "--op {} answers an array: say where to write it with --out FILE",
+            req.op.as_str()
+        );
+    };
+    let (_, headers, mut body) = client
+        .send_full(Method::POST, "/api/v1/reduce", Some(req))
+        .await
+        .with_context(|| format!("reducing {}", args.object))?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.next().await {
+        bytes.extend_from_slice(&chunk?);
+    }
+    std::fs::write(path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let integer = |name: &str| header(name).parse::<u64>().ok();
+    let shape: Vec<u64> = header("x-archway-shape")
+        .split(',')
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({
+            "op": req.op,
+            "value": {"shape": shape, "format": args.output, "output": path},
+            "count": integer("x-archway-count"),
+            "missing": integer("x-archway-missing"),
+            "hdu": integer("x-archway-hdu"),
+            "engine": header("x-archway-engine"),
+            "bytes_read": integer("x-archway-bytes-read"),
+            "bytes_returned": bytes.len(),
+            "elapsed_ms": header("x-archway-elapsed-ms").parse::<f64>().ok(),
+        })
+    );
     Ok(())
 }
 

@@ -99,6 +99,33 @@ async fn reductions_through_the_api_and_the_cli() {
         case["expected"]["histogram"]["counts"]
     );
 
+    // An array answer: the binned image as a FITS file, a JSON summary on stdout.
+    let out_file = dir.path().join("binned.fits");
+    let out = Command::new(BIN)
+        .args([
+            "reduce",
+            "demo/images/f32_nan.fits",
+            "--op",
+            "bin",
+            "--factor",
+            "4,3",
+        ])
+        .args(["--gateway", &gw.url, "--token", &token, "--out"])
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["value"]["shape"], json!([16, 16]));
+    let fits = std::fs::read(&out_file).unwrap();
+    assert_eq!(
+        summary["bytes_returned"].as_u64().unwrap(),
+        fits.len() as u64
+    );
+    assert!(fits.starts_with(b"SIMPLE  =                    T"));
+    assert_eq!(fits.len(), 2880 + (16 * 16 * 8usize).div_ceil(2880) * 2880);
+    assert!(summary["bytes_read"].as_u64().unwrap() > 0);
+
     // The API: the answer states its own size; refusals name the problem.
     let client = reqwest::Client::new();
     let post = |body: Value, token: Option<String>| {

@@ -10,6 +10,7 @@
 //! BITPIX with BSCALE/BZERO and BLANK/NaN as missing; count, sum, mean, min, max, var, std,
 //! histogram and all moments at once; the CPU engine.
 
+pub mod array;
 pub mod hdu;
 pub mod header;
 pub mod image;
@@ -67,6 +68,15 @@ pub struct ReduceRequest {
     /// Quantiles from one histogram pass, within a stated error bound, instead of exactly.
     #[serde(default)]
     pub approximate: bool,
+    /// Cutout: one `[start, end)` per axis, axis 1 first.
+    #[serde(default)]
+    pub section: Option<Vec<[u64; 2]>>,
+    /// Binning: one factor per axis, axis 1 first.
+    #[serde(default)]
+    pub factor: Option<Vec<u64>>,
+    /// How array answers (cutout, bin) are encoded: fits (default) or npy.
+    #[serde(default)]
+    pub output: array::ArrayFormat,
     #[serde(default)]
     pub engine: Engine,
 }
@@ -109,6 +119,9 @@ pub struct Reduction {
     /// Bytes of this answer as sent (set by the front that sends it).
     pub bytes_returned: u64,
     pub elapsed_ms: f64,
+    /// The array of a cutout or binning, sent as FITS or NPY rather than in the JSON.
+    #[serde(skip)]
+    pub array: Option<array::Array>,
 }
 
 /// Everything that can go wrong in a reduction, naming the HDU and card where it applies.
@@ -259,6 +272,28 @@ pub async fn run(
             bytes_read: src.bytes_read(),
             bytes_returned: 0,
             elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+            array: None,
+        });
+    }
+    if matches!(req.op, Op::Cutout | Op::Bin) {
+        let array = array_of(&src, &hdu, &values, req).await?;
+        let count = array.values.iter().filter(|v| !v.is_nan()).count() as u64;
+        return Ok(Reduction {
+            op: req.op,
+            value: serde_json::json!({
+                "shape": array.shape,
+                "format": req.output,
+            }),
+            count,
+            missing: array.values.len() as u64 - count,
+            hdu: hdu.index,
+            engine: Engine::Cpu,
+            engine_note,
+            site: None,
+            bytes_read: src.bytes_read(),
+            bytes_returned: 0,
+            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+            array: Some(array),
         });
     }
     let moments = {
@@ -285,6 +320,8 @@ pub async fn run(
         Op::Var => finite(var),
         Op::Std => finite(var.map(f64::sqrt)),
         Op::Stats => stats_json(&moments),
+        // Answered above, before the moments pass.
+        Op::Cutout | Op::Bin => serde_json::Value::Null,
         Op::Median | Op::Quantiles => {
             let found =
                 quantiles_of(&src, &hdu, &values, &moments, &quantiles, req.approximate).await?;
@@ -339,7 +376,120 @@ pub async fn run(
         bytes_read: src.bytes_read(),
         bytes_returned: 0,
         elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+        array: None,
     })
+}
+
+/// A cutout (reading only the runs of pixels it covers) or a binning (one pass) of an image.
+async fn array_of(
+    src: &Arc<Source>,
+    hdu: &Hdu,
+    values: &Arc<Values>,
+    req: &ReduceRequest,
+) -> Result<array::Array, ComputeError> {
+    let Values::Image(layout) = &**values else {
+        return Err(ComputeError::Unsupported {
+            what: format!(
+                "{} of HDU {}: cutouts and binning work on (uncompressed) images",
+                req.op.as_str(),
+                hdu.index
+            ),
+        });
+    };
+    let layout = *layout;
+    let naxis = hdu.header.required_int("NAXIS", hdu.index)? as usize;
+    let shape: Vec<u64> = (1..=naxis)
+        .map(|i| {
+            hdu.header
+                .required_int(&format!("NAXIS{i}"), hdu.index)
+                .map(|n| n as u64)
+        })
+        .collect::<Result<_, _>>()?;
+    if shape.is_empty() || shape.contains(&0) {
+        return Err(ComputeError::InvalidRequest {
+            message: format!("HDU {} holds no image data", hdu.index),
+        });
+    }
+    let width = layout.width() as u64;
+    if req.op == Op::Cutout {
+        let section = req
+            .section
+            .as_deref()
+            .ok_or_else(|| ComputeError::InvalidRequest {
+                message: "a cutout needs section: one [start, end) per axis, axis 1 first".into(),
+            })?;
+        let section = array::check_section(section, &shape, hdu.index)?;
+        let runs = array::section_runs(&section, &shape, width);
+        let reads = array::coalesce(&runs, 64 * 1024, 4 * CHUNK);
+        let base = hdu.data_start;
+        let fetched: Vec<(std::ops::Range<u64>, bytes::Bytes)> = futures::stream::iter(reads)
+            .map(|r| {
+                let src = src.clone();
+                async move {
+                    let b = src.read(base + r.start..base + r.end).await?;
+                    Ok::<_, ComputeError>((r, b))
+                }
+            })
+            .buffered(parallelism())
+            .try_collect()
+            .await?;
+        let pieces = array::slice_runs(&fetched, &runs);
+        let out_shape: Vec<u64> = section.iter().map(|r| r.end - r.start).collect();
+        let values = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for p in &pieces {
+                layout.for_each(p, |x| out.push(x));
+            }
+            out
+        })
+        .await
+        .map_err(|e| ComputeError::Task(e.to_string()))?;
+        return Ok(array::Array {
+            shape: out_shape,
+            values,
+        });
+    }
+    let factors = req
+        .factor
+        .clone()
+        .ok_or_else(|| ComputeError::InvalidRequest {
+            message: "binning needs factor: one integer per axis, axis 1 first".into(),
+        })?;
+    if factors.len() != shape.len() || factors.contains(&0) {
+        return Err(ComputeError::InvalidRequest {
+            message: format!(
+                "factor needs {} positive integers (one per axis of HDU {}), not {factors:?}",
+                shape.len(),
+                hdu.index
+            ),
+        });
+    }
+    let out_shape: Vec<u64> = shape.iter().zip(&factors).map(|(n, f)| n / f).collect();
+    if out_shape.contains(&0) {
+        return Err(ComputeError::InvalidRequest {
+            message: format!("factor {factors:?} is larger than the image {shape:?}"),
+        });
+    }
+    let total: u64 = out_shape.iter().product();
+    if total > array::MAX_OUTPUT_VALUES {
+        return Err(ComputeError::InvalidRequest {
+            message: format!(
+                "the binned image would hold {total} values; the limit is {}",
+                array::MAX_OUTPUT_VALUES
+            ),
+        });
+    }
+    let (shape_c, factors_c) = (shape.clone(), factors.clone());
+    let parts = partials(src, hdu, values, move |v, chunk| {
+        Ok(array::bin_chunk(
+            &v.decode(chunk)?,
+            chunk.first_row,
+            &shape_c,
+            &factors_c,
+        ))
+    })
+    .await?;
+    Ok(array::bin_finish(parts, out_shape))
 }
 
 /// Bins per pass of the quantile search (a 32 KiB histogram per chunk).
@@ -514,7 +664,7 @@ enum Values {
 /// One unit of work: a run of rows (or of image bytes) and what was fetched for it.
 #[derive(Debug)]
 struct Chunk {
-    /// The first row (tables) in the chunk, 0-based.
+    /// The first row (tables) or element (images) of the chunk, 0-based.
     first_row: u64,
     /// Image bytes or table rows; for heap columns, one array per row after the rows; for
     /// tiled images, the rows, then each tile's compressed data and gzip-compressed data.
@@ -693,7 +843,7 @@ async fn partials<T: Send + 'static>(
             async move {
                 let rows = src.read(r.clone()).await?;
                 let mut chunk = Chunk {
-                    first_row: 0,
+                    first_row: (r.start - start) / unit,
                     pieces: vec![rows.clone()],
                 };
                 match &*values {
@@ -854,6 +1004,9 @@ impl BatchRequest {
             range: self.range,
             q: self.q.clone(),
             approximate: self.approximate,
+            section: None,
+            factor: None,
+            output: array::ArrayFormat::Fits,
             engine: self.engine,
         }
     }

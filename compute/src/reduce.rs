@@ -28,6 +28,10 @@ pub enum Op {
     /// Quantiles `q` in [0, 1] (numpy's default, linear interpolation between order
     /// statistics); exact, or approximate with a stated error bound.
     Quantiles,
+    /// A section of an image, as an array.
+    Cutout,
+    /// The image downsampled by integer factors (NaN-aware block means), as an array.
+    Bin,
 }
 
 impl Op {
@@ -48,6 +52,8 @@ impl Op {
             Op::Stats => "stats",
             Op::Median => "median",
             Op::Quantiles => "quantiles",
+            Op::Cutout => "cutout",
+            Op::Bin => "bin",
         }
     }
 }

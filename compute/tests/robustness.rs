@@ -39,6 +39,9 @@ fn reduce(bytes: Vec<u8>, hdu: Option<&str>, column: Option<&str>, op: Op) -> Re
             range: None,
             q: None,
             approximate: false,
+            section: None,
+            factor: None,
+            output: Default::default(),
             engine: Engine::Cpu,
         };
         run(store, &req)

@@ -603,6 +603,22 @@ async fn forward_reduce(
     req: &archway_compute::ReduceRequest,
     peer: &archway_dataplane::PeerLocation,
 ) -> Result<archway_compute::Reduction, ApiError> {
+    if matches!(
+        req.op,
+        archway_compute::Op::Cutout | archway_compute::Op::Bin
+    ) {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "PeerCannotCompute",
+            format!(
+                "volume `{}` lives on the peer gateway {}: ask it for the {} directly (arrays \
+                 are not forwarded yet, and the data is not pulled here instead)",
+                req.volume,
+                peer.url,
+                req.op.as_str()
+            ),
+        ));
+    }
     let Some(token) = &peer.token else {
         return Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -692,6 +708,15 @@ async fn reduce_batch(
         return Err(ApiError::bad_request(
             Some("glob".into()),
             "the glob is longer than 1024 characters",
+        ));
+    }
+    if matches!(
+        req.op,
+        archway_compute::Op::Cutout | archway_compute::Op::Bin
+    ) {
+        return Err(ApiError::bad_request(
+            Some("op".into()),
+            "cutouts and binning answer arrays: ask for them one object at a time",
         ));
     }
     archway_dataplane::key::check_prefix(&req.prefix)?;
@@ -824,6 +849,40 @@ async fn reduce(
         volume = %req.volume, key = %req.key, op = r.op.as_str(), hdu = r.hdu,
         bytes_read = r.bytes_read, elapsed_ms = r.elapsed_ms, "reduced"
     );
+    if let Some(array) = r.array.take() {
+        let cards = [
+            ("ORIGIN".to_string(), "'Archway'".to_string()),
+            ("ARCHOP".to_string(), format!("'{}'", r.op.as_str())),
+        ];
+        let body = array.encode(req.output, &cards);
+        let content_type = match req.output {
+            archway_compute::array::ArrayFormat::Fits => "application/fits",
+            archway_compute::array::ArrayFormat::Npy => "application/x-npy",
+        };
+        let shape = array
+            .shape
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut headers = axum::http::HeaderMap::new();
+        let mut set = |name: &'static str, value: String| {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(name, v);
+            }
+        };
+        set("content-type", content_type.to_string());
+        set("x-archway-op", r.op.as_str().to_string());
+        set("x-archway-shape", shape);
+        set("x-archway-hdu", r.hdu.to_string());
+        set("x-archway-count", r.count.to_string());
+        set("x-archway-missing", r.missing.to_string());
+        set("x-archway-engine", "cpu".to_string());
+        set("x-archway-bytes-read", r.bytes_read.to_string());
+        set("x-archway-bytes-returned", body.len().to_string());
+        set("x-archway-elapsed-ms", format!("{:.3}", r.elapsed_ms));
+        return Ok((headers, body).into_response());
+    }
     // The answer states its own size: settle the number's digits.
     let mut body = Vec::new();
     for _ in 0..3 {

@@ -105,62 +105,76 @@ impl ApiClient {
         path: &str,
         body: Option<&impl Serialize>,
     ) -> Result<(StatusCode, BodyStream), ClientError> {
+        let (status, _, stream) = self.send_full(method, path, body).await?;
+        Ok((status, stream))
+    }
+
+    /// [`ApiClient::send`], with the answer's headers.
+    pub async fn send_full(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<(StatusCode, http::HeaderMap, BodyStream), ClientError> {
         let body = match body {
             Some(b) => Some(serde_json::to_vec(b).map_err(|e| ClientError::Decode(e.to_string()))?),
             None => None,
         };
-        let (status, stream): (StatusCode, BodyStream) = match &self.transport {
-            Transport::Remote { base, token, http } => {
-                let url = format!("{base}{path}");
-                let mut req = http.request(method, &url);
-                if let Some(t) = token {
-                    req = req.bearer_auth(t);
-                }
-                if let Some(b) = body {
-                    req = req
-                        .header(http::header::CONTENT_TYPE, "application/json")
-                        .body(b);
-                }
-                let resp = req.send().await.map_err(|e| ClientError::Transport {
-                    url: base.clone(),
-                    message: error_chain(&e),
-                })?;
-                let status = resp.status();
-                let base = base.clone();
-                let stream = resp
-                    .bytes_stream()
-                    .map_err(move |e| ClientError::Transport {
+        let (status, headers, stream): (StatusCode, http::HeaderMap, BodyStream) =
+            match &self.transport {
+                Transport::Remote { base, token, http } => {
+                    let url = format!("{base}{path}");
+                    let mut req = http.request(method, &url);
+                    if let Some(t) = token {
+                        req = req.bearer_auth(t);
+                    }
+                    if let Some(b) = body {
+                        req = req
+                            .header(http::header::CONTENT_TYPE, "application/json")
+                            .body(b);
+                    }
+                    let resp = req.send().await.map_err(|e| ClientError::Transport {
                         url: base.clone(),
                         message: error_chain(&e),
-                    })
-                    .boxed();
-                (status, stream)
-            }
-            Transport::Local { router, identity } => {
-                let mut req = Request::builder().method(method).uri(path);
-                if body.is_some() {
-                    req = req.header(http::header::CONTENT_TYPE, "application/json");
+                    })?;
+                    let status = resp.status();
+                    let headers = resp.headers().clone();
+                    let base = base.clone();
+                    let stream = resp
+                        .bytes_stream()
+                        .map_err(move |e| ClientError::Transport {
+                            url: base.clone(),
+                            message: error_chain(&e),
+                        })
+                        .boxed();
+                    (status, headers, stream)
                 }
-                let mut req = req
-                    .body(axum::body::Body::from(body.unwrap_or_default()))
-                    .map_err(|e| ClientError::Decode(e.to_string()))?;
-                req.extensions_mut().insert(LocalIdentity(identity.clone()));
-                let resp = router
-                    .clone()
-                    .oneshot(req)
-                    .await
-                    .map_err(|e| ClientError::Decode(e.to_string()))?;
-                let status = resp.status();
-                let stream = resp
-                    .into_body()
-                    .into_data_stream()
-                    .map_err(|e| ClientError::Decode(e.to_string()))
-                    .boxed();
-                (status, stream)
-            }
-        };
+                Transport::Local { router, identity } => {
+                    let mut req = Request::builder().method(method).uri(path);
+                    if body.is_some() {
+                        req = req.header(http::header::CONTENT_TYPE, "application/json");
+                    }
+                    let mut req = req
+                        .body(axum::body::Body::from(body.unwrap_or_default()))
+                        .map_err(|e| ClientError::Decode(e.to_string()))?;
+                    req.extensions_mut().insert(LocalIdentity(identity.clone()));
+                    let resp = router
+                        .clone()
+                        .oneshot(req)
+                        .await
+                        .map_err(|e| ClientError::Decode(e.to_string()))?;
+                    let status = resp.status();
+                    let headers = resp.headers().clone();
+                    let stream = resp
+                        .into_body()
+                        .into_data_stream()
+                        .map_err(|e| ClientError::Decode(e.to_string()))
+                        .boxed();
+                    (status, headers, stream)
+                }
+            };
         if status.is_success() {
-            return Ok((status, stream));
+            return Ok((status, headers, stream));
         }
         let bytes = collect(stream).await?;
         Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
