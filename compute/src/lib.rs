@@ -11,6 +11,8 @@
 //! histogram and all moments at once; the CPU engine.
 
 pub mod array;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod hdu;
 pub mod header;
 pub mod image;
@@ -182,16 +184,24 @@ pub async fn run(
     req: &ReduceRequest,
 ) -> Result<Reduction, ComputeError> {
     let started = Instant::now();
-    let engine_note = match req.engine {
-        Engine::Cuda => {
-            return Err(ComputeError::EngineUnavailable {
-                engine: "cuda",
-                reason: "this gateway was built without the `cuda` feature".into(),
-            });
-        }
-        Engine::Auto => Some("no GPU engine in this build: ran on the CPU".to_string()),
-        Engine::Cpu => None,
-    };
+    // Which engine is checked first (a request for `cuda` where there is none fails before
+    // any data is read), and again once the HDU is known (the GPU reduces images).
+    #[cfg(not(feature = "cuda"))]
+    if req.engine == Engine::Cuda {
+        return Err(ComputeError::EngineUnavailable {
+            engine: "cuda",
+            reason: "this gateway was built without the `cuda` feature".into(),
+        });
+    }
+    #[cfg(feature = "cuda")]
+    if req.engine == Engine::Cuda
+        && let Err(reason) = cuda::engine()
+    {
+        return Err(ComputeError::EngineUnavailable {
+            engine: "cuda",
+            reason: reason.to_string(),
+        });
+    }
     if let Some(bins) = req.bins
         && !(1..=1_000_000).contains(&bins)
     {
@@ -227,6 +237,7 @@ pub async fn run(
     let src = Arc::new(Source::open(store, &req.key).await?);
     let hdu = hdu::locate(&src, &HduSelector::parse(req.hdu.as_deref())).await?;
     let values = Arc::new(values_of(&hdu, req)?);
+    let (gpu, engine, engine_note) = choose_engine(req, &values, hdu.index)?;
     if let Values::Columns(table, columns) = &*values {
         // Per-column statistics of a table, in one pass.
         let parts = partials(&src, &hdu, &values, |v, chunk| {
@@ -267,7 +278,7 @@ pub async fn run(
             missing: 0,
             hdu: hdu.index,
             engine: Engine::Cpu,
-            engine_note,
+            engine_note: engine_note.clone(),
             site: None,
             bytes_read: src.bytes_read(),
             bytes_returned: 0,
@@ -297,8 +308,8 @@ pub async fn run(
         });
     }
     let moments = {
-        let parts = partials(&src, &hdu, &values, |v, chunk| {
-            Ok(Moments::of(&v.decode(chunk)?))
+        let parts = partials(&src, &hdu, &values, move |v, chunk| {
+            chunk_moments(gpu, v, chunk)
         })
         .await?;
         let mut total = Moments::default();
@@ -348,7 +359,7 @@ pub async fn run(
             let template = empty.clone();
             let parts = partials(&src, &hdu, &values, move |v, chunk| {
                 let mut h = template.clone();
-                h.fill(&v.decode(chunk)?);
+                chunk_histogram(gpu, v, chunk, &mut h)?;
                 Ok(h)
             })
             .await?;
@@ -370,7 +381,7 @@ pub async fn run(
         count: moments.count,
         missing: moments.missing,
         hdu: hdu.index,
-        engine: Engine::Cpu,
+        engine,
         engine_note,
         site: None,
         bytes_read: src.bytes_read(),
@@ -378,6 +389,86 @@ pub async fn run(
         elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         array: None,
     })
+}
+
+/// The GPU a reduction runs on, when it runs on one.
+#[cfg(feature = "cuda")]
+type Gpu = Option<&'static cuda::GpuEngine>;
+#[cfg(not(feature = "cuda"))]
+type Gpu = Option<std::convert::Infallible>;
+
+/// Decides the engine: the GPU for image moments and histograms when asked (`cuda`) or when
+/// usable (`auto`); otherwise the CPU, with the reason when `auto` could not use the GPU.
+fn choose_engine(
+    req: &ReduceRequest,
+    values: &Values,
+    hdu: usize,
+) -> Result<(Gpu, Engine, Option<String>), ComputeError> {
+    let gpu_op = matches!(
+        req.op,
+        Op::Count
+            | Op::Sum
+            | Op::Mean
+            | Op::Min
+            | Op::Max
+            | Op::Var
+            | Op::Std
+            | Op::Stats
+            | Op::Histogram
+    ) && matches!(values, Values::Image(_));
+    if req.engine == Engine::Cpu {
+        return Ok((None, Engine::Cpu, None));
+    }
+    if !gpu_op {
+        let what = format!(
+            "the GPU engine reduces images (count to stats, histogram); `{}` of HDU {hdu} runs on \
+             the CPU",
+            req.op.as_str()
+        );
+        if req.engine == Engine::Cuda {
+            return Err(ComputeError::Unsupported { what });
+        }
+        return Ok((None, Engine::Cpu, Some(what)));
+    }
+    #[cfg(feature = "cuda")]
+    {
+        match cuda::engine() {
+            Ok(g) => Ok((Some(g), Engine::Cuda, None)),
+            Err(reason) => Ok((None, Engine::Cpu, Some(format!("{reason}: ran on the CPU")))),
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        Ok((
+            None,
+            Engine::Cpu,
+            Some("no GPU engine in this build (feature `cuda`): ran on the CPU".into()),
+        ))
+    }
+}
+
+fn chunk_moments(gpu: Gpu, v: &Values, chunk: &Chunk) -> Result<Moments, ComputeError> {
+    #[cfg(feature = "cuda")]
+    if let (Some(g), Values::Image(layout)) = (gpu, v) {
+        return g.moments(&chunk.pieces[0], layout);
+    }
+    let _ = gpu;
+    Ok(Moments::of(&v.decode(chunk)?))
+}
+
+fn chunk_histogram(
+    gpu: Gpu,
+    v: &Values,
+    chunk: &Chunk,
+    h: &mut Histogram,
+) -> Result<(), ComputeError> {
+    #[cfg(feature = "cuda")]
+    if let (Some(g), Values::Image(layout)) = (gpu, v) {
+        return g.histogram(&chunk.pieces[0], layout, h);
+    }
+    let _ = gpu;
+    h.fill(&v.decode(chunk)?);
+    Ok(())
 }
 
 /// A cutout (reading only the runs of pixels it covers) or a binning (one pass) of an image.

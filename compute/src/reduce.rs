@@ -140,6 +140,49 @@ impl Moments {
         m
     }
 
+    /// The moments of a chunk from per-block partials (the GPU engine's first pass): counts,
+    /// plain sums (combined here with compensation), minima and maxima. `values` is the
+    /// chunk's number of elements (missing ones included).
+    pub fn from_blocks(
+        values: u64,
+        counts: &[u64],
+        sums: &[f64],
+        mins: &[f64],
+        maxs: &[f64],
+    ) -> Self {
+        let mut m = Moments::default();
+        let (mut s, mut c) = (0.0f64, 0.0f64);
+        for (((&n, &b), &lo), &hi) in counts.iter().zip(sums).zip(mins).zip(maxs) {
+            if n == 0 {
+                continue;
+            }
+            m.count += n;
+            let t = s + b;
+            if s.abs() >= b.abs() {
+                c += (s - t) + b;
+            } else {
+                c += (b - t) + s;
+            }
+            s = t;
+            m.min = m.min.min(lo);
+            m.max = m.max.max(hi);
+        }
+        m.sum = s;
+        m.compensation = c;
+        m.missing = values - m.count;
+        if m.count > 0 {
+            m.mean = (s + c) / m.count as f64;
+        }
+        m
+    }
+
+    /// Sets the squared deviations from `mean` (second pass): Σ(x − mean)² and Σ(x − mean).
+    pub fn set_deviations(&mut self, m2: f64, c2: f64) {
+        if self.count > 0 {
+            self.m2 = m2 - c2 * c2 / self.count as f64;
+        }
+    }
+
     /// Combines two disjoint parts.
     pub fn merge(&mut self, o: &Moments) {
         self.missing += o.missing;
