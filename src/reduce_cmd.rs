@@ -298,6 +298,12 @@ mod tests {
         assert!(parse_range("1").unwrap_err().contains("LO,HI"));
         assert_eq!(parse_engine("CUDA").unwrap(), Engine::Cuda);
         assert!(parse_engine("tpu").is_err());
-        assert!(parse_op("median").unwrap_err().contains("unknown op"));
+        assert_eq!(parse_op("median").unwrap(), Op::Median);
+        assert!(parse_op("mode").unwrap_err().contains("unknown op"));
+        assert_eq!(
+            parse_section("10:20, 5:15").unwrap(),
+            vec![[10, 20], [5, 15]]
+        );
+        assert!(parse_section("10-20").unwrap_err().contains("START:END"));
     }
 }
