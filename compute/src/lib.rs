@@ -6,9 +6,11 @@
 //! into chunks, fetches a bounded number at a time and reduces them on all cores, merging as
 //! they finish — one pass, memory bounded by `parallelism × CHUNK`, whatever the file size.
 //!
-//! Built so far: FITS headers (CONTINUE, HIERARCH), HDUs by index or EXTNAME, images of every
-//! BITPIX with BSCALE/BZERO and BLANK/NaN as missing; count, sum, mean, min, max, var, std,
-//! histogram and all moments at once; the CPU engine.
+//! Reads FITS headers (CONTINUE, HIERARCH), images of every BITPIX with BSCALE/BZERO and
+//! BLANK/NaN, binary table columns (fixed and heap arrays), and tile-compressed images (Rice,
+//! gzip, quantized floats). Computes moments, histograms, quantiles (exact or bounded), per
+//! column statistics, cutouts and binning, on the CPU or (feature `cuda`) the GPU, for one
+//! object or a batch over a prefix and glob. See `doc/compute.md`.
 
 pub mod array;
 #[cfg(feature = "cuda")]
