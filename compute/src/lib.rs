@@ -480,10 +480,14 @@ async fn array_of(
     values: &Arc<Values>,
     req: &ReduceRequest,
 ) -> Result<array::Array, ComputeError> {
+    if let (Values::Tiled(table, t, index), Op::Cutout) = (&**values, req.op) {
+        return tiled_cutout(src, hdu, table, t, *index, req).await;
+    }
     let Values::Image(layout) = &**values else {
         return Err(ComputeError::Unsupported {
             what: format!(
-                "{} of HDU {}: cutouts and binning work on (uncompressed) images",
+                "{} of HDU {}: cutouts work on images (also tile-compressed), binning on \
+                 uncompressed images",
                 req.op.as_str(),
                 hdu.index
             ),
@@ -583,6 +587,154 @@ async fn array_of(
     })
     .await?;
     Ok(array::bin_finish(parts, out_shape))
+}
+
+/// A cutout of a tile-compressed image: only the tiles the section touches are read (their
+/// rows, then their compressed bytes) and decoded.
+async fn tiled_cutout(
+    src: &Arc<Source>,
+    hdu: &Hdu,
+    table: &table::Table,
+    t: &tiled::Tiled,
+    index: usize,
+    req: &ReduceRequest,
+) -> Result<array::Array, ComputeError> {
+    let section = req
+        .section
+        .as_deref()
+        .ok_or_else(|| ComputeError::InvalidRequest {
+            message: "a cutout needs section: one [start, end) per axis, axis 1 first".into(),
+        })?;
+    let section = array::check_section(section, &t.shape, index)?;
+    let tiles_per_axis: Vec<u64> = t
+        .shape
+        .iter()
+        .zip(&t.tile)
+        .map(|(n, k)| n.div_ceil(*k).max(1))
+        .collect();
+    // The tiles the section touches, as table rows.
+    let mut rows = vec![0u64];
+    let mut stride = 1u64;
+    for ((r, k), count) in section.iter().zip(&t.tile).zip(&tiles_per_axis) {
+        let (lo, hi) = (r.start / k, (r.end - 1) / k);
+        rows = rows
+            .iter()
+            .flat_map(|base| (lo..=hi).map(move |c| base + c * stride))
+            .collect();
+        stride *= count;
+    }
+    rows.sort_unstable();
+    let (first, last) = (rows[0], rows[rows.len() - 1]);
+    let row_bytes = table.row_bytes.max(1);
+    let start = hdu.data_start;
+    let row_data = src
+        .read(start + first * row_bytes..start + (last + 1) * row_bytes)
+        .await?;
+    let row_of = |r: u64| {
+        let at = ((r - first) * row_bytes) as usize;
+        row_data.slice(at..at + row_bytes as usize)
+    };
+    // Compressed bytes of the needed tiles: one read when they lie close, else one each.
+    let mut wanted = Vec::new();
+    for col in t.data_columns() {
+        let mut spans = Vec::new();
+        for &r in &rows {
+            let row = row_of(r);
+            let (n, off) = table::descriptors(&row, table, col)[0];
+            let end = n
+                .checked_mul(col.elem.width() as u64)
+                .and_then(|b| b.checked_add(off))
+                .filter(|e| *e <= table.heap_bytes)
+                .ok_or_else(|| ComputeError::Format {
+                    hdu: index,
+                    card: None,
+                    message: format!("tile {} points outside the heap", r + 1),
+                })?;
+            spans.push((off, end));
+        }
+        wanted.push(spans);
+    }
+    let heap = start + table.heap_offset;
+    let mut arrays: Vec<Vec<bytes::Bytes>> = Vec::new();
+    for spans in &wanted {
+        let used: Vec<&(u64, u64)> = spans.iter().filter(|s| s.1 > s.0).collect();
+        let lo = used.iter().map(|s| s.0).min().unwrap_or(0);
+        let hi = used.iter().map(|s| s.1).max().unwrap_or(0);
+        let total: u64 = used.iter().map(|s| s.1 - s.0).sum();
+        let mut out = Vec::with_capacity(spans.len());
+        if !used.is_empty() && hi - lo <= 2 * total.max(CHUNK) {
+            let all = src.read(heap + lo..heap + hi).await?;
+            for &(a, b) in spans {
+                out.push(if b > a {
+                    all.slice((a - lo) as usize..(b - lo) as usize)
+                } else {
+                    bytes::Bytes::new()
+                });
+            }
+        } else {
+            for &(a, b) in spans {
+                out.push(if b > a {
+                    src.read(heap + a..heap + b).await?
+                } else {
+                    bytes::Bytes::new()
+                });
+            }
+        }
+        arrays.push(out);
+    }
+    let tiles: Vec<(u64, bytes::Bytes, bytes::Bytes, bytes::Bytes)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| {
+            let gzip = arrays.get(1).map(|a| a[i].clone()).unwrap_or_default();
+            (r, row_of(r), arrays[0][i].clone(), gzip)
+        })
+        .collect();
+    let (t, section) = (t.clone(), section.clone());
+    tokio::task::spawn_blocking(move || {
+        let out_shape: Vec<u64> = section.iter().map(|r| r.end - r.start).collect();
+        let mut values = vec![f64::NAN; out_shape.iter().product::<u64>() as usize];
+        let mut decoded = Vec::new();
+        for (r, fields, data, gzip) in tiles {
+            decoded.clear();
+            t.decode(r, &fields, &data, &gzip, index, &mut decoded)?;
+            // The tile's corner and size.
+            let mut rest = r;
+            let mut corner = Vec::new();
+            let mut dims = Vec::new();
+            for ((n, k), count) in t.shape.iter().zip(&t.tile).zip(&tiles_per_axis) {
+                let c = rest % count;
+                rest /= count;
+                corner.push(c * k);
+                dims.push((*k).min(n - c * k));
+            }
+            for (local, v) in decoded.iter().enumerate() {
+                let mut l = local as u64;
+                let mut out = 0u64;
+                let mut ostride = 1u64;
+                let mut inside = true;
+                for (axis, d) in dims.iter().enumerate() {
+                    let g = corner[axis] + l % d;
+                    l /= d;
+                    if !section[axis].contains(&g) {
+                        inside = false;
+                        break;
+                    }
+                    out += (g - section[axis].start) * ostride;
+                    ostride *= out_shape[axis];
+                }
+                if inside && let Some(slot) = values.get_mut(out as usize) {
+                    *slot = *v;
+                }
+            }
+        }
+        Ok(array::Array {
+            shape: out_shape,
+            values,
+        })
+    })
+    .await
+    .map_err(|e| ComputeError::Task(e.to_string()))?
 }
 
 /// Bins per pass of the quantile search (a 32 KiB histogram per chunk).
