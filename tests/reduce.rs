@@ -331,6 +331,47 @@ async fn a_reduction_on_a_peer_volume_runs_at_the_peer() {
     assert_eq!(pulled, 0, "no object bytes pulled from the peer");
     assert!(between * 1000 < image.len() as u64);
 
+    // An array answer comes from the peer too, streamed through with its summary headers.
+    let out_before = s3_bytes_out(&a).await;
+    let resp = client
+        .post(format!("{}/api/v1/reduce", b.url))
+        .bearer_auth(b.credential("archway_api_token"))
+        .json(
+            &json!({"volume": "a-demo", "key": "big.fits", "op": "bin", "factor": [64, 64],
+                      "output": "npy"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-archway-site"], a.url.as_str());
+    assert_eq!(resp.headers()["x-archway-shape"], "16,32");
+    let npy = resp.bytes().await.unwrap();
+    assert!(npy.starts_with(b"\x93NUMPY"));
+    assert_eq!(s3_bytes_out(&a).await, out_before, "the binning ran at A");
+
+    // A batch over the peer volume: each object reduced at the peer.
+    let resp = client
+        .post(format!("{}/api/v1/reduce/batch", b.url))
+        .bearer_auth(b.credential("archway_api_token"))
+        .json(&json!({"volume": "a-demo", "prefix": "", "glob": "big.fits", "op": "max"}))
+        .send()
+        .await
+        .unwrap();
+    let lines: Vec<Value> = resp
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["event"], "result");
+    assert_eq!(lines[0]["site"], a.url.as_str());
+    assert_eq!(lines[0]["value"], direct["value"]["max"]);
+    assert_eq!(lines[1]["event"], "done");
+    assert_eq!(s3_bytes_out(&a).await, out_before, "the batch ran at A");
+
     // A peer without a token to ask: refused, not pulled.
     let out_before = s3_bytes_out(&a).await;
     let resp = reduce(&b, "a-mute").await.unwrap();

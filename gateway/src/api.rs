@@ -597,28 +597,42 @@ async fn delete_volume(
 }
 
 /// Walks the volume and records its size; answers a stream of NDJSON [`ScanEvent`]s.
-/// Sends a reduction to the peer gateway that holds the data, with the token configured for
-/// it; the peer's refusal or failure is reported as such, and the data is never pulled here.
-async fn forward_reduce(
+/// A forwarded reduction's failure, in this gateway's words: client errors keep their status
+/// (the file is bad, the HDU is missing); a peer that cannot serve is a bad gateway here.
+fn peer_error(
     req: &archway_compute::ReduceRequest,
     peer: &archway_dataplane::PeerLocation,
-) -> Result<archway_compute::Reduction, ApiError> {
-    if matches!(
-        req.op,
-        archway_compute::Op::Cutout | archway_compute::Op::Bin
-    ) {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "PeerCannotCompute",
-            format!(
-                "volume `{}` lives on the peer gateway {}: ask it for the {} directly (arrays \
-                 are not forwarded yet, and the data is not pulled here instead)",
-                req.volume,
-                peer.url,
-                req.op.as_str()
-            ),
-        ));
+    e: crate::ClientError,
+) -> ApiError {
+    let message = format!(
+        "`{}` in volume `{}`: the peer gateway {} ",
+        req.key, req.volume, peer.url
+    );
+    match e {
+        crate::ClientError::Api {
+            status, message: m, ..
+        } => {
+            let status = if status.is_client_error() || status == StatusCode::NOT_IMPLEMENTED {
+                status
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            ApiError::new(status, "PeerError", format!("{message}answered: {m}"))
+        }
+        other => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "PeerUnreachable",
+            format!("{message}could not compute: {other}"),
+        ),
     }
+}
+
+/// The request as the peer names it, and a client with the token configured for the peer
+/// (without one the peer cannot be asked — and the data is not pulled here instead).
+fn peer_request(
+    req: &archway_compute::ReduceRequest,
+    peer: &archway_dataplane::PeerLocation,
+) -> Result<(crate::client::ApiClient, archway_compute::ReduceRequest), ApiError> {
     let Some(token) = &peer.token else {
         return Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -642,38 +656,48 @@ async fn forward_reduce(
             e.to_string(),
         )
     })?;
+    Ok((client, forwarded))
+}
+
+/// Sends a reduction to the peer gateway that holds the data; the peer's refusal or failure
+/// is reported as such.
+async fn forward_reduce(
+    req: &archway_compute::ReduceRequest,
+    peer: &archway_dataplane::PeerLocation,
+) -> Result<archway_compute::Reduction, ApiError> {
+    let (client, forwarded) = peer_request(req, peer)?;
     let mut r: archway_compute::Reduction = client
         .json(http::Method::POST, "/api/v1/reduce", Some(&forwarded))
         .await
-        .map_err(|e| {
-            let message = format!(
-                "`{}` in volume `{}`: the peer gateway {} ",
-                req.key, req.volume, peer.url
-            );
-            match e {
-                crate::ClientError::Api {
-                    status, message: m, ..
-                } => {
-                    // Client errors keep their status (the file is bad, the HDU is missing);
-                    // a peer that cannot serve is a bad gateway here.
-                    let status =
-                        if status.is_client_error() || status == StatusCode::NOT_IMPLEMENTED {
-                            status
-                        } else {
-                            StatusCode::BAD_GATEWAY
-                        };
-                    ApiError::new(status, "PeerError", format!("{message}answered: {m}"))
-                }
-                other => ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "PeerUnreachable",
-                    format!("{message}could not compute: {other}"),
-                ),
-            }
-        })?;
+        .map_err(|e| peer_error(req, peer, e))?;
     r.site = Some(peer.url.clone());
     r.bytes_returned = 0;
     Ok(r)
+}
+
+/// An array answer (cutout, bin) computed by the peer, streamed through as it arrives, with
+/// its X-Archway-* headers and the peer named in X-Archway-Site.
+async fn forward_array(
+    req: &archway_compute::ReduceRequest,
+    peer: &archway_dataplane::PeerLocation,
+) -> Result<Response, ApiError> {
+    let (client, forwarded) = peer_request(req, peer)?;
+    let (_, headers, stream) = client
+        .send_full(http::Method::POST, "/api/v1/reduce", Some(&forwarded))
+        .await
+        .map_err(|e| peer_error(req, peer, e))?;
+    let mut out = axum::http::HeaderMap::new();
+    for (name, value) in &headers {
+        let n = name.as_str();
+        if n == "content-type" || n == "content-length" || n.starts_with("x-archway-") {
+            out.insert(name.clone(), value.clone());
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&peer.url) {
+        out.insert("x-archway-site", v);
+    }
+    let body = stream.map(|r| r.map_err(|e| std::io::Error::other(e.to_string())));
+    Ok((out, Body::from_stream(body)).into_response())
 }
 
 /// One object's reduction, here or (for a volume on a peer gateway) at the peer.
@@ -844,6 +868,14 @@ async fn reduce(
         .dataplane
         .open(Some(&caller.0), &req.volume, archway_dataplane::Op::Get)
         .await?;
+    if matches!(
+        req.op,
+        archway_compute::Op::Cutout | archway_compute::Op::Bin
+    ) && let Some(peer) = state.dataplane.peer_location(&handle.volume, &req.key)
+    {
+        archway_dataplane::key::parse_key(&req.key)?;
+        return forward_array(&req, &peer).await;
+    }
     let mut r = reduce_one(&state, &handle, &req).await?;
     tracing::info!(
         volume = %req.volume, key = %req.key, op = r.op.as_str(), hdu = r.hdu,
