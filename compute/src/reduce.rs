@@ -350,7 +350,8 @@ mod tests {
     fn ops_parse_by_name() {
         assert_eq!(Op::parse("STD"), Some(Op::Std));
         assert_eq!(Op::parse("histogram"), Some(Op::Histogram));
-        assert_eq!(Op::parse("median"), None);
+        assert_eq!(Op::parse("median"), Some(Op::Median));
+        assert_eq!(Op::parse("mode"), None);
     }
 }
 
