@@ -63,6 +63,14 @@ impl Source {
             .await
             .map_err(ComputeError::store)?;
         self.read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if bytes.len() as u64 != end - range.start {
+            return Err(ComputeError::Task(format!(
+                "the object changed while it was read: {} bytes at offset {} instead of {}",
+                bytes.len(),
+                range.start,
+                end - range.start
+            )));
+        }
         Ok(bytes)
     }
 }

@@ -256,17 +256,24 @@ impl Table {
         let table_bytes = row_bytes
             .checked_mul(rows)
             .ok_or_else(|| err(None, "the table size overflows".into()))?;
-        let heap_bytes = h.int("PCOUNT").unwrap_or(0).max(0) as u64;
+        let pcount = h.int("PCOUNT").unwrap_or(0).max(0) as u64;
+        let data_end = table_bytes.saturating_add(pcount);
         let heap_offset = match h.int("THEAP") {
-            Some(t) if t >= 0 && (t as u64) >= table_bytes => t as u64,
+            Some(t) if t >= 0 && (t as u64) >= table_bytes && (t as u64) <= data_end => t as u64,
             Some(t) => {
                 return Err(err(
                     h.card_index("THEAP"),
-                    format!("THEAP = {t} points inside the table ({table_bytes} bytes)"),
+                    format!(
+                        "THEAP = {t} is outside the heap area ({table_bytes} to {data_end} \
+                         bytes into the data)"
+                    ),
                 ));
             }
             None => table_bytes,
         };
+        // What the heap may hold: from THEAP to the end of the data area (PCOUNT counts any
+        // gap between the table and the heap).
+        let heap_bytes = data_end - heap_offset;
         Ok(Self {
             row_bytes,
             rows,

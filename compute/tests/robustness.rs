@@ -19,6 +19,7 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn reduce(bytes: Vec<u8>, hdu: Option<&str>, column: Option<&str>, op: Op) -> Result<(), String> {
+    let section = (op == Op::Cutout).then(|| vec![[3, 41], [2, 30]]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -39,7 +40,7 @@ fn reduce(bytes: Vec<u8>, hdu: Option<&str>, column: Option<&str>, op: Op) -> Re
             range: None,
             q: None,
             approximate: false,
-            section: None,
+            section,
             factor: None,
             output: Default::default(),
             engine: Engine::Cpu,
@@ -89,12 +90,17 @@ proptest! {
             ("u16_rice_tiles.fits.fz", Some("1"), None),
             ("u8_gzip2.fits.fz", Some("1"), None),
         ][which];
+        // which == 4: a cutout across tiles of the tile-compressed file.
         let mut bytes = fixture(name);
         let len = bytes.len();
         for (at, b) in flips {
             bytes[at % len] = b;
         }
-        let op = if which == 2 { Op::Stats } else { Op::Histogram };
+        let op = match which {
+            2 => Op::Stats,
+            4 => Op::Cutout,
+            _ => Op::Histogram,
+        };
         let _ = reduce(bytes, hdu, column, op);
     }
 
