@@ -180,12 +180,29 @@ pub struct BinPart {
 /// `factors`; pixels of partial blocks at the far edges are dropped (as astropy's
 /// `block_reduce`).
 pub fn bin_chunk(values: &[f64], first: u64, shape: &[u64], factors: &[u64]) -> BinPart {
+    bin_indexed(
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (first + i as u64, v)),
+        shape,
+        factors,
+    )
+}
+
+/// Accumulates values given with their linear index in the image (FITS order) into blocks of
+/// `factors` (for tiles, whose pixels are not in image order).
+pub fn bin_indexed(
+    values: impl Iterator<Item = (u64, f64)>,
+    shape: &[u64],
+    factors: &[u64],
+) -> BinPart {
     let out_shape: Vec<u64> = shape.iter().zip(factors).map(|(n, f)| n / f).collect();
     let mut lo = u64::MAX;
     let mut hi = 0u64;
-    let mut hits: Vec<(u64, f64)> = Vec::with_capacity(values.len());
-    for (i, &v) in values.iter().enumerate() {
-        let mut rest = first + i as u64;
+    let mut hits: Vec<(u64, f64)> = Vec::new();
+    for (index, v) in values {
+        let mut rest = index;
         let mut out = 0u64;
         let mut stride = 1u64;
         let mut inside = true;

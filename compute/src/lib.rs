@@ -483,6 +483,30 @@ async fn array_of(
     if let (Values::Tiled(table, t, index), Op::Cutout) = (&**values, req.op) {
         return tiled_cutout(src, hdu, table, t, *index, req).await;
     }
+    if let (Values::Tiled(table, t, index), Op::Bin) = (&**values, req.op) {
+        let factors = bin_factors(req, &t.shape, *index)?;
+        let out_shape: Vec<u64> = t.shape.iter().zip(&factors).map(|(n, f)| n / f).collect();
+        let (shape, row_bytes) = (t.shape.clone(), table.row_bytes.max(1) as usize);
+        let parts = partials(src, hdu, values, move |v, chunk| {
+            let Values::Tiled(_, t, index) = v else {
+                return Ok(array::BinPart::default());
+            };
+            let rows = chunk.pieces.first().cloned().unwrap_or_default();
+            let mut all = Vec::new();
+            let mut decoded = Vec::new();
+            for (i, fields) in rows.chunks_exact(row_bytes).enumerate() {
+                let data = chunk.pieces.get(1 + 2 * i).cloned().unwrap_or_default();
+                let gzip = chunk.pieces.get(2 + 2 * i).cloned().unwrap_or_default();
+                let tile = chunk.first_row + i as u64;
+                decoded.clear();
+                t.decode(tile, fields, &data, &gzip, *index, &mut decoded)?;
+                all.extend(t.pixel_indices(tile).zip(decoded.iter().copied()));
+            }
+            Ok(array::bin_indexed(all.into_iter(), &shape, &factors))
+        })
+        .await?;
+        return Ok(array::bin_finish(parts, out_shape));
+    }
     let Values::Image(layout) = &**values else {
         return Err(ComputeError::Unsupported {
             what: format!(
@@ -587,6 +611,40 @@ async fn array_of(
     })
     .await?;
     Ok(array::bin_finish(parts, out_shape))
+}
+
+/// The binning factors of a request, checked against the image's shape and the output limit.
+fn bin_factors(req: &ReduceRequest, shape: &[u64], hdu: usize) -> Result<Vec<u64>, ComputeError> {
+    let factors = req
+        .factor
+        .clone()
+        .ok_or_else(|| ComputeError::InvalidRequest {
+            message: "binning needs factor: one integer per axis, axis 1 first".into(),
+        })?;
+    if factors.len() != shape.len() || factors.contains(&0) {
+        return Err(ComputeError::InvalidRequest {
+            message: format!(
+                "factor needs {} positive integers (one per axis of HDU {hdu}), not {factors:?}",
+                shape.len(),
+            ),
+        });
+    }
+    let out_shape: Vec<u64> = shape.iter().zip(&factors).map(|(n, f)| n / f).collect();
+    if out_shape.contains(&0) {
+        return Err(ComputeError::InvalidRequest {
+            message: format!("factor {factors:?} is larger than the image {shape:?}"),
+        });
+    }
+    let total: u64 = out_shape.iter().product();
+    if total > array::MAX_OUTPUT_VALUES {
+        return Err(ComputeError::InvalidRequest {
+            message: format!(
+                "the binned image would hold {total} values; the limit is {}",
+                array::MAX_OUTPUT_VALUES
+            ),
+        });
+    }
+    Ok(factors)
 }
 
 /// A cutout of a tile-compressed image: only the tiles the section touches are read (their

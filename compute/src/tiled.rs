@@ -233,6 +233,32 @@ impl Tiled {
         n
     }
 
+    /// The linear image index (FITS order) of each pixel of tile `t`, in the tile's order.
+    pub fn pixel_indices(&self, t: u64) -> impl Iterator<Item = u64> + '_ {
+        let mut rest = t;
+        let mut corner = Vec::with_capacity(self.shape.len());
+        let mut dims = Vec::with_capacity(self.shape.len());
+        for (size, tile) in self.shape.iter().zip(&self.tile) {
+            let count = size.div_ceil(*tile).max(1);
+            let at = rest % count;
+            rest /= count;
+            corner.push(at * tile);
+            dims.push((*tile).min(size.saturating_sub(at * tile)));
+        }
+        let n: u64 = dims.iter().product();
+        (0..n).map(move |local| {
+            let mut l = local;
+            let mut index = 0u64;
+            let mut stride = 1u64;
+            for ((c, d), size) in corner.iter().zip(&dims).zip(&self.shape) {
+                index += (c + l % d) * stride;
+                l /= d;
+                stride *= size;
+            }
+            index
+        })
+    }
+
     /// The heap columns a tile's data may be in.
     pub fn data_columns(&self) -> Vec<&Column> {
         std::iter::once(&self.compressed)

@@ -337,6 +337,19 @@ async fn cutouts_and_binning_agree_with_numpy() {
         tiled.bytes_read
     );
     assert_eq!(tiled.array.unwrap(), plain);
+    // Binning a tile-compressed image (blocks straddling tiles) equals binning the original.
+    for factor in [vec![4, 3], vec![7, 5]] {
+        req.op = Op::Bin;
+        req.section = None;
+        req.factor = Some(factor.clone());
+        req.key = "u16.fits".into();
+        let plain = run(store.clone(), &req).await.unwrap().array.unwrap();
+        req.key = "u16_rice_tiles.fits.fz".into();
+        let tiled = run(store.clone(), &req).await.unwrap().array.unwrap();
+        assert_eq!(tiled, plain, "factor {factor:?}");
+    }
+    req.op = Op::Cutout;
+    req.factor = None;
     // Across tile edges, on a quantized image: the same values as decoding every tile.
     req.key = "f32_rice_dither1.fits.fz".into();
     req.section = Some(vec![[0, 64], [0, 48]]);
