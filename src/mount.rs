@@ -1,7 +1,7 @@
 //! `archway mount` and `archway unmount`: the CLI around the `archway-fuse` crate.
 //!
-//! Two modes: **remote** (`--gateway URL`: the gateway's S3 front with S3 credentials, the
-//! volume list from its catalogue API) and **local** (`--config FILE` / `--data-dir DIR`:
+//! Two modes: **remote** (`--gateway URL`: the gateway's S3 front with S3 credentials, reached
+//! as a peer backend reaches a gateway, the volume list from its catalogue API) and **local** (`--config FILE` / `--data-dir DIR`:
 //! straight to the backends through the dataplane). Without `--foreground` the command starts
 //! itself again in the background and returns once the mount is ready (or says why not).
 
@@ -12,10 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use archway_cache::{BlockCache, CacheConfig};
+use archway_cache::{BlockCache, CacheConfig, CachedStore};
 use archway_catalog::{Access, Principal, VolumeQuery};
-use archway_dataplane::Op;
-use archway_fuse::remote::RemoteGateway;
+use archway_dataplane::{BackendConfig, Op, Secret};
 use archway_fuse::session::{self, MountOptions};
 use archway_fuse::{Fs, FsConfig, MountMetrics, MountVolume, Writes};
 
@@ -325,15 +324,17 @@ async fn remote_volumes(args: &MountArgs, gateway: &str) -> Result<Vec<MountVolu
         .token
         .clone()
         .or_else(|| from_file("archway_api_token"));
-    let remote = RemoteGateway {
-        endpoint: gateway.trim_end_matches('/').to_string(),
-        access_key_id,
-        secret_access_key,
+    // The gateway as a peer backend sees another gateway: its S3 front, these credentials.
+    let backend = BackendConfig {
+        url: format!("archway+{}", gateway.trim_end_matches('/')),
+        access_key_id: Some(access_key_id),
+        secret_access_key: Some(Secret(secret_access_key)),
         session_token: args
             .session_token
             .clone()
-            .or_else(|| from_file("aws_session_token")),
-        region: "us-east-1".into(),
+            .or_else(|| from_file("aws_session_token"))
+            .map(Secret),
+        ..Default::default()
     };
     let listed = match &token {
         Some(t) => {
@@ -395,9 +396,24 @@ async fn remote_volumes(args: &MountArgs, gateway: &str) -> Result<Vec<MountVolu
             } else {
                 writes
             };
-            remote
-                .volume(&name, writes, cache.as_ref())
-                .with_context(|| format!("volume `{name}` on {gateway}"))
+            let remote = archway_dataplane::gateway_volume(&backend, &name)
+                .with_context(|| format!("volume `{name}` on {gateway}"))?;
+            let s3 = remote.store;
+            // Reads through the block cache; volumes others may change bypass it when the
+            // cache is configured so.
+            let store: Arc<dyn archway_dataplane::object_store::ObjectStore> = match &cache {
+                Some(c) if !(writes != Writes::ReadOnly && c.config().bypass_workspaces) => {
+                    let scope = format!("{}/{name}", gateway.trim_end_matches('/'));
+                    Arc::new(CachedStore::new(s3, c.clone(), scope))
+                }
+                _ => s3,
+            };
+            Ok(MountVolume {
+                name,
+                store,
+                lister: Some(remote.lister),
+                writes,
+            })
         })
         .collect()
 }

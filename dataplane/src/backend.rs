@@ -13,6 +13,7 @@ use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::http::HttpBuilder;
 use object_store::limit::LimitStore;
+use object_store::list::PaginatedListStore;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -463,6 +464,54 @@ fn build_s3(
     bucket: &str,
     endpoint: Option<&str>,
 ) -> Result<Arc<dyn ObjectStore>, String> {
+    Ok(Arc::new(s3_store(config, bucket, endpoint)?))
+}
+
+/// A volume of another Archway gateway: the store, and the same store for listing page by
+/// page (what `archway mount` needs for huge directories).
+pub struct GatewayVolume {
+    pub store: Arc<dyn ObjectStore>,
+    pub lister: Arc<dyn PaginatedListStore>,
+}
+
+impl fmt::Debug for GatewayVolume {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayVolume").finish_non_exhaustive()
+    }
+}
+
+/// A volume of another Archway gateway through its S3 front, as a peer backend reaches one:
+/// `config` is an `archway+http(s)://` backend with its credentials.
+pub fn gateway_volume(
+    config: &BackendConfig,
+    volume: &str,
+) -> Result<GatewayVolume, DataplaneError> {
+    let fail = |message: String| DataplaneError::Backend {
+        backend: config.url.clone(),
+        message,
+    };
+    if config.kind().map_err(fail)? != BackendKind::Peer {
+        return Err(fail(
+            "a gateway is reached by an archway+http(s):// URL".into(),
+        ));
+    }
+    let endpoint = config
+        .url
+        .strip_prefix("archway+")
+        .unwrap_or(&config.url)
+        .trim_end_matches('/');
+    let s3 = Arc::new(s3_store(config, volume, Some(endpoint)).map_err(fail)?);
+    Ok(GatewayVolume {
+        store: s3.clone(),
+        lister: s3,
+    })
+}
+
+fn s3_store(
+    config: &BackendConfig,
+    bucket: &str,
+    endpoint: Option<&str>,
+) -> Result<object_store::aws::AmazonS3, String> {
     let mut b = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
         .with_region(config.region.clone().unwrap_or_else(|| "us-east-1".into()))
@@ -487,7 +536,7 @@ fn build_s3(
     if config.anonymous {
         b = b.with_skip_signature(true);
     }
-    Ok(Arc::new(b.build().map_err(|e| e.to_string())?))
+    b.build().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use archway_cache as cache;
 pub use archway_catalog as catalog;
-pub use backend::{BackendConfig, BackendKind, Secret};
+pub use backend::{BackendConfig, BackendKind, GatewayVolume, Secret, gateway_volume};
 pub use object_store;
 pub use plane::*;
 

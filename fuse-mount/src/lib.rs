@@ -2,11 +2,13 @@
 //!
 //! The crate owns the mapping between filesystem operations and object-store calls — inodes,
 //! directory listings, open files, the write spool — and the only place errno values are
-//! chosen ([`FsError::errno`]). It sees each volume as an `Arc<dyn ObjectStore>` (the cache
-//! wrapped around it by whoever built it), so one implementation serves both modes:
+//! chosen ([`FsError::errno`]). It sees each volume as an `Arc<dyn ObjectStore>`, built (with
+//! the block cache around it) by the CLI from the dataplane, and names no backend itself, so
+//! one implementation serves both modes:
 //!
 //! - **local**: stores resolved by the dataplane, straight to the backends;
-//! - **remote**: S3 stores pointed at a gateway ([`remote`]), wrapped in the shared block cache.
+//! - **remote**: a gateway's volumes through its S3 front, built as the dataplane builds a peer
+//!   gateway's stores.
 //!
 //! Layout: [`fs::Fs`] is the filesystem, with async methods and no `fuser` types, so that its
 //! semantics are tested without a kernel mount; [`fuse`] is the thin adapter that the kernel
@@ -21,7 +23,6 @@
 pub mod fs;
 pub mod fuse;
 pub mod metrics;
-pub mod remote;
 pub mod session;
 mod spool;
 
