@@ -5,14 +5,11 @@
 #![cfg(feature = "cuda")]
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+use archway_compute::{Engine, Op, cuda, run};
 
-use archway_compute::{Engine, Op, ReduceRequest, cuda, run};
-use object_store::memory::InMemory;
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+mod common;
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+use common::{fixtures, request};
 
 #[test]
 fn every_kernel_compiles_with_nvrtc() {
@@ -90,41 +87,5 @@ async fn the_gpu_agrees_with_the_cpu() {
                 );
             }
         }
-    }
-}
-
-async fn fixtures() -> Arc<dyn ObjectStore> {
-    let store = InMemory::new();
-    for entry in std::fs::read_dir(DIR).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "fits") {
-            let name = path.file_name().unwrap().to_str().unwrap().to_string();
-            store
-                .put(
-                    &Path::from(name),
-                    PutPayload::from(std::fs::read(&path).unwrap()),
-                )
-                .await
-                .unwrap();
-        }
-    }
-    Arc::new(store)
-}
-
-fn request(key: &str, op: Op) -> ReduceRequest {
-    ReduceRequest {
-        volume: "v".into(),
-        key: key.into(),
-        op,
-        hdu: None,
-        column: None,
-        bins: None,
-        range: None,
-        q: None,
-        approximate: false,
-        section: None,
-        factor: None,
-        output: Default::default(),
-        engine: Engine::Cpu,
     }
 }

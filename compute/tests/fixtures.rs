@@ -9,51 +9,25 @@
 //! and our compensated one differ in the last bits).
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
-
 use archway_compute::{ComputeError, Engine, Op, ReduceRequest, run};
-use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 use serde_json::Value;
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+mod common;
 
-async fn store() -> Arc<dyn ObjectStore> {
-    let store = InMemory::new();
-    for entry in std::fs::read_dir(DIR).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "fits" || e == "fz") {
-            let name = path.file_name().unwrap().to_str().unwrap().to_string();
-            store
-                .put(
-                    &Path::from(name),
-                    PutPayload::from(std::fs::read(&path).unwrap()),
-                )
-                .await
-                .unwrap();
-        }
-    }
-    Arc::new(store)
-}
+use common::{DIR, fixtures as store};
 
 fn request(case: &Value, op: Op) -> ReduceRequest {
     ReduceRequest {
-        volume: "fixtures".into(),
         key: case["file"].as_str().unwrap().into(),
-        op,
         hdu: case["hdu"].as_str().map(str::to_string),
         column: case["column"].as_str().map(str::to_string),
         bins: case["bins"].as_u64().map(|b| b as usize),
         range: case["range"]
             .as_array()
             .map(|r| [r[0].as_f64().unwrap(), r[1].as_f64().unwrap()]),
-        q: None,
-        approximate: false,
-        section: None,
-        factor: None,
-        output: Default::default(),
-        engine: Engine::Cpu,
+        ..common::request("", op)
     }
 }
 
@@ -171,19 +145,9 @@ async fn bad_files_and_requests_get_errors_that_name_the_problem() {
         .await
         .unwrap();
     let req = |key: &str, hdu: Option<&str>| ReduceRequest {
-        volume: "v".into(),
-        key: key.into(),
-        op: Op::Sum,
         hdu: hdu.map(str::to_string),
-        column: None,
-        bins: None,
-        range: None,
-        q: None,
-        approximate: false,
-        section: None,
-        factor: None,
-        output: Default::default(),
         engine: Engine::Auto,
+        ..common::request(key, Op::Sum)
     };
     let e = run(store.clone(), &req("cut.fits", Some("ERR")))
         .await
@@ -271,19 +235,9 @@ async fn cutouts_and_binning_agree_with_numpy() {
     use archway_compute::array::ArrayFormat;
     let store = store().await;
     let mut req = ReduceRequest {
-        volume: "v".into(),
-        key: "f32_nan.fits".into(),
-        op: Op::Cutout,
-        hdu: None,
-        column: None,
-        bins: None,
-        range: None,
-        q: None,
-        approximate: false,
         section: Some(vec![[5, 40], [3, 20]]),
-        factor: None,
         output: ArrayFormat::Npy,
-        engine: Engine::Cpu,
+        ..common::request("f32_nan.fits", Op::Cutout)
     };
     for (op, file) in [
         (Op::Cutout, "f32_nan_cutout.npy"),

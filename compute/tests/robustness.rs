@@ -6,13 +6,15 @@
 
 use std::sync::Arc;
 
-use archway_compute::{Engine, Op, ReduceRequest, run};
+use archway_compute::{Op, ReduceRequest, run};
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use proptest::prelude::*;
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+mod common;
+
+use common::DIR;
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{DIR}/{name}")).unwrap()
@@ -31,19 +33,11 @@ fn reduce(bytes: Vec<u8>, hdu: Option<&str>, column: Option<&str>, op: Op) -> Re
             .await
             .unwrap();
         let req = ReduceRequest {
-            volume: "v".into(),
-            key: "f.fits".into(),
-            op,
             hdu: hdu.map(str::to_string),
             column: column.map(str::to_string),
             bins: Some(8),
-            range: None,
-            q: None,
-            approximate: false,
             section,
-            factor: None,
-            output: Default::default(),
-            engine: Engine::Cpu,
+            ..common::request("f.fits", op)
         };
         run(store, &req)
             .await
