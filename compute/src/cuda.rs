@@ -10,7 +10,9 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchArgs, LaunchConfig, PushKernelArg,
+};
 use cudarc::nvrtc::{CompileOptions, Ptx, compile_ptx_with_opts};
 
 use crate::ComputeError;
@@ -177,6 +179,44 @@ pub fn nvrtc_present() -> bool {
     unsafe { cudarc::nvrtc::sys::is_culib_present() }
 }
 
+/// A chunk on the device with what every kernel needs to decode it (`fits_value`'s arguments).
+struct Decode {
+    data: CudaSlice<u8>,
+    n: i64,
+    bitpix: i32,
+    bscale: f64,
+    bzero: f64,
+    has_blank: i32,
+    blank: i64,
+}
+
+impl Decode {
+    fn upload(stream: &Arc<CudaStream>, raw: &[u8], layout: &Layout) -> Result<Self, ComputeError> {
+        Ok(Self {
+            data: stream.clone_htod(raw).map_err(driver_error)?,
+            n: (raw.len() / layout.width()) as i64,
+            bitpix: layout.bitpix as i32,
+            bscale: layout.bscale,
+            bzero: layout.bzero,
+            has_blank: i32::from(layout.blank.is_some()),
+            blank: layout.blank.unwrap_or(0),
+        })
+    }
+
+    /// A launch of `f` with the decoding arguments pushed first, as every kernel takes them.
+    fn launch<'a>(&'a self, stream: &'a CudaStream, f: &'a CudaFunction) -> LaunchArgs<'a> {
+        let mut l = stream.launch_builder(f);
+        l.arg(&self.data)
+            .arg(&self.n)
+            .arg(&self.bitpix)
+            .arg(&self.bscale)
+            .arg(&self.bzero)
+            .arg(&self.has_blank)
+            .arg(&self.blank);
+        l
+    }
+}
+
 /// A GPU ready to reduce: its stream and the loaded kernels. One reduction chunk at a time.
 pub struct GpuEngine {
     stream: Arc<CudaStream>,
@@ -255,17 +295,11 @@ impl GpuEngine {
     /// The moments of one chunk of image bytes, decoded and reduced on the GPU.
     pub fn moments(&self, raw: &[u8], layout: &Layout) -> Result<Moments, ComputeError> {
         let _one = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        let n = (raw.len() / layout.width()) as i64;
-        if n == 0 {
+        if raw.len() < layout.width() {
             return Ok(Moments::default());
         }
         let s = &self.stream;
-        let data = s.clone_htod(raw).map_err(driver_error)?;
-        let (bitpix, has_blank, blank) = (
-            layout.bitpix as i32,
-            i32::from(layout.blank.is_some()),
-            layout.blank.unwrap_or(0),
-        );
+        let chunk = Decode::upload(s, raw, layout)?;
         let mut counts = s
             .alloc_zeros::<u64>(BLOCKS as usize)
             .map_err(driver_error)?;
@@ -278,15 +312,8 @@ impl GpuEngine {
         let mut maxs = s
             .alloc_zeros::<f64>(BLOCKS as usize)
             .map_err(driver_error)?;
-        let mut launch = s.launch_builder(&self.pass1);
+        let mut launch = chunk.launch(s, &self.pass1);
         launch
-            .arg(&data)
-            .arg(&n)
-            .arg(&bitpix)
-            .arg(&layout.bscale)
-            .arg(&layout.bzero)
-            .arg(&has_blank)
-            .arg(&blank)
             .arg(&mut counts)
             .arg(&mut sums)
             .arg(&mut mins)
@@ -298,7 +325,7 @@ impl GpuEngine {
         let sums = s.clone_dtoh(&sums).map_err(driver_error)?;
         let mins = s.clone_dtoh(&mins).map_err(driver_error)?;
         let maxs = s.clone_dtoh(&maxs).map_err(driver_error)?;
-        let mut m = Moments::from_blocks(n as u64, &counts, &sums, &mins, &maxs);
+        let mut m = Moments::from_blocks(chunk.n as u64, &counts, &sums, &mins, &maxs);
         if m.count == 0 {
             return Ok(m);
         }
@@ -309,18 +336,8 @@ impl GpuEngine {
             .alloc_zeros::<f64>(BLOCKS as usize)
             .map_err(driver_error)?;
         let mean = m.mean;
-        let mut launch = s.launch_builder(&self.pass2);
-        launch
-            .arg(&data)
-            .arg(&n)
-            .arg(&bitpix)
-            .arg(&layout.bscale)
-            .arg(&layout.bzero)
-            .arg(&has_blank)
-            .arg(&blank)
-            .arg(&mean)
-            .arg(&mut m2s)
-            .arg(&mut c2s);
+        let mut launch = chunk.launch(s, &self.pass2);
+        launch.arg(&mean).arg(&mut m2s).arg(&mut c2s);
         // SAFETY: as above.
         unsafe { launch.launch(Self::config()) }.map_err(driver_error)?;
         let m2 = s.clone_dtoh(&m2s).map_err(driver_error)?;
@@ -337,32 +354,15 @@ impl GpuEngine {
         h: &mut Histogram,
     ) -> Result<(), ComputeError> {
         let _one = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        let n = (raw.len() / layout.width()) as i64;
-        if n == 0 {
+        if raw.len() < layout.width() {
             return Ok(());
         }
         let s = &self.stream;
-        let data = s.clone_htod(raw).map_err(driver_error)?;
-        let (bitpix, has_blank, blank) = (
-            layout.bitpix as i32,
-            i32::from(layout.blank.is_some()),
-            layout.blank.unwrap_or(0),
-        );
+        let chunk = Decode::upload(s, raw, layout)?;
         let bins = h.counts.len() as i32;
         let mut counts = s.alloc_zeros::<u64>(h.counts.len()).map_err(driver_error)?;
-        let mut launch = s.launch_builder(&self.histogram);
-        launch
-            .arg(&data)
-            .arg(&n)
-            .arg(&bitpix)
-            .arg(&layout.bscale)
-            .arg(&layout.bzero)
-            .arg(&has_blank)
-            .arg(&blank)
-            .arg(&h.lo)
-            .arg(&h.hi)
-            .arg(&bins)
-            .arg(&mut counts);
+        let mut launch = chunk.launch(s, &self.histogram);
+        launch.arg(&h.lo).arg(&h.hi).arg(&bins).arg(&mut counts);
         // SAFETY: as above; `counts` holds one value per bin.
         unsafe { launch.launch(Self::config()) }.map_err(driver_error)?;
         for (a, b) in h
