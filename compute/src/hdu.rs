@@ -52,7 +52,22 @@ impl Source {
         self.read.load(Ordering::Relaxed)
     }
 
+    /// Bytes `range` of the object; bytes past its end are an error (the file is shorter
+    /// than its headers say), never a shorter answer.
     pub async fn read(&self, range: Range<u64>) -> Result<Bytes, ComputeError> {
+        if range.end > self.size {
+            return Err(ComputeError::Truncated {
+                size: self.size,
+                start: range.start,
+                end: range.end,
+            });
+        }
+        self.read_up_to(range).await
+    }
+
+    /// Bytes `range` of the object, or fewer where it ends first (headers are read ahead in
+    /// several blocks at a time).
+    pub async fn read_up_to(&self, range: Range<u64>) -> Result<Bytes, ComputeError> {
         let end = range.end.min(self.size);
         if range.start >= end {
             return Ok(Bytes::new());
@@ -145,7 +160,7 @@ async fn read_header(
                 ),
             });
         }
-        let chunk = src.read(at..at + (blocks * BLOCK) as u64).await?;
+        let chunk = src.read_up_to(at..at + (blocks * BLOCK) as u64).await?;
         blocks = (blocks * 2).min(HEADER_READ_MAX_BLOCKS);
         if at == 0 && !chunk.starts_with(b"SIMPLE  =") {
             return Err(ComputeError::Format {

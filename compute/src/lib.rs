@@ -15,6 +15,8 @@
 pub mod array;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hdu;
 pub mod header;
 pub mod image;
@@ -146,6 +148,10 @@ pub enum ComputeError {
         wanted: String,
         available: String,
     },
+    #[error(
+        "truncated: the file has {size} bytes, but its headers place data at bytes {start} to {end}"
+    )]
+    Truncated { size: u64, start: u64, end: u64 },
     #[error("{message}")]
     InvalidRequest { message: String },
     #[error("{what} is not supported yet")]
@@ -250,14 +256,14 @@ pub async fn run(
                         .iter()
                         .map(|c| {
                             buf.clear();
+                            let mut row = chunk.first_row;
                             for p in &chunk.pieces {
-                                for field in table::fixed_fields(p, table, c) {
-                                    c.for_each(field, |x| buf.push(x));
-                                }
+                                c.rows_for_each(table, p, row, |x| buf.push(x))?;
+                                row += p.len() as u64 / table.row_bytes.max(1);
                             }
-                            Moments::of(&buf)
+                            Ok(Moments::of(&buf))
                         })
-                        .collect::<Vec<_>>()
+                        .collect::<Result<Vec<_>, ComputeError>>()?
                 }
                 _ => Vec::new(),
             })
@@ -983,8 +989,8 @@ impl Values {
         let values = match self {
             Values::Image(layout) => bytes / layout.width(),
             Values::Fixed(table, col) => match col.storage {
-                table::Storage::Fixed { repeat } => {
-                    bytes / table.row_bytes.max(1) as usize * repeat as usize
+                table::Storage::Fixed { .. } => {
+                    bytes / table.row_bytes.max(1) as usize * col.values_per_row() as usize
                 }
                 table::Storage::Heap { .. } => 0,
             },
@@ -999,16 +1005,17 @@ impl Values {
                 }
             }
             Values::Fixed(table, col) => {
+                let mut row = chunk.first_row;
                 for p in pieces {
-                    for field in table::fixed_fields(p, table, col) {
-                        col.for_each(field, |x| out.push(x));
-                    }
+                    col.rows_for_each(table, p, row, |x| out.push(x))?;
+                    row += p.len() as u64 / table.row_bytes.max(1);
                 }
             }
             // The rows come first; the arrays after them.
             Values::Heap(_, col) => {
                 for p in pieces.iter().skip(1) {
-                    col.for_each(p, |x| out.push(x));
+                    // Binary elements: only an ASCII field can be bad.
+                    let _ = col.for_each(p, |x| out.push(x));
                 }
             }
             Values::Tiled(table, t, hdu) => {
@@ -1060,7 +1067,7 @@ fn values_of(hdu: &Hdu, req: &ReduceRequest) -> Result<Values, ComputeError> {
             }
             Ok(Values::Image(image::Layout::of(hdu)?))
         }
-        HduKind::BinTable => {
+        HduKind::BinTable | HduKind::AsciiTable => {
             let table = table::Table::of(hdu)?;
             if matches!(hdu.header.get("ZIMAGE"), Some(header::Value::Logical(true))) {
                 if let Some(c) = &req.column {
@@ -1109,9 +1116,6 @@ fn values_of(hdu: &Hdu, req: &ReduceRequest) -> Result<Values, ComputeError> {
                 table::Storage::Heap { .. } => Values::Heap(table, col),
             })
         }
-        HduKind::AsciiTable => Err(ComputeError::Unsupported {
-            what: format!("ASCII tables (HDU {})", hdu.index),
-        }),
         HduKind::Other(x) => Err(ComputeError::Unsupported {
             what: format!("XTENSION = '{x}' (HDU {})", hdu.index),
         }),

@@ -1,14 +1,20 @@
-//! Binary tables (XTENSION = 'BINTABLE'): columns of fixed-size fields in fixed-size rows,
-//! plus the heap that variable-length array columns (`P`, `Q`) point into.
+//! Tables: binary tables (XTENSION = 'BINTABLE'), columns of fixed-size fields in fixed-size
+//! rows plus the heap that variable-length array columns (`P`, `Q`) point into; and ASCII
+//! tables (XTENSION = 'TABLE'), rows of text with each field at its TBCOLn.
 //!
 //! Numeric column types reduce: `L` (logical, as 0/1; a zero byte is null), `B`, `I`, `J`,
 //! `K` (with TSCALn/TZEROn, which covers unsigned columns, and TNULLn as missing), `E`, `D`
 //! (NaN as missing); a repeat count `rT` contributes all `r` elements of every row, and `PT`/
 //! `QT` all elements of every row's array. Strings (`A`), bits (`X`) and complex (`C`, `M`)
 //! columns are named in an error rather than reduced.
+//!
+//! ASCII-table columns `Iw`, `Fw.d`, `Ew.d` and `Dw.d` reduce (with TSCALn/TZEROn); a field
+//! equal to the TNULLn string, or all blank, is missing (as astropy reads it); a real field
+//! without a decimal point has its last `d` digits after the point (FITS 4.0, section 7.2.5).
+//! A field that is not a number is an error naming the column and row.
 
 use crate::ComputeError;
-use crate::hdu::Hdu;
+use crate::hdu::{Hdu, HduKind};
 
 /// The element type of a column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +30,13 @@ pub enum Elem {
     F64,
     C64,
     C128,
+    /// An ASCII table's `Iw` field: a decimal integer as text.
+    TextInt,
+    /// An ASCII table's `Fw.d`, `Ew.d` or `Dw.d` field: a real number as text, with
+    /// `decimals` digits implied after the point when the field has none.
+    TextReal {
+        decimals: u32,
+    },
 }
 
 impl Elem {
@@ -46,7 +59,9 @@ impl Elem {
 
     pub fn width(self) -> usize {
         match self {
-            Elem::Logical | Elem::U8 | Elem::Char | Elem::Bit => 1,
+            // Text fields: the repeat is the field's width in characters.
+            Elem::Logical | Elem::U8 | Elem::Char | Elem::Bit | Elem::TextInt => 1,
+            Elem::TextReal { .. } => 1,
             Elem::I16 => 2,
             Elem::I32 | Elem::F32 => 4,
             Elem::I64 | Elem::F64 | Elem::C64 => 8,
@@ -80,7 +95,13 @@ pub struct Column {
     pub scale: f64,
     pub zero: f64,
     pub null: Option<i64>,
+    /// An ASCII table's TNULLn: the text of a missing value.
+    pub null_text: Option<String>,
 }
+
+/// A field of an ASCII table that is not a number; the caller names the row and column.
+#[derive(Debug)]
+pub struct BadField(pub String);
 
 impl Column {
     /// Bytes the field takes in the row.
@@ -97,10 +118,20 @@ impl Column {
         self.elem.numeric()
     }
 
-    /// Calls `f` with each element in `raw` (elements of this column's type, big-endian) as a
-    /// physical value, NaN when null.
+    /// Values in one row's field: the repeat count (one for ASCII fields).
+    pub fn values_per_row(&self) -> u64 {
+        match (self.storage, self.elem) {
+            (_, Elem::TextInt | Elem::TextReal { .. }) => 1,
+            (Storage::Fixed { repeat }, _) => repeat,
+            (Storage::Heap { .. }, _) => 0,
+        }
+    }
+
+    /// Calls `f` with each element in `raw` (one field of the column: elements of a binary
+    /// column's type, big-endian, or an ASCII field's text) as a physical value, NaN when
+    /// null. Only an ASCII field can be bad.
     #[inline]
-    pub fn for_each(&self, raw: &[u8], mut f: impl FnMut(f64)) {
+    pub fn for_each(&self, raw: &[u8], mut f: impl FnMut(f64)) -> Result<(), BadField> {
         let (scale, zero, null) = (self.scale, self.zero, self.null);
         let phys = |v: f64| {
             if scale == 1.0 && zero == 0.0 {
@@ -147,14 +178,108 @@ impl Column {
                     f(phys(f64::from_be_bytes(c.try_into().unwrap_or([0; 8]))));
                 }
             }
+            Elem::TextInt | Elem::TextReal { .. } => f(self.text_value(raw)?),
             Elem::Char | Elem::Bit | Elem::C64 | Elem::C128 => {}
         }
+        Ok(())
     }
+
+    /// Calls `f` with the physical value of every element of this (fixed) column in `rows`,
+    /// whole rows of `table`, the first being row `first_row` (0-based).
+    pub fn rows_for_each(
+        &self,
+        table: &Table,
+        rows: &[u8],
+        first_row: u64,
+        mut f: impl FnMut(f64),
+    ) -> Result<(), ComputeError> {
+        for (k, field) in fixed_fields(rows, table, self).enumerate() {
+            self.for_each(field, &mut f)
+                .map_err(|BadField(message)| ComputeError::Format {
+                    hdu: table.hdu,
+                    card: None,
+                    message: format!(
+                        "column `{}`, row {}: {message}",
+                        self.name,
+                        first_row + k as u64 + 1
+                    ),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The physical value of an ASCII field, NaN when null or blank.
+    fn text_value(&self, raw: &[u8]) -> Result<f64, BadField> {
+        let bad = || {
+            BadField(format!(
+                "'{}' is not a number",
+                String::from_utf8_lossy(raw)
+            ))
+        };
+        let text = std::str::from_utf8(raw).map_err(|_| bad())?.trim();
+        if text.is_empty() || self.null_text.as_deref().is_some_and(|n| n.trim() == text) {
+            return Ok(f64::NAN);
+        }
+        let v = match self.elem {
+            Elem::TextInt => match text.parse::<i64>() {
+                Ok(v) => v as f64,
+                // Wider than 64 bits: still an integer, read as a real.
+                Err(_)
+                    if text
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || b == b'+' || b == b'-') =>
+                {
+                    text.parse::<f64>().map_err(|_| bad())?
+                }
+                Err(_) => return Err(bad()),
+            },
+            Elem::TextReal { decimals } => parse_real(text, decimals).ok_or_else(bad)?,
+            _ => return Err(bad()),
+        };
+        Ok(if self.scale == 1.0 && self.zero == 0.0 {
+            v
+        } else {
+            self.zero + self.scale * v
+        })
+    }
+}
+
+/// A Fortran real (`Fw.d`, `Ew.d`, `Dw.d`): sign, digits with an optional point, an optional
+/// exponent (`E` or `D`, either case); without a point, the last `decimals` digits are the
+/// fraction. Not `inf` or `nan`, which are not FITS.
+fn parse_real(text: &str, decimals: u32) -> Option<f64> {
+    let (mantissa, exponent) = match text.find(['E', 'e', 'D', 'd']) {
+        Some(at) => (&text[..at], Some(&text[at + 1..])),
+        None => (text, None),
+    };
+    let digits = mantissa.trim_start_matches(['+', '-']);
+    if digits.is_empty()
+        || mantissa.len() - digits.len() > 1
+        || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        || digits.bytes().filter(|&b| b == b'.').count() > 1
+        || digits == "."
+    {
+        return None;
+    }
+    let exponent: i32 = match exponent {
+        Some(e) => e.trim().parse().ok()?,
+        None => 0,
+    };
+    let implied = if digits.contains('.') {
+        0
+    } else {
+        decimals as i32
+    };
+    // Parse as one decimal literal so the value is correctly rounded, as numpy's is.
+    let literal = format!("{mantissa}e{}", i64::from(exponent) - i64::from(implied));
+    literal.parse().ok()
 }
 
 /// A binary table's layout.
 #[derive(Clone, Debug)]
 pub struct Table {
+    /// The HDU the table is (named in errors).
+    pub hdu: usize,
     pub row_bytes: u64,
     pub rows: u64,
     pub columns: Vec<Column>,
@@ -194,6 +319,7 @@ impl Table {
                 format!("TFIELDS = {fields} is outside 0..=999"),
             ));
         }
+        let ascii = hdu.kind == HduKind::AsciiTable;
         let mut columns = Vec::new();
         let mut offset = 0u64;
         for i in 1..=fields as usize {
@@ -204,50 +330,18 @@ impl Table {
                     format!("{key} is missing or not a string"),
                 )
             })?;
-            let bad = || {
-                err(
-                    h.card_index(&key),
-                    format!("{key} = '{form}' is not a valid column format"),
-                )
+            let column = if ascii {
+                ascii_column(hdu, i, form, row_bytes)?
+            } else {
+                let column = binary_column(hdu, i, form, offset)?;
+                offset = offset
+                    .checked_add(column.field_width())
+                    .ok_or_else(|| err(h.card_index(&key), "the row size overflows".into()))?;
+                column
             };
-            let (repeat, code, rest) = parse_tform(form).ok_or_else(bad)?;
-            let (elem, storage) = match code {
-                'P' | 'Q' => {
-                    let inner = rest.chars().next().ok_or_else(bad)?;
-                    let elem = Elem::from_code(inner).ok_or_else(bad)?;
-                    if repeat > 1 {
-                        return Err(bad());
-                    }
-                    (elem, Storage::Heap { wide: code == 'Q' })
-                }
-                c => (
-                    Elem::from_code(c).ok_or_else(bad)?,
-                    Storage::Fixed { repeat },
-                ),
-            };
-            let mut column = Column {
-                index: i,
-                name: h
-                    .str(&format!("TTYPE{i}"))
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string(),
-                elem,
-                storage,
-                offset,
-                scale: h.real(&format!("TSCAL{i}")).unwrap_or(1.0),
-                zero: h.real(&format!("TZERO{i}")).unwrap_or(0.0),
-                null: h.int(&format!("TNULL{i}")),
-            };
-            if matches!(elem, Elem::F32 | Elem::F64) {
-                column.null = None;
-            }
-            offset = offset
-                .checked_add(column.field_width())
-                .ok_or_else(|| err(h.card_index(&key), "the row size overflows".into()))?;
             columns.push(column);
         }
-        if offset != row_bytes {
+        if !ascii && offset != row_bytes {
             return Err(err(
                 h.card_index("NAXIS1"),
                 format!("NAXIS1 = {row_bytes}, but the columns take {offset} bytes per row"),
@@ -257,7 +351,23 @@ impl Table {
             .checked_mul(rows)
             .ok_or_else(|| err(None, "the table size overflows".into()))?;
         let pcount = h.int("PCOUNT").unwrap_or(0).max(0) as u64;
+        if ascii && pcount != 0 {
+            return Err(err(
+                h.card_index("PCOUNT"),
+                format!("PCOUNT = {pcount}, but an ASCII table has no heap (PCOUNT = 0)"),
+            ));
+        }
         let data_end = table_bytes.saturating_add(pcount);
+        if data_end > hdu.data_len {
+            return Err(err(
+                h.card_index("PCOUNT"),
+                format!(
+                    "NAXIS1 × NAXIS2 + PCOUNT = {data_end} bytes, more than the HDU's data \
+                     ({} bytes, from BITPIX, NAXISn, PCOUNT and GCOUNT)",
+                    hdu.data_len
+                ),
+            ));
+        }
         let heap_offset = match h.int("THEAP") {
             Some(t) if t >= 0 && (t as u64) >= table_bytes && (t as u64) <= data_end => t as u64,
             Some(t) => {
@@ -275,6 +385,7 @@ impl Table {
         // gap between the table and the heap).
         let heap_bytes = data_end - heap_offset;
         Ok(Self {
+            hdu: hdu.index,
             row_bytes,
             rows,
             columns,
@@ -305,6 +416,112 @@ impl Table {
             .map(|c| c.name.as_str())
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// A binary table's column `i` with format `form`, at `offset` bytes into the row.
+fn binary_column(hdu: &Hdu, i: usize, form: &str, offset: u64) -> Result<Column, ComputeError> {
+    let h = &hdu.header;
+    let key = format!("TFORM{i}");
+    let bad = || ComputeError::Format {
+        hdu: hdu.index,
+        card: h.card_index(&key),
+        message: format!("{key} = '{form}' is not a valid column format"),
+    };
+    let (repeat, code, rest) = parse_tform(form).ok_or_else(bad)?;
+    let (elem, storage) = match code {
+        'P' | 'Q' => {
+            let inner = rest.chars().next().ok_or_else(bad)?;
+            let elem = Elem::from_code(inner).ok_or_else(bad)?;
+            if repeat > 1 {
+                return Err(bad());
+            }
+            (elem, Storage::Heap { wide: code == 'Q' })
+        }
+        c => (
+            Elem::from_code(c).ok_or_else(bad)?,
+            Storage::Fixed { repeat },
+        ),
+    };
+    let mut column = named_column(hdu, i, elem, storage, offset);
+    if !matches!(elem, Elem::F32 | Elem::F64) {
+        column.null = h.int(&format!("TNULL{i}"));
+    }
+    Ok(column)
+}
+
+/// An ASCII table's column `i` with format `form` (`Aw`, `Iw`, `Fw.d`, `Ew.d`, `Dw.d`) at
+/// TBCOLn, which must lie within the row's `row_bytes`.
+fn ascii_column(hdu: &Hdu, i: usize, form: &str, row_bytes: u64) -> Result<Column, ComputeError> {
+    let h = &hdu.header;
+    let key = format!("TFORM{i}");
+    let bad = || ComputeError::Format {
+        hdu: hdu.index,
+        card: h.card_index(&key),
+        message: format!(
+            "{key} = '{form}' is not an ASCII-table format (Aw, Iw, Fw.d, Ew.d, Dw.d)"
+        ),
+    };
+    let form_t = form.trim();
+    let code = form_t.chars().next().ok_or_else(bad)?;
+    let (width, decimals) = match form_t[code.len_utf8()..].split_once('.') {
+        Some((w, d)) => (w.parse::<u64>(), d.parse::<u32>().map_err(|_| bad())?),
+        None => (form_t[code.len_utf8()..].parse::<u64>(), 0),
+    };
+    let width = width.map_err(|_| bad())?;
+    let elem = match code.to_ascii_uppercase() {
+        'A' => Elem::Char,
+        'I' => Elem::TextInt,
+        'F' | 'E' | 'D' => Elem::TextReal { decimals },
+        _ => return Err(bad()),
+    };
+    if width == 0 || (matches!(elem, Elem::TextReal { .. }) && u64::from(decimals) >= width) {
+        return Err(bad());
+    }
+    let tbcol = format!("TBCOL{i}");
+    let start = h.int(&tbcol).ok_or_else(|| ComputeError::Format {
+        hdu: hdu.index,
+        card: h.card_index(&tbcol),
+        message: format!("{tbcol} (where column {i} starts) is missing or not an integer"),
+    })?;
+    if start < 1 || (start as u64 - 1).saturating_add(width) > row_bytes {
+        return Err(ComputeError::Format {
+            hdu: hdu.index,
+            card: h.card_index(&tbcol),
+            message: format!(
+                "{tbcol} = {start} with {key} = '{form}' does not fit in a row of NAXIS1 = \
+                 {row_bytes} characters"
+            ),
+        });
+    }
+    let mut column = named_column(
+        hdu,
+        i,
+        elem,
+        Storage::Fixed { repeat: width },
+        start as u64 - 1,
+    );
+    column.null_text = h.str(&format!("TNULL{i}")).map(str::to_string);
+    Ok(column)
+}
+
+/// Column `i`'s name, scaling and place; no null value yet.
+fn named_column(hdu: &Hdu, i: usize, elem: Elem, storage: Storage, offset: u64) -> Column {
+    let h = &hdu.header;
+    Column {
+        index: i,
+        name: h
+            .str(&format!("TTYPE{i}"))
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        elem,
+        storage,
+        offset,
+        scale: h.real(&format!("TSCAL{i}")).unwrap_or(1.0),
+        zero: h.real(&format!("TZERO{i}")).unwrap_or(0.0),
+        null: None,
+        null_text: None,
     }
 }
 
@@ -357,5 +574,60 @@ mod tests {
         assert_eq!(parse_tform("1PE(100)"), Some((1, 'P', "E(100)")));
         assert_eq!(parse_tform(""), None);
         assert_eq!(parse_tform("12"), None);
+    }
+
+    #[test]
+    fn fortran_reals_parse() {
+        assert_eq!(parse_real("12.5", 2), Some(12.5));
+        assert_eq!(parse_real("-0.25E+02", 0), Some(-25.0));
+        assert_eq!(parse_real("1.5D-3", 0), Some(0.0015));
+        assert_eq!(parse_real("+.5", 0), Some(0.5));
+        assert_eq!(parse_real("7.", 3), Some(7.0));
+        // No point: the last d digits are the fraction (FITS 4.0, 7.2.5).
+        assert_eq!(parse_real("12345", 2), Some(123.45));
+        assert_eq!(parse_real("-12345E2", 2), Some(-12345.0));
+        assert_eq!(parse_real("0.1", 0), Some(0.1));
+        for bad in [
+            "", ".", "1.2.3", "--1", "1e", "inf", "nan", "1 2", "0x10", "E5",
+        ] {
+            assert_eq!(parse_real(bad, 0), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn text_fields_read_with_nulls_blanks_and_scaling() {
+        let col = |elem, null: Option<&str>, scale, zero| Column {
+            index: 1,
+            name: "C".into(),
+            elem,
+            storage: Storage::Fixed { repeat: 8 },
+            offset: 0,
+            scale,
+            zero,
+            null: None,
+            null_text: null.map(str::to_string),
+        };
+        let all = |c: &Column, raw: &[u8]| {
+            let mut out = Vec::new();
+            c.for_each(raw, |x| out.push(x)).map(|()| out)
+        };
+        let int = col(Elem::TextInt, Some("-999"), 2.0, 1.0);
+        assert_eq!(all(&int, b"    -12 ").unwrap(), vec![-23.0]);
+        assert!(all(&int, b"    -999").unwrap()[0].is_nan());
+        assert!(all(&int, b"        ").unwrap()[0].is_nan());
+        assert!(all(&int, b"   1.5  ").is_err());
+        assert_eq!(
+            all(&int, b"99999999999999999999").unwrap(),
+            vec![1.0 + 2.0 * 1e20]
+        );
+        let real = col(Elem::TextReal { decimals: 3 }, None, 1.0, 0.0);
+        assert_eq!(all(&real, b"  123456").unwrap(), vec![123.456]);
+        assert!(
+            all(&real, b"  12,5  ")
+                .unwrap_err()
+                .0
+                .contains("'  12,5  '")
+        );
+        assert_eq!(int.values_per_row(), 1);
     }
 }

@@ -286,7 +286,8 @@ impl Tiled {
             let c = c.as_ref()?;
             let f = &fields[c.offset as usize..(c.offset + c.field_width()) as usize];
             let mut v = None;
-            c.for_each(f, |x| v = Some(x));
+            // A binary column: for_each cannot fail.
+            let _ = c.for_each(f, |x| v = Some(x));
             v
         };
         if data.is_empty() && !gzip_data.is_empty() {

@@ -46,7 +46,7 @@ async fn reductions_agree_with_astropy_and_numpy() {
         serde_json::from_str(&std::fs::read_to_string(format!("{DIR}/expected.json")).unwrap())
             .unwrap();
     let cases = expected["cases"].as_array().unwrap();
-    assert!(cases.len() >= 34);
+    assert!(cases.len() >= 40);
     for case in cases {
         let name = format!(
             "{} hdu={} column={}",
@@ -197,6 +197,61 @@ async fn bad_files_and_requests_get_errors_that_name_the_problem() {
     assert!(e.to_string().contains("do not reduce to numbers"), "{e}");
     t.column = Some("3".into());
     assert!(run(store.clone(), &t).await.is_ok(), "columns by number");
+    // ASCII tables: a field that is not a number is named with its column and row; a column
+    // that does not fit in the row is named with its card.
+    let ascii = std::fs::read(format!("{DIR}/ascii_table.fits")).unwrap();
+    // The primary header is one block; the table's header ends at its END card's block.
+    let cards = ascii[2880..]
+        .chunks(80)
+        .position(|c| c.starts_with(b"END "))
+        .unwrap();
+    let data_at = 2880 + (cards + 1).div_ceil(36) * 2880;
+    let header = String::from_utf8_lossy(&ascii[2880..data_at]).to_string();
+    assert!(
+        header.contains("XTENSION= 'TABLE   '"),
+        "layout of the fixture changed"
+    );
+    let naxis1: usize = card_value(&header, "NAXIS1").parse().unwrap();
+    let tbcol2: usize = card_value(&header, "TBCOL2").parse().unwrap();
+    let mut bad_field = ascii.clone();
+    let at = data_at + 41 * naxis1 + tbcol2 - 1;
+    bad_field[at..at + 12].copy_from_slice(b"  12.5x7    ");
+    store
+        .put(&Path::from("bad_field.fits"), PutPayload::from(bad_field))
+        .await
+        .unwrap();
+    let mut a = req("bad_field.fits", Some("CATALOG"));
+    a.column = Some("FIXED".into());
+    let e = run(store.clone(), &a).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("HDU 1: column `FIXED`, row 42: '  12.5x7    ' is not a number"),
+        "{e}"
+    );
+    a.column = None;
+    a.op = Op::Stats;
+    let e = run(store.clone(), &a).await.unwrap_err();
+    assert!(e.to_string().contains("row 42"), "{e}");
+    a.column = Some("COUNTS".into());
+    assert!(
+        run(store.clone(), &a).await.is_ok(),
+        "other columns still read"
+    );
+    let text = String::from_utf8_lossy(&ascii).to_string();
+    let card = text.find("TBCOL6  =").unwrap();
+    let mut bad_col = ascii.clone();
+    bad_col[card..card + 30].copy_from_slice(format!("TBCOL6  = {:>20}", naxis1).as_bytes());
+    store
+        .put(&Path::from("bad_col.fits"), PutPayload::from(bad_col))
+        .await
+        .unwrap();
+    let mut a = req("bad_col.fits", Some("1"));
+    a.column = Some("COUNTS".into());
+    let e = run(store.clone(), &a).await.unwrap_err();
+    assert!(
+        e.to_string().contains("TBCOL6") && e.to_string().contains("does not fit"),
+        "{e}"
+    );
     // Only the headers and the one HDU's data were read.
     assert!(
         r.bytes_read < good.len() as u64,
@@ -204,6 +259,20 @@ async fn bad_files_and_requests_get_errors_that_name_the_problem() {
         r.bytes_read,
         good.len()
     );
+}
+
+/// The value of a header card in `header` (80-character cards), trimmed.
+fn card_value<'a>(header: &'a str, keyword: &str) -> &'a str {
+    let at = header
+        .as_bytes()
+        .chunks(80)
+        .position(|c| c.starts_with(format!("{keyword:<8}=").as_bytes()))
+        .unwrap();
+    header[at * 80 + 10..at * 80 + 80]
+        .split('/')
+        .next()
+        .unwrap()
+        .trim()
 }
 
 /// The values of an NPY file of little-endian float64 (as numpy writes them).

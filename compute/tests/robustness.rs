@@ -59,9 +59,10 @@ proptest! {
     }
 
     #[test]
-    fn truncated_files_are_errors(cut in 0usize..66_240, which in 0usize..4) {
+    fn truncated_files_are_errors(cut in 0usize..66_240, which in 0usize..5) {
         let (name, hdu, column) = [
             ("multi.fits", Some("ERR"), None),
+            ("ascii_table.fits", Some("CATALOG"), Some("DBL")),
             ("table.fits", Some("EVENTS"), Some("SPECTRUM")),
             ("scaled_blank.fits", None, None),
             ("f32_rice_dither1.fits.fz", Some("1"), None),
@@ -75,7 +76,7 @@ proptest! {
     }
 
     #[test]
-    fn flipped_bytes_never_panic(flips in proptest::collection::vec((0usize..66_240, any::<u8>()), 1..20), which in 0usize..6) {
+    fn flipped_bytes_never_panic(flips in proptest::collection::vec((0usize..66_240, any::<u8>()), 1..20), which in 0usize..8) {
         let (name, hdu, column) = [
             ("multi.fits", Some("SCI"), None),
             ("table.fits", Some("EVENTS"), Some("SPECTRUM")),
@@ -83,6 +84,8 @@ proptest! {
             ("f32_rice_dither1.fits.fz", Some("1"), None),
             ("u16_rice_tiles.fits.fz", Some("1"), None),
             ("u8_gzip2.fits.fz", Some("1"), None),
+            ("ascii_table.fits", Some("CATALOG"), Some("EXPO")),
+            ("ascii_table.fits", Some("1"), None),
         ][which];
         // which == 4: a cutout across tiles of the tile-compressed file.
         let mut bytes = fixture(name);
@@ -91,7 +94,7 @@ proptest! {
             bytes[at % len] = b;
         }
         let op = match which {
-            2 => Op::Stats,
+            2 | 7 => Op::Stats,
             4 => Op::Cutout,
             _ => Op::Histogram,
         };

@@ -183,7 +183,7 @@ impl ApiError {
                 }
                 _ => ApiError::new(StatusCode::BAD_GATEWAY, "BackendError", message),
             },
-            ComputeError::Format { .. } => {
+            ComputeError::Format { .. } | ComputeError::Truncated { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "InvalidFits", message)
             }
             ComputeError::NoSuchHdu { .. } => {
