@@ -17,6 +17,7 @@ pub mod array;
 pub mod cuda;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hcompress;
 pub mod hdu;
 pub mod header;
 pub mod image;

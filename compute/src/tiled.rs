@@ -1,9 +1,10 @@
 //! Tile-compressed images (`.fits.fz`, FITS 4.0 section 10): an image cut into tiles, each
 //! compressed into one row of a binary table (`ZIMAGE = T`). Supported: `RICE_1`, `GZIP_1`,
-//! `GZIP_2` and `NOCOMPRESS`; integer images (lossless) and floating-point images quantized
-//! to integers with per-tile `ZSCALE`/`ZZERO` (`NO_DITHER`, `SUBTRACTIVE_DITHER_1`,
-//! `SUBTRACTIVE_DITHER_2`), or stored losslessly in `GZIP_COMPRESSED_DATA`. The decoders
-//! follow cfitsio (`ricecomp.c`, `imcompress.c`), which writes these files.
+//! `GZIP_2`, `HCOMPRESS_1` (with `SMOOTH`), `PLIO_1` and `NOCOMPRESS`; integer images
+//! (lossless) and floating-point images quantized to integers with per-tile `ZSCALE`/`ZZERO`
+//! (`NO_DITHER`, `SUBTRACTIVE_DITHER_1`, `SUBTRACTIVE_DITHER_2`), or stored losslessly in
+//! `GZIP_COMPRESSED_DATA`. The decoders follow cfitsio (`ricecomp.c`, `fits_hdecompress.c`,
+//! `pliocomp.c`, `imcompress.c`), which writes these files.
 //!
 //! Tiles are rows: a reduction fetches rows in chunks and, for each chunk, only the heap bytes
 //! of those tiles.
@@ -26,9 +27,17 @@ pub enum Quantize {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Codec {
-    Rice { block: usize, bytepix: usize },
+    Rice {
+        block: usize,
+        bytepix: usize,
+    },
     Gzip1,
     Gzip2,
+    /// `SMOOTH` (ZNAME/ZVAL): smooth while inverting a lossy H-transform.
+    Hcompress {
+        smooth: bool,
+    },
+    Plio,
     None,
 }
 
@@ -59,6 +68,8 @@ pub struct Tiled {
 const NULL_VALUE: i64 = -2_147_483_647;
 const ZERO_VALUE: i64 = -2_147_483_646;
 const N_RANDOM: usize = 10_000;
+/// The most pixels one tile may have (2^28: 2 GiB as i64), whatever its header says.
+const MAX_TILE_PIXELS: u64 = 1 << 28;
 
 /// cfitsio's table of 10 000 uniform random numbers (Park & Miller), for dithering. cfitsio
 /// keeps them as `float`: so do we, or dequantized values differ in the last bit.
@@ -122,6 +133,10 @@ impl Tiled {
             }
             "GZIP_1" => Codec::Gzip1,
             "GZIP_2" => Codec::Gzip2,
+            "HCOMPRESS_1" => Codec::Hcompress {
+                smooth: param("SMOOTH").unwrap_or(0) != 0,
+            },
+            "PLIO_1" => Codec::Plio,
             "NOCOMPRESS" => Codec::None,
             other => {
                 return Err(ComputeError::Unsupported {
@@ -292,7 +307,8 @@ impl Tiled {
         };
         if data.is_empty() && !gzip_data.is_empty() {
             // Not quantized: the original values, gzipped.
-            let raw = gunzip(gzip_data).map_err(|e| bad(format!("GZIP_COMPRESSED_DATA: {e}")))?;
+            let raw = gunzip(gzip_data, self.pixels(row).min(MAX_TILE_PIXELS) * 8)
+                .map_err(|e| bad(format!("GZIP_COMPRESSED_DATA: {e}")))?;
             let layout = crate::image::Layout {
                 bitpix: self.zbitpix,
                 bscale: 1.0,
@@ -303,18 +319,39 @@ impl Tiled {
             return Ok(());
         }
         // The tile's integers (or, uncompressed floats for NOCOMPRESS/GZIP of float images).
+        // What a tile decodes to is bounded by its pixels, and those by this limit.
+        let nx = self.pixels(row);
+        if nx > MAX_TILE_PIXELS {
+            return Err(bad(format!(
+                "{nx} pixels in one tile (at most {MAX_TILE_PIXELS})"
+            )));
+        }
         let ints: Vec<i64> = match self.codec {
             Codec::Rice { block, bytepix } => {
-                let nx = self.pixels(row);
-                if nx > 1 << 28 {
-                    return Err(bad(format!("{nx} pixels in one tile")));
-                }
                 rice_decode(data, nx as usize, block, bytepix).map_err(bad)?
+            }
+            Codec::Hcompress { smooth } => {
+                let (rows, columns, ints) =
+                    crate::hcompress::decode(data, smooth, nx).map_err(bad)?;
+                if (rows * columns) as u64 != nx {
+                    return Err(bad(format!(
+                        "HCOMPRESS_1 tile of {columns} x {rows} pixels where the tile has {nx}"
+                    )));
+                }
+                ints
+            }
+            Codec::Plio => {
+                let words: Vec<i16> = data
+                    .chunks_exact(2)
+                    .map(|w| i16::from_be_bytes([w[0], w[1]]))
+                    .collect();
+                crate::hcompress::plio_decode(&words, nx as usize).map_err(bad)?
             }
             Codec::Gzip1 | Codec::Gzip2 | Codec::None => {
                 let raw = match self.codec {
                     Codec::None => data.to_vec(),
-                    _ => gunzip(data).map_err(|e| bad(format!("gzip: {e}")))?,
+                    // A tile's bytes are at most its pixels at 8 bytes each.
+                    _ => gunzip(data, nx * 8).map_err(|e| bad(format!("gzip: {e}")))?,
                 };
                 let width = if self.quantized() {
                     4
@@ -404,12 +441,18 @@ impl Tiled {
     }
 }
 
-fn gunzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
+/// Gunzips a tile, refusing a stream that expands past `limit` bytes (what the tile can hold),
+/// so a corrupt or malicious stream cannot make memory grow past one tile's size.
+fn gunzip(data: &[u8], limit: u64) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
-    // A tile is at most a few MB: the take() bounds what a malicious stream can expand to.
     flate2::read::GzDecoder::new(data)
-        .take(1 << 30)
+        .take(limit.saturating_add(1))
         .read_to_end(&mut out)?;
+    if out.len() as u64 > limit {
+        return Err(std::io::Error::other(format!(
+            "expands past the tile's {limit} bytes"
+        )));
+    }
     Ok(out)
 }
 

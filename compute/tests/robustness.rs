@@ -59,8 +59,10 @@ proptest! {
     }
 
     #[test]
-    fn truncated_files_are_errors(cut in 0usize..66_240, which in 0usize..5) {
+    fn truncated_files_are_errors(cut in 0usize..66_240, which in 0usize..7) {
         let (name, hdu, column) = [
+            ("galaxy_hcompress_tiles.fits.fz", Some("1"), None),
+            ("mask_plio.fits.fz", Some("1"), None),
             ("multi.fits", Some("ERR"), None),
             ("ascii_table.fits", Some("CATALOG"), Some("DBL")),
             ("table.fits", Some("EVENTS"), Some("SPECTRUM")),
@@ -76,7 +78,7 @@ proptest! {
     }
 
     #[test]
-    fn flipped_bytes_never_panic(flips in proptest::collection::vec((0usize..66_240, any::<u8>()), 1..20), which in 0usize..8) {
+    fn flipped_bytes_never_panic(flips in proptest::collection::vec((0usize..66_240, any::<u8>()), 1..20), which in 0usize..11) {
         let (name, hdu, column) = [
             ("multi.fits", Some("SCI"), None),
             ("table.fits", Some("EVENTS"), Some("SPECTRUM")),
@@ -86,8 +88,11 @@ proptest! {
             ("u8_gzip2.fits.fz", Some("1"), None),
             ("ascii_table.fits", Some("CATALOG"), Some("EXPO")),
             ("ascii_table.fits", Some("1"), None),
+            ("galaxy_hcompress_tiles.fits.fz", Some("1"), None),
+            ("f32_hcompress_smooth.fits.fz", Some("1"), None),
+            ("mask_plio.fits.fz", Some("1"), None),
         ][which];
-        // which == 4: a cutout across tiles of the tile-compressed file.
+        // which 4 and 8: cutouts across tiles of tile-compressed files.
         let mut bytes = fixture(name);
         let len = bytes.len();
         for (at, b) in flips {
@@ -95,7 +100,7 @@ proptest! {
         }
         let op = match which {
             2 | 7 => Op::Stats,
-            4 => Op::Cutout,
+            4 | 8 => Op::Cutout,
             _ => Op::Histogram,
         };
         let _ = reduce(bytes, hdu, column, op);
