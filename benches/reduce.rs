@@ -12,6 +12,12 @@
 //! disk. Archway reads it through object_store's local store, as the gateway does for a `file`
 //! backend (without the block cache); astropy + numpy run `getdata` then `nanmean` and
 //! `nanstd` (what a scientist writes), best of three.
+//!
+//! Then tile-compressed images: a 16-bit sky image (a quarter of the size above) compressed by
+//! cfitsio's `fpack` with RICE_1 and with HCOMPRESS_1 (lossless), reduced by Archway, against
+//! cfitsio's `funpack` decompressing the same file to /dev/null (decompression alone, by the
+//! library that wrote it) and astropy + numpy (cfitsio's decompressors, then numpy). Needs
+//! `fpack`/`funpack` (Debian's `libcfitsio-bin`); without them that part says so.
 
 use std::io::Read;
 use std::path::Path;
@@ -61,6 +67,86 @@ fn write_image(path: &Path, mib: usize) -> usize {
     std::io::Write::write_all(&mut f, &vec![0u8; pad]).expect("write");
     std::io::Write::flush(&mut f).expect("flush");
     data
+}
+
+/// A 16-bit sky image of about `mib` MiB: a background with a gradient and noise, the kind of
+/// image fpack is made for.
+fn write_sky(path: &Path, mib: usize) -> usize {
+    let cols = 4096usize;
+    let rows = (mib * 1024 * 1024 / 2 / cols).max(16);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("bench file"));
+    let mut header = Vec::new();
+    for card in [
+        "SIMPLE  =                    T".to_string(),
+        "BITPIX  =                   16".to_string(),
+        "NAXIS   =                    2".to_string(),
+        format!("NAXIS1  = {cols:>20}"),
+        format!("NAXIS2  = {rows:>20}"),
+        "END".to_string(),
+    ] {
+        header.extend_from_slice(format!("{card:<80}").as_bytes());
+    }
+    header.resize(2880, b' ');
+    std::io::Write::write_all(&mut f, &header).expect("write");
+    let mut x: u32 = 98765;
+    let mut row = Vec::with_capacity(cols * 2);
+    for r in 0..rows {
+        row.clear();
+        for c in 0..cols {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let v = 1000 + (r / 64 + c / 64) as i32 + (x % 64) as i32;
+            row.extend_from_slice(&(v as i16).to_be_bytes());
+        }
+        std::io::Write::write_all(&mut f, &row).expect("write");
+    }
+    let data = rows * cols * 2;
+    let pad = (2880 - data % 2880) % 2880;
+    std::io::Write::write_all(&mut f, &vec![0u8; pad]).expect("write");
+    std::io::Write::flush(&mut f).expect("flush");
+    rows * cols
+}
+
+/// Times a command, best of three; None if it cannot run.
+fn time_command(program: &str, args: &[&str]) -> Option<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let ok = Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .ok()?
+            .success();
+        if !ok {
+            return None;
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Some(best)
+}
+
+/// astropy `getdata` + `nanmean` + `nanstd` of HDU `hdu` of `path`, best of three.
+fn time_astropy(python: &str, path: &Path, hdu: usize) -> Option<f64> {
+    let script = format!(
+        "import time, numpy as np\nfrom astropy.io import fits\nbest = 1e9\nfor _ in range(3):\n    \
+         t = time.perf_counter()\n    d = fits.getdata('{}', {hdu})\n    m = float(np.nanmean(d)); \
+         s = float(np.nanstd(d))\n    best = min(best, time.perf_counter() - t)\nprint(best, m, s)\n",
+        path.display()
+    );
+    Command::new(python)
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .next()
+                .and_then(|t| t.parse::<f64>().ok())
+        })
 }
 
 /// Sums the float32 values of `path`'s data on all cores, as plainly as it gets.
@@ -153,24 +239,7 @@ fn main() {
     );
 
     let python = std::env::var("ARCHWAY_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = format!(
-        "import time, numpy as np\nfrom astropy.io import fits\nbest = 1e9\nfor _ in range(3):\n    \
-         t = time.perf_counter()\n    d = fits.getdata('{}')\n    m = float(np.nanmean(d)); \
-         s = float(np.nanstd(d))\n    best = min(best, time.perf_counter() - t)\nprint(best, m, s)\n",
-        path.display()
-    );
-    let astropy = Command::new(&python)
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .next()
-                .and_then(|t| t.parse::<f64>().ok())
-        });
+    let astropy = time_astropy(&python, &path, 0);
 
     let gbs = |t: f64| total / t / 1e9;
     println!(
@@ -205,5 +274,92 @@ fn main() {
             "astropy + numpy: not measured ({python} cannot import astropy; set \
              ARCHWAY_BENCH_PYTHON)"
         ),
+    }
+
+    tiled(&rt, dir.path(), mib / 4, &python);
+}
+
+/// Tile-compressed images: Archway's reduce against funpack and astropy on the same files.
+fn tiled(rt: &tokio::runtime::Runtime, dir: &Path, mib: usize, python: &str) {
+    let sky = dir.join("sky.fits");
+    let pixels = write_sky(&sky, mib.max(4));
+    let store = Arc::new(LocalFileSystem::new_with_prefix(dir).expect("local store"));
+    let mut req = ReduceRequest {
+        volume: "bench".into(),
+        key: "sky.fits".into(),
+        op: Op::Stats,
+        hdu: None,
+        column: None,
+        bins: None,
+        range: None,
+        q: None,
+        approximate: false,
+        section: None,
+        factor: None,
+        output: Default::default(),
+        engine: Engine::Cpu,
+    };
+    let plain = rt
+        .block_on(archway_compute::run(store.clone(), &req))
+        .expect("reduce sky");
+    println!(
+        "\n{:.0} Mpixel 16-bit sky image, tile-compressed by fpack (rows as tiles), page cache",
+        pixels as f64 / 1e6
+    );
+    println!(
+        "{:<12} {:>7} {:>16} {:>16} {:>16} {:>10} {:>10}",
+        "codec",
+        "ratio",
+        "archway Mpix/s",
+        "funpack Mpix/s",
+        "astropy Mpix/s",
+        "vs funpack",
+        "vs astropy"
+    );
+    for (codec, flag) in [("RICE_1", "-r"), ("HCOMPRESS_1", "-h")] {
+        let fz = dir.join(format!("sky-{flag}.fits.fz"));
+        let (Some(fz_str), Some(sky_str)) = (fz.to_str(), sky.to_str()) else {
+            return;
+        };
+        let packed = Command::new("fpack")
+            .args(["-C", flag, "-O", fz_str, sky_str])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !packed {
+            println!("{codec}: not measured (no fpack: apt install libcfitsio-bin)");
+            continue;
+        }
+        let size = std::fs::metadata(&fz).map_or(0, |m| m.len());
+        let _ = std::fs::read(&fz).map(|b| b.len());
+        req.key = format!("sky-{flag}.fits.fz");
+        let (t_archway, r) = best_of(3, || {
+            rt.block_on(archway_compute::run(store.clone(), &req))
+                .expect("reduce tiled")
+        });
+        // Lossless: the same values (variance merged in another order: to rounding).
+        for k in ["count", "sum", "min", "max"] {
+            assert_eq!(r.value[k], plain.value[k], "{codec} {k}");
+        }
+        let (v, w) = (r.value["var"].as_f64(), plain.value["var"].as_f64());
+        assert!(
+            v.zip(w).is_some_and(|(v, w)| (v - w).abs() <= w * 1e-9),
+            "{codec} var"
+        );
+        let t_funpack = time_command("funpack", &["-S", fz_str]);
+        let t_astropy = time_astropy(python, &fz, 1);
+        let mpix = |t: f64| pixels as f64 / t / 1e6;
+        let show = |t: Option<f64>| t.map_or("-".to_string(), |t| format!("{:.0}", mpix(t)));
+        let ratio =
+            |t: Option<f64>| t.map_or("-".to_string(), |t| format!("{:.2}x", t / t_archway));
+        println!(
+            "{:<12} {:>6.2}x {:>16.0} {:>16} {:>16} {:>10} {:>10}",
+            codec,
+            (pixels * 2) as f64 / size.max(1) as f64,
+            mpix(t_archway),
+            show(t_funpack),
+            show(t_astropy),
+            ratio(t_funpack),
+            ratio(t_astropy),
+        );
     }
 }

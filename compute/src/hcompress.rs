@@ -183,6 +183,7 @@ fn qtree_decode(
     }
     let log2n = log2_up(nqx.max(nqy));
     let mut scratch = vec![0u8; nqx.div_ceil(2) * nqy.div_ceil(2)];
+    let mut expanded = scratch.clone();
     for bit in (0..u32::from(planes)).rev() {
         match input.nybble()? {
             0 => {
@@ -211,7 +212,8 @@ fn qtree_decode(
                     } else {
                         nfy -= c;
                     }
-                    expand(input, &mut scratch, nx, ny)?;
+                    expand(input, &scratch, &mut expanded, nx, ny)?;
+                    std::mem::swap(&mut scratch, &mut expanded);
                 }
                 bitins(&scratch, nqx, nqy, a, n, bit);
             }
@@ -221,24 +223,20 @@ fn qtree_decode(
     Ok(())
 }
 
-/// The bit of a 4-bit code for pixel (i, j) of its 2 × 2 block: (0,0) bit 3, (0,1) bit 2,
-/// (1,0) bit 1, (1,1) bit 0.
-#[inline]
-fn quad_bit(code: u8, i: usize, j: usize) -> u8 {
-    (code >> (3 - 2 * (i & 1) - (j & 1))) & 1
-}
-
-/// Expands the `(nx+1)/2` × `(ny+1)/2` codes in `a` to `nx` × `ny` one-bit values in place
-/// (`qtree_copy`), then reads a new code for each non-zero one, last first (`qtree_expand`).
-fn expand(input: &mut Bits, a: &mut [u8], nx: usize, ny: usize) -> Result<(), String> {
-    let ny2 = ny.div_ceil(2);
-    let codes: Vec<u8> = a[..nx.div_ceil(2) * ny2].to_vec();
-    for i in 0..nx {
-        for j in 0..ny {
-            a[i * ny + j] = quad_bit(codes[(i / 2) * ny2 + j / 2], i, j);
-        }
-    }
-    for v in a[..nx * ny].iter_mut().rev() {
+/// Expands the `(nx+1)/2` × `(ny+1)/2` codes in `codes` to `nx` × `ny` one-bit values in
+/// `out` (`qtree_copy`: a code's bits 3, 2, 1, 0 are the pixels (0,0), (0,1), (1,0), (1,1) of
+/// its 2 × 2 block), then reads a new code for each non-zero one, last first (`qtree_expand`).
+fn expand(
+    input: &mut Bits,
+    codes: &[u8],
+    out: &mut [u8],
+    nx: usize,
+    ny: usize,
+) -> Result<(), String> {
+    let out = &mut out[..nx * ny];
+    out.fill(0);
+    for_each_bit(codes, nx, ny, ny, |at| out[at] = 1);
+    for v in out.iter_mut().rev() {
         if *v != 0 {
             *v = input.huffman()?;
         }
@@ -248,12 +246,37 @@ fn expand(input: &mut Bits, a: &mut [u8], nx: usize, ny: usize) -> Result<(), St
 
 /// Sets bit `bit` of the `nx` × `ny` pixels of `b` (rows `n` apart) from the 2 × 2 codes in `a`.
 fn bitins(a: &[u8], nx: usize, ny: usize, b: &mut [i64], n: usize, bit: u32) {
-    let ny2 = ny.div_ceil(2);
     let plane = 1i64 << bit;
-    for i in 0..nx {
-        for j in 0..ny {
-            if quad_bit(a[(i / 2) * ny2 + j / 2], i, j) != 0 {
-                b[i * n + j] |= plane;
+    for_each_bit(a, nx, ny, n, |at| b[at] |= plane);
+}
+
+/// Calls `set` with the index (rows `n` apart) of every pixel of an `nx` × `ny` array whose bit
+/// is set in the 2 × 2 block codes `codes` (`(ny+1)/2` per row); blocks cut by an odd edge
+/// have only their pixels inside. Blocks with code 0, most of them, cost one test.
+#[inline]
+fn for_each_bit(codes: &[u8], nx: usize, ny: usize, n: usize, mut set: impl FnMut(usize)) {
+    let ny2 = ny.div_ceil(2);
+    for (bi, row) in codes.chunks(ny2.max(1)).take(nx.div_ceil(2)).enumerate() {
+        let i = 2 * bi;
+        let second_row = i + 1 < nx;
+        for (bj, &code) in row.iter().enumerate() {
+            if code == 0 {
+                continue;
+            }
+            let j = 2 * bj;
+            let second_col = j + 1 < ny;
+            let at = i * n + j;
+            if code & 8 != 0 {
+                set(at);
+            }
+            if code & 4 != 0 && second_col {
+                set(at + 1);
+            }
+            if code & 2 != 0 && second_row {
+                set(at + n);
+            }
+            if code & 1 != 0 && second_row && second_col {
+                set(at + n + 1);
             }
         }
     }

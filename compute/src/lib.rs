@@ -1134,9 +1134,11 @@ async fn partials<T: Send + 'static>(
 ) -> Result<Vec<T>, ComputeError> {
     let (len, unit) = values.extent(hdu);
     let step = (CHUNK / unit).max(1) * unit;
-    // Compressed tiles are large per row: fewer rows per chunk keeps the heap read bounded.
+    // A compressed tile is one small row that decodes to many pixels: as many tiles per
+    // chunk as decode to about a chunk of values (in f64), so memory stays bounded by the
+    // chunk size and the tiles spread over all cores.
     let step = match &**values {
-        Values::Tiled(..) => unit.max(step / 64 / unit * unit),
+        Values::Tiled(_, t, _) => ((CHUNK / 8) / t.tile_pixels().max(1)).max(1) * unit,
         _ => step,
     };
     let start = hdu.data_start;

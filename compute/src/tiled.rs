@@ -235,6 +235,15 @@ impl Tiled {
         })
     }
 
+    /// Pixels in a whole (not cut) tile: the most any tile has.
+    pub fn tile_pixels(&self) -> u64 {
+        self.tile
+            .iter()
+            .zip(&self.shape)
+            .map(|(t, n)| (*t).min(*n))
+            .fold(1u64, |a, b| a.saturating_mul(b))
+    }
+
     /// Pixels in tile `t` (0-based; axis 1 varies fastest; edge tiles are cut short).
     pub fn pixels(&self, t: u64) -> u64 {
         let mut rest = t;
