@@ -532,16 +532,23 @@ pub fn plio_decode(words: &[i16], npix: usize) -> Result<Vec<i64>, String> {
     if npix == 0 {
         return Ok(out);
     }
-    // The header: its length and where the list starts (old and new formats).
+    // The header: its length and where the list starts (old and new formats). A list of no
+    // length is all zeros, as in cfitsio.
     let (len, first) = if word(2)? > 0 {
-        (word(2)? as usize, 3)
+        (i64::from(word(2)?), 3)
     } else {
         (
-            ((word(4)? as usize) << 15) + word(3)? as usize,
-            word(1)? as usize,
+            (i64::from(word(4)?) << 15) + i64::from(word(3)?),
+            i64::from(word(1)?),
         )
     };
-    let len = len.min(words.len());
+    if len <= 0 {
+        return Ok(vec![0; npix]);
+    }
+    let Ok(first) = usize::try_from(first) else {
+        return Err(format!("PLIO_1 line list starting at word {first}"));
+    };
+    let len = (len as usize).min(words.len());
     let xe = npix as i64;
     let (mut x1, mut pv) = (1i64, 1i64);
     let mut ip = first;
@@ -640,5 +647,12 @@ mod tests {
             vec![3, 3, 3, 3, 0, 0, 5, 0]
         );
         assert!(plio_decode(&[0, 7], 4).is_err());
+        // Old-format header with a negative length: all zeros (as cfitsio); a negative start
+        // is an error, never an index.
+        assert_eq!(
+            plio_decode(&[0, 7, -100, 5, -3, 0], 3).unwrap(),
+            vec![0, 0, 0]
+        );
+        assert!(plio_decode(&[0, -7, -100, 5, 0, 0], 3).is_err());
     }
 }
