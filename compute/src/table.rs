@@ -60,8 +60,12 @@ impl Elem {
     pub fn width(self) -> usize {
         match self {
             // Text fields: the repeat is the field's width in characters.
-            Elem::Logical | Elem::U8 | Elem::Char | Elem::Bit | Elem::TextInt => 1,
-            Elem::TextReal { .. } => 1,
+            Elem::Logical
+            | Elem::U8
+            | Elem::Char
+            | Elem::Bit
+            | Elem::TextInt
+            | Elem::TextReal { .. } => 1,
             Elem::I16 => 2,
             Elem::I32 | Elem::F32 => 4,
             Elem::I64 | Elem::F64 | Elem::C64 => 8,
@@ -275,7 +279,7 @@ fn parse_real(text: &str, decimals: u32) -> Option<f64> {
     literal.parse().ok()
 }
 
-/// A binary table's layout.
+/// A table's layout (binary or ASCII).
 #[derive(Clone, Debug)]
 pub struct Table {
     /// The HDU the table is (named in errors).
