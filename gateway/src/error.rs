@@ -200,3 +200,70 @@ impl ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compute_errors_map_to_statuses_that_name_the_object() {
+        let format = || ComputeError::Format {
+            hdu: 1,
+            card: Some(9),
+            message: "TFORM2 = 'Z' is not a valid column format".into(),
+        };
+        let cases = [
+            (format(), StatusCode::UNPROCESSABLE_ENTITY, "InvalidFits"),
+            (
+                ComputeError::Truncated {
+                    size: 5760,
+                    start: 5760,
+                    end: 8640,
+                },
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "InvalidFits",
+            ),
+            (
+                ComputeError::NoSuchHdu {
+                    wanted: "EXTNAME SCI".into(),
+                    available: "0, 1".into(),
+                },
+                StatusCode::NOT_FOUND,
+                "NoSuchHdu",
+            ),
+            (
+                ComputeError::InvalidRequest {
+                    message: "bins must be 1 to 100000".into(),
+                },
+                StatusCode::BAD_REQUEST,
+                "InvalidRequest",
+            ),
+            (
+                ComputeError::Unsupported {
+                    what: "tile compression `FOO_1` (HDU 1)".into(),
+                },
+                StatusCode::NOT_IMPLEMENTED,
+                "NotImplemented",
+            ),
+            (
+                ComputeError::EngineUnavailable {
+                    engine: "cuda",
+                    reason: "no CUDA driver".into(),
+                },
+                StatusCode::CONFLICT,
+                "EngineUnavailable",
+            ),
+        ];
+        for (e, status, code) in cases {
+            let what = e.to_string();
+            let api = ApiError::compute("demo", "obs/a.fits", e);
+            assert_eq!(api.status, status, "{what}");
+            assert_eq!(api.code, code, "{what}");
+            assert!(
+                api.message.starts_with("`obs/a.fits` in volume `demo`: "),
+                "{}",
+                api.message
+            );
+        }
+    }
+}
