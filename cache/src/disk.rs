@@ -1,18 +1,21 @@
 //! The disk tier: blocks as files under the cache directory, within a byte budget.
 //!
 //! Each block is one file, `<dir>/<2 hex>/<30 hex>.blk`, named by a hash of its key and laid
-//! out as a header (magic, the key itself, the data length, a CRC-64 of the data) followed by
-//! the data. The key in the header makes the file self-describing: at start the index of what
-//! is on disk is rebuilt by reading headers, and a hash collision can never serve another
-//! block. Every read checks the CRC; a block that fails is deleted, logged and counted, and the
-//! reader is served from the backend instead. Files are written to a temporary name and renamed,
-//! so a crash leaves whole blocks or none. Eviction is least-recently-used by bytes.
+//! out as a header (magic, the key itself, the data length, a CRC-64 of each 64 KiB piece of
+//! the data) followed by the data. The key in the header makes the file self-describing: at
+//! start the index of what is on disk is rebuilt by reading headers, and a hash collision can
+//! never serve another block. A small read takes only the pieces it covers and checks their
+//! CRCs (a 4 KiB read costs 64 KiB, not a whole block); a whole-block read checks all. A block
+//! that fails is deleted, logged and counted, and the reader is served from the backend
+//! instead. Files are written to a temporary name and renamed, so a crash leaves whole blocks
+//! or none. Eviction is least-recently-used by bytes.
 //!
 //! All file work runs on blocking threads. Failures of the disk tier (full disk, unreadable
 //! file) never fail a read: they are logged and the block comes from the backend.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -23,7 +26,9 @@ use sha2::{Digest, Sha256};
 
 use crate::{BlockKey, CacheStats};
 
-const MAGIC: &[u8; 8] = b"AWBLK01\n";
+const MAGIC: &[u8; 8] = b"AWBLK02\n";
+/// The data is checked in pieces of this size, each with its own CRC.
+const PIECE: u64 = 64 * 1024;
 
 #[derive(Debug)]
 struct Entry {
@@ -94,14 +99,24 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Reads a block file: its key and data, the data checked against its CRC.
-fn read_block(path: &Path, with_data: bool) -> std::io::Result<(BlockKey, u64, Option<Bytes>)> {
-    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
-    let mut f = std::fs::File::open(path)?;
+/// A block file's header: its key, data length, the CRCs of its pieces and where the data
+/// starts.
+struct Header {
+    key: BlockKey,
+    len: u64,
+    crcs: Vec<u64>,
+    data_at: u64,
+}
+
+fn bad(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string())
+}
+
+fn read_header(f: &mut std::fs::File) -> std::io::Result<Header> {
     let mut head = [0u8; 12];
     f.read_exact(&mut head)?;
     if &head[..8] != MAGIC {
-        return Err(bad("not an Archway block file"));
+        return Err(bad("not an Archway block file of this version"));
     }
     let key_len = u32::from_le_bytes(head[8..12].try_into().map_err(|_| bad("header"))?) as usize;
     if key_len > 64 * 1024 {
@@ -110,22 +125,69 @@ fn read_block(path: &Path, with_data: bool) -> std::io::Result<(BlockKey, u64, O
     let mut key_raw = vec![0u8; key_len];
     f.read_exact(&mut key_raw)?;
     let key = decode_key(&key_raw).ok_or_else(|| bad("unreadable key"))?;
-    let mut tail = [0u8; 16];
-    f.read_exact(&mut tail)?;
-    let len = u64::from_le_bytes(tail[..8].try_into().map_err(|_| bad("header"))?);
-    let crc = u64::from_le_bytes(tail[8..].try_into().map_err(|_| bad("header"))?);
-    if !with_data {
-        return Ok((key, len, None));
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)?;
+    let len = u64::from_le_bytes(len);
+    if len > 1 << 32 {
+        return Err(bad("block too large"));
     }
-    let mut data = Vec::with_capacity(len.min(256 * 1024 * 1024) as usize);
+    let mut raw = vec![0u8; (len.div_ceil(PIECE) * 8) as usize];
+    f.read_exact(&mut raw)?;
+    let crcs = raw
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+        .collect();
+    let data_at = 12 + key_len as u64 + 8 + raw.len() as u64;
+    Ok(Header {
+        key,
+        len,
+        crcs,
+        data_at,
+    })
+}
+
+/// Checks `data`, the pieces from number `first` on, against their CRCs.
+fn check(data: &[u8], crcs: &[u64], first: usize) -> std::io::Result<()> {
+    for (i, piece) in data.chunks(PIECE as usize).enumerate() {
+        if crcs.get(first + i) != Some(&crc_fast::checksum(CrcAlgorithm::Crc64Nvme, piece)) {
+            return Err(bad("checksum mismatch"));
+        }
+    }
+    Ok(())
+}
+
+/// Reads a block file: its key, length and (with `with_data`) data, checked piece by piece.
+fn read_block(path: &Path, with_data: bool) -> std::io::Result<(BlockKey, u64, Option<Bytes>)> {
+    let mut f = std::fs::File::open(path)?;
+    let h = read_header(&mut f)?;
+    if !with_data {
+        return Ok((h.key, h.len, None));
+    }
+    let mut data = Vec::with_capacity(h.len as usize);
     f.read_to_end(&mut data)?;
-    if data.len() as u64 != len {
+    if data.len() as u64 != h.len {
         return Err(bad("truncated"));
     }
-    if crc_fast::checksum(CrcAlgorithm::Crc64Nvme, &data) != crc {
-        return Err(bad("checksum mismatch"));
+    check(&data, &h.crcs, 0)?;
+    Ok((h.key, h.len, Some(Bytes::from(data))))
+}
+
+/// Reads `range` of a block file's data: only the pieces it covers, each checked.
+fn read_block_range(path: &Path, range: Range<u64>) -> std::io::Result<(BlockKey, Bytes)> {
+    let mut f = std::fs::File::open(path)?;
+    let h = read_header(&mut f)?;
+    if range.start >= range.end || range.end > h.len {
+        return Err(bad("range outside the block"));
     }
-    Ok((key, len, Some(Bytes::from(data))))
+    let first = range.start / PIECE;
+    let end = (range.end.div_ceil(PIECE) * PIECE).min(h.len);
+    let mut data = vec![0u8; (end - first * PIECE) as usize];
+    f.seek(SeekFrom::Start(h.data_at + first * PIECE))?;
+    f.read_exact(&mut data)?;
+    check(&data, &h.crcs, first as usize)?;
+    let from = (range.start - first * PIECE) as usize;
+    let to = (range.end - first * PIECE) as usize;
+    Ok((h.key, Bytes::from(data).slice(from..to)))
 }
 
 fn write_block(path: &Path, key: &BlockKey, data: &[u8]) -> std::io::Result<u64> {
@@ -133,16 +195,21 @@ fn write_block(path: &Path, key: &BlockKey, data: &[u8]) -> std::io::Result<u64>
     std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let key_raw = encode_key(key);
+    let mut header =
+        Vec::with_capacity(12 + key_raw.len() + 8 + 8 * data.len() / PIECE as usize + 8);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&(key_raw.len() as u32).to_le_bytes());
+    header.extend_from_slice(&key_raw);
+    header.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    for piece in data.chunks(PIECE as usize) {
+        header.extend_from_slice(&crc_fast::checksum(CrcAlgorithm::Crc64Nvme, piece).to_le_bytes());
+    }
     let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(MAGIC)?;
-    f.write_all(&(key_raw.len() as u32).to_le_bytes())?;
-    f.write_all(&key_raw)?;
-    f.write_all(&(data.len() as u64).to_le_bytes())?;
-    f.write_all(&crc_fast::checksum(CrcAlgorithm::Crc64Nvme, data).to_le_bytes())?;
+    f.write_all(&header)?;
     f.write_all(data)?;
     drop(f);
     std::fs::rename(&tmp, path)?;
-    Ok((MAGIC.len() + 4 + key_raw.len() + 16 + data.len()) as u64)
+    Ok((header.len() + data.len()) as u64)
 }
 
 impl DiskTier {
@@ -188,14 +255,7 @@ impl DiskTier {
 
     /// The block, if on disk and intact. A damaged block is removed (and counted).
     pub(crate) async fn get(&self, key: &BlockKey) -> Option<Bytes> {
-        let path = {
-            let mut index = self.index.lock().ok()?;
-            index.tick += 1;
-            let tick = index.tick;
-            let entry = index.entries.get_mut(key)?;
-            entry.used = tick;
-            entry.path.clone()
-        };
+        let path = self.touch(key)?;
         let read_path = path.clone();
         let result = tokio::task::spawn_blocking(move || read_block(&read_path, true)).await;
         match result {
@@ -209,12 +269,49 @@ impl DiskTier {
                     Err(e) => e.to_string(),
                     Ok(Ok(_)) => "holds another block".to_string(),
                 };
-                tracing::warn!(file = %path.display(), path = %key.path, reason, "dropping a damaged disk cache block");
-                self.stats.disk_corrupt.fetch_add(1, Ordering::Relaxed);
-                self.remove(key).await;
+                self.drop_damaged(key, &path, reason).await;
                 None
             }
         }
+    }
+
+    /// Bytes `range` of the block, if on disk and the pieces covering them are intact: only
+    /// those pieces are read. A damaged block is removed (and counted).
+    pub(crate) async fn get_range(&self, key: &BlockKey, range: Range<u64>) -> Option<Bytes> {
+        let path = self.touch(key)?;
+        let read_path = path.clone();
+        let result = tokio::task::spawn_blocking(move || read_block_range(&read_path, range)).await;
+        match result {
+            Ok(Ok((found, data))) if &found == key => {
+                self.stats.disk_hits.fetch_add(1, Ordering::Relaxed);
+                Some(data)
+            }
+            other => {
+                let reason = match other {
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                    Ok(Ok(_)) => "holds another block".to_string(),
+                };
+                self.drop_damaged(key, &path, reason).await;
+                None
+            }
+        }
+    }
+
+    /// The block's file, marked as just used; None if the block is not on disk.
+    fn touch(&self, key: &BlockKey) -> Option<PathBuf> {
+        let mut index = self.index.lock().ok()?;
+        index.tick += 1;
+        let tick = index.tick;
+        let entry = index.entries.get_mut(key)?;
+        entry.used = tick;
+        Some(entry.path.clone())
+    }
+
+    async fn drop_damaged(&self, key: &BlockKey, path: &Path, reason: String) {
+        tracing::warn!(file = %path.display(), path = %key.path, reason, "dropping a damaged disk cache block");
+        self.stats.disk_corrupt.fetch_add(1, Ordering::Relaxed);
+        self.remove(key).await;
     }
 
     /// Stores a block in the background, if a write slot is free; failures are logged and
@@ -354,5 +451,50 @@ mod tests {
         };
         assert_eq!(decode_key(&encode_key(&key)), Some(key));
         assert_eq!(decode_key(b"\x05\x00"), None);
+    }
+
+    #[test]
+    fn ranges_read_only_their_pieces_and_check_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = BlockKey {
+            scope: Arc::from("demo:"),
+            path: Arc::from("a.fits"),
+            version: Arc::from("\"v1\""),
+            index: 3,
+        };
+        // Three and a half pieces.
+        let data: Vec<u8> = (0..(3 * PIECE + PIECE / 2))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let path = file_name(dir.path(), &key);
+        let written = write_block(&path, &key, &data).unwrap();
+        assert_eq!(written, std::fs::metadata(&path).unwrap().len());
+        for r in [
+            0..1,
+            0..4096,
+            PIECE - 10..PIECE + 10,
+            3 * PIECE..data.len() as u64,
+        ] {
+            let (found, got) = read_block_range(&path, r.clone()).unwrap();
+            assert_eq!(found, key);
+            assert_eq!(&got[..], &data[r.start as usize..r.end as usize], "{r:?}");
+        }
+        assert!(read_block_range(&path, 0..data.len() as u64 + 1).is_err());
+        let (_, len, whole) = read_block(&path, true).unwrap();
+        assert_eq!(
+            (len, whole.unwrap()),
+            (data.len() as u64, Bytes::from(data.clone()))
+        );
+
+        // One flipped byte in the second piece: reads covering it fail, others do not.
+        let mut raw = std::fs::read(&path).unwrap();
+        let at = raw.len() - data.len() + (PIECE + 7) as usize;
+        raw[at] ^= 1;
+        std::fs::write(&path, raw).unwrap();
+        assert!(read_block_range(&path, PIECE..PIECE + 16).is_err());
+        assert!(read_block_range(&path, PIECE - 1..PIECE + 1).is_err());
+        assert!(read_block_range(&path, 0..PIECE).is_ok());
+        assert!(read_block_range(&path, 2 * PIECE..2 * PIECE + 100).is_ok());
+        assert!(read_block(&path, true).is_err());
     }
 }

@@ -181,6 +181,37 @@ impl CachedStore {
         })
     }
 
+    /// `range`, within block `range.start / block_size`: from the memory tier, from the disk
+    /// tier's pieces, or from the whole block fetched as usual (see [`Self::block`]).
+    async fn small_read(
+        &self,
+        location: &Path,
+        meta: &ObjectMeta,
+        range: Range<u64>,
+    ) -> Result<Bytes> {
+        let size = self.cache.config.block_size;
+        let index = range.start / size;
+        let key = BlockKey {
+            scope: self.scope.clone(),
+            path: Arc::from(location.as_ref()),
+            version: version_of(meta),
+            index,
+        };
+        let within = (range.start - index * size)..(range.end - index * size);
+        if let Some(b) = self.cache.blocks.get(&key).await {
+            self.cache.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(b.slice(within.start as usize..(within.end as usize).min(b.len())));
+        }
+        if let Some(disk) = &self.cache.disk
+            && let Some(piece) = disk.get_range(&key, within.clone()).await
+        {
+            self.cache.stats.misses.fetch_add(1, Ordering::Relaxed);
+            return Ok(piece);
+        }
+        let b = self.block(location, meta, index).await?;
+        Ok(b.slice((within.start as usize).min(b.len())..(within.end as usize).min(b.len())))
+    }
+
     /// The bytes of `range`, assembled from blocks in order, with read-ahead: while the reader
     /// consumes one block the next ones are already being fetched, in a window that starts at
     /// one block and doubles with every block consumed, up to `readahead_blocks`. Blocks
@@ -204,6 +235,25 @@ impl CachedStore {
         let carried = self
             .cache
             .sequential_window(&self.scope, location.as_ref(), first);
+        // A small read inside one block that is not going on from the last read (a random
+        // read): from memory if the block is there, else just its pieces from the disk tier,
+        // without loading the whole block (nor promoting it: random reads would only churn
+        // memory). Anything else, or a block on neither tier, goes the usual way below.
+        if carried.is_none()
+            && self.cache.disk.is_some()
+            && (range.end - 1) / size == first
+            && range.end - range.start <= size / 4
+        {
+            return stream::once(async move {
+                let piece = self.small_read(&location, &meta, range).await?;
+                self.cache
+                    .stats
+                    .bytes_served
+                    .fetch_add(piece.len() as u64, Ordering::Relaxed);
+                Ok(piece)
+            })
+            .boxed();
+        }
         let state = ReadAhead {
             sequential: carried.is_some(),
             store: self,

@@ -431,6 +431,83 @@ async fn the_disk_tier_survives_a_restart_and_drops_corrupt_blocks() {
     );
 }
 
+/// The block index a block file holds (the last 8 bytes of the key in its header).
+fn block_index_of(file: &std::path::Path) -> u64 {
+    let raw = std::fs::read(file).unwrap();
+    let key_len = u32::from_le_bytes(raw[8..12].try_into().unwrap()) as usize;
+    u64::from_le_bytes(raw[12 + key_len - 8..12 + key_len].try_into().unwrap())
+}
+
+#[tokio::test]
+async fn small_random_reads_take_only_their_pieces_from_the_disk_tier() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backend, cache, store) = setup(disk_config(dir.path(), 64 * MIB)).await;
+    let path = Path::from("obj.fits");
+    let data = pattern(2 * MIB, 5);
+    backend
+        .inner
+        .put(&path, PutPayload::from(data.clone()))
+        .await
+        .unwrap();
+    assert!(read(&store, &path, None).await.unwrap() == data);
+    settle(&cache, 2 * MIB).await;
+    drop((store, cache));
+
+    // After a restart (empty memory tier): 4 KiB reads here and there, across piece edges.
+    let cache = BlockCache::new(disk_config(dir.path(), 64 * MIB)).await;
+    let store = CachedStore::new(backend.clone(), cache.clone(), "test/volume");
+    let gets = backend.gets.load(Ordering::SeqCst);
+    let offsets = [5u64, 300_000, 65_530, 1_040_000, 2 * MIB - 4096, 777_777];
+    for &at in &offsets {
+        let r = at..at + 4096;
+        assert!(
+            read(&store, &path, Some(r.clone())).await.unwrap()
+                == data.slice(r.start as usize..r.end as usize),
+            "{r:?}"
+        );
+    }
+    assert_eq!(
+        backend.gets.load(Ordering::SeqCst),
+        gets,
+        "all from the disk tier"
+    );
+    assert_eq!(
+        archway_cache::CacheStats::get(&cache.stats().disk_hits),
+        offsets.len() as u64
+    );
+    assert_eq!(
+        cache.memory_bytes().await,
+        0,
+        "small reads do not load whole blocks into memory"
+    );
+
+    // A damaged piece: the read that covers it is served right (from the backend), counted,
+    // and the block dropped.
+    let block = 256 * 1024u64;
+    let victim = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flat_map(|shard| std::fs::read_dir(shard.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().path())
+        .find(|f| block_index_of(f) == 2)
+        .unwrap();
+    let mut raw = std::fs::read(&victim).unwrap();
+    let last = raw.len() - 1;
+    raw[last] ^= 0xFF;
+    std::fs::write(&victim, raw).unwrap();
+    let r = 3 * block - 100..3 * block - 10;
+    assert!(
+        read(&store, &path, Some(r.clone())).await.unwrap()
+            == data.slice(r.start as usize..r.end as usize),
+        "a damaged piece was served"
+    );
+    assert_eq!(
+        archway_cache::CacheStats::get(&cache.stats().disk_corrupt),
+        1
+    );
+    assert_eq!(backend.gets.load(Ordering::SeqCst), gets + 1);
+    assert!(!victim.exists(), "the damaged block file is removed");
+}
+
 #[tokio::test]
 async fn the_disk_tier_stays_within_its_budget() {
     let dir = tempfile::tempdir().unwrap();
