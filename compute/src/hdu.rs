@@ -96,7 +96,15 @@ pub enum HduKind {
     Image,
     BinTable,
     AsciiTable,
+    /// A primary HDU of random groups (`GROUPS = T`, `NAXIS1 = 0`): its size is known, so the
+    /// extensions after it are found, but it does not reduce.
+    RandomGroups,
     Other(String),
+}
+
+/// Whether a primary header announces random groups.
+fn random_groups(h: &Header) -> bool {
+    matches!(h.get("GROUPS"), Some(header::Value::Logical(true))) && h.int("NAXIS1") == Some(0)
 }
 
 /// One header-data unit: its header and where its data lies.
@@ -219,7 +227,9 @@ fn data_len(h: &Header, index: usize) -> Result<u64, ComputeError> {
         message: "the data size overflows 64 bits".into(),
     };
     let mut elements: u64 = 1;
-    for i in 1..=naxis {
+    // Random groups: NAXIS1 = 0 is a marker, not a size (FITS 4.0, section 6).
+    let first_axis = if index == 0 && random_groups(h) { 2 } else { 1 };
+    for i in first_axis..=naxis {
         let key = format!("NAXIS{i}");
         let n = h.required_int(&key, index)?;
         let n = u64::try_from(n).map_err(|_| ComputeError::Format {
@@ -250,6 +260,7 @@ fn data_len(h: &Header, index: usize) -> Result<u64, ComputeError> {
 fn kind(h: &Header, index: usize) -> Result<HduKind, ComputeError> {
     if index == 0 {
         return match h.get("SIMPLE") {
+            Some(header::Value::Logical(true)) if random_groups(h) => Ok(HduKind::RandomGroups),
             Some(header::Value::Logical(true)) => Ok(HduKind::Image),
             _ => Err(ComputeError::Format {
                 hdu: 0,

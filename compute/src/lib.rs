@@ -1143,6 +1143,12 @@ fn values_of(hdu: &Hdu, req: &ReduceRequest) -> Result<Values, ComputeError> {
                 table::Storage::Heap { .. } => Values::Heap(table, col),
             })
         }
+        HduKind::RandomGroups => Err(ComputeError::Unsupported {
+            what: format!(
+                "random groups (HDU {}); ask for an extension with --hdu",
+                hdu.index
+            ),
+        }),
         HduKind::Other(x) => Err(ComputeError::Unsupported {
             what: format!("XTENSION = '{x}' (HDU {})", hdu.index),
         }),

@@ -252,6 +252,60 @@ async fn bad_files_and_requests_get_errors_that_name_the_problem() {
         e.to_string().contains("TBCOL6") && e.to_string().contains("does not fit"),
         "{e}"
     );
+    // Random groups in the primary HDU: named (501), and sized right, so the extension
+    // after them is found.
+    let header = |cards: &[&str]| {
+        let mut h: Vec<u8> = cards
+            .iter()
+            .chain(&["END"])
+            .flat_map(|c| format!("{c:<80}").into_bytes())
+            .collect();
+        h.resize(2880, b' ');
+        h
+    };
+    let mut groups = header(&[
+        "SIMPLE  =                    T",
+        "BITPIX  =                  -32",
+        "NAXIS   =                    3",
+        "NAXIS1  =                    0",
+        "NAXIS2  =                    3",
+        "NAXIS3  =                    1",
+        "GROUPS  =                    T",
+        "PCOUNT  =                    2",
+        "GCOUNT  =                  100",
+        "EXTEND  =                    T",
+    ]);
+    // 100 groups of (2 parameters + 3 values) float32: 2000 bytes, one block.
+    groups.extend(vec![0x7f; 2880]);
+    groups.extend(header(&[
+        "XTENSION= 'IMAGE   '",
+        "BITPIX  =                   16",
+        "NAXIS   =                    1",
+        "NAXIS1  =                    4",
+        "PCOUNT  =                    0",
+        "GCOUNT  =                    1",
+    ]));
+    let mut data = [1i16, 2, 3, 10]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect::<Vec<u8>>();
+    data.resize(2880, 0);
+    groups.extend(data);
+    store
+        .put(&Path::from("groups.fits"), PutPayload::from(groups))
+        .await
+        .unwrap();
+    let e = run(store.clone(), &req("groups.fits", None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ComputeError::Unsupported { .. }) && e.to_string().contains("random groups"),
+        "{e}"
+    );
+    let g = run(store.clone(), &req("groups.fits", Some("1")))
+        .await
+        .unwrap();
+    assert_eq!(g.value, serde_json::json!(16.0));
     // Only the headers and the one HDU's data were read.
     assert!(
         r.bytes_read < good.len() as u64,
