@@ -305,6 +305,14 @@ impl BlockCache {
         );
     }
 
+    /// Records a small read inside block `index`: the reader's next block is `index + 1`. A
+    /// window already recorded for that block (small reads inside a block a sequential read
+    /// reached) is kept, so a reader going on into the next block keeps its read-ahead.
+    pub(crate) fn remember_small_read(&self, scope: &Arc<str>, path: &str, index: u64) {
+        let window = self.sequential_window(scope, path, index + 1).unwrap_or(1);
+        self.remember_position(scope, path, index + 1, window);
+    }
+
     /// Bytes of blocks on disk (0 without a disk tier).
     pub fn disk_bytes(&self) -> u64 {
         self.disk.as_ref().map(|d| d.bytes()).unwrap_or(0)

@@ -198,9 +198,16 @@ impl CachedStore {
             index,
         };
         let within = (range.start - index * size)..(range.end - index * size);
+        // A reader going on from here into the next block is then seen as sequential.
+        self.cache
+            .remember_small_read(&self.scope, location.as_ref(), index);
+        let slice = |b: Bytes| {
+            let end = (within.end as usize).min(b.len());
+            b.slice((within.start as usize).min(end)..end)
+        };
         if let Some(b) = self.cache.blocks.get(&key).await {
             self.cache.stats.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(b.slice(within.start as usize..(within.end as usize).min(b.len())));
+            return Ok(slice(b));
         }
         if let Some(disk) = &self.cache.disk
             && let Some(piece) = disk.get_range(&key, within.clone()).await
@@ -208,8 +215,7 @@ impl CachedStore {
             self.cache.stats.misses.fetch_add(1, Ordering::Relaxed);
             return Ok(piece);
         }
-        let b = self.block(location, meta, index).await?;
-        Ok(b.slice((within.start as usize).min(b.len())..(within.end as usize).min(b.len())))
+        Ok(slice(self.block(location, meta, index).await?))
     }
 
     /// The bytes of `range`, assembled from blocks in order, with read-ahead: while the reader
@@ -236,9 +242,11 @@ impl CachedStore {
             .cache
             .sequential_window(&self.scope, location.as_ref(), first);
         // A small read inside one block that is not going on from the last read (a random
-        // read): from memory if the block is there, else just its pieces from the disk tier,
-        // without loading the whole block (nor promoting it: random reads would only churn
-        // memory). Anything else, or a block on neither tier, goes the usual way below.
+        // read, or small sequential reads inside one block): from memory if the block is
+        // there, else just its pieces from the disk tier, without loading the whole block
+        // (nor promoting it: random reads would only churn memory). It records where it
+        // stopped, so a reader going on into the next block gets read-ahead. Anything else,
+        // or a block on neither tier, goes the usual way below.
         if carried.is_none()
             && self.cache.disk.is_some()
             && (range.end - 1) / size == first

@@ -457,7 +457,16 @@ async fn small_random_reads_take_only_their_pieces_from_the_disk_tier() {
     let cache = BlockCache::new(disk_config(dir.path(), 64 * MIB)).await;
     let store = CachedStore::new(backend.clone(), cache.clone(), "test/volume");
     let gets = backend.gets.load(Ordering::SeqCst);
-    let offsets = [5u64, 300_000, 65_530, 1_040_000, 2 * MIB - 4096, 777_777];
+    // No read lands in the block after the one before it (that would be a sequential read).
+    let offsets = [
+        5u64,
+        777_777,
+        65_530,
+        1_600_000,
+        300_000,
+        1_040_000,
+        2 * MIB - 4096,
+    ];
     for &at in &offsets {
         let r = at..at + 4096;
         assert!(
@@ -506,6 +515,48 @@ async fn small_random_reads_take_only_their_pieces_from_the_disk_tier() {
     );
     assert_eq!(backend.gets.load(Ordering::SeqCst), gets + 1);
     assert!(!victim.exists(), "the damaged block file is removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_sequential_reads_with_a_disk_tier_still_get_read_ahead() {
+    // 32 KiB requests (as FUSE sends without a large read-ahead) are small reads inside a
+    // block; going on into the next block must still be seen as sequential.
+    let dir = tempfile::tempdir().unwrap();
+    let block = 256 * 1024u64;
+    let (backend, cache, store) = setup(CacheConfig {
+        readahead_blocks: 4,
+        ..disk_config(dir.path(), 64 * MIB)
+    })
+    .await;
+    let path = Path::from("stream.bin");
+    let data = pattern(32 * block, 7);
+    backend
+        .inner
+        .put(&path, PutPayload::from(data.clone()))
+        .await
+        .unwrap();
+    let step = 32 * 1024u64;
+    for at in (0..32 * block).step_by(step as usize) {
+        if at % block == 0 {
+            // Time for the blocks fetched ahead to arrive, as a reader that processes its
+            // data gives.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let got = read(&store, &path, Some(at..at + step)).await.unwrap();
+        assert!(got == data.slice(at as usize..(at + step) as usize), "{at}");
+    }
+    // Only the first blocks, before the window has grown, are waited for: the rest were
+    // fetched ahead, and every read found its block in memory.
+    let hits = archway_cache::CacheStats::get(&cache.stats().hits);
+    assert!(
+        hits >= 8 * 32 - 3,
+        "reads served from memory: {hits} of 256"
+    );
+    assert!(
+        backend.gets.load(Ordering::SeqCst) <= 32 + 4,
+        "each block fetched about once: {}",
+        backend.gets.load(Ordering::SeqCst)
+    );
 }
 
 #[tokio::test]
