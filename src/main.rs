@@ -47,6 +47,10 @@ enum Command {
         /// Detach now even if files are open (they stay usable until closed).
         #[arg(long)]
         lazy: bool,
+        /// (Internal: the mount's watchdog.) Wait until standard input closes — the mount
+        /// process ended — then unmount the mount point if it is left dead.
+        #[arg(long, hide = true)]
+        when_stdin_closes: bool,
     },
     /// Reduce a FITS object where it is stored; prints one JSON object.
     Reduce(reduce_cmd::ReduceArgs),
@@ -92,7 +96,14 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Mount(args) => mount::run(args, &runtime),
-        Command::Unmount { mountpoint, lazy } => mount::run_unmount(&mountpoint, lazy),
+        Command::Unmount {
+            mountpoint,
+            when_stdin_closes: true,
+            ..
+        } => mount::watch_and_unmount(&mountpoint),
+        Command::Unmount {
+            mountpoint, lazy, ..
+        } => mount::run_unmount(&mountpoint, lazy),
         command => runtime.block_on(run(command)),
     };
     match result {

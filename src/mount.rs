@@ -144,6 +144,50 @@ pub fn run_unmount(mountpoint: &Path, lazy: bool) -> Result<()> {
     Ok(())
 }
 
+/// The mount's watchdog (`archway unmount --when-stdin-closes MOUNTPOINT`, started by the
+/// mount process with its standard input a pipe from it): when the pipe closes, the mount
+/// process has ended. If it ended without unmounting (killed: SIGKILL, the OOM killer) and
+/// the mount is left dead ("Transport endpoint is not connected"), it is detached.
+/// fusermount3's own auto-unmount does the same, but can miss a process killed while the
+/// kernel is still tearing its connection down; this one waits for that. A live mount (a
+/// new one at the same place) is never touched.
+pub fn watch_and_unmount(mountpoint: &Path) -> Result<()> {
+    let mut sink = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+    for _ in 0..100 {
+        if !session::is_mounted(mountpoint) {
+            return Ok(());
+        }
+        // Listing asks the filesystem itself (attributes may come from the kernel's cache).
+        match std::fs::read_dir(mountpoint) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotConnected => {
+                session::unmount(mountpoint, true)?;
+                return Ok(());
+            }
+            // Still answering: fusermount3 may be detaching it, or it is someone else's.
+            _ => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
+    Ok(())
+}
+
+/// Starts the watchdog for `mountpoint` (see [`watch_and_unmount`]); it lives in its own
+/// process group, so signals to this one's group do not end it. The returned child holds
+/// the pipe: it closes when this process ends, however it ends.
+fn start_watchdog(mountpoint: &Path) -> Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("finding the archway binary")?;
+    std::process::Command::new(exe)
+        .args(["unmount", "--when-stdin-closes"])
+        .arg(mountpoint)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .context("starting the mount's watchdog")
+}
+
 /// `archway mount`: in the background unless `--foreground`.
 pub fn run(args: MountArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     if args.gateway.is_some() == (args.config.is_some() || args.data_dir.is_some()) {
@@ -241,7 +285,16 @@ async fn mount_and_serve(args: &MountArgs, notify: bool) -> Result<()> {
     let names: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
     tracing::info!(volumes = ?names, "volumes");
     let fs = Arc::new(Fs::new(volumes, fs_config, metrics.clone()));
+    // The mount point as /proc/mounts will list it.
+    let absolute =
+        std::fs::canonicalize(&args.mountpoint).unwrap_or_else(|_| args.mountpoint.clone());
     let mounted = session::mount(fs, tokio::runtime::Handle::current(), &opts)?;
+    // Held (never written) until this process ends: then the watchdog looks at the mount.
+    let _watchdog = if opts.auto_unmount {
+        Some(start_watchdog(&absolute)?)
+    } else {
+        None
+    };
     if let Some(addr) = &args.metrics {
         serve_metrics(addr, metrics).await?;
     }
