@@ -195,23 +195,13 @@ fn qtree_decode(
             }
             0xf => {
                 scratch[0] = input.huffman()?;
-                let (mut nx, mut ny, mut nfx, mut nfy) = (1usize, 1usize, nqx, nqy);
-                let mut c = 1usize << log2n;
-                for _ in 1..log2n {
-                    // n[k-1] = (n[k] + 1) / 2, where n[log2n] = nqx or nqy.
-                    c >>= 1;
-                    nx <<= 1;
-                    ny <<= 1;
-                    if nfx <= c {
-                        nx -= 1;
-                    } else {
-                        nfx -= c;
-                    }
-                    if nfy <= c {
-                        ny -= 1;
-                    } else {
-                        nfy -= c;
-                    }
+                for k in 1..log2n {
+                    // cfitsio's sizes n[k-1] = (n[k] + 1) / 2 with n[log2n] = nqx or nqy,
+                    // that is n[k] = ceil(n / 2^(log2n - k)).
+                    let (nx, ny) = (
+                        nqx.div_ceil(1 << (log2n - k)),
+                        nqy.div_ceil(1 << (log2n - k)),
+                    );
                     expand(input, &scratch, &mut expanded, nx, ny)?;
                     std::mem::swap(&mut scratch, &mut expanded);
                 }
@@ -330,23 +320,11 @@ fn hinv(a: &mut [i64], nx: usize, ny: usize, smooth: bool, scale: i64) -> Result
     let round =
         |v: i64, p: i64, n: i64, mask: i64| (v.wrapping_add(if v >= 0 { p } else { n })) & mask;
     a[0] = round(a[0], prnd2, nrnd2, mask2);
-    let (mut nxtop, mut nytop, mut nxf, mut nyf) = (1usize, 1usize, nx, ny);
-    let mut c = 1usize << log2n;
     let mut tmp = Vec::with_capacity(nmax.div_ceil(2));
     for k in (0..log2n).rev() {
-        c >>= 1;
-        nxtop <<= 1;
-        nytop <<= 1;
-        if nxf <= c {
-            nxtop -= 1;
-        } else {
-            nxf -= c;
-        }
-        if nyf <= c {
-            nytop -= 1;
-        } else {
-            nyf -= c;
-        }
+        // The block being inverted: cfitsio's sizes ntop[k-1] = (ntop[k] + 1) / 2, with
+        // ntop[log2n] = the full size, that is ceil(n / 2^k).
+        let (nxtop, nytop) = (nx.div_ceil(1 << k), ny.div_ceil(1 << k));
         if k == 0 {
             nrnd0 = 0;
             shift = 2;
