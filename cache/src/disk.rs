@@ -255,47 +255,43 @@ impl DiskTier {
 
     /// The block, if on disk and intact. A damaged block is removed (and counted).
     pub(crate) async fn get(&self, key: &BlockKey) -> Option<Bytes> {
-        let path = self.touch(key)?;
-        let read_path = path.clone();
-        let result = tokio::task::spawn_blocking(move || read_block(&read_path, true)).await;
-        match result {
-            Ok(Ok((found, _, Some(data)))) if &found == key => {
-                self.stats.disk_hits.fetch_add(1, Ordering::Relaxed);
-                Some(data)
-            }
-            other => {
-                let reason = match other {
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => e.to_string(),
-                    Ok(Ok(_)) => "holds another block".to_string(),
-                };
-                self.drop_damaged(key, &path, reason).await;
-                None
-            }
-        }
+        self.read(key, |path| {
+            read_block(path, true)
+                .and_then(|(found, _, data)| Ok((found, data.ok_or_else(|| bad("no data read"))?)))
+        })
+        .await
     }
 
     /// Bytes `range` of the block, if on disk and the pieces covering them are intact: only
     /// those pieces are read. A damaged block is removed (and counted).
     pub(crate) async fn get_range(&self, key: &BlockKey, range: Range<u64>) -> Option<Bytes> {
+        self.read(key, move |path| read_block_range(path, range))
+            .await
+    }
+
+    /// Runs `read` on the block's file on a blocking thread: its data if the file holds this
+    /// block and reads intact; otherwise the block is dropped as damaged.
+    async fn read(
+        &self,
+        key: &BlockKey,
+        read: impl FnOnce(&Path) -> std::io::Result<(BlockKey, Bytes)> + Send + 'static,
+    ) -> Option<Bytes> {
         let path = self.touch(key)?;
         let read_path = path.clone();
-        let result = tokio::task::spawn_blocking(move || read_block_range(&read_path, range)).await;
-        match result {
+        let result = tokio::task::spawn_blocking(move || read(&read_path)).await;
+        let reason = match result {
             Ok(Ok((found, data))) if &found == key => {
                 self.stats.disk_hits.fetch_add(1, Ordering::Relaxed);
-                Some(data)
+                return Some(data);
             }
-            other => {
-                let reason = match other {
-                    Ok(Err(e)) => e.to_string(),
-                    Err(e) => e.to_string(),
-                    Ok(Ok(_)) => "holds another block".to_string(),
-                };
-                self.drop_damaged(key, &path, reason).await;
-                None
-            }
-        }
+            Ok(Ok(_)) => "holds another block".to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(file = %path.display(), path = %key.path, reason, "dropping a damaged disk cache block");
+        self.stats.disk_corrupt.fetch_add(1, Ordering::Relaxed);
+        self.remove(key).await;
+        None
     }
 
     /// The block's file, marked as just used; None if the block is not on disk.
@@ -306,12 +302,6 @@ impl DiskTier {
         let entry = index.entries.get_mut(key)?;
         entry.used = tick;
         Some(entry.path.clone())
-    }
-
-    async fn drop_damaged(&self, key: &BlockKey, path: &Path, reason: String) {
-        tracing::warn!(file = %path.display(), path = %key.path, reason, "dropping a damaged disk cache block");
-        self.stats.disk_corrupt.fetch_add(1, Ordering::Relaxed);
-        self.remove(key).await;
     }
 
     /// Stores a block in the background, if a write slot is free; failures are logged and
