@@ -372,25 +372,60 @@ fn disk_config(dir: &std::path::Path, disk_bytes: u64) -> CacheConfig {
     }
 }
 
+/// `data` at `path` behind a disk-tiered cache in `dir`, read once (so every block is on
+/// disk), then the cache restarted over the same directory: an empty memory tier.
+async fn on_disk_then_restarted(
+    dir: &std::path::Path,
+    path: &Path,
+    data: &Bytes,
+) -> (Arc<Counting>, Arc<BlockCache>, CachedStore) {
+    let (backend, cache, store) = setup(disk_config(dir, 64 * MIB)).await;
+    backend
+        .inner
+        .put(path, PutPayload::from(data.clone()))
+        .await
+        .unwrap();
+    assert!(read(&store, path, None).await.unwrap() == *data);
+    settle(&cache, data.len() as u64).await;
+    drop((store, cache));
+    restarted(dir, &backend).await
+}
+
+/// A new cache over the disk tier in `dir`: it rebuilds its index from the files.
+async fn restarted(
+    dir: &std::path::Path,
+    backend: &Arc<Counting>,
+) -> (Arc<Counting>, Arc<BlockCache>, CachedStore) {
+    let cache = BlockCache::new(disk_config(dir, 64 * MIB)).await;
+    let store = CachedStore::new(backend.clone(), cache.clone(), "test/volume");
+    (backend.clone(), cache, store)
+}
+
+/// The block files of the disk tier in `dir`.
+fn block_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flat_map(|shard| std::fs::read_dir(shard.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().path())
+        .collect()
+}
+
+/// Flips the last byte of a block file (in its last piece of data).
+fn damage(file: &std::path::Path) {
+    let mut raw = std::fs::read(file).unwrap();
+    let last = raw.len() - 1;
+    raw[last] ^= 0xFF;
+    std::fs::write(file, raw).unwrap();
+}
+
 #[tokio::test]
 async fn the_disk_tier_survives_a_restart_and_drops_corrupt_blocks() {
     let dir = tempfile::tempdir().unwrap();
-    let (backend, cache, store) = setup(disk_config(dir.path(), 64 * MIB)).await;
     let path = Path::from("obj.fits");
     let data = pattern(2 * MIB, 9);
-    backend
-        .inner
-        .put(&path, PutPayload::from(data.clone()))
-        .await
-        .unwrap();
-    assert!(read(&store, &path, None).await.unwrap() == data);
-    settle(&cache, 2 * MIB).await;
-    drop((store, cache));
-
     // Restart: a new cache over the same directory rebuilds its index from the files.
-    let cache = BlockCache::new(disk_config(dir.path(), 64 * MIB)).await;
+    let (backend, cache, store) = on_disk_then_restarted(dir.path(), &path, &data).await;
     assert!(cache.disk_bytes() >= 2 * MIB);
-    let store = CachedStore::new(backend.clone(), cache.clone(), "test/volume");
     let gets = backend.gets.load(Ordering::SeqCst);
     assert!(read(&store, &path, None).await.unwrap() == data);
     assert_eq!(
@@ -401,20 +436,9 @@ async fn the_disk_tier_survives_a_restart_and_drops_corrupt_blocks() {
     assert_eq!(archway_cache::CacheStats::get(&cache.stats().disk_hits), 8);
 
     // Damage one block file on disk; a fresh memory tier must notice and refetch it.
-    let mut files = Vec::new();
-    for shard in std::fs::read_dir(dir.path()).unwrap() {
-        for f in std::fs::read_dir(shard.unwrap().path()).unwrap() {
-            files.push(f.unwrap().path());
-        }
-    }
-    let victim = &files[3];
-    let mut bytes = std::fs::read(victim).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0xFF;
-    std::fs::write(victim, bytes).unwrap();
+    damage(&block_files(dir.path())[3]);
     drop((store, cache));
-    let cache = BlockCache::new(disk_config(dir.path(), 64 * MIB)).await;
-    let store = CachedStore::new(backend.clone(), cache.clone(), "test/volume");
+    let (backend, cache, store) = restarted(dir.path(), &backend).await;
     let gets = backend.gets.load(Ordering::SeqCst);
     assert!(
         read(&store, &path, None).await.unwrap() == data,
@@ -441,21 +465,10 @@ fn block_index_of(file: &std::path::Path) -> u64 {
 #[tokio::test]
 async fn small_random_reads_take_only_their_pieces_from_the_disk_tier() {
     let dir = tempfile::tempdir().unwrap();
-    let (backend, cache, store) = setup(disk_config(dir.path(), 64 * MIB)).await;
     let path = Path::from("obj.fits");
     let data = pattern(2 * MIB, 5);
-    backend
-        .inner
-        .put(&path, PutPayload::from(data.clone()))
-        .await
-        .unwrap();
-    assert!(read(&store, &path, None).await.unwrap() == data);
-    settle(&cache, 2 * MIB).await;
-    drop((store, cache));
-
     // After a restart (empty memory tier): 4 KiB reads here and there, across piece edges.
-    let cache = BlockCache::new(disk_config(dir.path(), 64 * MIB)).await;
-    let store = CachedStore::new(backend.clone(), cache.clone(), "test/volume");
+    let (backend, cache, store) = on_disk_then_restarted(dir.path(), &path, &data).await;
     let gets = backend.gets.load(Ordering::SeqCst);
     // No read lands in the block after the one before it (that would be a sequential read).
     let offsets = [
@@ -493,16 +506,11 @@ async fn small_random_reads_take_only_their_pieces_from_the_disk_tier() {
     // A damaged piece: the read that covers it is served right (from the backend), counted,
     // and the block dropped.
     let block = 256 * 1024u64;
-    let victim = std::fs::read_dir(dir.path())
-        .unwrap()
-        .flat_map(|shard| std::fs::read_dir(shard.unwrap().path()).unwrap())
-        .map(|f| f.unwrap().path())
+    let victim = block_files(dir.path())
+        .into_iter()
         .find(|f| block_index_of(f) == 2)
         .unwrap();
-    let mut raw = std::fs::read(&victim).unwrap();
-    let last = raw.len() - 1;
-    raw[last] ^= 0xFF;
-    std::fs::write(&victim, raw).unwrap();
+    damage(&victim);
     let r = 3 * block - 100..3 * block - 10;
     assert!(
         read(&store, &path, Some(r.clone())).await.unwrap()
