@@ -58,6 +58,19 @@ impl Op {
     }
 }
 
+/// Adds `x` to the sum `s`, keeping what the addition loses in `c` (Neumaier's compensated
+/// summation: the total is `s + c`).
+#[inline]
+fn neumaier(s: &mut f64, c: &mut f64, x: f64) {
+    let t = *s + x;
+    if s.abs() >= x.abs() {
+        *c += (*s - t) + x;
+    } else {
+        *c += (x - t) + *s;
+    }
+    *s = t;
+}
+
 /// Count, extremes and moments of the values seen, mergeable.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Moments {
@@ -108,13 +121,7 @@ impl Moments {
                 hi = hi.max(x);
             }
             count += n;
-            let t = s + b;
-            if s.abs() >= b.abs() {
-                c += (s - t) + b;
-            } else {
-                c += (b - t) + s;
-            }
-            s = t;
+            neumaier(&mut s, &mut c, b);
         }
         m.count = count;
         m.missing = xs.len() as u64 - count;
@@ -157,13 +164,7 @@ impl Moments {
                 continue;
             }
             m.count += n;
-            let t = s + b;
-            if s.abs() >= b.abs() {
-                c += (s - t) + b;
-            } else {
-                c += (b - t) + s;
-            }
-            s = t;
+            neumaier(&mut s, &mut c, b);
             m.min = m.min.min(lo);
             m.max = m.max.max(hi);
         }
@@ -201,13 +202,7 @@ impl Moments {
         self.mean += delta * o.count as f64 / n;
         // Compensated addition of the other's sum.
         for x in [o.sum, o.compensation] {
-            let t = self.sum + x;
-            if self.sum.abs() >= x.abs() {
-                self.compensation += (self.sum - t) + x;
-            } else {
-                self.compensation += (x - t) + self.sum;
-            }
-            self.sum = t;
+            neumaier(&mut self.sum, &mut self.compensation, x);
         }
         self.count += o.count;
         self.min = self.min.min(o.min);
