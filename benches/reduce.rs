@@ -28,84 +28,91 @@ use std::time::Instant;
 use archway_compute::{Engine, Op, ReduceRequest};
 use archway_dataplane::object_store::local::LocalFileSystem;
 
-fn write_image(path: &Path, mib: usize) -> usize {
+/// Writes a FITS image of `rows` × 4096 pixels of `bitpix`, row by row: `pixel(row, col, x)`
+/// appends one pixel's big-endian bytes, `x` being a xorshift stream seeded by `seed`.
+/// Returns the bytes of data.
+fn write_fits(
+    path: &Path,
+    bitpix: i64,
+    rows: usize,
+    seed: u32,
+    mut pixel: impl FnMut(usize, usize, u32, &mut Vec<u8>),
+) -> usize {
+    use std::io::Write;
     let cols = 4096usize;
-    let rows = mib * 1024 * 1024 / 4 / cols;
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("bench file"));
-    let mut header = Vec::new();
-    for card in [
+    f.write_all(&archway_compute::header::write(&[
         "SIMPLE  =                    T".to_string(),
-        "BITPIX  =                  -32".to_string(),
+        format!("BITPIX  = {bitpix:>20}"),
         "NAXIS   =                    2".to_string(),
         format!("NAXIS1  = {cols:>20}"),
         format!("NAXIS2  = {rows:>20}"),
-        "END".to_string(),
-    ] {
-        header.extend_from_slice(format!("{card:<80}").as_bytes());
-    }
-    header.resize(2880, b' ');
-    std::io::Write::write_all(&mut f, &header).expect("write");
-    let mut x: u32 = 12345;
-    let mut row = Vec::with_capacity(cols * 4);
+    ]))
+    .expect("write");
+    let mut x = seed;
+    let mut row = Vec::with_capacity(cols * 8);
     for r in 0..rows {
         row.clear();
         for c in 0..cols {
             x ^= x << 13;
             x ^= x >> 17;
             x ^= x << 5;
-            let v = if (r * cols + c).is_multiple_of(997) {
+            pixel(r, c, x, &mut row);
+        }
+        f.write_all(&row).expect("write");
+    }
+    let data = rows * cols * bitpix.unsigned_abs() as usize / 8;
+    f.write_all(&vec![0u8; (2880 - data % 2880) % 2880])
+        .expect("write");
+    f.flush().expect("flush");
+    data
+}
+
+/// `mib` MiB of float32 values around 1000, one in 997 NaN; the bytes of data.
+fn write_image(path: &Path, mib: usize) -> usize {
+    write_fits(
+        path,
+        -32,
+        mib * 1024 * 1024 / 4 / 4096,
+        12345,
+        |r, c, x, row| {
+            let v = if (r * 4096 + c).is_multiple_of(997) {
                 f32::NAN
             } else {
                 1000.0 + (x % 10_000) as f32 * 0.01
             };
             row.extend_from_slice(&v.to_be_bytes());
-        }
-        std::io::Write::write_all(&mut f, &row).expect("write");
-    }
-    let data = rows * cols * 4;
-    let pad = (2880 - data % 2880) % 2880;
-    std::io::Write::write_all(&mut f, &vec![0u8; pad]).expect("write");
-    std::io::Write::flush(&mut f).expect("flush");
-    data
+        },
+    )
 }
 
 /// A 16-bit sky image of about `mib` MiB: a background with a gradient and noise, the kind of
-/// image fpack is made for.
+/// image fpack is made for; its pixels.
 fn write_sky(path: &Path, mib: usize) -> usize {
-    let cols = 4096usize;
-    let rows = (mib * 1024 * 1024 / 2 / cols).max(16);
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("bench file"));
-    let mut header = Vec::new();
-    for card in [
-        "SIMPLE  =                    T".to_string(),
-        "BITPIX  =                   16".to_string(),
-        "NAXIS   =                    2".to_string(),
-        format!("NAXIS1  = {cols:>20}"),
-        format!("NAXIS2  = {rows:>20}"),
-        "END".to_string(),
-    ] {
-        header.extend_from_slice(format!("{card:<80}").as_bytes());
+    let rows = (mib * 1024 * 1024 / 2 / 4096).max(16);
+    write_fits(path, 16, rows, 98765, |r, c, x, row| {
+        let v = 1000 + (r / 64 + c / 64) as i32 + (x % 64) as i32;
+        row.extend_from_slice(&(v as i16).to_be_bytes());
+    }) / 2
+}
+
+/// `stats` of `key` on the CPU.
+fn stats(key: &str) -> ReduceRequest {
+    ReduceRequest {
+        volume: "bench".into(),
+        key: key.into(),
+        op: Op::Stats,
+        hdu: None,
+        column: None,
+        bins: None,
+        range: None,
+        q: None,
+        approximate: false,
+        section: None,
+        factor: None,
+        output: Default::default(),
+        engine: Engine::Cpu,
     }
-    header.resize(2880, b' ');
-    std::io::Write::write_all(&mut f, &header).expect("write");
-    let mut x: u32 = 98765;
-    let mut row = Vec::with_capacity(cols * 2);
-    for r in 0..rows {
-        row.clear();
-        for c in 0..cols {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            let v = 1000 + (r / 64 + c / 64) as i32 + (x % 64) as i32;
-            row.extend_from_slice(&(v as i16).to_be_bytes());
-        }
-        std::io::Write::write_all(&mut f, &row).expect("write");
-    }
-    let data = rows * cols * 2;
-    let pad = (2880 - data % 2880) % 2880;
-    std::io::Write::write_all(&mut f, &vec![0u8; pad]).expect("write");
-    std::io::Write::flush(&mut f).expect("flush");
-    rows * cols
 }
 
 /// Times a command, best of three; None if it cannot run.
@@ -213,21 +220,7 @@ fn main() {
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let store = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).expect("local store"));
-    let req = ReduceRequest {
-        volume: "bench".into(),
-        key: "image.fits".into(),
-        op: Op::Stats,
-        hdu: None,
-        column: None,
-        bins: None,
-        range: None,
-        q: None,
-        approximate: false,
-        section: None,
-        factor: None,
-        output: Default::default(),
-        engine: Engine::Cpu,
-    };
+    let req = stats("image.fits");
     let (t_archway, r) = best_of(3, || {
         rt.block_on(archway_compute::run(store.clone(), &req))
             .expect("reduce")
@@ -284,21 +277,7 @@ fn tiled(rt: &tokio::runtime::Runtime, dir: &Path, mib: usize, python: &str) {
     let sky = dir.join("sky.fits");
     let pixels = write_sky(&sky, mib.max(4));
     let store = Arc::new(LocalFileSystem::new_with_prefix(dir).expect("local store"));
-    let mut req = ReduceRequest {
-        volume: "bench".into(),
-        key: "sky.fits".into(),
-        op: Op::Stats,
-        hdu: None,
-        column: None,
-        bins: None,
-        range: None,
-        q: None,
-        approximate: false,
-        section: None,
-        factor: None,
-        output: Default::default(),
-        engine: Engine::Cpu,
-    };
+    let mut req = stats("sky.fits");
     let plain = rt
         .block_on(archway_compute::run(store.clone(), &req))
         .expect("reduce sky");

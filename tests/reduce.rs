@@ -231,18 +231,13 @@ async fn reductions_through_the_api_and_the_cli() {
 
 /// A float32 image FITS file of `rows × cols` values `f(i)`.
 fn fits_image(rows: usize, cols: usize, f: impl Fn(usize) -> f32) -> Vec<u8> {
-    let mut out = Vec::new();
-    for card in [
+    let mut out = archway_compute::header::write(&[
         "SIMPLE  =                    T".to_string(),
         "BITPIX  =                  -32".to_string(),
         "NAXIS   =                    2".to_string(),
         format!("NAXIS1  = {cols:>20}"),
         format!("NAXIS2  = {rows:>20}"),
-        "END".to_string(),
-    ] {
-        out.extend_from_slice(format!("{card:<80}").as_bytes());
-    }
-    out.resize(out.len().div_ceil(2880) * 2880, b' ');
+    ]);
     for i in 0..rows * cols {
         out.extend_from_slice(&f(i).to_be_bytes());
     }

@@ -34,21 +34,16 @@ impl Array {
     pub fn encode(&self, format: ArrayFormat, cards: &[(String, String)]) -> Vec<u8> {
         match format {
             ArrayFormat::Fits => {
-                let mut header = Vec::new();
-                let mut card =
-                    |s: String| header.extend_from_slice(format!("{s:<80.80}").as_bytes());
-                card("SIMPLE  =                    T".into());
-                card("BITPIX  =                  -64".into());
-                card(format!("NAXIS   = {:>20}", self.shape.len()));
+                let mut header = vec![
+                    "SIMPLE  =                    T".to_string(),
+                    "BITPIX  =                  -64".to_string(),
+                    format!("NAXIS   = {:>20}", self.shape.len()),
+                ];
                 for (i, n) in self.shape.iter().enumerate() {
-                    card(format!("NAXIS{:<3}= {:>20}", i + 1, n));
+                    header.push(format!("NAXIS{:<3}= {:>20}", i + 1, n));
                 }
-                for (k, v) in cards {
-                    card(format!("{k:<8}= {v}"));
-                }
-                card("END".into());
-                header.resize(header.len().div_ceil(2880) * 2880, b' ');
-                let mut out = header;
+                header.extend(cards.iter().map(|(k, v)| format!("{k:<8}= {v}")));
+                let mut out = crate::header::write(&header);
                 for v in &self.values {
                     out.extend_from_slice(&v.to_be_bytes());
                 }

@@ -13,6 +13,17 @@ pub const BLOCK: usize = 2880;
 /// Bytes in a header card.
 pub const CARD: usize = 80;
 
+/// A header as written: each card padded to 80 characters, then `END`, then spaces to a
+/// whole block. Cards are given as their text (`"NAXIS   =                    2"`).
+pub fn write<S: AsRef<str>>(cards: &[S]) -> Vec<u8> {
+    let mut out = Vec::with_capacity((cards.len() + 1).div_ceil(BLOCK / CARD) * BLOCK);
+    for card in cards.iter().map(AsRef::as_ref).chain(["END"]) {
+        out.extend_from_slice(format!("{card:<80.80}").as_bytes());
+    }
+    out.resize(out.len().div_ceil(BLOCK) * BLOCK, b' ');
+    out
+}
+
 /// One keyword's value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {

@@ -254,15 +254,7 @@ async fn bad_files_and_requests_get_errors_that_name_the_problem() {
     );
     // Random groups in the primary HDU: named (501), and sized right, so the extension
     // after them is found.
-    let header = |cards: &[&str]| {
-        let mut h: Vec<u8> = cards
-            .iter()
-            .chain(&["END"])
-            .flat_map(|c| format!("{c:<80}").into_bytes())
-            .collect();
-        h.resize(2880, b' ');
-        h
-    };
+    let header = archway_compute::header::write::<&str>;
     let mut groups = header(&[
         "SIMPLE  =                    T",
         "BITPIX  =                  -32",
