@@ -99,19 +99,8 @@ fn write_sky(path: &Path, mib: usize) -> usize {
 /// `stats` of `key` on the CPU.
 fn stats(key: &str) -> ReduceRequest {
     ReduceRequest {
-        volume: "bench".into(),
-        key: key.into(),
-        op: Op::Stats,
-        hdu: None,
-        column: None,
-        bins: None,
-        range: None,
-        q: None,
-        approximate: false,
-        section: None,
-        factor: None,
-        output: Default::default(),
         engine: Engine::Cpu,
+        ..ReduceRequest::new("bench", key, Op::Stats)
     }
 }
 

@@ -11,19 +11,12 @@ use crate::{ComputeError, Engine, Op, ReduceRequest, Reduction, run};
 
 fn request(op: Op, hdu: Option<&str>, column: Option<&str>) -> ReduceRequest {
     ReduceRequest {
-        volume: "v".into(),
-        key: "f.fits".into(),
-        op,
         hdu: hdu.map(str::to_string),
         column: column.map(str::to_string),
         bins: Some(16),
-        range: None,
         q: Some(vec![0.25, 0.5]),
-        approximate: false,
-        section: None,
-        factor: None,
-        output: Default::default(),
         engine: Engine::Cpu,
+        ..ReduceRequest::new("v", "f.fits", op)
     }
 }
 

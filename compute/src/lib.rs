@@ -88,6 +88,28 @@ pub struct ReduceRequest {
     pub engine: Engine,
 }
 
+impl ReduceRequest {
+    /// `op` on `key` of `volume`, everything else by default (the first HDU with data, no
+    /// column, 10 bins over the data's range, engine `auto`).
+    pub fn new(volume: impl Into<String>, key: impl Into<String>, op: Op) -> Self {
+        Self {
+            volume: volume.into(),
+            key: key.into(),
+            op,
+            hdu: None,
+            column: None,
+            bins: None,
+            range: None,
+            q: None,
+            approximate: false,
+            section: None,
+            factor: None,
+            output: Default::default(),
+            engine: Engine::default(),
+        }
+    }
+}
+
 /// Accepts `"hdu": 1` as well as `"hdu": "SCI"`.
 fn hdu_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     #[derive(Deserialize)]

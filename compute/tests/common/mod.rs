@@ -32,18 +32,7 @@ pub async fn fixtures() -> Arc<dyn ObjectStore> {
 /// `op` on `key`, everything else by default, on the CPU.
 pub fn request(key: &str, op: Op) -> ReduceRequest {
     ReduceRequest {
-        volume: "v".into(),
-        key: key.into(),
-        op,
-        hdu: None,
-        column: None,
-        bins: None,
-        range: None,
-        q: None,
-        approximate: false,
-        section: None,
-        factor: None,
-        output: Default::default(),
         engine: Engine::Cpu,
+        ..ReduceRequest::new("v", key, op)
     }
 }
