@@ -529,16 +529,7 @@ async fn refusals_are_the_errors_users_expect() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let gw = Gateway::start(&data, &[]).await;
-    let token = gw.credential("archway_api_token");
-    let catalog = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(["catalog", "--gateway", &gw.url, "--token", &token, "--json"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
-    };
+    let catalog = |args: &[&str]| gw.catalog(args);
     catalog(&["user", "add", "bob"]);
     let key = catalog(&["user", "key", "create", "bob"]);
     let key_id = key["access_key_id"].as_str().unwrap().to_string();

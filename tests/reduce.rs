@@ -207,15 +207,7 @@ async fn reductions_through_the_api_and_the_cli() {
     assert_eq!(s, 409);
 
     // A user without access to the volume is refused, as for a read.
-    let cli = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(["catalog", "--gateway", &gw.url, "--token", &token, "--json"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        serde_json::from_slice::<Value>(&out.stdout).unwrap_or_default()
-    };
+    let cli = |args: &[&str]| gw.catalog(args);
     cli(&["user", "add", "eve"]);
     let eve = cli(&["user", "token", "create", "eve"])["secret"]
         .as_str()

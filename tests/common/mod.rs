@@ -87,6 +87,26 @@ impl Gateway {
             .unwrap_or_else(|| panic!("no {key} in credentials"))
     }
 
+    /// `archway catalog --json ARGS` against this gateway as the admin (its API token); the
+    /// JSON answer (null when it printed none). A failure fails the test.
+    pub fn catalog(&self, args: &[&str]) -> serde_json::Value {
+        let token = self.credential("archway_api_token");
+        let out = Command::new(BIN)
+            .args([
+                "catalog",
+                "--gateway",
+                &self.url,
+                "--token",
+                &token,
+                "--json",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
