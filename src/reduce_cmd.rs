@@ -112,9 +112,6 @@ pub async fn run(args: ReduceArgs) -> Result<()> {
     if volume.is_empty() {
         bail!("`{}`: name the object as VOLUME/KEY", args.object);
     }
-    if args.glob.is_some() || key.is_empty() || key.ends_with('/') {
-        return batch(&args, volume, key).await;
-    }
     let req = ReduceRequest {
         volume: volume.to_string(),
         key: key.to_string(),
@@ -134,6 +131,10 @@ pub async fn run(args: ReduceArgs) -> Result<()> {
         },
         engine: args.engine,
     };
+    if args.glob.is_some() || key.is_empty() || key.ends_with('/') {
+        let batch_req = BatchRequest::over(req, args.glob.clone(), BatchFormat::Ndjson);
+        return batch(&args, &batch_req).await;
+    }
     let client = connect(&args.target).await?;
     if matches!(req.op, Op::Cutout | Op::Bin) {
         return array(&args, &client, &req).await;
@@ -197,24 +198,10 @@ async fn array(
 }
 
 /// Every object under `prefix` (matching the glob), reduced by the gateway in parallel.
-async fn batch(args: &ReduceArgs, volume: &str, prefix: &str) -> Result<()> {
-    let req = BatchRequest {
-        volume: volume.to_string(),
-        prefix: prefix.to_string(),
-        glob: args.glob.clone(),
-        op: args.op,
-        hdu: args.hdu.clone(),
-        column: args.column.clone(),
-        bins: args.bins,
-        range: args.range,
-        q: (!args.q.is_empty()).then(|| args.q.clone()),
-        approximate: args.approximate,
-        engine: args.engine,
-        format: BatchFormat::Ndjson,
-    };
+async fn batch(args: &ReduceArgs, req: &BatchRequest) -> Result<()> {
     let client = connect(&args.target).await?;
     let (_, mut body) = client
-        .send(Method::POST, "/api/v1/reduce/batch", Some(&req))
+        .send(Method::POST, "/api/v1/reduce/batch", Some(req))
         .await
         .with_context(|| format!("reducing {}", args.object))?;
     let bar = indicatif::ProgressBar::new_spinner().with_style(

@@ -1356,6 +1356,25 @@ pub enum BatchFormat {
 }
 
 impl BatchRequest {
+    /// `req` over every key under `req.key` (a prefix) that matches `glob`: the same
+    /// reduction, answered as a table (arrays — cutouts, binning — are not batched).
+    pub fn over(req: ReduceRequest, glob: Option<String>, format: BatchFormat) -> Self {
+        Self {
+            volume: req.volume,
+            prefix: req.key,
+            glob,
+            op: req.op,
+            hdu: req.hdu,
+            column: req.column,
+            bins: req.bins,
+            range: req.range,
+            q: req.q,
+            approximate: req.approximate,
+            engine: req.engine,
+            format,
+        }
+    }
+
     /// The single-object request for `key`.
     pub fn for_key(&self, key: &str) -> ReduceRequest {
         ReduceRequest {
@@ -1543,6 +1562,30 @@ pub fn csv_row(event: &BatchEvent) -> Option<String> {
 #[cfg(test)]
 mod batch_tests {
     use super::*;
+
+    #[test]
+    fn a_batch_asks_each_object_what_the_request_asked() {
+        let req = ReduceRequest {
+            hdu: Some("SCI".into()),
+            column: Some("FLUX".into()),
+            bins: Some(7),
+            range: Some([0.0, 1.0]),
+            q: Some(vec![0.5]),
+            approximate: true,
+            engine: Engine::Cpu,
+            ..ReduceRequest::new("demo", "obs/2024/", Op::Quantiles)
+        };
+        let batch = BatchRequest::over(req.clone(), Some("*.fits".into()), BatchFormat::Csv);
+        assert_eq!(batch.prefix, "obs/2024/");
+        assert!(batch.selects("obs/2024/a.fits") && !batch.selects("obs/2024/a.txt"));
+        assert_eq!(
+            batch.for_key("obs/2024/a.fits"),
+            ReduceRequest {
+                key: "obs/2024/a.fits".into(),
+                ..req
+            }
+        );
+    }
 
     #[test]
     fn globs_match_like_a_shell() {
