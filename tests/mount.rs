@@ -195,12 +195,7 @@ fn python_seeks(file: &Path) -> String {
 
 /// Sum of `archway_s3_requests_total` for one S3 operation.
 async fn s3_requests(gw: &Gateway, op: &str) -> u64 {
-    let body = reqwest::get(format!("{}/metrics", gw.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = gw.metrics().await;
     let label = format!("op=\"{op}\"");
     body.lines()
         .filter(|l| l.starts_with("archway_s3_requests_total") && l.contains(&label))

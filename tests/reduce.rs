@@ -238,12 +238,7 @@ fn fits_image(rows: usize, cols: usize, f: impl Fn(usize) -> f32) -> Vec<u8> {
 }
 
 async fn s3_bytes_out(gw: &Gateway) -> u64 {
-    let body = reqwest::get(format!("{}/metrics", gw.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = gw.metrics().await;
     body.lines()
         .find(|l| l.starts_with("archway_s3_bytes_total{direction=\"out\"}"))
         .map_or(0, |l| {

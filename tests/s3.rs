@@ -318,12 +318,7 @@ async fn signatures_and_grants_are_enforced() {
     );
 
     // S3 requests are counted by operation and result.
-    let metrics = reqwest::get(format!("{}/metrics", gw.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains(r#"archway_s3_requests_total{op="ListObjectsV2",result="client_error"}"#),
         "{metrics}"

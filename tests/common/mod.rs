@@ -107,6 +107,16 @@ impl Gateway {
         serde_json::from_slice(&out.stdout).unwrap_or_default()
     }
 
+    /// The gateway's Prometheus metrics, as text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
