@@ -146,29 +146,12 @@ pub fn run_unmount(mountpoint: &Path, lazy: bool) -> Result<()> {
 
 /// The mount's watchdog (`archway unmount --when-stdin-closes MOUNTPOINT`, started by the
 /// mount process with its standard input a pipe from it): when the pipe closes, the mount
-/// process has ended. If it ended without unmounting (killed: SIGKILL, the OOM killer) and
-/// the mount is left dead ("Transport endpoint is not connected"), it is detached.
-/// fusermount3's own auto-unmount does the same, but can miss a process killed while the
-/// kernel is still tearing its connection down; this one waits for that. A live mount (a
-/// new one at the same place) is never touched.
+/// process has ended, and a mount it left dead is detached ([`session::detach_if_dead`]).
 pub fn watch_and_unmount(mountpoint: &Path) -> Result<()> {
     let mut sink = Vec::new();
     let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
-    for _ in 0..100 {
-        if !session::is_mounted(mountpoint) {
-            return Ok(());
-        }
-        // Listing asks the filesystem itself (attributes may come from the kernel's cache).
-        match std::fs::read_dir(mountpoint) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotConnected => {
-                session::unmount(mountpoint, true)?;
-                return Ok(());
-            }
-            // Still answering: fusermount3 may be detaching it, or it is someone else's.
-            _ => std::thread::sleep(std::time::Duration::from_millis(100)),
-        }
-    }
-    Ok(())
+    session::detach_if_dead(mountpoint)
+        .with_context(|| format!("detaching {}", mountpoint.display()))
 }
 
 /// Starts the watchdog for `mountpoint` (see [`watch_and_unmount`]); it lives in its own

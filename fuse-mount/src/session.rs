@@ -251,6 +251,28 @@ fn unescape_mount_path(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// For after the mount's process ended: if it ended without unmounting (killed: SIGKILL,
+/// the OOM killer) and `mountpoint` is left dead ("Transport endpoint is not connected"),
+/// detaches it. fusermount3's own auto-unmount does the same, but can miss a process killed
+/// while the kernel is still tearing its connection down; this waits for that (up to 10 s).
+/// A live mount (a new one at the same place) is never touched.
+pub fn detach_if_dead(mountpoint: &Path) -> io::Result<()> {
+    for _ in 0..100 {
+        if !is_mounted(mountpoint) {
+            return Ok(());
+        }
+        // Listing asks the filesystem itself (attributes may come from the kernel's cache).
+        match std::fs::read_dir(mountpoint) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+                return unmount(mountpoint, true);
+            }
+            // Still answering: fusermount3 may be detaching it, or it is someone else's.
+            _ => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
+    Ok(())
+}
+
 /// Unmounts a FUSE mount (also a dead one: "Transport endpoint is not connected").
 pub fn unmount(mountpoint: &Path, lazy: bool) -> io::Result<()> {
     if !is_mounted(mountpoint) {
