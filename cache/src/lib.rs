@@ -286,9 +286,33 @@ impl BlockCache {
 
     /// Records where a read stopped.
     pub(crate) fn remember_position(&self, scope: &Arc<str>, path: &str, next: u64, window: u64) {
+        self.record_position(scope, path, next, |_| window);
+    }
+
+    /// Records a small read inside block `index`: the reader's next block is `index + 1`. A
+    /// window already recorded for that block (small reads inside a block a sequential read
+    /// reached) is kept, so a reader going on into the next block keeps its read-ahead.
+    pub(crate) fn remember_small_read(&self, scope: &Arc<str>, path: &str, index: u64) {
+        self.record_position(scope, path, index + 1, |old| {
+            old.filter(|p| p.next == index + 1 && p.at.elapsed() < POSITION_TTL)
+                .map_or(1, |p| p.window)
+        });
+    }
+
+    /// Records that a read of `path` stopped before block `next`, with the window `window`
+    /// gives from what was recorded before; under one lock.
+    fn record_position(
+        &self,
+        scope: &Arc<str>,
+        path: &str,
+        next: u64,
+        window: impl FnOnce(Option<&Position>) -> u64,
+    ) {
         let Ok(mut positions) = self.positions.lock() else {
             return;
         };
+        let key = (scope.clone(), path.to_string());
+        let window = window(positions.get(&key));
         if positions.len() >= MAX_POSITIONS {
             positions.retain(|_, p| p.at.elapsed() < POSITION_TTL);
             if positions.len() >= MAX_POSITIONS {
@@ -296,21 +320,13 @@ impl BlockCache {
             }
         }
         positions.insert(
-            (scope.clone(), path.to_string()),
+            key,
             Position {
                 next,
                 window,
                 at: std::time::Instant::now(),
             },
         );
-    }
-
-    /// Records a small read inside block `index`: the reader's next block is `index + 1`. A
-    /// window already recorded for that block (small reads inside a block a sequential read
-    /// reached) is kept, so a reader going on into the next block keeps its read-ahead.
-    pub(crate) fn remember_small_read(&self, scope: &Arc<str>, path: &str, index: u64) {
-        let window = self.sequential_window(scope, path, index + 1).unwrap_or(1);
-        self.remember_position(scope, path, index + 1, window);
     }
 
     /// Bytes of blocks on disk (0 without a disk tier).
