@@ -456,16 +456,28 @@ async fn remote_volumes(args: &MountArgs, gateway: &str) -> Result<Vec<MountVolu
 
 /// The profile's keys from the AWS shared credentials file, if there is one.
 fn credentials_profile(args: &MountArgs) -> Result<Option<HashMap<String, String>>> {
+    credentials_profile_in(args, std::env::var_os("HOME").map(PathBuf::from))
+}
+
+fn credentials_profile_in(
+    args: &MountArgs,
+    home: Option<PathBuf>,
+) -> Result<Option<HashMap<String, String>>> {
     let path = match &args.credentials_file {
         Some(p) => p.clone(),
-        None => match std::env::var_os("HOME") {
-            Some(home) => PathBuf::from(home).join(".aws/credentials"),
+        None => match home {
+            Some(home) => home.join(".aws/credentials"),
             None => return Ok(None),
         },
     };
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.credentials_file.is_none() => {
+        // The default file is only a fallback: one that is missing or unreadable (another
+        // user's home, mode 0700) is reported, and credentials may still come from elsewhere.
+        Err(e) if args.credentials_file.is_none() => {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(file = %path.display(), error = %e, "not reading the default credentials file");
+            }
             return Ok(None);
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
@@ -607,6 +619,28 @@ mod tests {
         );
         assert_eq!(parse_umask("027").unwrap(), 0o27);
         assert!(parse_umask("999").is_err());
+    }
+
+    #[test]
+    fn an_unreadable_default_credentials_file_is_not_fatal_but_a_named_one_is() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            mount: MountArgs,
+        }
+        let home = tempfile::tempdir().unwrap();
+        // A directory where the file should be: reading it fails, as an unreadable home does.
+        std::fs::create_dir_all(home.path().join(".aws/credentials")).unwrap();
+        let mut args = Cli::parse_from(["mount", "/mnt"]).mount;
+        args.credentials_file = None; // whatever the environment says
+        let found = credentials_profile_in(&args, Some(home.path().to_path_buf())).unwrap();
+        assert!(found.is_none());
+        let named = home.path().join(".aws/credentials");
+        let mut args = Cli::parse_from(["mount", "/mnt"]).mount;
+        args.credentials_file = Some(named);
+        let err = credentials_profile_in(&args, None).unwrap_err();
+        assert!(format!("{err:#}").contains("reading"), "{err:#}");
     }
 
     #[test]

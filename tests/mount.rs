@@ -603,17 +603,29 @@ async fn refusals_are_the_errors_users_expect() {
     );
     drop(m);
 
-    // Without the permission to use /dev/fuse, the message says so.
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            BIN,
-            "mount",
-        ])
+    // Without the permission to use /dev/fuse, the message says so — before anything else
+    // (credentials, the catalogue). The test does not depend on the machine: in a mount
+    // namespace of its own, /dev/fuse is a root-only file whatever its mode on the host, and
+    // HOME is an empty folder, so no credentials file of the host is read.
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let fake_fuse = dir.path().join("fuse-root-only");
+    std::fs::write(&fake_fuse, b"").unwrap();
+    std::fs::set_permissions(
+        &fake_fuse,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount --bind "$0" /dev/fuse && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$@""#)
+        .arg(&fake_fuse)
+        .args([BIN, "mount"])
         .arg(&mp)
         .args(["--gateway", &gw.url, "--foreground"])
+        .env("HOME", &home)
+        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+        .env_remove("AWS_ACCESS_KEY_ID")
         .output()
         .unwrap();
     assert!(!out.status.success());
