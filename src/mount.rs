@@ -544,14 +544,14 @@ async fn local_volumes(
     let mut fs = fs_config(args)?;
     fs.part_size = opened.config.limits.upload_part_size;
     fs.upload_concurrency = opened.config.limits.upload_concurrency;
+    fs.max_object_bytes = opened.config.limits.max_object_bytes;
     let admin = Principal {
         user: crate::serve::ADMIN_USER.into(),
         admin: true,
     };
     let dataplane = &opened.state.dataplane;
     let all = dataplane
-        .catalog()
-        .list_volumes(Some(&admin), &VolumeQuery::default())
+        .volumes(Some(&admin), &VolumeQuery::default())
         .await?;
     let mut volumes = Vec::new();
     for (volume, _) in all {
@@ -561,12 +561,14 @@ async fn local_volumes(
         match dataplane.open(Some(&admin), &volume.id, Op::Get).await {
             Ok(h) => volumes.push(MountVolume {
                 name: volume.id.clone(),
-                store: h.store().clone(),
+                // The dataplane's checked handle: every call is held to the volume's rules.
+                store: h.object_store(),
                 lister: None,
-                writes: if volume.read_only || args.read_only {
-                    Writes::ReadOnly
-                } else {
-                    Writes::Allowed
+                writes: match h.allow(Op::Put) {
+                    _ if args.read_only => Writes::ReadOnly,
+                    Ok(()) => Writes::Allowed,
+                    Err(archway_dataplane::DataplaneError::ReadOnly { .. }) => Writes::ReadOnly,
+                    Err(_) => Writes::Denied,
                 },
             }),
             Err(e) => tracing::warn!(volume = %volume.id, error = %e, "not mounted"),

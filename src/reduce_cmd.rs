@@ -216,7 +216,7 @@ async fn batch(args: &ReduceArgs, req: &BatchRequest) -> Result<()> {
     let mut summary = None;
     let mut failed = 0u64;
     if args.format == "csv" {
-        print!("{}", archway_compute::csv_header());
+        print!("{}", archway_compute::batch::csv_header());
     }
     while let Some(chunk) = body.next().await {
         pending.extend_from_slice(&chunk?);
@@ -240,8 +240,8 @@ async fn batch(args: &ReduceArgs, req: &BatchRequest) -> Result<()> {
             match args.format.as_str() {
                 "ndjson" => println!("{}", String::from_utf8_lossy(&line).trim_end()),
                 "csv" => {
-                    if let Some(row) = archway_compute::csv_row(&event) {
-                        print!("{row}");
+                    if let Some(row) = archway_compute::batch::csv_row(&event) {
+                        std::io::Write::write_all(&mut std::io::stdout(), &row)?;
                     }
                 }
                 _ => {}

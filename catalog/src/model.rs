@@ -17,7 +17,8 @@ use crate::CatalogError;
 pub const RESERVED_VOLUME_IDS: &[&str] = &["api", "healthz", "metrics", "ui", "static", "admin"];
 
 /// Milliseconds since the Unix epoch, rendered as RFC 3339 in JSON.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, utoipa::ToSchema)]
+#[schema(value_type = String, format = DateTime, example = "2026-12-01T07:03:37.123Z")]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
@@ -63,7 +64,19 @@ impl<'de> Deserialize<'de> for Timestamp {
 }
 
 /// What a principal may do with a volume. Ordered: each level includes the ones before it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Access {
     Read,
@@ -100,7 +113,9 @@ impl fmt::Display for Access {
 }
 
 /// An archive is curated data, read-only by default; a workspace is personal or team space.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum VolumeKind {
     #[default]
@@ -129,7 +144,7 @@ impl VolumeKind {
 }
 
 /// The result of walking a volume: how many objects and bytes it held, and when.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScanSummary {
     pub objects: u64,
     pub bytes: u64,
@@ -137,7 +152,7 @@ pub struct ScanSummary {
 }
 
 /// A data volume: where it lives (backend + prefix), what it is, and who owns it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Volume {
     pub id: String,
     pub title: String,
@@ -155,6 +170,7 @@ pub struct Volume {
     pub public_read: bool,
     pub owner: Option<String>,
     /// Free-form metadata (STAC `providers`, `extent`, …): always a JSON object.
+    #[schema(value_type = Object)]
     pub extra: serde_json::Map<String, serde_json::Value>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -162,7 +178,7 @@ pub struct Volume {
 }
 
 /// The body of a volume creation: everything but the times and the scan.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewVolume {
     pub id: String,
     #[serde(default)]
@@ -194,11 +210,12 @@ pub struct NewVolume {
     #[serde(default)]
     pub owner: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A partial update: absent fields stay; `null` clears an optional field.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VolumePatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
@@ -256,6 +273,7 @@ pub struct VolumePatch {
     )]
     pub owner: Option<Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub extra: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -275,7 +293,8 @@ where
 }
 
 /// Search and filters over the volumes a principal may see.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct VolumeQuery {
     /// Full-text query over title, description, tags, mission and instrument: every word must
     /// match (as a word prefix, case-insensitively).
@@ -298,7 +317,7 @@ pub struct VolumeQuery {
 }
 
 /// A user; `admin` may change the catalogue and reach every volume.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct User {
     pub name: String,
     pub display_name: String,
@@ -311,7 +330,7 @@ pub struct User {
 }
 
 /// An S3 access key: its id is public, its secret is shown once and stored encrypted.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccessKey {
     pub access_key_id: String,
     pub user: String,
@@ -320,7 +339,7 @@ pub struct AccessKey {
 }
 
 /// A freshly created access key with its secret, returned once.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewAccessKey {
     #[serde(flatten)]
     pub key: AccessKey,
@@ -337,7 +356,7 @@ impl fmt::Debug for NewAccessKey {
 }
 
 /// An HTTP API bearer token: only a hash of its secret is stored.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiToken {
     pub id: String,
     pub user: String,
@@ -347,7 +366,7 @@ pub struct ApiToken {
 }
 
 /// A freshly created token with its secret form, returned once.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewApiToken {
     #[serde(flatten)]
     pub token: ApiToken,
@@ -363,7 +382,7 @@ impl fmt::Debug for NewApiToken {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Group {
     pub name: String,
     pub description: String,
@@ -372,7 +391,9 @@ pub struct Group {
 }
 
 /// Who a grant is for.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase", tag = "kind", content = "name")]
 pub enum Subject {
     User(String),
@@ -412,7 +433,7 @@ impl fmt::Display for Subject {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Grant {
     pub subject: Subject,
     pub volume: String,

@@ -13,7 +13,17 @@ use crate::ComputeError;
 pub const MAX_OUTPUT_VALUES: u64 = 32 * 1024 * 1024;
 
 /// How an array answer is encoded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ArrayFormat {
     #[default]

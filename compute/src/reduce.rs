@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What to compute.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Op {
     Count,
@@ -35,6 +35,11 @@ pub enum Op {
 }
 
 impl Op {
+    /// Whether the answer is an array (sent as FITS or NPY) rather than numbers.
+    pub fn answers_array(self) -> bool {
+        matches!(self, Op::Cutout | Op::Bin)
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         serde_json::from_value(serde_json::Value::String(s.to_ascii_lowercase())).ok()
     }

@@ -415,10 +415,8 @@ impl Backend {
             .unwrap_or(&self.config.url)
             .trim_end_matches('/')
             .to_string();
-        let store = limited(
-            build_s3(&self.config, bucket, Some(&endpoint))?,
-            self.concurrency,
-        );
+        let peer = crate::peer::PeerStore::new(s3_store(&self.config, bucket, Some(&endpoint))?);
+        let store = limited(Arc::new(peer), self.concurrency);
         stores.insert(bucket.to_string(), store.clone());
         Ok(store)
     }
@@ -500,7 +498,9 @@ pub fn gateway_volume(
         .strip_prefix("archway+")
         .unwrap_or(&config.url)
         .trim_end_matches('/');
-    let s3 = Arc::new(s3_store(config, volume, Some(endpoint)).map_err(fail)?);
+    let s3 = Arc::new(crate::peer::PeerStore::new(
+        s3_store(config, volume, Some(endpoint)).map_err(fail)?,
+    ));
     Ok(GatewayVolume {
         store: s3.clone(),
         lister: s3,

@@ -13,8 +13,8 @@ use futures::{TryStreamExt, stream};
 use crate::cache::CacheConfig;
 use crate::catalog::{Access, Catalog, CatalogConfig, NewVolume, Principal, Subject, VolumeKind};
 use crate::{
-    BackendConfig, Dataplane, DataplaneConfig, DataplaneError, LimitsConfig, ListRequest,
-    PutRequest, ReadRange, ReadRequest,
+    BackendConfig, BodyError, Dataplane, DataplaneConfig, DataplaneError, LimitsConfig,
+    ListRequest, PutRequest, ReadRange, ReadRequest,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -161,7 +161,7 @@ async fn run_with(backend: BackendConfig, caps: Capabilities, cache: CacheConfig
 async fn put(f: &Fixture, volume: &str, key: &str, data: &[u8]) {
     let body = stream::iter(
         data.chunks(64 * 1024)
-            .map(|c| Ok::<_, std::io::Error>(Bytes::copy_from_slice(c)))
+            .map(|c| Ok::<_, BodyError>(Bytes::copy_from_slice(c)))
             .collect::<Vec<_>>(),
     );
     f.dataplane
@@ -545,7 +545,7 @@ async fn keys_are_checked(f: &Fixture) {
                 Some(&f.admin),
                 "rw-vol",
                 key,
-                stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from_static(b"x"))]),
+                stream::iter(vec![Ok::<_, BodyError>(Bytes::from_static(b"x"))]),
                 PutRequest::default(),
             )
             .await
@@ -581,7 +581,7 @@ async fn access_is_checked(f: &Fixture) {
         read(f, &f.reader, "rw-vol", "secret.txt", ReadRequest::default()).await,
         b"s"
     );
-    let body = || stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from_static(b"x"))]);
+    let body = || stream::iter(vec![Ok::<_, BodyError>(Bytes::from_static(b"x"))]);
     let err = f
         .dataplane
         .put(
@@ -656,7 +656,7 @@ async fn access_is_checked(f: &Fixture) {
 
 async fn multipart_uploads(f: &Fixture) {
     let dp = &f.dataplane;
-    let body = |data: Vec<u8>| stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from(data))]);
+    let body = |data: Vec<u8>| stream::iter(vec![Ok::<_, BodyError>(Bytes::from(data))]);
     let part1 = pattern(5 * MIB, 11);
     let part2 = pattern(5 * MIB, 12);
     let part3 = pattern(123_457, 13);
@@ -759,7 +759,10 @@ async fn multipart_uploads(f: &Fixture) {
         )
         .await
         .expect_err("order");
-    assert!(matches!(err, DataplaneError::InvalidPart { .. }), "{err}");
+    assert!(
+        matches!(err, DataplaneError::InvalidPartOrder { .. }),
+        "{err}"
+    );
     let err = dp
         .complete_upload(
             Some(&f.admin),

@@ -1,17 +1,30 @@
-//! The dataplane: the one read/write path that every front (S3, FUSE, compute) shares.
+//! The dataplane: the one read/write path that every front (S3, FUSE, compute) shares, and
+//! the one place that decides who may do what.
 //!
 //! A volume is a catalogue record naming a backend and a prefix; the dataplane resolves it to an
-//! `Arc<dyn ObjectStore>` rooted at that prefix ([`backend`]), checks the caller's access on
-//! every call, validates keys so nothing reaches outside the volume ([`key`]), and performs the
-//! operation ([`Dataplane`]). Errors come back as one [`DataplaneError`] enum with the volume and
-//! key; the fronts map it to S3 errors, HTTP statuses or errno, each in one place.
+//! `Arc<dyn ObjectStore>` rooted at that prefix ([`backend`]) and hands a front only a checked
+//! handle, [`VolumeStore`], which checks the caller's access, the volume's limits and the key
+//! rules ([`key`]) on every call — through its own methods and through the `ObjectStore`
+//! implementation that the mount and the compute path use. Catalogue changes a caller asks for
+//! (volumes, workspaces, grants, users, keys, tokens, groups) are checked in [`curation`].
+//! Every write, whichever front it comes from, goes through [`write::write_stream`]. Errors
+//! come back as one [`DataplaneError`] enum with the volume and key; the fronts map it to S3
+//! errors, HTTP statuses or errno, each in one place.
 
 pub mod backend;
+mod checked;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod curation;
+pub mod error;
 pub mod key;
+mod listing;
+pub mod peer;
 mod plane;
+mod read;
 pub mod uploads;
+mod volume;
+pub mod write;
 
 use std::collections::BTreeMap;
 
@@ -20,8 +33,13 @@ use serde::{Deserialize, Serialize};
 pub use archway_cache as cache;
 pub use archway_catalog as catalog;
 pub use backend::{BackendConfig, BackendKind, GatewayVolume, Secret, gateway_volume};
+pub use error::{BodyError, DataplaneError};
+pub use listing::{ListPage, ListRequest};
 pub use object_store;
-pub use plane::*;
+pub use plane::Dataplane;
+pub use read::{ObjectInfo, ObjectRead, ReadRange, ReadRequest};
+pub use volume::{PeerLocation, VolumeStore};
+pub use write::{PutOutcome, PutRequest, WriteShape, Written};
 
 /// The `[workspaces]` section: where new workspace volumes live.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -147,89 +165,25 @@ impl Op {
     }
 }
 
-impl std::fmt::Display for Op {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+impl Op {
+    /// Whether the operation changes a volume's data (refused on read-only volumes).
+    pub fn writes(self) -> bool {
+        matches!(self, Op::Put | Op::Copy | Op::Delete)
+    }
+
+    /// The access level the operation needs.
+    pub fn needs(self) -> catalog::Access {
+        match self {
+            Op::List | Op::Head | Op::Get => catalog::Access::Read,
+            Op::Put | Op::Copy | Op::Delete => catalog::Access::Write,
+            Op::Scan => catalog::Access::Admin,
+        }
     }
 }
 
-/// Everything that can go wrong on the dataplane, with the volume and key it concerns.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DataplaneError {
-    #[error("volume `{volume}` does not exist")]
-    NoSuchVolume { volume: String },
-    #[error("access to volume `{volume}` denied for {op}")]
-    AccessDenied { volume: String, op: Op },
-    #[error("volume `{volume}` is read-only")]
-    ReadOnly { volume: String },
-    #[error("invalid key `{key}`: {reason}")]
-    InvalidKey { key: String, reason: String },
-    #[error("no object `{key}` in volume `{volume}`")]
-    NoSuchKey { volume: String, key: String },
-    #[error("precondition failed for `{key}` in volume `{volume}`")]
-    PreconditionFailed { volume: String, key: String },
-    #[error("`{key}` in volume `{volume}` not modified")]
-    NotModified { volume: String, key: String },
-    #[error("range not satisfiable for `{key}` in volume `{volume}` ({size} bytes)")]
-    InvalidRange {
-        volume: String,
-        key: String,
-        size: u64,
-    },
-    #[error("invalid request: {message}")]
-    InvalidRequest { message: String },
-    #[error("volume `{volume}` uses backend `{backend}`, which is not configured")]
-    UnknownBackend { volume: String, backend: String },
-    #[error("backend `{backend}`: {message}")]
-    Backend { backend: String, message: String },
-    #[error("{op} `{key}` in volume `{volume}` failed: {source}")]
-    Store {
-        volume: String,
-        key: String,
-        op: Op,
-        #[source]
-        source: Box<object_store::Error>,
-    },
-    #[error("upload body for `{key}` in volume `{volume}` failed: {message}")]
-    Body {
-        volume: String,
-        key: String,
-        message: String,
-    },
-    #[error("no multipart upload `{upload_id}` for this key")]
-    NoSuchUpload { upload_id: String },
-    #[error("upload `{upload_id}`: {message}")]
-    InvalidPart { upload_id: String, message: String },
-    #[error("{message}")]
-    EntityTooSmall { message: String },
-    #[error("`{key}` in volume `{volume}` would exceed {limit} bytes ({what})")]
-    EntityTooLarge {
-        volume: String,
-        key: String,
-        limit: u64,
-        what: &'static str,
-    },
-    #[error("upload spool: {message}")]
-    Spool { message: String },
-    #[error(transparent)]
-    Catalog(#[from] catalog::CatalogError),
-}
-
-impl DataplaneError {
-    /// True when retrying the same request cannot succeed.
-    pub fn is_permanent(&self) -> bool {
-        match self {
-            DataplaneError::Store { source, .. } => !matches!(
-                **source,
-                object_store::Error::Generic { .. } | object_store::Error::JoinError { .. }
-            ),
-            DataplaneError::Catalog(e) => e.is_permanent(),
-            DataplaneError::Backend { .. }
-            | DataplaneError::Body { .. }
-            | DataplaneError::Spool { .. } => false,
-            _ => true,
-        }
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -20,7 +20,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::catalog::{Access, Principal};
 use crate::key::parse_key;
-use crate::{Dataplane, DataplaneError, Op, PutOutcome, PutRequest, Result};
+use crate::{BodyError, Dataplane, DataplaneError, Op, PutOutcome, PutRequest, Result};
 
 /// S3's limits on parts.
 pub const MAX_PART_NUMBER: u32 = 10_000;
@@ -158,7 +158,7 @@ impl Dataplane {
     }
 
     /// Stores part `number` of an upload (replacing an earlier part of that number).
-    pub async fn upload_part<S, E>(
+    pub async fn upload_part<S>(
         &self,
         who: Option<&Principal>,
         volume: &str,
@@ -168,8 +168,7 @@ impl Dataplane {
         body: S,
     ) -> Result<PartInfo>
     where
-        S: Stream<Item = std::result::Result<Bytes, E>> + Send,
-        E: std::fmt::Display,
+        S: Stream<Item = std::result::Result<Bytes, BodyError>> + Send,
     {
         if !(1..=MAX_PART_NUMBER).contains(&number) {
             return Err(DataplaneError::InvalidRequest {
@@ -188,10 +187,10 @@ impl Dataplane {
         let max = MAX_PART_SIZE.min(self.config().limits.max_object_bytes);
         let result: Result<()> = async {
             while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| DataplaneError::Body {
+                let chunk = chunk.map_err(|source| DataplaneError::Body {
                     volume: volume.to_string(),
                     key: key.to_string(),
-                    message: e.to_string(),
+                    source,
                 })?;
                 hasher.update(&chunk);
                 size += chunk.len() as u64;
@@ -315,9 +314,11 @@ impl Dataplane {
         let mut previous = 0;
         for (i, (number, etag)) in parts.iter().enumerate() {
             if *number <= previous {
-                return Err(invalid(format!(
-                    "parts must be listed in ascending order (part {number} after {previous})"
-                )));
+                return Err(DataplaneError::InvalidPartOrder {
+                    upload_id: upload_id.to_string(),
+                    part: *number,
+                    previous,
+                });
             }
             previous = *number;
             let wanted = etag.trim_matches('"').to_ascii_lowercase();
@@ -341,12 +342,16 @@ impl Dataplane {
         }
         let body = futures::stream::iter(files)
             .then(|path| async move {
-                tokio::fs::File::open(&path)
-                    .await
-                    .map(|f| tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024))
-                    .map_err(|e| io_error("opening", &path, e).to_string())
+                let what = format!("the upload's part {}", path.display());
+                match tokio::fs::File::open(&path).await {
+                    Ok(f) => Ok(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024)
+                        .map_err(move |source| BodyError::Local {
+                            what: what.clone(),
+                            source,
+                        })),
+                    Err(source) => Err(BodyError::Local { what, source }),
+                }
             })
-            .map_ok(|s| s.map_err(|e| e.to_string()))
             .try_flatten();
         let req = PutRequest {
             content_type: meta.content_type.clone(),

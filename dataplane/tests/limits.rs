@@ -9,7 +9,10 @@ use futures::stream;
 
 const MIB: usize = 1024 * 1024;
 
-fn body(len: usize, chunk: usize) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+fn body(
+    len: usize,
+    chunk: usize,
+) -> impl futures::Stream<Item = Result<Bytes, archway_dataplane::BodyError>> {
     stream::iter(
         (0..len)
             .step_by(chunk)

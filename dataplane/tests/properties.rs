@@ -60,7 +60,7 @@ proptest! {
             })
             .await;
             for k in &keys {
-                let body = futures::stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from_static(b"x"))]);
+                let body = futures::stream::iter(vec![Ok::<_, archway_dataplane::BodyError>(Bytes::from_static(b"x"))]);
                 f.dataplane.put(Some(&f.admin), "rw-vol", k, body, PutRequest::default()).await.unwrap();
             }
             // What one listing must return: matching keys, grouped at the delimiter, sorted.

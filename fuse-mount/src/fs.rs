@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use object_store::list::PaginatedListOptions;
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 
 use crate::spool::Spool;
 use crate::{FsConfig, FsError, MountMetrics, MountVolume, Result, Writes};
@@ -1107,59 +1107,55 @@ impl Fs {
         }
     }
 
+    /// Uploads the spool's content through the dataplane's one write path: one request up to
+    /// a part, a multipart upload above, committed only when every byte went. Returns the new
+    /// version tag as the store gives it.
     async fn put_spool(&self, volume: usize, key: &str, spool: &Spool) -> Result<Option<String>> {
         let v = self.volume(volume);
         let location = path(key)?;
-        let store_error = |op| move |e| FsError::store(&v.name, key, op, e);
-        let spool_error = |source| FsError::Spool {
-            volume: v.name.clone(),
-            key: key.to_string(),
-            source,
-        };
         let size = spool.size();
         let part = self.config.part_size;
-        if size <= part as u64 {
-            let data = spool.read_at(0, size as usize).await.map_err(spool_error)?;
-            self.metrics.backend("put");
-            let r = v
-                .store
-                .put(&location, PutPayload::from_bytes(data))
-                .await
-                .map_err(store_error("put"))?;
-            self.metrics.uploaded_bytes.inc_by(size);
-            return Ok(r.e_tag);
-        }
-        self.metrics.backend("multipart");
-        let upload = v
-            .store
-            .put_multipart(&location)
-            .await
-            .map_err(store_error("put"))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, part);
-        let mut offset = 0u64;
-        while offset < size {
-            if let Err(e) = writer
-                .wait_for_capacity(self.config.upload_concurrency)
-                .await
-            {
-                return Err(store_error("put")(e));
+        let body = futures::stream::try_unfold(0u64, move |offset| async move {
+            if offset >= size {
+                return Ok(None);
             }
-            let chunk = match spool.read_at(offset, part).await {
-                Ok(c) if !c.is_empty() => c,
-                Ok(_) => break,
-                Err(source) => {
-                    if let Err(e) = writer.abort().await {
-                        tracing::warn!(volume = %v.name, key, error = %e, "aborting an upload failed");
-                    }
-                    return Err(spool_error(source));
+            let want = ((size - offset) as usize).min(part);
+            match spool.read_at(offset, want).await {
+                Ok(chunk) if chunk.is_empty() => Ok(None),
+                Ok(chunk) => {
+                    let next = offset + chunk.len() as u64;
+                    Ok(Some((chunk, next)))
                 }
-            };
-            offset += chunk.len() as u64;
-            writer.put(chunk);
-        }
-        let r = writer.finish().await.map_err(store_error("put"))?;
-        self.metrics.uploaded_bytes.inc_by(size);
-        Ok(r.e_tag)
+                Err(source) => Err(archway_dataplane::BodyError::Local {
+                    what: "the mount's spool file".into(),
+                    source,
+                }),
+            }
+        });
+        let shape = archway_dataplane::WriteShape {
+            part_size: part,
+            concurrency: self.config.upload_concurrency,
+            max_bytes: self.config.max_object_bytes,
+            max_bytes_from: "the mount's largest object",
+        };
+        self.metrics.backend(if size <= part as u64 {
+            "put"
+        } else {
+            "multipart"
+        });
+        let written = archway_dataplane::write::write_stream(
+            &*v.store,
+            &v.name,
+            key,
+            &location,
+            body,
+            Default::default(),
+            shape,
+        )
+        .await
+        .map_err(|e| FsError::write(&v.name, key, e))?;
+        self.metrics.uploaded_bytes.inc_by(written.size);
+        Ok(written.e_tag)
     }
 
     /// Creates a file and opens it for writing.
@@ -1506,6 +1502,7 @@ impl Fs {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use object_store::PutPayload;
     use object_store::memory::InMemory;
 
     fn fs_over(store: Arc<InMemory>, writable: bool) -> Fs {

@@ -2,13 +2,18 @@
 //!
 //! The crate owns the mapping between filesystem operations and object-store calls — inodes,
 //! directory listings, open files, the write spool — and the only place errno values are
-//! chosen ([`FsError::errno`]). It sees each volume as an `Arc<dyn ObjectStore>`, built (with
-//! the block cache around it) by the CLI from the dataplane, and names no backend itself, so
-//! one implementation serves both modes:
+//! chosen ([`FsError::errno`]). It sees each volume as an `Arc<dyn ObjectStore>` and names no
+//! backend itself, so one implementation serves both modes:
 //!
-//! - **local**: stores resolved by the dataplane, straight to the backends;
-//! - **remote**: a gateway's volumes through its S3 front, built as the dataplane builds a peer
-//!   gateway's stores.
+//! - **local**: each volume is the dataplane's checked handle
+//!   (`archway_dataplane::VolumeStore`), which holds every call to the caller's access and the
+//!   volume's limits, straight to the backends;
+//! - **remote**: a gateway's volumes through its S3 front (the gateway checks), built as the
+//!   dataplane builds a peer gateway's stores.
+//!
+//! Either way files are uploaded through the dataplane's one write path
+//! (`archway_dataplane::write::write_stream`), and decides nothing about access itself
+//! beyond what the volume list says (read-only volumes, volumes the caller may only read).
 //!
 //! Layout: [`fs::Fs`] is the filesystem, with async methods and no `fuser` types, so that its
 //! semantics are tested without a kernel mount; [`fuse`] is the thin adapter that the kernel
@@ -30,6 +35,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use archway_dataplane::{BodyError, DataplaneError};
 use object_store::ObjectStore;
 use object_store::list::PaginatedListStore;
 
@@ -92,6 +98,9 @@ pub struct FsConfig {
     pub upload_concurrency: usize,
     /// Entries asked for per listing request.
     pub list_page: usize,
+    /// The largest file an upload may create (the store may hold it lower; in local mode the
+    /// dataplane holds it to `limits.max_object_bytes`).
+    pub max_object_bytes: u64,
 }
 
 impl Default for FsConfig {
@@ -106,6 +115,7 @@ impl Default for FsConfig {
             part_size: 8 * 1024 * 1024,
             upload_concurrency: 4,
             list_page: 1000,
+            max_object_bytes: u64::MAX,
         }
     }
 }
@@ -161,6 +171,16 @@ pub enum FsError {
         #[source]
         source: std::io::Error,
     },
+    /// The dataplane refused or failed the operation: an upload (every mode), or any call to a
+    /// volume's checked handle (local mode).
+    #[error("{op} `{key}` in volume `{volume}`: {source}")]
+    Dataplane {
+        volume: String,
+        key: String,
+        op: &'static str,
+        #[source]
+        source: Box<DataplaneError>,
+    },
 }
 
 impl FsError {
@@ -178,14 +198,9 @@ impl FsError {
             FsError::BadHandle(_) => libc::EBADF,
             FsError::Changed { .. } => libc::ESTALE,
             FsError::Denied { .. } | FsError::WriteDenied { .. } => libc::EACCES,
-            FsError::Store { source, .. } => match **source {
-                object_store::Error::NotFound { .. } => libc::ENOENT,
-                object_store::Error::AlreadyExists { .. } => libc::EEXIST,
-                object_store::Error::NotImplemented { .. }
-                | object_store::Error::NotSupported { .. } => libc::ENOTSUP,
-                _ => libc::EIO,
-            },
+            FsError::Store { source, .. } => store_errno(source),
             FsError::Spool { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            FsError::Dataplane { source, .. } => dataplane_errno(source),
         }
     }
 
@@ -198,12 +213,26 @@ impl FsError {
                 | FsError::Spool { .. }
                 | FsError::Changed { .. }
                 | FsError::Denied { .. }
+                | FsError::Dataplane { .. }
         ) && self.errno() != libc::ENOENT
     }
 
     pub(crate) fn store(volume: &str, key: &str, op: &'static str, e: object_store::Error) -> Self {
+        // A refusal by the dataplane's checked handle (local mode) is the dataplane's own error.
+        let e = match archway_dataplane::error::take_refusal(e) {
+            Ok(source) => {
+                return FsError::Dataplane {
+                    volume: volume.to_string(),
+                    key: key.to_string(),
+                    op,
+                    source: Box::new(source),
+                };
+            }
+            Err(e) => e,
+        };
         match e {
-            e if refused(&e) => FsError::Denied {
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => FsError::Denied {
                 volume: volume.to_string(),
                 key: key.to_string(),
                 op,
@@ -221,27 +250,79 @@ impl FsError {
             },
         }
     }
+
+    /// An upload's failure, from the dataplane's write path.
+    pub(crate) fn write(volume: &str, key: &str, e: DataplaneError) -> Self {
+        match e {
+            DataplaneError::Store { source, .. } => FsError::store(volume, key, "put", *source),
+            DataplaneError::Body {
+                source: BodyError::Local { source, .. },
+                ..
+            } => FsError::Spool {
+                volume: volume.to_string(),
+                key: key.to_string(),
+                source,
+            },
+            source => FsError::Dataplane {
+                volume: volume.to_string(),
+                key: key.to_string(),
+                op: "put",
+                source: Box::new(source),
+            },
+        }
+    }
 }
 
-/// Whether the store refused the caller (HTTP 401/403). object_store classifies these for
-/// object requests but reports a refused listing as a generic error carrying the status in its
-/// message, so the source chain is read too.
-fn refused(e: &object_store::Error) -> bool {
-    if matches!(
-        e,
-        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
-    ) {
-        return true;
-    }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if text.contains("403 Forbidden") || text.contains("401 Unauthorized") {
-            return true;
+/// The errno for a store's own error.
+fn store_errno(e: &object_store::Error) -> i32 {
+    match e {
+        object_store::Error::NotFound { .. } => libc::ENOENT,
+        object_store::Error::AlreadyExists { .. } => libc::EEXIST,
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => libc::EACCES,
+        object_store::Error::Precondition { .. } => libc::ESTALE,
+        object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. } => {
+            libc::ENOTSUP
         }
-        source = s.source();
+        _ => libc::EIO,
     }
-    false
+}
+
+/// The errno for a dataplane error: every variant says what it means to a file user.
+fn dataplane_errno(e: &DataplaneError) -> i32 {
+    match e {
+        DataplaneError::NoSuchVolume { .. }
+        | DataplaneError::NoSuchKey { .. }
+        | DataplaneError::NoSuchUpload { .. } => libc::ENOENT,
+        DataplaneError::AccessDenied { .. } | DataplaneError::NotPermitted { .. } => libc::EACCES,
+        DataplaneError::ReadOnly { .. } => libc::EROFS,
+        DataplaneError::VolumeExists { .. } => libc::EEXIST,
+        DataplaneError::VolumeNotEmpty { .. } => libc::ENOTEMPTY,
+        DataplaneError::NotAWorkspace { .. } => libc::EPERM,
+        DataplaneError::InvalidKey { .. }
+        | DataplaneError::InvalidRequest { .. }
+        | DataplaneError::InvalidRange { .. }
+        | DataplaneError::InvalidPart { .. }
+        | DataplaneError::InvalidPartOrder { .. }
+        | DataplaneError::EntityTooSmall { .. } => libc::EINVAL,
+        DataplaneError::EntityTooLarge { .. } => libc::EFBIG,
+        DataplaneError::PreconditionFailed { .. } | DataplaneError::NotModified { .. } => {
+            libc::ESTALE
+        }
+        DataplaneError::Body { source, .. } => match source {
+            BodyError::Source(inner) => dataplane_errno(inner),
+            BodyError::Local { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            BodyError::DigestMismatch { .. }
+            | BodyError::ChunkSignature
+            | BodyError::Incomplete { .. } => libc::EIO,
+        },
+        DataplaneError::Store { source, .. } => store_errno(source),
+        DataplaneError::UnknownBackend { .. }
+        | DataplaneError::Backend { .. }
+        | DataplaneError::NoWorkspaceBackend
+        | DataplaneError::Spool { .. }
+        | DataplaneError::Catalog(_) => libc::EIO,
+    }
 }
 
 pub type Result<T, E = FsError> = std::result::Result<T, E>;

@@ -14,12 +14,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tower::ServiceExt;
 
-use crate::api::LocalIdentity;
+use crate::auth::LocalIdentity;
 use crate::error::ErrorBody;
 use archway_catalog::Principal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The answer was larger than the client accepts.
+    #[error("the answer from {url} is larger than {limit} bytes")]
+    TooLarge { url: String, limit: u64 },
     /// The gateway answered with an error.
     #[error("{message} (HTTP {status}, {code})")]
     Api {
@@ -43,11 +46,20 @@ impl ClientError {
     }
 }
 
+/// Bounds on a remote call: how long it may take (the whole answer included) and how large
+/// its answer may be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub timeout: Option<std::time::Duration>,
+    pub max_answer_bytes: Option<u64>,
+}
+
 enum Transport {
     Remote {
         base: String,
         token: Option<String>,
         http: reqwest::Client,
+        limits: Limits,
     },
     Local {
         router: Router,
@@ -75,18 +87,29 @@ pub type BodyStream = BoxStream<'static, Result<Bytes, ClientError>>;
 impl ApiClient {
     /// A client of the gateway at `base` (e.g. `http://127.0.0.1:9000`).
     pub fn remote(base: &str, token: Option<String>) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .build()
-            .map_err(|e| ClientError::Transport {
-                url: base.to_string(),
-                message: e.to_string(),
-            })?;
+        Self::remote_with(base, token, Limits::default())
+    }
+
+    /// [`ApiClient::remote`], with bounds on every call (what a gateway uses for its peers).
+    pub fn remote_with(
+        base: &str,
+        token: Option<String>,
+        limits: Limits,
+    ) -> Result<Self, ClientError> {
+        let mut builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
+        if let Some(t) = limits.timeout {
+            builder = builder.timeout(t);
+        }
+        let http = builder.build().map_err(|e| ClientError::Transport {
+            url: base.to_string(),
+            message: e.to_string(),
+        })?;
         Ok(Self {
             transport: Transport::Remote {
                 base: base.trim_end_matches('/').to_string(),
                 token,
                 http,
+                limits,
             },
         })
     }
@@ -122,7 +145,12 @@ impl ApiClient {
         };
         let (status, headers, stream): (StatusCode, http::HeaderMap, BodyStream) =
             match &self.transport {
-                Transport::Remote { base, token, http } => {
+                Transport::Remote {
+                    base,
+                    token,
+                    http,
+                    limits,
+                } => {
                     let url = format!("{base}{path}");
                     let mut req = http.request(method, &url);
                     if let Some(t) = token {
@@ -139,14 +167,18 @@ impl ApiClient {
                     })?;
                     let status = resp.status();
                     let headers = resp.headers().clone();
-                    let base = base.clone();
+                    let url = base.clone();
                     let stream = resp
                         .bytes_stream()
                         .map_err(move |e| ClientError::Transport {
-                            url: base.clone(),
+                            url: url.clone(),
                             message: error_chain(&e),
                         })
                         .boxed();
+                    let stream = match limits.max_answer_bytes {
+                        Some(limit) => bounded(stream, base.clone(), limit),
+                        None => stream,
+                    };
                     (status, headers, stream)
                 }
                 Transport::Local { router, identity } => {
@@ -218,17 +250,40 @@ impl ApiClient {
     }
 }
 
+/// How long a connection may take to open.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The characters a path segment keeps as they are (RFC 3986 `pchar` minus sub-delims):
+/// everything else, '/' included, is percent-encoded.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b':')
+    .remove(b'@');
+
 /// Percent-encodes one path segment.
 pub fn segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:@".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// Ends `stream` with [`ClientError::TooLarge`] once it has passed `limit` bytes.
+fn bounded(stream: BodyStream, url: String, limit: u64) -> BodyStream {
+    let mut seen = 0u64;
+    stream
+        .map(move |chunk| {
+            let chunk = chunk?;
+            seen = seen.saturating_add(chunk.len() as u64);
+            if seen > limit {
+                return Err(ClientError::TooLarge {
+                    url: url.clone(),
+                    limit,
+                });
+            }
+            Ok(chunk)
+        })
+        .boxed()
 }
 
 async fn collect(mut stream: BodyStream) -> Result<Vec<u8>, ClientError> {

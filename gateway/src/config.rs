@@ -28,6 +28,13 @@ pub struct ServerConfig {
     /// Base domain for virtual-hosted-style S3 requests (`bucket.DOMAIN`); path style always
     /// works.
     pub domain: Option<String>,
+    /// The most a request forwarded to a peer gateway (a reduction of its data) may take,
+    /// its whole answer included.
+    #[serde(with = "humantime_serde")]
+    pub peer_timeout: Duration,
+    /// The largest array answer (cutout, binned image) accepted from a peer gateway; it
+    /// streams through without being held in memory.
+    pub max_peer_answer_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,6 +54,8 @@ impl Default for ServerConfig {
             max_concurrent_requests: 1024,
             max_s3_xml_body_bytes: 4 * 1024 * 1024,
             domain: None,
+            peer_timeout: Duration::from_secs(600),
+            max_peer_answer_bytes: 4 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -96,6 +105,12 @@ impl ServerConfig {
                 "max_s3_xml_body_bytes".into(),
                 "must be at least 65536".into(),
             ));
+        }
+        if self.peer_timeout.is_zero() {
+            out.push(("peer_timeout".into(), "must be longer than zero".into()));
+        }
+        if self.max_peer_answer_bytes == 0 {
+            out.push(("max_peer_answer_bytes".into(), "must be at least 1".into()));
         }
         if self.max_concurrent_requests == 0 {
             out.push((

@@ -1,5 +1,9 @@
-//! HTTP API errors: one JSON shape, and the one place catalogue and dataplane errors become
-//! HTTP statuses.
+//! HTTP API errors: one JSON shape, and the one place catalogue, dataplane and compute errors
+//! become HTTP statuses.
+//!
+//! Errors whose words may describe this server's inside (a backend's own message, a spool
+//! path, the database) are logged here with a request id, and the client gets the status, a
+//! generic message and the same id — never the backend's text.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -8,20 +12,26 @@ use serde::{Deserialize, Serialize};
 
 use archway_catalog::CatalogError;
 use archway_compute::ComputeError;
-use archway_dataplane::DataplaneError;
+use archway_dataplane::{BodyError, DataplaneError};
 
-/// The body of every error answer: `{"error": {"code", "message", "field"?}}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The body of every error answer: `{"error": {"code", "message", "field"?, "request_id"?}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Error)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
+    /// A stable code (`NotFound`, `Forbidden`, `InvalidRequest`, …).
     pub code: String,
     pub message: String,
+    /// The request field at fault, for 400 answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For failures inside the gateway: the id under which its log has the details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// An error answer on its way out.
@@ -31,6 +41,21 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// A fresh request id: 16 hex digits.
+pub fn request_id() -> String {
+    let mut raw = [0u8; 8];
+    // An id is for matching a log line; without randomness it is still unique enough by time.
+    if getrandom::fill(&mut raw).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        raw = t.to_be_bytes();
+    }
+    hex::encode_upper(raw)
 }
 
 impl ApiError {
@@ -40,6 +65,7 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            request_id: None,
         }
     }
 
@@ -61,18 +87,34 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "NotFound", message)
     }
+
+    /// A failure inside the gateway: `detail` goes to the log under a request id, the client
+    /// gets `public` and the id.
+    pub fn internal(
+        status: StatusCode,
+        code: &'static str,
+        public: impl Into<String>,
+        detail: &dyn std::fmt::Display,
+    ) -> Self {
+        let id = request_id();
+        tracing::error!(request_id = %id, status = %status, code, error = %detail, "request failed");
+        let public = public.into();
+        Self {
+            message: format!("{public} (request id {id}; the gateway's log has the details)"),
+            request_id: Some(id),
+            ..Self::new(status, code, "")
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::error!(status = %self.status, code = self.code, message = %self.message, "request failed");
-        }
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code.to_string(),
                 message: self.message,
                 field: self.field,
+                request_id: self.request_id.clone(),
             },
         };
         let mut response = (self.status, Json(body)).into_response();
@@ -81,6 +123,11 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"archway\""),
             );
+        }
+        if let Some(id) = self.request_id
+            && let Ok(v) = HeaderValue::from_str(&id)
+        {
+            response.headers_mut().insert("x-request-id", v);
         }
         response
     }
@@ -100,18 +147,21 @@ impl From<CatalogError> for ApiError {
             CatalogError::Conflict { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "Conflict", message)
             }
-            CatalogError::Database { .. } | CatalogError::Migration { .. } => ApiError::new(
+            CatalogError::Database { .. } | CatalogError::Migration { .. } => ApiError::internal(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "CatalogUnavailable",
-                message,
+                "the catalogue is unavailable",
+                &e,
             ),
             CatalogError::SecretKey { .. }
             | CatalogError::Crypto
             | CatalogError::Io { .. }
-            | CatalogError::Corrupt { .. } => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message)
-            }
-            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message),
+            | CatalogError::Corrupt { .. } => ApiError::internal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "the catalogue failed",
+                &e,
+            ),
         }
     }
 }
@@ -121,15 +171,29 @@ impl From<DataplaneError> for ApiError {
         let message = e.to_string();
         match e {
             DataplaneError::Catalog(c) => c.into(),
-            DataplaneError::NoSuchVolume { .. } | DataplaneError::NoSuchKey { .. } => {
-                ApiError::not_found(message)
+            DataplaneError::NoSuchVolume { .. }
+            | DataplaneError::NoSuchKey { .. }
+            | DataplaneError::NoSuchUpload { .. } => ApiError::not_found(message),
+            DataplaneError::AccessDenied { .. } | DataplaneError::NotPermitted { .. } => {
+                ApiError::forbidden(message)
             }
-            DataplaneError::AccessDenied { .. } => ApiError::forbidden(message),
             DataplaneError::ReadOnly { .. } => {
                 ApiError::new(StatusCode::FORBIDDEN, "ReadOnly", message)
             }
+            DataplaneError::VolumeExists { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "AlreadyExists", message)
+            }
+            DataplaneError::VolumeNotEmpty { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "NotEmpty", message)
+            }
+            DataplaneError::NotAWorkspace { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "NotAWorkspace", message)
+            }
             DataplaneError::InvalidKey { .. } => ApiError::bad_request(Some("key".into()), message),
-            DataplaneError::InvalidRequest { .. } => ApiError::bad_request(None, message),
+            DataplaneError::InvalidRequest { .. }
+            | DataplaneError::InvalidPart { .. }
+            | DataplaneError::InvalidPartOrder { .. }
+            | DataplaneError::EntityTooSmall { .. } => ApiError::bad_request(None, message),
             DataplaneError::PreconditionFailed { .. } => ApiError::new(
                 StatusCode::PRECONDITION_FAILED,
                 "PreconditionFailed",
@@ -141,28 +205,44 @@ impl From<DataplaneError> for ApiError {
             DataplaneError::InvalidRange { .. } => {
                 ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "InvalidRange", message)
             }
-            DataplaneError::UnknownBackend { .. } | DataplaneError::Backend { .. } => {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "BackendMisconfigured",
-                    message,
-                )
-            }
-            DataplaneError::Store { .. } => {
-                ApiError::new(StatusCode::BAD_GATEWAY, "BackendError", message)
-            }
-            DataplaneError::Body { .. } => ApiError::bad_request(None, message),
-            DataplaneError::NoSuchUpload { .. } => ApiError::not_found(message),
             DataplaneError::EntityTooLarge { .. } => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "EntityTooLarge", message)
             }
-            DataplaneError::InvalidPart { .. } | DataplaneError::EntityTooSmall { .. } => {
-                ApiError::bad_request(None, message)
-            }
-            DataplaneError::Spool { .. } => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message)
-            }
-            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message),
+            DataplaneError::Body { ref source, .. } => match source {
+                BodyError::DigestMismatch { .. } => {
+                    ApiError::new(StatusCode::BAD_REQUEST, "BadDigest", message)
+                }
+                BodyError::ChunkSignature => {
+                    ApiError::new(StatusCode::FORBIDDEN, "SignatureDoesNotMatch", message)
+                }
+                BodyError::Incomplete { .. } => ApiError::bad_request(None, message),
+                BodyError::Source(_) | BodyError::Local { .. } => ApiError::internal(
+                    StatusCode::BAD_GATEWAY,
+                    "BackendError",
+                    "reading the data failed",
+                    &e,
+                ),
+            },
+            DataplaneError::UnknownBackend { .. }
+            | DataplaneError::Backend { .. }
+            | DataplaneError::NoWorkspaceBackend => ApiError::internal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "BackendMisconfigured",
+                "the volume's backend is not configured here",
+                &e,
+            ),
+            DataplaneError::Store { .. } => ApiError::internal(
+                StatusCode::BAD_GATEWAY,
+                "BackendError",
+                "the storage backend failed",
+                &e,
+            ),
+            DataplaneError::Spool { .. } => ApiError::internal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "the gateway's upload spool failed",
+                &e,
+            ),
         }
     }
 }
@@ -173,21 +253,40 @@ impl ApiError {
     pub fn compute(volume: &str, key: &str, e: ComputeError) -> Self {
         let message = format!("`{key}` in volume `{volume}`: {e}");
         match e {
-            ComputeError::Store(source) => match *source {
-                // The store's own message may name server paths: say it in the volume's terms.
-                archway_dataplane::object_store::Error::NotFound { .. } => {
-                    ApiError::not_found(format!("no object `{key}` in volume `{volume}`"))
+            ComputeError::Store(ref source) => {
+                // A refusal by the volume's checked handle is the dataplane's own error.
+                if let Some(refused) = archway_dataplane::error::refusal(source) {
+                    return match refused {
+                        DataplaneError::AccessDenied { .. } | DataplaneError::ReadOnly { .. } => {
+                            ApiError::forbidden(message)
+                        }
+                        _ => ApiError::bad_request(None, message),
+                    };
                 }
-                archway_dataplane::object_store::Error::PermissionDenied { .. } => {
-                    ApiError::forbidden(message)
+                match **source {
+                    // The store's own message may name server paths: say it in the volume's terms.
+                    archway_dataplane::object_store::Error::NotFound { .. } => {
+                        ApiError::not_found(format!("no object `{key}` in volume `{volume}`"))
+                    }
+                    archway_dataplane::object_store::Error::PermissionDenied { .. } => {
+                        ApiError::forbidden(format!("`{key}` in volume `{volume}`: access denied"))
+                    }
+                    _ => ApiError::internal(
+                        StatusCode::BAD_GATEWAY,
+                        "BackendError",
+                        format!("`{key}` in volume `{volume}`: the storage backend failed"),
+                        &e,
+                    ),
                 }
-                _ => ApiError::new(StatusCode::BAD_GATEWAY, "BackendError", message),
-            },
+            }
             ComputeError::Format { .. } | ComputeError::Truncated { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "InvalidFits", message)
             }
             ComputeError::NoSuchHdu { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, "NoSuchHdu", message)
+            }
+            ComputeError::NoSuchColumn { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "NoSuchColumn", message)
             }
             ComputeError::InvalidRequest { .. } => ApiError::bad_request(None, message),
             ComputeError::Unsupported { .. } => {
@@ -196,11 +295,15 @@ impl ApiError {
             ComputeError::EngineUnavailable { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "EngineUnavailable", message)
             }
-            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message),
+            ComputeError::Task(_) => ApiError::internal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                format!("`{key}` in volume `{volume}`: a compute task failed"),
+                &e,
+            ),
         }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,20 +1,29 @@
 //! The gateway: the network face of Archway.
 //!
-//! It owns everything that speaks HTTP: the JSON API over the catalogue ([`api`]), health and
-//! Prometheus metrics ([`metrics`]), TLS and connection handling ([`server`]), and a client of
-//! the API ([`client`]) that the CLI uses for both remote gateways and local data directories.
-//! Protocol mapping happens here, once: catalogue and dataplane errors become HTTP statuses in
-//! [`error`]. Only this crate knows hyper, axum and rustls.
+//! It owns everything that speaks HTTP: the JSON API ([`api`]), the S3 front ([`s3`]),
+//! authentication of API callers ([`auth`]), request bodies ([`body`]), health and Prometheus
+//! metrics ([`metrics`]), TLS and connection handling ([`server`]), reductions forwarded to peer
+//! gateways ([`peer`]), and a client of the API ([`client`]) that the CLI uses for both remote
+//! gateways and local data directories. Fronts only translate: every access decision is the
+//! dataplane's. Protocol mapping happens here, once per protocol: dataplane, catalogue and
+//! compute errors become HTTP statuses in [`error`] and S3 codes in `s3/error.rs`. Only this
+//! crate knows hyper, axum, rustls and s3s (the binary also runs a small axum server for the
+//! mount's metrics).
 
 pub mod api;
+pub mod auth;
+pub mod body;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod peer;
 pub mod s3;
 pub mod server;
+pub mod state;
 
-pub use api::{AppState, router};
+pub use api::router;
 pub use client::{ApiClient, ClientError};
 pub use config::{ServerConfig, TlsConfig};
 pub use metrics::Metrics;
+pub use state::AppState;

@@ -1,0 +1,432 @@
+//! Catalogue operations a caller may ask for, each checked here: the fronts (HTTP API, S3
+//! CreateBucket/DeleteBucket, the CLI through the API) make no decision of their own.
+//!
+//! The rules: changing the catalogue (volumes, grants, users, groups) needs the admin role;
+//! a user reads and manages their own keys and tokens; a user with the `create_workspaces`
+//! right (or an admin) creates workspace volumes, which they then own; a workspace is removed
+//! by whoever has admin access to it, when it is empty; a volume a caller may not read is,
+//! to them, a volume that does not exist. Removing a volume removes its record and grants,
+//! never its data.
+
+use std::time::Duration;
+
+use crate::catalog::{
+    Access, AccessKey, ApiToken, CatalogError, Grant, Group, NewAccessKey, NewApiToken, NewVolume,
+    Principal, Subject, User, Volume, VolumeKind, VolumePatch, VolumeQuery,
+};
+use crate::listing::ListRequest;
+use crate::{Dataplane, DataplaneError, Op, Result};
+
+const ADMIN_ROLE: &str = "the admin role";
+
+fn not_permitted(
+    who: Option<&Principal>,
+    action: impl Into<String>,
+    requirement: &'static str,
+) -> DataplaneError {
+    DataplaneError::NotPermitted {
+        user: who.map(|p| p.user.clone()),
+        action: action.into(),
+        requirement,
+    }
+}
+
+/// The caller, when they hold the admin role.
+fn admin<'a>(who: Option<&'a Principal>, action: &str) -> Result<&'a Principal> {
+    match who {
+        Some(p) if p.admin => Ok(p),
+        _ => Err(not_permitted(who, action, ADMIN_ROLE)),
+    }
+}
+
+/// The caller, when they are `user` or an admin (keys and tokens).
+fn self_or_admin<'a>(
+    who: Option<&'a Principal>,
+    user: &str,
+    action: &str,
+) -> Result<&'a Principal> {
+    match who {
+        Some(p) if p.admin || p.user == user => Ok(p),
+        _ => Err(not_permitted(
+            who,
+            format!("{action} of `{user}`"),
+            "being that user or the admin role",
+        )),
+    }
+}
+
+impl Dataplane {
+    fn check_backend(&self, backend: &str) -> Result<()> {
+        if self.has_backend(backend) {
+            Ok(())
+        } else {
+            Err(CatalogError::invalid(
+                "backend",
+                format!("no backend named `{backend}` is configured on this gateway"),
+            )
+            .into())
+        }
+    }
+
+    // ----- volumes -----
+
+    /// The volumes `who` may see (public ones for anonymous callers), with their access.
+    pub async fn volumes(
+        &self,
+        who: Option<&Principal>,
+        query: &VolumeQuery,
+    ) -> Result<Vec<(Volume, Access)>> {
+        Ok(self.catalog().list_volumes(who, query).await?)
+    }
+
+    /// One volume and the caller's access; a volume the caller may not see does not exist.
+    pub async fn volume(&self, who: Option<&Principal>, id: &str) -> Result<(Volume, Access)> {
+        let missing = || DataplaneError::NoSuchVolume {
+            volume: id.to_string(),
+        };
+        let volume = match self.catalog().get_volume(id).await {
+            Ok(v) => v,
+            Err(CatalogError::NotFound { .. }) => return Err(missing()),
+            Err(e) => return Err(e.into()),
+        };
+        match self.catalog().access(who, &volume).await? {
+            Some(access) => Ok((volume, access)),
+            None => Err(missing()),
+        }
+    }
+
+    pub async fn create_volume(&self, who: Option<&Principal>, new: NewVolume) -> Result<Volume> {
+        admin(who, "creating a volume")?;
+        self.check_backend(&new.backend)?;
+        Ok(self.catalog().create_volume(new).await?)
+    }
+
+    /// Creates the volume or replaces its description whole; true when it was created.
+    pub async fn put_volume(
+        &self,
+        who: Option<&Principal>,
+        new: NewVolume,
+    ) -> Result<(Volume, bool)> {
+        admin(who, "creating or replacing a volume")?;
+        self.check_backend(&new.backend)?;
+        Ok(self.catalog().upsert_volume(new).await?)
+    }
+
+    pub async fn update_volume(
+        &self,
+        who: Option<&Principal>,
+        id: &str,
+        patch: VolumePatch,
+    ) -> Result<Volume> {
+        admin(who, "changing a volume")?;
+        if let Some(b) = &patch.backend {
+            self.check_backend(b)?;
+        }
+        Ok(self.catalog().update_volume(id, patch).await?)
+    }
+
+    /// Removes the catalogue record (and its grants); the data in the backend stays.
+    pub async fn remove_volume(&self, who: Option<&Principal>, id: &str) -> Result<()> {
+        admin(who, "removing a volume")?;
+        Ok(self.catalog().delete_volume(id).await?)
+    }
+
+    /// A new workspace volume owned by its creator (S3 CreateBucket), in the workspace
+    /// backend: for admins and users with the `create_workspaces` right.
+    pub async fn create_workspace(&self, who: &Principal, id: &str) -> Result<Volume> {
+        match self.catalog().get_volume(id).await {
+            Ok(v) => {
+                return Err(DataplaneError::VolumeExists {
+                    volume: id.to_string(),
+                    yours: who.admin || v.owner.as_deref() == Some(who.user.as_str()),
+                });
+            }
+            Err(CatalogError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let allowed = who.admin || self.catalog().get_user(&who.user).await?.create_workspaces;
+        if !allowed {
+            return Err(not_permitted(
+                Some(who),
+                "creating workspace volumes",
+                "the admin role or the create_workspaces right",
+            ));
+        }
+        crate::catalog::validate_volume_id(id)?;
+        let (backend, prefix) = self
+            .workspace_location(id)
+            .ok_or(DataplaneError::NoWorkspaceBackend)?;
+        let new = NewVolume {
+            id: id.to_string(),
+            title: id.to_string(),
+            description: format!("Workspace created through S3 by {}", who.user),
+            backend,
+            prefix,
+            kind: VolumeKind::Workspace,
+            owner: Some(who.user.clone()),
+            ..Default::default()
+        };
+        match self.catalog().create_volume(new).await {
+            Ok(v) => {
+                tracing::info!(volume = %id, by = %who.user, "workspace created");
+                Ok(v)
+            }
+            Err(CatalogError::AlreadyExists { .. }) => Err(DataplaneError::VolumeExists {
+                volume: id.to_string(),
+                yours: false,
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes an empty workspace's record (S3 DeleteBucket): for whoever has admin access to
+    /// it. Archives are never removed this way.
+    pub async fn remove_workspace(&self, who: Option<&Principal>, id: &str) -> Result<()> {
+        let h = self.open(who, id, Op::List).await?;
+        if h.volume().kind != VolumeKind::Workspace {
+            return Err(DataplaneError::NotAWorkspace {
+                volume: id.to_string(),
+            });
+        }
+        if h.access() < Access::Admin {
+            return Err(not_permitted(
+                who,
+                format!("removing workspace `{id}`"),
+                "admin access to it",
+            ));
+        }
+        let probe = ListRequest {
+            max_keys: Some(1),
+            ..Default::default()
+        };
+        if !h.list(&probe).await?.objects.is_empty() {
+            return Err(DataplaneError::VolumeNotEmpty {
+                volume: id.to_string(),
+            });
+        }
+        self.catalog().delete_volume(id).await?;
+        tracing::info!(volume = %id, "workspace removed");
+        Ok(())
+    }
+
+    // ----- grants -----
+
+    /// Grants on a volume, to a subject, or all: admins only.
+    pub async fn grants(
+        &self,
+        who: Option<&Principal>,
+        volume: Option<&str>,
+        subject: Option<&Subject>,
+    ) -> Result<Vec<Grant>> {
+        admin(who, "listing grants")?;
+        if let Some(v) = volume {
+            self.catalog().get_volume(v).await?;
+        }
+        Ok(self.catalog().list_grants(volume, subject).await?)
+    }
+
+    pub async fn grant(
+        &self,
+        who: Option<&Principal>,
+        subject: &Subject,
+        volume: &str,
+        level: Access,
+    ) -> Result<Grant> {
+        admin(who, "granting access")?;
+        Ok(self.catalog().grant(subject, volume, level).await?)
+    }
+
+    pub async fn revoke(
+        &self,
+        who: Option<&Principal>,
+        subject: &Subject,
+        volume: &str,
+    ) -> Result<()> {
+        admin(who, "revoking access")?;
+        Ok(self.catalog().revoke(subject, volume).await?)
+    }
+
+    // ----- users -----
+
+    pub async fn users(&self, who: Option<&Principal>) -> Result<Vec<User>> {
+        admin(who, "listing users")?;
+        Ok(self.catalog().list_users().await?)
+    }
+
+    pub async fn user(&self, who: Option<&Principal>, name: &str) -> Result<User> {
+        self_or_admin(who, name, "reading the record")?;
+        Ok(self.catalog().get_user(name).await?)
+    }
+
+    pub async fn create_user(
+        &self,
+        who: Option<&Principal>,
+        name: &str,
+        display_name: &str,
+        is_admin: bool,
+    ) -> Result<User> {
+        admin(who, "creating a user")?;
+        Ok(self
+            .catalog()
+            .create_user(name, display_name, is_admin)
+            .await?)
+    }
+
+    pub async fn update_user(
+        &self,
+        who: Option<&Principal>,
+        name: &str,
+        display_name: Option<&str>,
+        is_admin: Option<bool>,
+        create_workspaces: Option<bool>,
+    ) -> Result<User> {
+        admin(who, "changing a user")?;
+        Ok(self
+            .catalog()
+            .update_user(name, display_name, is_admin, create_workspaces)
+            .await?)
+    }
+
+    /// Removes a user, their keys, tokens and grants; an admin may not remove themselves.
+    pub async fn remove_user(&self, who: Option<&Principal>, name: &str) -> Result<()> {
+        let caller = admin(who, "removing a user")?;
+        if caller.user == name {
+            return Err(CatalogError::Conflict {
+                message: "an admin may not remove themselves".into(),
+            }
+            .into());
+        }
+        Ok(self.catalog().delete_user(name).await?)
+    }
+
+    // ----- access keys -----
+
+    pub async fn access_keys(&self, who: Option<&Principal>, user: &str) -> Result<Vec<AccessKey>> {
+        self_or_admin(who, user, "listing the access keys")?;
+        self.catalog().get_user(user).await?;
+        Ok(self.catalog().list_access_keys(Some(user)).await?)
+    }
+
+    /// A new key pair for `user`; `import` brings an existing pair (admins only).
+    pub async fn create_access_key(
+        &self,
+        who: Option<&Principal>,
+        user: &str,
+        description: &str,
+        import: Option<(&str, &str)>,
+    ) -> Result<NewAccessKey> {
+        self_or_admin(who, user, "creating access keys")?;
+        match import {
+            None => Ok(self.catalog().create_access_key(user, description).await?),
+            Some((id, secret)) => {
+                admin(who, "importing a key pair")?;
+                Ok(self
+                    .catalog()
+                    .import_access_key(user, id, secret, description)
+                    .await?)
+            }
+        }
+    }
+
+    pub async fn revoke_access_key(
+        &self,
+        who: Option<&Principal>,
+        user: &str,
+        id: &str,
+    ) -> Result<()> {
+        self_or_admin(who, user, "revoking access keys")?;
+        let key = self.catalog().get_access_key(id).await?;
+        if key.user != user {
+            return Err(CatalogError::NotFound {
+                kind: "access key",
+                id: id.to_string(),
+            }
+            .into());
+        }
+        Ok(self.catalog().delete_access_key(id).await?)
+    }
+
+    // ----- API tokens -----
+
+    pub async fn tokens(&self, who: Option<&Principal>, user: &str) -> Result<Vec<ApiToken>> {
+        self_or_admin(who, user, "listing the API tokens")?;
+        self.catalog().get_user(user).await?;
+        Ok(self.catalog().list_tokens(Some(user)).await?)
+    }
+
+    pub async fn create_token(
+        &self,
+        who: Option<&Principal>,
+        user: &str,
+        name: &str,
+        ttl: Option<Duration>,
+    ) -> Result<NewApiToken> {
+        self_or_admin(who, user, "creating API tokens")?;
+        Ok(self.catalog().create_token(user, name, ttl).await?)
+    }
+
+    pub async fn revoke_token(&self, who: Option<&Principal>, user: &str, id: &str) -> Result<()> {
+        self_or_admin(who, user, "revoking API tokens")?;
+        let owned = self
+            .catalog()
+            .list_tokens(Some(user))
+            .await?
+            .iter()
+            .any(|t| t.id == id);
+        if !owned {
+            return Err(CatalogError::NotFound {
+                kind: "token",
+                id: id.to_string(),
+            }
+            .into());
+        }
+        Ok(self.catalog().delete_token(id).await?)
+    }
+
+    // ----- groups -----
+
+    pub async fn groups(&self, who: Option<&Principal>) -> Result<Vec<Group>> {
+        admin(who, "listing groups")?;
+        Ok(self.catalog().list_groups().await?)
+    }
+
+    pub async fn group(&self, who: Option<&Principal>, name: &str) -> Result<Group> {
+        admin(who, "reading a group")?;
+        Ok(self.catalog().get_group(name).await?)
+    }
+
+    pub async fn create_group(
+        &self,
+        who: Option<&Principal>,
+        name: &str,
+        description: &str,
+    ) -> Result<Group> {
+        admin(who, "creating a group")?;
+        Ok(self.catalog().create_group(name, description).await?)
+    }
+
+    pub async fn remove_group(&self, who: Option<&Principal>, name: &str) -> Result<()> {
+        admin(who, "removing a group")?;
+        Ok(self.catalog().delete_group(name).await?)
+    }
+
+    pub async fn add_member(
+        &self,
+        who: Option<&Principal>,
+        group: &str,
+        user: &str,
+    ) -> Result<Group> {
+        admin(who, "changing a group")?;
+        Ok(self.catalog().add_member(group, user).await?)
+    }
+
+    pub async fn remove_member(
+        &self,
+        who: Option<&Principal>,
+        group: &str,
+        user: &str,
+    ) -> Result<Group> {
+        admin(who, "changing a group")?;
+        Ok(self.catalog().remove_member(group, user).await?)
+    }
+}

@@ -1,0 +1,263 @@
+//! The dataplane's one error enum, and the errors of a body being written.
+//!
+//! Fronts tell errors apart by variant, never by text: every case a front must answer
+//! differently (an S3 code, an HTTP status, an errno) has a variant of its own. Messages name
+//! the volume and key. Variants that carry a backend's or the spool's own error
+//! ([`DataplaneError::Store`], [`DataplaneError::Backend`], [`DataplaneError::Spool`], the
+//! catalogue's database errors) may name server paths or hosts: fronts log them and answer
+//! with [`DataplaneError::is_internal`]'s generic words instead.
+
+use crate::Op;
+
+/// Everything that can go wrong on the dataplane, with the volume and key it concerns.
+/// Not `#[non_exhaustive]`: the fronts of this workspace map it exhaustively, so a new
+/// variant does not compile until each of them says what it means.
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("volume `{volume}` does not exist")]
+    NoSuchVolume { volume: String },
+    #[error("access to volume `{volume}` denied for {op}")]
+    AccessDenied { volume: String, op: Op },
+    #[error("volume `{volume}` is read-only")]
+    ReadOnly { volume: String },
+    /// A catalogue change (or a catalogue read) the caller's role does not allow.
+    #[error("{action} needs {requirement}; {} does not have it", caller(user.as_deref()))]
+    NotPermitted {
+        /// The caller (None: anonymous).
+        user: Option<String>,
+        action: String,
+        requirement: &'static str,
+    },
+    #[error("volume `{volume}` already exists")]
+    VolumeExists {
+        volume: String,
+        /// The caller owns it (or is an admin).
+        yours: bool,
+    },
+    #[error("volume `{volume}` is not empty")]
+    VolumeNotEmpty { volume: String },
+    #[error(
+        "volume `{volume}` is an archive: only workspaces are removed this way (an admin removes \
+         an archive's record with `archway catalog volume remove`)"
+    )]
+    NotAWorkspace { volume: String },
+    #[error("no workspace backend is configured here ([workspaces] backend)")]
+    NoWorkspaceBackend,
+    #[error("invalid key `{key}`: {reason}")]
+    InvalidKey { key: String, reason: String },
+    #[error("no object `{key}` in volume `{volume}`")]
+    NoSuchKey { volume: String, key: String },
+    #[error("precondition failed for `{key}` in volume `{volume}`")]
+    PreconditionFailed { volume: String, key: String },
+    #[error("`{key}` in volume `{volume}` not modified")]
+    NotModified { volume: String, key: String },
+    #[error("range not satisfiable for `{key}` in volume `{volume}` ({size} bytes)")]
+    InvalidRange {
+        volume: String,
+        key: String,
+        size: u64,
+    },
+    #[error("invalid request: {message}")]
+    InvalidRequest { message: String },
+    #[error("volume `{volume}` uses backend `{backend}`, which is not configured")]
+    UnknownBackend { volume: String, backend: String },
+    #[error("backend `{backend}`: {message}")]
+    Backend { backend: String, message: String },
+    #[error("{op} `{key}` in volume `{volume}` failed: {source}")]
+    Store {
+        volume: String,
+        key: String,
+        op: Op,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    #[error("the body of `{key}` in volume `{volume}`: {source}")]
+    Body {
+        volume: String,
+        key: String,
+        #[source]
+        source: BodyError,
+    },
+    #[error("no multipart upload `{upload_id}` for this key")]
+    NoSuchUpload { upload_id: String },
+    #[error("upload `{upload_id}`: {message}")]
+    InvalidPart { upload_id: String, message: String },
+    #[error(
+        "upload `{upload_id}`: parts must be listed in ascending order (part {part} after {previous})"
+    )]
+    InvalidPartOrder {
+        upload_id: String,
+        part: u32,
+        previous: u32,
+    },
+    #[error("{message}")]
+    EntityTooSmall { message: String },
+    #[error("`{key}` in volume `{volume}` would exceed {limit} bytes ({what})")]
+    EntityTooLarge {
+        volume: String,
+        key: String,
+        limit: u64,
+        what: &'static str,
+    },
+    #[error("upload spool: {message}")]
+    Spool { message: String },
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+}
+
+fn caller(user: Option<&str>) -> String {
+    match user {
+        Some(u) => format!("`{u}`"),
+        None => "an anonymous caller".to_string(),
+    }
+}
+
+impl DataplaneError {
+    /// True when retrying the same request cannot succeed.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            DataplaneError::Store { source, .. } => !matches!(
+                **source,
+                object_store::Error::Generic { .. } | object_store::Error::JoinError { .. }
+            ),
+            DataplaneError::Catalog(e) => e.is_permanent(),
+            DataplaneError::Body { source, .. } => source.is_permanent(),
+            DataplaneError::Backend { .. } | DataplaneError::Spool { .. } => false,
+            _ => true,
+        }
+    }
+
+    /// True when the message may describe this server's inside (a backend's own error, a
+    /// spool path, the database): fronts log such an error with a request id and answer the
+    /// client in generic words with that id.
+    pub fn is_internal(&self) -> bool {
+        match self {
+            DataplaneError::Store { .. }
+            | DataplaneError::Backend { .. }
+            | DataplaneError::Spool { .. }
+            | DataplaneError::UnknownBackend { .. }
+            | DataplaneError::NoWorkspaceBackend => true,
+            DataplaneError::Catalog(c) => !matches!(
+                c,
+                crate::catalog::CatalogError::NotFound { .. }
+                    | crate::catalog::CatalogError::AlreadyExists { .. }
+                    | crate::catalog::CatalogError::Invalid { .. }
+                    | crate::catalog::CatalogError::Conflict { .. }
+            ),
+            DataplaneError::Body { source, .. } => source.is_internal(),
+            _ => false,
+        }
+    }
+
+    /// Builds the error for an `object_store` error from a checked handle: the dataplane's own
+    /// refusal travels inside it (see [`crate::VolumeStore`]'s `ObjectStore` implementation).
+    pub fn from_store_error(
+        volume: &str,
+        key: &str,
+        op: Op,
+        source: object_store::Error,
+    ) -> DataplaneError {
+        match source {
+            object_store::Error::NotFound { .. } => DataplaneError::NoSuchKey {
+                volume: volume.to_string(),
+                key: key.to_string(),
+            },
+            object_store::Error::Precondition { .. } => DataplaneError::PreconditionFailed {
+                volume: volume.to_string(),
+                key: key.to_string(),
+            },
+            object_store::Error::NotModified { .. } => DataplaneError::NotModified {
+                volume: volume.to_string(),
+                key: key.to_string(),
+            },
+            source => match unwrap_refusal(source) {
+                Ok(refused) => refused,
+                Err(source) => DataplaneError::Store {
+                    volume: volume.to_string(),
+                    key: key.to_string(),
+                    op,
+                    source: Box::new(source),
+                },
+            },
+        }
+    }
+}
+
+/// The dataplane's own error inside an `object_store` error (put there by a checked handle),
+/// if there is one.
+pub fn refusal(e: &object_store::Error) -> Option<&DataplaneError> {
+    let source = match e {
+        object_store::Error::PermissionDenied { source, .. }
+        | object_store::Error::Generic { source, .. } => source,
+        _ => return None,
+    };
+    source.downcast_ref::<DataplaneError>()
+}
+
+/// The dataplane's own error inside an `object_store` error, taken out; the error as it was
+/// when it carries none.
+pub fn take_refusal(e: object_store::Error) -> Result<DataplaneError, object_store::Error> {
+    unwrap_refusal(e)
+}
+
+fn unwrap_refusal(e: object_store::Error) -> Result<DataplaneError, object_store::Error> {
+    match e {
+        object_store::Error::PermissionDenied { path, source } => {
+            match source.downcast::<DataplaneError>() {
+                Ok(d) => Ok(*d),
+                Err(source) => Err(object_store::Error::PermissionDenied { path, source }),
+            }
+        }
+        object_store::Error::Generic { store, source } => {
+            match source.downcast::<DataplaneError>() {
+                Ok(d) => Ok(*d),
+                Err(source) => Err(object_store::Error::Generic { store, source }),
+            }
+        }
+        other => Err(other),
+    }
+}
+
+/// Why the body of a write did not arrive whole and right.
+/// Not `#[non_exhaustive]`: the fronts of this workspace map it exhaustively, so a new
+/// variant does not compile until each of them says what it means.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// A digest the request declared (Content-MD5, x-amz-checksum-*) differs from the body's.
+    #[error("{header} does not match the body")]
+    DigestMismatch { header: &'static str },
+    /// The signature of a signed chunk (aws-chunked streaming upload) does not match.
+    #[error("a chunk signature does not match")]
+    ChunkSignature,
+    /// The client's body stopped or was malformed before its end.
+    #[error("the body ended before it was complete: {reason}")]
+    Incomplete { reason: String },
+    /// The source being copied (another object, the parts of an upload) could not be read.
+    #[error("reading the source failed: {0}")]
+    Source(#[source] Box<DataplaneError>),
+    /// A local file holding the body (a mount's spool, an upload's part) could not be read.
+    #[error("reading {what} failed: {source}")]
+    Local {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl BodyError {
+    fn is_permanent(&self) -> bool {
+        match self {
+            BodyError::Source(e) => e.is_permanent(),
+            BodyError::Local { .. } => false,
+            _ => true,
+        }
+    }
+
+    fn is_internal(&self) -> bool {
+        match self {
+            BodyError::Source(e) => e.is_internal(),
+            BodyError::Local { .. } => true,
+            _ => false,
+        }
+    }
+}

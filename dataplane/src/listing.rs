@@ -1,0 +1,159 @@
+//! Listings: one page of keys under any prefix, grouped by any delimiter, resumable.
+
+use std::collections::BTreeSet;
+
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{Attributes, ObjectStore};
+
+use crate::key::check_prefix;
+use crate::read::ObjectInfo;
+use crate::{DataplaneError, Op, Result, VolumeStore};
+
+/// One page of a listing request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListRequest {
+    /// Only keys beginning with this string (need not end at a '/').
+    pub prefix: String,
+    /// Group keys that contain this after the prefix into common prefixes.
+    pub delimiter: Option<String>,
+    /// Return only entries after this key (exclusive): the resume point of the previous page.
+    pub start_after: Option<String>,
+    /// At most this many entries (objects plus common prefixes); capped by the configuration.
+    pub max_keys: Option<usize>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListPage {
+    pub objects: Vec<ObjectInfo>,
+    pub common_prefixes: Vec<String>,
+    /// Where the next page starts (exclusive), when more entries remain.
+    pub next_start_after: Option<String>,
+}
+
+impl VolumeStore {
+    /// One page of keys under a prefix, optionally grouped by a delimiter.
+    pub async fn list(&self, req: &ListRequest) -> Result<ListPage> {
+        check_prefix(&req.prefix)?;
+        if req.delimiter.as_deref() == Some("") {
+            return Err(DataplaneError::InvalidRequest {
+                message: "the delimiter may not be empty".into(),
+            });
+        }
+        self.allow(Op::List)?;
+        let volume = self.volume.id.as_str();
+        let max = req
+            .max_keys
+            .unwrap_or(self.limits.list_max_keys)
+            .min(self.limits.list_max_keys);
+        if max == 0 {
+            return Ok(ListPage::default());
+        }
+        // object_store lists whole segments: list the folder holding the prefix, then filter.
+        let folder = match req.prefix.rfind('/') {
+            Some(i) => {
+                Some(
+                    Path::parse(&req.prefix[..i]).map_err(|e| DataplaneError::InvalidKey {
+                        key: req.prefix.clone(),
+                        reason: e.to_string(),
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let after = req.start_after.as_deref().unwrap_or("");
+        let list_err = |e| DataplaneError::from_store_error(volume, &req.prefix, Op::List, e);
+
+        if req.delimiter.as_deref() == Some("/") {
+            let result = match ObjectStore::list_with_delimiter(self, folder.as_ref()).await {
+                Ok(r) => r,
+                // A folder that does not exist holds nothing.
+                Err(object_store::Error::NotFound { .. }) => return Ok(ListPage::default()),
+                Err(e) => return Err(list_err(e)),
+            };
+            let mut entries: Vec<(String, Option<ObjectInfo>)> = Vec::new();
+            for meta in &result.objects {
+                let key = meta.location.as_ref();
+                if key.starts_with(&req.prefix) && key > after {
+                    entries.push((
+                        key.to_string(),
+                        Some(ObjectInfo::new(meta, &Attributes::new())),
+                    ));
+                }
+            }
+            for p in &result.common_prefixes {
+                let key = format!("{}/", p.as_ref());
+                if key.starts_with(&req.prefix) && key.as_str() > after {
+                    entries.push((key, None));
+                }
+            }
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            return Ok(page(entries, max));
+        }
+
+        // Flat listing (no delimiter, or one other than '/', grouped here).
+        let offset = if after.is_empty() {
+            None
+        } else {
+            Path::parse(after).ok()
+        };
+        let mut stream = match &offset {
+            Some(o) => ObjectStore::list_with_offset(self, folder.as_ref(), o),
+            None => ObjectStore::list(self, folder.as_ref()),
+        };
+        let sorted = self.backend.lists_sorted();
+        let delimiter = req.delimiter.as_deref();
+        let mut entries: Vec<(String, Option<ObjectInfo>)> = Vec::new();
+        let mut prefixes_seen = BTreeSet::new();
+        while let Some(meta) = stream.next().await {
+            let meta = meta.map_err(list_err)?;
+            let key = meta.location.as_ref();
+            if !key.starts_with(&req.prefix) || key <= after {
+                continue;
+            }
+            let grouped = delimiter.and_then(|d| {
+                key[req.prefix.len()..]
+                    .find(d)
+                    .map(|i| key[..req.prefix.len() + i + d.len()].to_string())
+            });
+            match grouped {
+                Some(cp) => {
+                    if cp.as_str() > after && prefixes_seen.insert(cp.clone()) {
+                        entries.push((cp, None));
+                    }
+                }
+                None => entries.push((
+                    key.to_string(),
+                    Some(ObjectInfo::new(&meta, &Attributes::new())),
+                )),
+            }
+            // A sorted backend lets us stop once the page (and the proof of a next one) is in.
+            if sorted && delimiter.is_none() && entries.len() > max {
+                break;
+            }
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(page(entries, max))
+    }
+}
+
+fn page(mut entries: Vec<(String, Option<ObjectInfo>)>, max: usize) -> ListPage {
+    let truncated = entries.len() > max;
+    entries.truncate(max);
+    let next_start_after = if truncated {
+        entries.last().map(|e| e.0.clone())
+    } else {
+        None
+    };
+    let mut out = ListPage {
+        next_start_after,
+        ..Default::default()
+    };
+    for (key, info) in entries {
+        match info {
+            Some(i) => out.objects.push(i),
+            None => out.common_prefixes.push(key),
+        }
+    }
+    out
+}

@@ -1,0 +1,61 @@
+//! Who is calling: the HTTP API's bearer tokens, and the identity an in-process caller (the
+//! CLI on a local data directory) places on a request. Authentication only: what a caller may
+//! do is decided by the dataplane.
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+
+use archway_catalog::Principal;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// An identity placed on a request by an in-process caller (the CLI working on a local data
+/// directory, which owns the catalogue files anyway). Requests from the network cannot carry
+/// request extensions, so this never comes from outside the process.
+#[derive(Clone, Debug)]
+pub struct LocalIdentity(pub Principal);
+
+/// The authenticated caller of a request.
+#[derive(Clone, Debug)]
+pub struct Caller(pub Principal);
+
+impl Caller {
+    /// The caller as the dataplane takes it.
+    pub fn who(&self) -> Option<&Principal> {
+        Some(&self.0)
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(LocalIdentity(p)) = parts.extensions.get::<LocalIdentity>() {
+            return Ok(Caller(p.clone()));
+        }
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(ApiError::unauthorized(
+                "this request needs an API token: send Authorization: Bearer <token>",
+            ));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header is not `Bearer <token>`")
+            })?;
+        match state.dataplane.catalog().authenticate_token(token).await? {
+            Some(p) => Ok(Caller(p)),
+            None => Err(ApiError::unauthorized(
+                "the API token is unknown, revoked or expired",
+            )),
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The one mapping of dataplane errors to S3 errors.
+//!
+//! Exhaustive: a new dataplane error does not compile until it has an S3 code here. Errors
+//! whose words may describe this server's inside (a backend's message, a spool path, the
+//! database) are logged with the request id the client also gets, and answered in generic
+//! words.
+
+use s3s::{S3Error, S3ErrorCode};
+
+use archway_catalog::CatalogError;
+use archway_dataplane::{BodyError, DataplaneError};
+
+use crate::error::request_id;
+
+/// The S3 code for a dataplane error.
+fn code(e: &DataplaneError) -> S3ErrorCode {
+    match e {
+        DataplaneError::NoSuchVolume { .. } => S3ErrorCode::NoSuchBucket,
+        DataplaneError::AccessDenied { .. }
+        | DataplaneError::ReadOnly { .. }
+        | DataplaneError::NotPermitted { .. } => S3ErrorCode::AccessDenied,
+        DataplaneError::VolumeExists { yours: true, .. } => S3ErrorCode::BucketAlreadyOwnedByYou,
+        DataplaneError::VolumeExists { yours: false, .. } => S3ErrorCode::BucketAlreadyExists,
+        DataplaneError::VolumeNotEmpty { .. } => S3ErrorCode::BucketNotEmpty,
+        DataplaneError::NotAWorkspace { .. } => S3ErrorCode::AccessDenied,
+        DataplaneError::InvalidKey { key, .. }
+            if key.len() > archway_dataplane::key::MAX_KEY_BYTES =>
+        {
+            S3ErrorCode::KeyTooLongError
+        }
+        DataplaneError::InvalidKey { .. } | DataplaneError::InvalidRequest { .. } => {
+            S3ErrorCode::InvalidArgument
+        }
+        DataplaneError::NoSuchKey { .. } => S3ErrorCode::NoSuchKey,
+        DataplaneError::PreconditionFailed { .. } => S3ErrorCode::PreconditionFailed,
+        DataplaneError::NotModified { .. } => S3ErrorCode::NotModified,
+        DataplaneError::InvalidRange { .. } => S3ErrorCode::InvalidRange,
+        DataplaneError::NoSuchUpload { .. } => S3ErrorCode::NoSuchUpload,
+        DataplaneError::InvalidPartOrder { .. } => S3ErrorCode::InvalidPartOrder,
+        DataplaneError::InvalidPart { .. } => S3ErrorCode::InvalidPart,
+        DataplaneError::EntityTooSmall { .. } => S3ErrorCode::EntityTooSmall,
+        DataplaneError::EntityTooLarge { .. } => S3ErrorCode::EntityTooLarge,
+        DataplaneError::Body { source, .. } => match source {
+            BodyError::DigestMismatch { .. } => S3ErrorCode::BadDigest,
+            BodyError::ChunkSignature => S3ErrorCode::SignatureDoesNotMatch,
+            BodyError::Incomplete { .. } => S3ErrorCode::IncompleteBody,
+            BodyError::Source(inner) => code(inner),
+            BodyError::Local { .. } => S3ErrorCode::InternalError,
+        },
+        DataplaneError::Catalog(c) => match c {
+            CatalogError::NotFound { .. } => S3ErrorCode::NoSuchBucket,
+            CatalogError::AlreadyExists { .. } => S3ErrorCode::BucketAlreadyExists,
+            CatalogError::Invalid { field: "id", .. } => S3ErrorCode::InvalidBucketName,
+            CatalogError::Invalid { .. } | CatalogError::Conflict { .. } => {
+                S3ErrorCode::InvalidArgument
+            }
+            CatalogError::Database { .. } | CatalogError::Migration { .. } => {
+                S3ErrorCode::ServiceUnavailable
+            }
+            CatalogError::SecretKey { .. }
+            | CatalogError::Crypto
+            | CatalogError::Io { .. }
+            | CatalogError::Corrupt { .. } => S3ErrorCode::InternalError,
+        },
+        DataplaneError::UnknownBackend { .. }
+        | DataplaneError::Backend { .. }
+        | DataplaneError::NoWorkspaceBackend
+        | DataplaneError::Store { .. }
+        | DataplaneError::Spool { .. } => S3ErrorCode::InternalError,
+    }
+}
+
+/// The S3 error for a dataplane error, with a request id.
+pub fn dataplane_error(e: DataplaneError) -> S3Error {
+    let code = code(&e);
+    let id = request_id();
+    let message = if e.is_internal() {
+        tracing::error!(request_id = %id, error = %e, "S3 request failed");
+        format!(
+            "the gateway could not complete the request (request id {id}; its log has the details)"
+        )
+    } else {
+        e.to_string()
+    };
+    let mut err = S3Error::with_message(code, message);
+    err.set_request_id(id);
+    err
+}
+
+/// The catalogue could not be asked (authentication): logged, answered without its words.
+pub fn catalog_unavailable(e: CatalogError) -> S3Error {
+    let id = request_id();
+    tracing::error!(request_id = %id, error = %e, "catalogue error in the S3 front");
+    let mut err = S3Error::with_message(
+        S3ErrorCode::ServiceUnavailable,
+        format!("the catalogue is unavailable (request id {id})"),
+    );
+    err.set_request_id(id);
+    err
+}
+
+/// Gives an S3 error made here (not from the dataplane) a request id.
+pub fn with_request_id(mut e: S3Error) -> S3Error {
+    if e.request_id().is_none() {
+        e.set_request_id(request_id());
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_words_never_reach_the_client() {
+        let e = DataplaneError::Store {
+            volume: "demo".into(),
+            key: "a.fits".into(),
+            op: archway_dataplane::Op::Get,
+            source: Box::new(archway_dataplane::object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: "reading /srv/secret/archive/a.fits: I/O error".into(),
+            }),
+        };
+        let s3 = dataplane_error(e);
+        assert_eq!(*s3.code(), S3ErrorCode::InternalError);
+        let message = s3.message().unwrap();
+        assert!(!message.contains("/srv"), "{message}");
+        assert!(message.contains(s3.request_id().unwrap()), "{message}");
+    }
+
+    #[test]
+    fn refusals_and_body_faults_keep_their_codes() {
+        let cases = [
+            (
+                DataplaneError::ReadOnly {
+                    volume: "demo".into(),
+                },
+                S3ErrorCode::AccessDenied,
+            ),
+            (
+                DataplaneError::Body {
+                    volume: "w".into(),
+                    key: "k".into(),
+                    source: BodyError::DigestMismatch {
+                        header: "Content-MD5",
+                    },
+                },
+                S3ErrorCode::BadDigest,
+            ),
+            (
+                DataplaneError::Body {
+                    volume: "w".into(),
+                    key: "k".into(),
+                    source: BodyError::ChunkSignature,
+                },
+                S3ErrorCode::SignatureDoesNotMatch,
+            ),
+            (
+                DataplaneError::InvalidPartOrder {
+                    upload_id: "u".into(),
+                    part: 1,
+                    previous: 2,
+                },
+                S3ErrorCode::InvalidPartOrder,
+            ),
+            (
+                DataplaneError::VolumeExists {
+                    volume: "w".into(),
+                    yours: true,
+                },
+                S3ErrorCode::BucketAlreadyOwnedByYou,
+            ),
+        ];
+        for (e, want) in cases {
+            let text = e.to_string();
+            let s3 = dataplane_error(e);
+            assert_eq!(*s3.code(), want, "{text}");
+            assert_eq!(s3.message(), Some(text.as_str()));
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The S3 front: every volume a bucket, for unmodified S3 clients.
+//!
+//! `s3s` parses requests, verifies SigV4 signatures (header and presigned) against the secrets
+//! that [`CatalogAuth`] looks up, and renders XML. `ops.rs` maps each supported S3 operation to
+//! a dataplane call, `error.rs` maps dataplane errors to S3 error codes (the one place),
+//! `convert.rs` translates values between the two, `integrity.rs` checks declared digests as
+//! bodies stream, `host.rs` reads virtual-hosted-style bucket names. The front decides nothing
+//! about access: the dataplane checks every call, so the `s3s` access hook lets every request
+//! through, anonymous ones included (public volumes).
+
+mod convert;
+mod error;
+mod host;
+mod integrity;
+mod ops;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::auth::{Credentials, S3Auth, SecretKey};
+use s3s::dto::StreamingBlob;
+use s3s::{S3Result, s3_error};
+
+use archway_catalog::{Catalog, Principal};
+use archway_dataplane::Dataplane;
+
+pub use error::dataplane_error;
+pub use host::BucketDomain;
+
+use crate::metrics::Metrics;
+use crate::state::AppState;
+use error::{catalog_unavailable, with_request_id};
+
+/// Looks up SigV4 secrets in the catalogue.
+#[derive(Debug, Clone)]
+pub struct CatalogAuth {
+    pub catalog: Catalog,
+}
+
+#[async_trait::async_trait]
+impl S3Auth for CatalogAuth {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        match self.catalog.access_key_secret(access_key).await {
+            Ok(Some((_, secret))) => Ok(SecretKey::from(secret)),
+            Ok(None) => Err(s3_error!(
+                InvalidAccessKeyId,
+                "The AWS access key Id you provided does not exist in our records."
+            )),
+            Err(e) => Err(catalog_unavailable(e)),
+        }
+    }
+}
+
+/// Lets every request through to the operation, where the dataplane checks access.
+#[derive(Debug, Clone, Copy)]
+pub struct DataplaneDecides;
+
+#[async_trait::async_trait]
+impl S3Access for DataplaneDecides {
+    async fn check(&self, _cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        Ok(())
+    }
+}
+
+/// The S3 operations over the dataplane.
+#[derive(Debug, Clone)]
+pub struct S3Front {
+    pub dataplane: Arc<Dataplane>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl S3Front {
+    /// The caller, from the access key that signed the request (None: anonymous).
+    async fn who(&self, credentials: &Option<Credentials>) -> S3Result<Option<Principal>> {
+        let Some(c) = credentials else {
+            return Ok(None);
+        };
+        match self
+            .dataplane
+            .catalog()
+            .access_key_secret(&c.access_key)
+            .await
+        {
+            Ok(Some((p, _))) => Ok(Some(p)),
+            Ok(None) => Err(with_request_id(s3_error!(InvalidAccessKeyId))),
+            Err(e) => Err(catalog_unavailable(e)),
+        }
+    }
+
+    /// The caller of an operation that needs a signed request (bucket listing and creation).
+    async fn signed(&self, credentials: &Option<Credentials>, what: &str) -> S3Result<Principal> {
+        self.who(credentials)
+            .await?
+            .ok_or_else(|| s3_error!(AccessDenied, "{what} needs a signed request"))
+    }
+
+    /// Records one S3 operation's outcome.
+    fn record<T>(&self, op: &'static str, result: S3Result<T>) -> S3Result<T> {
+        let label = match &result {
+            Ok(_) => "ok",
+            Err(e) => match e.status_code().map(|s| s.as_u16()) {
+                Some(304) => "not_modified",
+                Some(400..=499) => "client_error",
+                _ => "server_error",
+            },
+        };
+        self.metrics
+            .s3_requests
+            .with_label_values(&[op, label])
+            .inc();
+        result.map_err(with_request_id)
+    }
+
+    /// A dataplane body as the S3 answer's body, counting the bytes out.
+    fn count_out(
+        &self,
+        body: futures::stream::BoxStream<'static, archway_dataplane::Result<Bytes>>,
+    ) -> StreamingBlob {
+        let metrics = self.metrics.clone();
+        let counted = body.map(move |r| {
+            if let Ok(b) = &r {
+                metrics
+                    .s3_bytes
+                    .with_label_values(&["out"])
+                    .inc_by(b.len() as u64);
+            }
+            r
+        });
+        StreamingBlob::wrap(SyncStream(std::sync::Mutex::new(Box::pin(counted))))
+    }
+}
+
+/// `StreamingBlob` needs `Sync`; a dataplane body is `Send` only. A mutex makes it `Sync`
+/// without sharing: the stream is only ever polled by the one task that owns it.
+struct SyncStream<S>(std::sync::Mutex<std::pin::Pin<Box<S>>>);
+
+impl<S: Stream + Send> Stream for SyncStream<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        match self.0.lock() {
+            Ok(mut s) => s.as_mut().poll_next(cx),
+            Err(_) => std::task::Poll::Ready(None),
+        }
+    }
+}
+
+/// Builds the S3 service over `front`; `domain` enables virtual-hosted-style requests.
+pub fn service(
+    front: S3Front,
+    domain: Option<BucketDomain>,
+    max_xml_body_bytes: usize,
+) -> s3s::service::S3Service {
+    let catalog = front.dataplane.catalog().clone();
+    let mut builder = s3s::service::S3ServiceBuilder::new(front);
+    let mut config = s3s::config::S3Config::default();
+    config.xml_max_body_size = max_xml_body_bytes;
+    builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
+        config,
+    ))));
+    builder.set_auth(CatalogAuth { catalog });
+    builder.set_access(DataplaneDecides);
+    if let Some(d) = domain {
+        builder.set_host(d);
+    }
+    builder.build()
+}
+
+/// The S3 service as the router's fallback: every path that is not an API route.
+pub fn fallback(
+    state: AppState,
+) -> impl tower::Service<
+    Request,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
++ Send
++ Sync
++ 'static {
+    let front = S3Front {
+        dataplane: state.dataplane.clone(),
+        metrics: state.metrics.clone(),
+    };
+    // The configuration refuses a bad domain; a gateway built without that check still
+    // serves path style.
+    let domain = match state.server.domain.as_deref().map(BucketDomain::new) {
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "virtual-hosted-style S3 disabled");
+            None
+        }
+        None => None,
+    };
+    let s3 = service(front, domain, state.server.max_s3_xml_body_bytes);
+    tower::service_fn(move |req: Request| {
+        let mut s3 = s3.clone();
+        async move {
+            let response = match tower::Service::call(&mut s3, req).await {
+                Ok(r) => r.map(Body::new),
+                Err(e) => {
+                    let id = crate::error::request_id();
+                    tracing::error!(request_id = %id, error = ?e, "S3 service failed");
+                    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                }
+            };
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    })
+}
