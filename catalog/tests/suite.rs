@@ -3,7 +3,7 @@
 //!
 //! PostgreSQL comes from `ARCHWAY_TEST_POSTGRES_URL` (an account that may create databases),
 //! which `scripts/test` sets after starting a server; each test gets a database of its own.
-//! Without it the PostgreSQL half is skipped with a message, except under CI, where it fails.
+//! The server is required: without it every test fails, saying how to start one.
 
 use std::time::Duration;
 
@@ -21,17 +21,14 @@ async fn sqlite() -> TestDb {
     TestDb { catalog, _dir: dir }
 }
 
-async fn postgres() -> Option<TestDb> {
-    let Ok(admin_url) = std::env::var("ARCHWAY_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "ARCHWAY_TEST_POSTGRES_URL is not set under CI: run the tests with scripts/test"
-        );
-        eprintln!(
-            "skipping PostgreSQL: ARCHWAY_TEST_POSTGRES_URL is not set (scripts/test sets it)"
-        );
-        return None;
-    };
+async fn postgres() -> TestDb {
+    let admin_url = std::env::var("ARCHWAY_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "ARCHWAY_TEST_POSTGRES_URL is not set: the catalogue suite needs a PostgreSQL \
+             server. Run the tests with scripts/test (which starts one), or start one with \
+             `eval \"$(scripts/test-services)\"` and run cargo test in that shell"
+        )
+    });
     use sqlx::Connection;
     // Unique per process and per test: tests of one process run in parallel.
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -44,7 +41,14 @@ async fn postgres() -> Option<TestDb> {
             .unwrap()
             .as_micros()
     );
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at {} is not reachable ({e}): start it with scripts/test-services",
+                archway_catalog::redact_url(&admin_url)
+            )
+        });
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut admin)
         .await
@@ -57,7 +61,7 @@ async fn postgres() -> Option<TestDb> {
         ..Default::default()
     };
     let catalog = Catalog::open(&config, dir.path()).await.unwrap();
-    Some(TestDb { catalog, _dir: dir })
+    TestDb { catalog, _dir: dir }
 }
 
 /// Runs one suite function against both databases.
@@ -76,9 +80,8 @@ macro_rules! both {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    if let Some(db) = super::postgres().await {
-                        super::$name(&db.catalog).await;
-                    }
+                    let db = super::postgres().await;
+                    super::$name(&db.catalog).await;
                 }
             )*
         }

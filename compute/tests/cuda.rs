@@ -25,26 +25,36 @@ fn every_kernel_compiles_with_nvrtc() {
     }
 }
 
+/// Without a usable device, `auto` runs on the CPU and says why, and `cuda` refuses by name.
+/// (On a machine with a device there is nothing to fall back from: the comparison below runs.)
+#[tokio::test]
+async fn without_a_device_auto_runs_on_the_cpu_and_cuda_refuses() {
+    let Err(reason) = cuda::engine() else {
+        common::skipped(
+            "compute/tests/cuda.rs without_a_device_auto_runs_on_the_cpu_and_cuda_refuses",
+            "this machine has a CUDA device, so there is no fallback to check",
+        );
+        return;
+    };
+    let store = fixtures().await;
+    let mut req = request("f32_nan.fits", Op::Mean);
+    req.engine = Engine::Auto;
+    let r = run(store.clone(), &req).await.unwrap();
+    assert_eq!(r.engine, Engine::Cpu);
+    assert!(r.engine_note.unwrap().contains(reason));
+    req.engine = Engine::Cuda;
+    let err = run(store, &req).await.unwrap_err().to_string();
+    assert!(err.contains("cuda"), "{err}");
+}
+
 #[tokio::test]
 async fn the_gpu_agrees_with_the_cpu() {
     let gpu = match cuda::engine() {
         Ok(g) => g,
         Err(reason) => {
-            // No device here: `auto` must run on the CPU and say why; `cuda` must refuse.
-            eprintln!("no CUDA device ({reason}): GPU comparison not run on this machine");
-            let store = fixtures().await;
-            let mut req = request("f32_nan.fits", Op::Mean);
-            req.engine = Engine::Auto;
-            let r = run(store.clone(), &req).await.unwrap();
-            assert_eq!(r.engine, Engine::Cpu);
-            assert!(r.engine_note.unwrap().contains(reason));
-            req.engine = Engine::Cuda;
-            assert!(
-                run(store, &req)
-                    .await
-                    .unwrap_err()
-                    .to_string()
-                    .contains("cuda")
+            common::skipped(
+                "compute/tests/cuda.rs the_gpu_agrees_with_the_cpu",
+                &format!("no CUDA device ({reason})"),
             );
             return;
         }

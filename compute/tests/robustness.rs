@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use archway_compute::{Op, ReduceRequest, run};
+use archway_compute::{ComputeError, Op, ReduceRequest, run};
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -20,7 +20,14 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{DIR}/{name}")).unwrap()
 }
 
-fn reduce(bytes: Vec<u8>, hdu: Option<&str>, column: Option<&str>, op: Op) -> Result<(), String> {
+/// Reduces `bytes`; a panic in any task of the reduction comes back as `ComputeError::Task`,
+/// which [`clean`] refuses.
+fn reduce(
+    bytes: Vec<u8>,
+    hdu: Option<&str>,
+    column: Option<&str>,
+    op: Op,
+) -> Result<(), ComputeError> {
     let section = (op == Op::Cutout).then(|| vec![[3, 41], [2, 30]]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -39,11 +46,14 @@ fn reduce(bytes: Vec<u8>, hdu: Option<&str>, column: Option<&str>, op: Op) -> Re
             section,
             ..common::request("f.fits", op)
         };
-        run(store, &req)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        run(store, &req).await.map(|_| ())
     })
+}
+
+/// Whether an outcome is an answer or an error about the input — not a panic (a task that
+/// failed) and not a store fault.
+fn clean(r: &Result<(), ComputeError>) -> bool {
+    !matches!(r, Err(ComputeError::Task(_) | ComputeError::Store(_)))
 }
 
 fn card(text: &str) -> Vec<u8> {
@@ -55,7 +65,12 @@ proptest! {
 
     #[test]
     fn random_bytes_are_refused_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..12_000)) {
-        let _ = reduce(bytes, None, None, Op::Stats);
+        let r = reduce(bytes, None, None, Op::Stats);
+        // Random bytes are not a FITS file (it begins with `SIMPLE  =`): an error naming why.
+        prop_assert!(
+            matches!(r, Err(ComputeError::Format { .. } | ComputeError::Truncated { .. })),
+            "{r:?}"
+        );
     }
 
     #[test]
@@ -74,6 +89,7 @@ proptest! {
         let len = bytes.len();
         let r = reduce(bytes[..cut].to_vec(), hdu, column, Op::Mean);
         // Only the padding of the last block may go missing without an error.
+        prop_assert!(clean(&r), "{name} cut at {cut}: {r:?}");
         prop_assert!(r.is_err() || cut > len - 2880, "{name} cut at {cut} of {len} reduced");
     }
 
@@ -103,7 +119,8 @@ proptest! {
             4 | 8 => Op::Cutout,
             _ => Op::Histogram,
         };
-        let _ = reduce(bytes, hdu, column, op);
+        let r = reduce(bytes, hdu, column, op);
+        prop_assert!(clean(&r), "{name}: {r:?}");
     }
 
     #[test]
@@ -122,6 +139,13 @@ proptest! {
         h.extend(card(&format!("GCOUNT  = {gcount:>20}")));
         h.extend(card("END"));
         h.resize(2880 * 2, 0);
-        let _ = reduce(h, Some("0"), None, Op::Sum);
+        let r = reduce(h, Some("0"), None, Op::Sum);
+        prop_assert!(clean(&r), "{r:?}");
+        // A BITPIX the standard does not define, or a negative axis, is never accepted.
+        let valid_bitpix = [8, 16, 32, 64, -32, -64].contains(&bitpix);
+        let axes = usize::try_from(naxis).unwrap_or(0).min(dims.len());
+        if !valid_bitpix || naxis < 0 || dims[..axes].iter().any(|d| *d < 0) {
+            prop_assert!(r.is_err(), "bitpix {bitpix}, naxis {naxis}, dims {dims:?} accepted");
+        }
     }
 }
