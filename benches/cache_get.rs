@@ -8,6 +8,7 @@
 //!
 //! 8 objects of 16 MiB are read by 4 concurrent clients: once cold (every block fetched from
 //! the S3 server through the gateway's cache), then twice warm (served from the memory tier).
+#![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;

@@ -16,6 +16,7 @@
 //! afresh with an empty cache. Warm: the same job again right after, caches as the first run
 //! left them. Both mounts get a disk cache big enough for the data (archway: 256 MiB memory +
 //! disk tier; rclone: its VFS cache), so warm reads are served by the tool, not the gateway.
+#![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -18,6 +18,7 @@
 //! cfitsio's `funpack` decompressing the same file to /dev/null (decompression alone, by the
 //! library that wrote it) and astropy + numpy (cfitsio's decompressors, then numpy). Needs
 //! `fpack`/`funpack` (Debian's `libcfitsio-bin`); without them that part says so.
+#![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
 use std::io::Read;
 use std::path::Path;

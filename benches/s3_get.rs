@@ -13,6 +13,7 @@
 //!
 //! Both servers are reached with the same SigV4-signing Rust client (object_store) over
 //! loopback. Figures are printed as MB/s (or requests/s) and as ratios.
+#![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,5 +1,10 @@
 //! `archway`: one binary, subcommands for every role (CLI wiring only; the work lives in the
 //! library crates).
+//!
+//! Blocking file calls are allowed in the CLI: they read and write the data directory and the
+//! user's files before a gateway or a mount serves (or in one-shot commands); the serving
+//! itself runs in the library crates, where they are not allowed.
+#![allow(clippy::disallowed_methods)]
 
 mod catalog_cmd;
 mod demo;

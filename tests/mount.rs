@@ -2,6 +2,7 @@
 //! over a running gateway and in local mode over a data directory, used with real tools
 //! (`ls`, `find`, `cat`, `cp`, `sha256sum`, `dd`, Python) and checked through S3.
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! End to end: `POST /api/v1/reduce` and `archway reduce` on the real binary, against numpy's
 //! answers for a stored fixture, with the API's refusals.
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
 mod common;
 

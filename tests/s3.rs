@@ -2,6 +2,7 @@
 //! AmazonS3, SigV4-signed, over loopback). The other clients (aws cli, boto3, s3fs, rclone)
 //! run in `tests/interop/clients.py`.
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! End to end: the real `archway` binary on loopback, driven over real HTTP and its own CLI.
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
 mod common;
 

@@ -157,6 +157,7 @@ fn check(data: &[u8], crcs: &[u64], first: usize) -> std::io::Result<()> {
 }
 
 /// Reads a block file: its key, length and (with `with_data`) data, checked piece by piece.
+#[allow(clippy::disallowed_methods)] // runs only on blocking threads (spawn_blocking)
 fn read_block(path: &Path, with_data: bool) -> std::io::Result<(BlockKey, u64, Option<Bytes>)> {
     let mut f = std::fs::File::open(path)?;
     let h = read_header(&mut f)?;
@@ -173,6 +174,7 @@ fn read_block(path: &Path, with_data: bool) -> std::io::Result<(BlockKey, u64, O
 }
 
 /// Reads `range` of a block file's data: only the pieces it covers, each checked.
+#[allow(clippy::disallowed_methods)] // runs only on blocking threads (spawn_blocking)
 fn read_block_range(path: &Path, range: Range<u64>) -> std::io::Result<(BlockKey, Bytes)> {
     let mut f = std::fs::File::open(path)?;
     let h = read_header(&mut f)?;
@@ -190,6 +192,7 @@ fn read_block_range(path: &Path, range: Range<u64>) -> std::io::Result<(BlockKey
     Ok((h.key, Bytes::from(data).slice(from..to)))
 }
 
+#[allow(clippy::disallowed_methods)] // runs only on blocking threads (spawn_blocking)
 fn write_block(path: &Path, key: &BlockKey, data: &[u8]) -> std::io::Result<u64> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
@@ -351,48 +354,71 @@ impl DiskTier {
             Some(entry)
         });
         if let Some(entry) = removed {
+            #[allow(clippy::disallowed_methods)] // on a blocking thread
             let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(entry.path)).await;
         }
     }
 
-    /// Removes least-recently-used blocks until the tier is within its budget.
-    async fn evict(&self) {
+    /// Removes least-recently-used blocks until the tier is within its budget. Choosing them
+    /// sorts the whole index, and removing them touches the disk: both on a blocking thread.
+    async fn evict(self: &Arc<Self>) {
+        if self.bytes() <= self.budget {
+            return;
+        }
+        let tier = self.clone();
+        let _ = tokio::task::spawn_blocking(move || tier.evict_now()).await;
+    }
+
+    #[allow(clippy::disallowed_methods)] // runs only on a blocking thread (see `evict`)
+    fn evict_now(&self) {
+        // The index is shared with the readers on the runtime: copy it, sort outside the lock,
+        // then take out the chosen blocks that nobody used in between.
+        let (mut by_use, total): (Vec<(u64, BlockKey, u64)>, u64) = match self.index.lock() {
+            Ok(index) => (
+                index
+                    .entries
+                    .iter()
+                    .map(|(k, e)| (e.used, k.clone(), e.bytes))
+                    .collect(),
+                index.total,
+            ),
+            Err(_) => return,
+        };
+        if total <= self.budget {
+            return;
+        }
+        by_use.sort_unstable_by_key(|(used, _, _)| *used);
+        let mut excess = total - self.budget;
+        let chosen: Vec<(u64, BlockKey)> = by_use
+            .into_iter()
+            .take_while(|(_, _, bytes)| {
+                let more = excess > 0;
+                excess = excess.saturating_sub(*bytes);
+                more
+            })
+            .map(|(used, key, _)| (used, key))
+            .collect();
         let victims: Vec<PathBuf> = match self.index.lock() {
             Ok(mut index) => {
                 let mut victims = Vec::new();
-                if index.total > self.budget {
-                    let mut by_use: Vec<(u64, BlockKey)> = index
-                        .entries
-                        .iter()
-                        .map(|(k, e)| (e.used, k.clone()))
-                        .collect();
-                    by_use.sort_by_key(|(used, _)| *used);
-                    for (_, key) in by_use {
-                        if index.total <= self.budget {
-                            break;
-                        }
-                        if let Some(e) = index.entries.remove(&key) {
-                            index.total -= e.bytes;
-                            victims.push(e.path);
-                        }
+                for (used, key) in chosen {
+                    if index.entries.get(&key).is_some_and(|e| e.used == used)
+                        && let Some(e) = index.entries.remove(&key)
+                    {
+                        index.total -= e.bytes;
+                        victims.push(e.path);
                     }
                 }
                 victims
             }
-            Err(_) => Vec::new(),
+            Err(_) => return,
         };
-        if victims.is_empty() {
-            return;
-        }
         self.stats
             .disk_evictions
             .fetch_add(victims.len() as u64, Ordering::Relaxed);
-        let _ = tokio::task::spawn_blocking(move || {
-            for p in victims {
-                let _ = std::fs::remove_file(p);
-            }
-        })
-        .await;
+        for p in victims {
+            let _ = std::fs::remove_file(p);
+        }
     }
 
     /// Bytes of blocks on disk, as indexed.
@@ -402,6 +428,7 @@ impl DiskTier {
 }
 
 /// Every intact block header under `dir`; leftovers (temporary files, damaged headers) go.
+#[allow(clippy::disallowed_methods)] // runs only on blocking threads (spawn_blocking)
 fn scan(dir: &Path) -> std::io::Result<Vec<(BlockKey, PathBuf, u64)>> {
     std::fs::create_dir_all(dir)?;
     let mut out = Vec::new();
@@ -428,6 +455,7 @@ fn scan(dir: &Path) -> std::io::Result<Vec<(BlockKey, PathBuf, u64)>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

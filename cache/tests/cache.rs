@@ -2,6 +2,7 @@
 //! warm reads without backend requests, versions never mixed, every byte equal to the source,
 //! and the memory budget held.
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -31,7 +31,9 @@ impl std::fmt::Debug for SecretBox {
 }
 
 impl SecretBox {
-    /// Loads the key from `path`, creating it (mode 0600) if it does not exist yet.
+    /// Loads the key from `path`, creating it (mode 0600) if it does not exist yet. Blocking:
+    /// call it on a blocking thread (as [`crate::Catalog::open`] does) or before serving.
+    #[allow(clippy::disallowed_methods)] // blocking by contract, see above
     pub fn load_or_create(path: &Path) -> Result<Self, CatalogError> {
         let io = |source| CatalogError::Io {
             path: PathBuf::from(path),
@@ -98,7 +100,8 @@ impl SecretBox {
     }
 }
 
-/// Writes a file readable by its owner only.
+/// Writes a file readable by its owner only. Blocking: for start-up and the CLI.
+#[allow(clippy::disallowed_methods)] // blocking by contract, see above
 pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -180,6 +183,7 @@ pub(crate) fn constant_time_eq(a: &str, b: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

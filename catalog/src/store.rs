@@ -55,7 +55,13 @@ impl std::fmt::Debug for Catalog {
 impl Catalog {
     /// Opens (and creates or migrates) the catalogue that `config` describes.
     pub async fn open(config: &CatalogConfig, data_dir: &Path) -> Result<Self> {
-        let secrets = SecretBox::load_or_create(&config.resolved_secret_key_file(data_dir))?;
+        let key_file = config.resolved_secret_key_file(data_dir);
+        let secrets = tokio::task::spawn_blocking(move || SecretBox::load_or_create(&key_file))
+            .await
+            .map_err(|e| CatalogError::Io {
+                path: config.resolved_secret_key_file(data_dir),
+                source: std::io::Error::other(e),
+            })??;
         let url = config.resolved_url(data_dir);
         let catalog = Self::connect(&url, config.max_connections, secrets).await?;
         if let Err(CatalogError::Crypto) = catalog.check_secret_key().await {
@@ -79,7 +85,7 @@ impl Catalog {
         sqlx::any::install_default_drivers();
         let dialect = Dialect::of_url(url)?;
         let connect_url = match dialect {
-            Dialect::Sqlite => sqlite_url(url)?,
+            Dialect::Sqlite => sqlite_url(url).await?,
             Dialect::Postgres => url.to_string(),
         };
         let max = max_connections.unwrap_or(match dialect {
@@ -1264,7 +1270,7 @@ fn search_terms(q: &str) -> Vec<String> {
     terms
 }
 
-fn sqlite_url(url: &str) -> Result<String> {
+async fn sqlite_url(url: &str) -> Result<String> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let path = rest.split('?').next().unwrap_or("");
     if path.is_empty() || path == ":memory:" {
@@ -1273,10 +1279,12 @@ fn sqlite_url(url: &str) -> Result<String> {
     if let Some(parent) = Path::new(path).parent()
         && !parent.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(parent).map_err(|source| CatalogError::Io {
-            path: parent.to_path_buf(),
-            source,
-        })?;
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|source| CatalogError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
     }
     Ok(if url.contains('?') {
         url.to_string()
@@ -1477,6 +1485,7 @@ fn user_from_row(row: &AnyRow, groups: Vec<String>) -> Result<User> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 
@@ -1489,11 +1498,11 @@ mod tests {
         assert!(search_terms("  ** ").is_empty());
     }
 
-    #[test]
-    fn sqlite_urls_gain_create_mode() {
+    #[tokio::test]
+    async fn sqlite_urls_gain_create_mode() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/sub/c.db", dir.path().display());
-        assert_eq!(sqlite_url(&url).unwrap(), format!("{url}?mode=rwc"));
+        assert_eq!(sqlite_url(&url).await.unwrap(), format!("{url}?mode=rwc"));
         assert!(dir.path().join("sub").is_dir());
     }
 }

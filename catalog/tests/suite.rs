@@ -4,6 +4,7 @@
 //! PostgreSQL comes from `ARCHWAY_TEST_POSTGRES_URL` (an account that may create databases),
 //! which `scripts/test` sets after starting a server; each test gets a database of its own.
 //! The server is required: without it every test fails, saying how to start one.
+#![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
 use std::time::Duration;
 

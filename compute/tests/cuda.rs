@@ -4,6 +4,7 @@
 //! with the CPU engine's, the oracle, on every fixture image.
 #![cfg(feature = "cuda")]
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
 use archway_compute::{Engine, Op, cuda, run};
 

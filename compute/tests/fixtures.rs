@@ -8,6 +8,7 @@
 //! standard deviations to 1e-12 relative (both sides compute in float64; numpy's pairwise sum
 //! and our compensated one differ in the last bits).
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
 use archway_compute::{ComputeError, Engine, Op, ReduceRequest, run};
 use object_store::path::Path;

@@ -1,6 +1,7 @@
 //! Replays every input in `tests/fuzz-regressions/` — inputs on which `cargo fuzz run
 //! fits_reader` once found a crash — through the fuzz target's requests: each must answer
 //! (an error is fine) without a panic. Add a crashing input here when fixing what it found.
+#![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
 use std::path::Path;
 

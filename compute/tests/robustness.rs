@@ -3,6 +3,7 @@
 //! never a panic, and never an allocation sized by a header's numbers (the data's size is
 //! checked against the object's before anything is read).
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
 use std::sync::Arc;
 

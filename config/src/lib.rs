@@ -91,6 +91,8 @@ impl fmt::Display for ConfigError {
 
 impl Config {
     /// Loads `file` (None: defaults only) with overrides from `env` (pass `std::env::vars()`).
+    /// Blocking: configuration is read once, at start-up, before anything is served.
+    #[allow(clippy::disallowed_methods)] // blocking by contract, see above
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
@@ -473,6 +475,7 @@ fn split_path(path: &str) -> Vec<PathSeg> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

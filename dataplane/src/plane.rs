@@ -34,11 +34,22 @@ impl std::fmt::Debug for Dataplane {
 impl Dataplane {
     /// Builds every configured backend; a backend that cannot be built is an error naming it.
     pub async fn new(catalog: Catalog, config: DataplaneConfig) -> Result<Self> {
-        let mut backends = HashMap::new();
-        for (name, backend) in &config.backends {
-            let b = Backend::new(name, backend, config.limits.backend_concurrency)?;
-            backends.insert(name.clone(), Arc::new(b));
-        }
+        let configured = config.backends.clone();
+        let concurrency = config.limits.backend_concurrency;
+        // Building a file backend looks at its directory: off the runtime's workers.
+        let backends = tokio::task::spawn_blocking(move || {
+            let mut backends = HashMap::new();
+            for (name, backend) in &configured {
+                let b = Backend::new(name, backend, concurrency)?;
+                backends.insert(name.clone(), Arc::new(b));
+            }
+            Ok::<_, DataplaneError>(backends)
+        })
+        .await
+        .map_err(|e| DataplaneError::Backend {
+            backend: "(all)".into(),
+            message: format!("building the backends failed: {e}"),
+        })??;
         let cache = if config.cache.enabled {
             Some(BlockCache::new(config.cache.clone()).await)
         } else {

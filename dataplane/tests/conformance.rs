@@ -2,6 +2,7 @@
 //! The conformance suite against every backend kind available here: local files, in-memory,
 //! and a real S3 server (moto's, from PyPI, which `scripts/test-services` installs) on
 //! loopback, reached through object_store's S3 client.
+#![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

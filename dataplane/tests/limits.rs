@@ -1,6 +1,7 @@
 //! Configured bounds hold: an object over `limits.max_object_bytes` is refused and leaves
 //! nothing behind, in the single-request and the multipart path.
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
 use archway_dataplane::conformance::fixture_with;
 use archway_dataplane::{BackendConfig, DataplaneError, LimitsConfig, PutRequest};

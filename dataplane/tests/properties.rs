@@ -1,6 +1,7 @@
 //! Property tests: key validation, and listings that page through any set of keys with any
 //! page size, prefix and delimiter exactly as one sorted listing would.
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
 use std::collections::BTreeSet;
 

@@ -4,6 +4,7 @@
 //! object's size is a bug. Inputs that once crashed are replayed by
 //! `compute/tests/fuzz_regressions.rs`.
 #![no_main]
+#![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
 use libfuzzer_sys::fuzz_target;
 

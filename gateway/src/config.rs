@@ -70,7 +70,9 @@ impl ServerConfig {
         })
     }
 
-    /// Problems with this section, as (key within the section, message).
+    /// Problems with this section, as (key within the section, message). Blocking (it looks
+    /// for the TLS files): for start-up and `archway config check`.
+    #[allow(clippy::disallowed_methods)] // blocking by contract, see above
     pub fn problems(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         if let Err(e) = self.listen_addr() {
