@@ -14,14 +14,19 @@ use serde_json::Value;
 
 use crate::serve::{self, Source};
 
+/// A secret from the command line or the environment, kept out of `Debug` output.
+fn secret(s: &str) -> Result<secrecy::SecretString, std::convert::Infallible> {
+    Ok(s.into())
+}
+
 #[derive(Args, Debug)]
 pub struct Target {
     /// A running gateway to talk to, e.g. http://127.0.0.1:9000 (else: the local data directory).
     #[arg(long, env = "ARCHWAY_GATEWAY", global = true)]
     pub gateway: Option<String>,
     /// API token for --gateway.
-    #[arg(long, env = "ARCHWAY_TOKEN", global = true, hide_env_values = true)]
-    pub token: Option<String>,
+    #[arg(long, env = "ARCHWAY_TOKEN", global = true, hide_env_values = true, value_parser = secret)]
+    pub token: Option<secrecy::SecretString>,
     /// Local data directory (without --gateway).
     #[arg(long, global = true)]
     pub data_dir: Option<std::path::PathBuf>,

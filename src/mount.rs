@@ -17,6 +17,7 @@ use archway_catalog::{Access, Principal, VolumeQuery};
 use archway_dataplane::{BackendConfig, Op, Secret};
 use archway_fuse::session::{self, MountOptions};
 use archway_fuse::{Fs, FsConfig, MountMetrics, MountVolume, Writes};
+use secrecy::{ExposeSecret, SecretString};
 
 /// Set in the environment of the background child: it reports readiness on stdout.
 const NOTIFY_ENV: &str = "ARCHWAY_MOUNT_NOTIFY";
@@ -32,11 +33,11 @@ pub struct MountArgs {
     #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
     pub access_key_id: Option<String>,
     /// S3 secret access key (remote mode).
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
-    pub secret_access_key: Option<String>,
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true, value_parser = secret)]
+    pub secret_access_key: Option<SecretString>,
     /// S3 session token (remote mode, temporary credentials).
-    #[arg(long, env = "AWS_SESSION_TOKEN", hide_env_values = true)]
-    pub session_token: Option<String>,
+    #[arg(long, env = "AWS_SESSION_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub session_token: Option<SecretString>,
     /// Profile in the credentials file (default: `default`, then `archway`).
     #[arg(long, env = "AWS_PROFILE")]
     pub profile: Option<String>,
@@ -46,8 +47,8 @@ pub struct MountArgs {
     pub credentials_file: Option<PathBuf>,
     /// API token, to ask the catalogue which volumes to mount (default: `archway_api_token`
     /// from the credentials file's profile).
-    #[arg(long, env = "ARCHWAY_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    #[arg(long, env = "ARCHWAY_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub token: Option<SecretString>,
     /// Local mode: the gateway's configuration file.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -114,28 +115,18 @@ fn parse_umask(s: &str) -> Result<u16, String> {
         .ok_or_else(|| format!("`{s}` is not an octal umask (e.g. 022)"))
 }
 
-/// Sizes as bytes or with a unit: 512KiB, 64MiB, 2GiB (also K/M/G, KB/MB/GB as powers of 1000).
+/// A secret from the command line or the environment, kept out of `Debug` output.
+fn secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(s))
+}
+
+/// Sizes as bytes or with a unit, as the `bytesize` crate reads them: `512KiB`, `64MiB`,
+/// `2GiB` (powers of 1024), `10kB`, `2GB` (powers of 1000).
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size (e.g. 64MiB)"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "t" | "tib" => 1 << 40,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "tb" => 1_000_000_000_000,
-        _ => return Err(format!("`{s}`: unknown unit (use B, KiB, MiB, GiB, TiB)")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("`{s}` is too large"))
+    s.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("`{s}` is not a size (e.g. 64MiB): {e}"))
 }
 
 pub fn run_unmount(mountpoint: &Path, lazy: bool) -> Result<()> {
@@ -342,6 +333,7 @@ fn cache_config(args: &MountArgs) -> CacheConfig {
 async fn remote_volumes(args: &MountArgs, gateway: &str) -> Result<Vec<MountVolume>> {
     let profile = credentials_profile(args)?;
     let from_file = |key: &str| profile.as_ref().and_then(|p| p.get(key).cloned());
+    let secret_from_file = |key: &str| from_file(key).map(SecretString::from);
     let access_key_id = args
         .access_key_id
         .clone()
@@ -354,22 +346,22 @@ async fn remote_volumes(args: &MountArgs, gateway: &str) -> Result<Vec<MountVolu
     let secret_access_key = args
         .secret_access_key
         .clone()
-        .or_else(|| from_file("aws_secret_access_key"))
+        .or_else(|| secret_from_file("aws_secret_access_key"))
         .context("an access key id without its secret access key")?;
     let token = args
         .token
         .clone()
-        .or_else(|| from_file("archway_api_token"));
+        .or_else(|| secret_from_file("archway_api_token"));
     // The gateway as a peer backend sees another gateway: its S3 front, these credentials.
     let backend = BackendConfig {
         url: format!("archway+{}", gateway.trim_end_matches('/')),
         access_key_id: Some(access_key_id),
-        secret_access_key: Some(Secret(secret_access_key)),
+        secret_access_key: Some(Secret(secret_access_key.expose_secret().to_string())),
         session_token: args
             .session_token
             .clone()
-            .or_else(|| from_file("aws_session_token"))
-            .map(Secret),
+            .or_else(|| secret_from_file("aws_session_token"))
+            .map(|t| Secret(t.expose_secret().to_string())),
         ..Default::default()
     };
     let listed = match &token {
@@ -482,7 +474,7 @@ fn credentials_profile_in(
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let profiles = parse_ini(&text);
+    let profiles = parse_ini(&text).with_context(|| format!("reading {}", path.display()))?;
     let chosen = match &args.profile {
         Some(p) => Some(
             profiles
@@ -498,30 +490,24 @@ fn credentials_profile_in(
     Ok(chosen)
 }
 
-/// The sections of an INI file (AWS credentials format): `[name]` then `key = value` lines.
-fn parse_ini(text: &str) -> HashMap<String, HashMap<String, String>> {
+/// The sections of an AWS shared credentials (or config) file: `[name]` or `[profile name]`,
+/// then `key = value` lines.
+fn parse_ini(text: &str) -> Result<HashMap<String, HashMap<String, String>>> {
+    let ini = ini::Ini::load_from_str(text).context("not an INI file")?;
     let mut out: HashMap<String, HashMap<String, String>> = HashMap::new();
-    let mut section: Option<String> = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            let name = name
-                .trim()
-                .trim_start_matches("profile ")
-                .trim()
-                .to_string();
-            out.entry(name.clone()).or_default();
-            section = Some(name);
-        } else if let (Some(s), Some((k, v))) = (&section, line.split_once('=')) {
-            out.entry(s.clone())
-                .or_default()
-                .insert(k.trim().to_string(), v.trim().to_string());
+    for (section, props) in ini.iter() {
+        let Some(name) = section else { continue };
+        let name = name
+            .trim()
+            .trim_start_matches("profile ")
+            .trim()
+            .to_string();
+        let entry = out.entry(name).or_default();
+        for (k, v) in props.iter() {
+            entry.insert(k.trim().to_string(), v.trim().to_string());
         }
     }
-    out
+    Ok(out)
 }
 
 /// The volumes of the local gateway, straight to their backends; writable unless read-only
@@ -611,14 +597,11 @@ mod tests {
     fn sizes_and_umasks_parse_or_say_why_not() {
         assert_eq!(parse_size("0").unwrap(), 0);
         assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
-        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
+        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_size("2G").unwrap(), 2_000_000_000);
         assert_eq!(parse_size("10kb").unwrap(), 10_000);
         assert!(parse_size("lots").unwrap_err().contains("not a size"));
-        assert!(
-            parse_size("5 furlongs")
-                .unwrap_err()
-                .contains("unknown unit")
-        );
+        assert!(parse_size("5 furlongs").unwrap_err().contains("not a size"));
         assert_eq!(parse_umask("027").unwrap(), 0o27);
         assert!(parse_umask("999").is_err());
     }
@@ -648,7 +631,7 @@ mod tests {
     #[test]
     fn credentials_files_parse_like_the_aws_cli() {
         let ini = "# c\n[default]\naws_access_key_id = A\n\n[profile x]\naws_secret_access_key=S\n";
-        let p = parse_ini(ini);
+        let p = parse_ini(ini).unwrap();
         assert_eq!(p["default"]["aws_access_key_id"], "A");
         assert_eq!(p["x"]["aws_secret_access_key"], "S");
     }

@@ -137,11 +137,7 @@ fn sha256_file(path: &Path) -> String {
     let mut f = std::fs::File::open(path).unwrap();
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h).unwrap();
-    hex(&h.finalize())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(h.finalize())
 }
 
 fn python() -> String {
@@ -368,7 +364,7 @@ async fn remote_mount_reads_every_file_and_writes_workspaces() {
         .await
         .unwrap();
     assert_eq!(
-        hex(&Sha256::digest(&got)),
+        hex::encode(Sha256::digest(&got)),
         sha256_file(&payload),
         "cp reads back through S3"
     );

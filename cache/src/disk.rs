@@ -91,12 +91,8 @@ fn decode_key(mut raw: &[u8]) -> Option<BlockKey> {
 }
 
 fn file_name(dir: &Path, key: &BlockKey) -> PathBuf {
-    let digest = hex(&Sha256::digest(encode_key(key))[..16]);
+    let digest = hex::encode(&Sha256::digest(encode_key(key))[..16]);
     dir.join(&digest[..2]).join(format!("{}.blk", &digest[2..]))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A block file's header: its key, data length, the CRCs of its pieces and where the data

@@ -131,7 +131,7 @@ impl Dataplane {
         getrandom::fill(&mut raw).map_err(|e| DataplaneError::Spool {
             message: format!("no randomness for an upload id: {e}"),
         })?;
-        let upload_id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let upload_id = hex::encode(raw);
         let dir = self.spool().join(&upload_id);
         tokio::fs::create_dir_all(&dir)
             .await
@@ -217,11 +217,7 @@ impl Dataplane {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(e);
         }
-        let etag: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let etag = hex::encode(hasher.finalize());
         let part = dir.join(format!("part-{number:05}-{etag}"));
         // A retried part replaces the earlier one of the same number.
         if let Ok(existing) = self.stored_parts(&dir).await {

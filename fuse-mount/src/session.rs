@@ -96,10 +96,7 @@ pub fn preflight(opts: &MountOptions) -> Result<(), MountError> {
 }
 
 fn which(program: &str) -> Option<PathBuf> {
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
+    which::which(program).ok()
 }
 
 /// A mounted filesystem, served on its own thread until unmounted.

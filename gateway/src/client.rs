@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use http::{Method, Request, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tower::ServiceExt;
@@ -57,7 +58,7 @@ pub struct Limits {
 enum Transport {
     Remote {
         base: String,
-        token: Option<String>,
+        token: Option<SecretString>,
         http: reqwest::Client,
         limits: Limits,
     },
@@ -86,14 +87,14 @@ pub type BodyStream = BoxStream<'static, Result<Bytes, ClientError>>;
 
 impl ApiClient {
     /// A client of the gateway at `base` (e.g. `http://127.0.0.1:9000`).
-    pub fn remote(base: &str, token: Option<String>) -> Result<Self, ClientError> {
+    pub fn remote(base: &str, token: Option<SecretString>) -> Result<Self, ClientError> {
         Self::remote_with(base, token, Limits::default())
     }
 
     /// [`ApiClient::remote`], with bounds on every call (what a gateway uses for its peers).
     pub fn remote_with(
         base: &str,
-        token: Option<String>,
+        token: Option<SecretString>,
         limits: Limits,
     ) -> Result<Self, ClientError> {
         let mut builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
@@ -154,7 +155,7 @@ impl ApiClient {
                     let url = format!("{base}{path}");
                     let mut req = http.request(method, &url);
                     if let Some(t) = token {
-                        req = req.bearer_auth(t);
+                        req = req.bearer_auth(t.expose_secret());
                     }
                     if let Some(b) = body {
                         req = req

@@ -74,17 +74,18 @@ fn peer_request(
         timeout: Some(server.peer_timeout),
         max_answer_bytes: Some(max_answer_bytes),
     };
-    let client = ApiClient::remote_with(&peer.url, Some(token.clone()), limits).map_err(|e| {
-        ApiError::internal(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "BackendMisconfigured",
-            format!(
-                "the peer gateway of volume `{}` cannot be reached",
-                req.volume
-            ),
-            &e,
-        )
-    })?;
+    let client =
+        ApiClient::remote_with(&peer.url, Some(token.clone().into()), limits).map_err(|e| {
+            ApiError::internal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "BackendMisconfigured",
+                format!(
+                    "the peer gateway of volume `{}` cannot be reached",
+                    req.volume
+                ),
+                &e,
+            )
+        })?;
     Ok((client, forwarded))
 }
 
