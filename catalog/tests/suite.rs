@@ -320,6 +320,17 @@ async fn search_and_filters(c: &Catalog) {
         ids(c.list_volumes(Some(&admin), &f).await.unwrap()),
         vec!["hst-acs", "jwst-nircam"]
     );
+    // Pages cut after a filter applied in Rust (tags) too.
+    let f = VolumeQuery {
+        tag: Some("imaging".into()),
+        limit: Some(1),
+        offset: Some(1),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(c.list_volumes(Some(&admin), &f).await.unwrap()),
+        vec!["jwst-nircam"]
+    );
 
     // The index follows updates and deletes.
     let patch = VolumePatch {

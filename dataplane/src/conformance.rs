@@ -715,20 +715,80 @@ async fn multipart_uploads(f: &Fixture) {
         .await
         .expect("part 2");
     let listed = dp
-        .list_parts(Some(&f.admin), "rw-vol", "mpu/object.bin", &id)
+        .list_parts(Some(&f.admin), "rw-vol", "mpu/object.bin", &id, 0, 1000)
         .await
         .expect("list parts");
     assert_eq!(
-        listed.iter().map(|p| p.number).collect::<Vec<_>>(),
+        listed.items.iter().map(|p| p.number).collect::<Vec<_>>(),
         vec![1, 2, 3]
     );
-    assert_eq!(listed[0].size, 5 * MIB as u64);
+    assert!(!listed.truncated);
+    assert_eq!(listed.items[0].size, 5 * MIB as u64);
+    // Pages of parts: at most `max`, resumed after the last part seen.
+    let first = dp
+        .list_parts(Some(&f.admin), "rw-vol", "mpu/object.bin", &id, 0, 2)
+        .await
+        .expect("first page of parts");
+    assert_eq!(
+        first.items.iter().map(|p| p.number).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert!(first.truncated);
+    let rest = dp
+        .list_parts(Some(&f.admin), "rw-vol", "mpu/object.bin", &id, 2, 2)
+        .await
+        .expect("second page of parts");
+    assert_eq!(
+        rest.items.iter().map(|p| p.number).collect::<Vec<_>>(),
+        vec![3]
+    );
+    assert!(!rest.truncated);
+    // Uploads in pages too: a second upload of another key, listed after the first.
+    let other = dp
+        .create_upload(
+            Some(&f.admin),
+            "rw-vol",
+            "mpu/other.bin",
+            Default::default(),
+        )
+        .await
+        .expect("second upload");
     let uploads = dp
-        .list_uploads(Some(&f.admin), "rw-vol", "mpu/")
+        .list_uploads(Some(&f.admin), "rw-vol", "mpu/", None, 1000)
         .await
         .expect("list uploads");
-    assert_eq!(uploads.len(), 1);
-    assert_eq!(uploads[0].upload_id, id);
+    assert_eq!(
+        uploads
+            .items
+            .iter()
+            .map(|u| (u.key.as_str(), u.upload_id.as_str()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("mpu/object.bin", id.as_str()),
+            ("mpu/other.bin", other.as_str())
+        ]
+    );
+    let page = dp
+        .list_uploads(Some(&f.admin), "rw-vol", "mpu/", None, 1)
+        .await
+        .expect("first page of uploads");
+    assert_eq!(page.items.len(), 1);
+    assert!(page.truncated);
+    let page = dp
+        .list_uploads(
+            Some(&f.admin),
+            "rw-vol",
+            "mpu/",
+            Some(("mpu/object.bin", Some(id.as_str()))),
+            1,
+        )
+        .await
+        .expect("second page of uploads");
+    assert_eq!(page.items[0].upload_id, other);
+    assert!(!page.truncated);
+    dp.abort_upload(Some(&f.admin), "rw-vol", "mpu/other.bin", &other)
+        .await
+        .expect("abort the second upload");
     // Nothing is visible before completion.
     assert!(
         dp.head(Some(&f.admin), "rw-vol", "mpu/object.bin")
@@ -815,7 +875,7 @@ async fn multipart_uploads(f: &Fixture) {
         "assembled object differs"
     );
     let err = dp
-        .list_parts(Some(&f.admin), "rw-vol", "mpu/object.bin", &id)
+        .list_parts(Some(&f.admin), "rw-vol", "mpu/object.bin", &id, 0, 1000)
         .await
         .expect_err("gone");
     assert!(matches!(err, DataplaneError::NoSuchUpload { .. }), "{err}");

@@ -273,17 +273,30 @@ impl Dataplane {
         Ok(out)
     }
 
-    /// The parts stored so far, by number.
+    /// One page of the parts stored so far, by number, after part `after`. An upload holds at
+    /// most 10 000 parts (S3's limit, enforced by `upload_part`), so reading their names is
+    /// bounded; the page keeps only `max` of them.
     pub async fn list_parts(
         &self,
         who: Option<&Principal>,
         volume: &str,
         key: &str,
         upload_id: &str,
-    ) -> Result<Vec<PartInfo>> {
+        after: u32,
+        max: usize,
+    ) -> Result<Page<PartInfo>> {
         self.open(who, volume, Op::Put).await?;
         let (dir, _) = self.upload_meta(who, volume, key, upload_id).await?;
-        self.stored_parts(&dir).await
+        let mut kept = Smallest::new(max + 1);
+        for part in self.stored_parts(&dir).await? {
+            if part.number > after {
+                kept.offer(part.number, part);
+            }
+        }
+        let mut items: Vec<PartInfo> = kept.into_sorted().into_iter().map(|(_, p)| p).collect();
+        let truncated = items.len() > max;
+        items.truncate(max);
+        Ok(Page { items, truncated })
     }
 
     /// Assembles the listed parts (number, ETag), in ascending order, into the object and
@@ -427,49 +440,151 @@ impl Dataplane {
         Ok(removed)
     }
 
-    /// Uploads in progress in a volume under `prefix`, by key then initiation time. Writers see
-    /// all uploads; others none.
+    /// One page of the uploads in progress in a volume under `prefix`, ordered by key, then
+    /// initiation time, then id; after `marker` (a key alone: every upload of a later key;
+    /// with an upload id: the uploads after that one). Writers see all uploads; others none.
+    /// Memory is bounded by the page, however many uploads the spool holds.
     pub async fn list_uploads(
         &self,
         who: Option<&Principal>,
         volume: &str,
         prefix: &str,
-    ) -> Result<Vec<UploadInfo>> {
+        marker: Option<(&str, Option<&str>)>,
+        max: usize,
+    ) -> Result<Page<UploadInfo>> {
         let h = self.open(who, volume, Op::List).await?;
-        if h.access < Access::Write {
-            return Ok(Vec::new());
+        if h.access() < Access::Write {
+            return Ok(Page::default());
         }
-        let mut out = Vec::new();
         let mut entries = match tokio::fs::read_dir(self.spool()).await {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Page::default()),
             Err(e) => return Err(io_error("listing", self.spool(), e)),
         };
+        // The position after which the page starts, in the listing's order.
+        let after: Option<(String, u64, String)> = match marker {
+            None => None,
+            Some((key, None)) => Some((key.to_string(), u64::MAX, String::new())),
+            Some((key, Some(id))) => {
+                let initiated = match self.read_meta(id).await {
+                    Some(m) if m.key == key => m.initiated_ms,
+                    _ => u64::MAX,
+                };
+                Some((key.to_string(), initiated, id.to_string()))
+            }
+        };
+        let mut kept = Smallest::new(max + 1);
         while let Some(entry) = entries
             .next_entry()
             .await
             .map_err(|e| io_error("listing", self.spool(), e))?
         {
             let id = entry.file_name().to_string_lossy().into_owned();
-            if !valid_upload_id(&id) {
-                continue;
-            }
-            let Ok(text) = tokio::fs::read(entry.path().join("meta.json")).await else {
+            let Some(meta) = self.read_meta(&id).await else {
                 continue;
             };
-            let Ok(meta) = serde_json::from_slice::<UploadMeta>(&text) else {
+            if meta.volume != volume || !meta.key.starts_with(prefix) {
                 continue;
-            };
-            if meta.volume == volume && meta.key.starts_with(prefix) {
-                out.push(UploadInfo {
-                    upload_id: id,
-                    key: meta.key,
-                    user: meta.user,
-                    initiated: UNIX_EPOCH + Duration::from_millis(meta.initiated_ms),
-                });
             }
+            let order = (meta.key, meta.initiated_ms, id);
+            if after.as_ref().is_some_and(|a| order <= *a) {
+                continue;
+            }
+            kept.offer(order, meta.user);
         }
-        out.sort_by(|a, b| (&a.key, a.initiated).cmp(&(&b.key, b.initiated)));
-        Ok(out)
+        let mut items: Vec<UploadInfo> = kept
+            .into_sorted()
+            .into_iter()
+            .map(|((key, initiated_ms, upload_id), user)| UploadInfo {
+                upload_id,
+                key,
+                user,
+                initiated: UNIX_EPOCH + Duration::from_millis(initiated_ms),
+            })
+            .collect();
+        let truncated = items.len() > max;
+        items.truncate(max);
+        Ok(Page { items, truncated })
+    }
+
+    /// An upload's record, if `id` names one that is readable.
+    async fn read_meta(&self, id: &str) -> Option<UploadMeta> {
+        if !valid_upload_id(id) {
+            return None;
+        }
+        let text = tokio::fs::read(self.spool().join(id).join("meta.json"))
+            .await
+            .ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+}
+
+/// One page of a listing: its items, and whether more follow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub truncated: bool,
+}
+
+impl<T> Default for Page<T> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            truncated: false,
+        }
+    }
+}
+
+/// The `n` smallest of what is offered (by `K`), in memory proportional to `n`.
+struct Smallest<K: Ord, V> {
+    n: usize,
+    heap: std::collections::BinaryHeap<Entry<K, V>>,
+}
+
+struct Entry<K, V>(K, V);
+
+impl<K: Ord, V> PartialEq for Entry<K, V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl<K: Ord, V> Eq for Entry<K, V> {}
+impl<K: Ord, V> PartialOrd for Entry<K, V> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<K: Ord, V> Ord for Entry<K, V> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
+}
+
+impl<K: Ord, V> Smallest<K, V> {
+    fn new(n: usize) -> Self {
+        Self {
+            n,
+            heap: std::collections::BinaryHeap::with_capacity(n + 1),
+        }
+    }
+
+    fn offer(&mut self, key: K, value: V) {
+        if self.n == 0 {
+            return;
+        }
+        if self.heap.len() < self.n {
+            self.heap.push(Entry(key, value));
+        } else if self.heap.peek().is_some_and(|top| key < top.0) {
+            self.heap.pop();
+            self.heap.push(Entry(key, value));
+        }
+    }
+
+    fn into_sorted(self) -> Vec<(K, V)> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Entry(k, v)| (k, v))
+            .collect()
     }
 }

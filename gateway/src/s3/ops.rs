@@ -715,18 +715,24 @@ impl S3 for S3Front {
         let result = async {
             let who = self.who(&req.credentials).await?;
             let input = req.input;
-            let all = self
-                .dataplane
-                .list_parts(who.as_ref(), &input.bucket, &input.key, &input.upload_id)
-                .await
-                .map_err(dataplane_error)?;
             let marker = input.part_number_marker.unwrap_or(0).max(0) as u32;
             let max = input.max_parts.unwrap_or(1000).clamp(1, 1000) as usize;
-            let rest: Vec<_> = all.into_iter().filter(|p| p.number > marker).collect();
-            let truncated = rest.len() > max;
-            let page: Vec<Part> = rest
+            let listed = self
+                .dataplane
+                .list_parts(
+                    who.as_ref(),
+                    &input.bucket,
+                    &input.key,
+                    &input.upload_id,
+                    marker,
+                    max,
+                )
+                .await
+                .map_err(dataplane_error)?;
+            let truncated = listed.truncated;
+            let page: Vec<Part> = listed
+                .items
                 .into_iter()
-                .take(max)
                 .map(|p| Part {
                     part_number: Some(p.number as i32),
                     e_tag: etag(Some(&p.etag)),
@@ -760,18 +766,26 @@ impl S3 for S3Front {
             let who = self.who(&req.credentials).await?;
             let input = req.input;
             let prefix = input.prefix.clone().unwrap_or_default();
-            let all = self
+            let max = input.max_uploads.unwrap_or(1000).clamp(1, 1000) as usize;
+            let marker = input
+                .key_marker
+                .as_deref()
+                .filter(|k| !k.is_empty())
+                .map(|k| {
+                    (
+                        k,
+                        input.upload_id_marker.as_deref().filter(|u| !u.is_empty()),
+                    )
+                });
+            let listed = self
                 .dataplane
-                .list_uploads(who.as_ref(), &input.bucket, &prefix)
+                .list_uploads(who.as_ref(), &input.bucket, &prefix, marker, max)
                 .await
                 .map_err(dataplane_error)?;
-            let key_marker = input.key_marker.clone().unwrap_or_default();
-            let max = input.max_uploads.unwrap_or(1000).clamp(1, 1000) as usize;
-            let rest: Vec<_> = all.into_iter().filter(|u| u.key > key_marker).collect();
-            let truncated = rest.len() > max;
-            let uploads: Vec<MultipartUpload> = rest
+            let truncated = listed.truncated;
+            let uploads: Vec<MultipartUpload> = listed
+                .items
                 .into_iter()
-                .take(max)
                 .map(|u| MultipartUpload {
                     key: Some(u.key),
                     upload_id: Some(u.upload_id),
@@ -783,18 +797,19 @@ impl S3 for S3Front {
                     ..Default::default()
                 })
                 .collect();
-            let next_key = if truncated {
-                uploads.last().and_then(|u| u.key.clone())
-            } else {
-                None
+            let (next_key, next_upload_id) = match uploads.last() {
+                Some(u) if truncated => (u.key.clone(), u.upload_id.clone()),
+                _ => (None, None),
             };
             Ok(S3Response::new(ListMultipartUploadsOutput {
                 bucket: Some(input.bucket),
                 prefix: input.prefix,
                 key_marker: input.key_marker,
+                upload_id_marker: input.upload_id_marker,
                 max_uploads: Some(max as i32),
                 is_truncated: Some(truncated),
                 next_key_marker: next_key,
+                next_upload_id_marker: next_upload_id,
                 uploads: Some(uploads),
                 ..Default::default()
             }))

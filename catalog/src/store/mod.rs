@@ -1,0 +1,247 @@
+//! The catalogue's records in SQL, one code path for SQLite and PostgreSQL.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+mod access;
+mod grants;
+mod groups;
+mod keys;
+mod tokens;
+mod users;
+mod volumes;
+
+use crate::model::*;
+use crate::secret::SecretBox;
+use crate::{CatalogConfig, CatalogError, Dialect, Result, migrate, redact_url};
+
+const VOLUME_COLUMNS: &str = "v.id, v.title, v.description, v.mission, v.instrument, v.tags, \
+     v.license, v.dataproduct_type, v.calib_level, v.backend, v.prefix, v.kind, v.read_only, \
+     v.public_read, v.owner, v.extra, v.created_at, v.updated_at, v.scan_objects, v.scan_bytes, \
+     v.scanned_at";
+
+/// The ids of the volumes a user reaches through grants to them or to one of their groups.
+const GRANTED_TO_USER: &str = "SELECT volume_id, level FROM grants WHERE \
+     (subject_kind = 'user' AND subject = $1) OR (subject_kind = 'group' AND subject IN \
+     (SELECT group_name FROM group_members WHERE user_name = $1))";
+
+const SECRET_CHECK: &str = "archway-secret-check";
+
+/// A handle on the catalogue; cheap to clone.
+#[derive(Clone)]
+pub struct Catalog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: AnyPool,
+    dialect: Dialect,
+    secrets: SecretBox,
+    url: String,
+    /// Access key lookups (including misses), for SigV4 on every S3 request. Changes made
+    /// through this catalogue drop their entries at once; changes by another replica are
+    /// seen within [`ACCESS_KEY_TTL`].
+    access_keys: moka::future::Cache<String, Option<(Principal, String)>>,
+}
+
+/// How long an access key lookup is trusted.
+pub const ACCESS_KEY_TTL: Duration = Duration::from_secs(5);
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("url", &self.inner.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Catalog {
+    /// Opens (and creates or migrates) the catalogue that `config` describes.
+    pub async fn open(config: &CatalogConfig, data_dir: &Path) -> Result<Self> {
+        let key_file = config.resolved_secret_key_file(data_dir);
+        let secrets = tokio::task::spawn_blocking(move || SecretBox::load_or_create(&key_file))
+            .await
+            .map_err(|e| CatalogError::Io {
+                path: config.resolved_secret_key_file(data_dir),
+                source: std::io::Error::other(e),
+            })??;
+        let url = config.resolved_url(data_dir);
+        let catalog = Self::connect(&url, config.max_connections, secrets).await?;
+        if let Err(CatalogError::Crypto) = catalog.check_secret_key().await {
+            return Err(CatalogError::SecretKey {
+                path: config.resolved_secret_key_file(data_dir),
+                message: format!(
+                    "is not the key that sealed the secrets of the catalogue at {}",
+                    redact_url(&url)
+                ),
+            });
+        }
+        Ok(catalog)
+    }
+
+    /// Connects to `url`, creating an SQLite file if needed, and brings the schema up to date.
+    pub async fn connect(
+        url: &str,
+        max_connections: Option<u32>,
+        secrets: SecretBox,
+    ) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let dialect = Dialect::of_url(url)?;
+        let connect_url = match dialect {
+            Dialect::Sqlite => sqlite_url(url).await?,
+            Dialect::Postgres => url.to_string(),
+        };
+        let max = max_connections.unwrap_or(match dialect {
+            Dialect::Sqlite => 4,
+            Dialect::Postgres => 8,
+        });
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&connect_url)
+            .await
+            .map_err(CatalogError::db("connect"))?;
+        let version = migrate::run(&pool, dialect).await?;
+        tracing::debug!(url = %redact_url(url), version, "catalogue open");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                dialect,
+                secrets,
+                url: redact_url(url),
+                access_keys: moka::future::Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(ACCESS_KEY_TTL)
+                    .build(),
+            }),
+        })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.inner.dialect
+    }
+
+    /// The catalogue URL with any password redacted.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    pub async fn close(&self) {
+        self.inner.pool.close().await;
+    }
+
+    /// Verifies that the secret key opens this catalogue's secrets (and records a check value
+    /// on first use), so a wrong key is reported at start-up rather than as failed logins.
+    pub(super) async fn check_secret_key(&self) -> Result<()> {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT value FROM archway_meta WHERE name = $1")
+                .bind(SECRET_CHECK)
+                .fetch_optional(&self.inner.pool)
+                .await
+                .map_err(CatalogError::db("read secret check"))?;
+        match stored {
+            Some(sealed) => self.inner.secrets.open(SECRET_CHECK, &sealed).map(|_| ()),
+            None => {
+                let sealed = self.inner.secrets.seal(SECRET_CHECK, b"ok")?;
+                sqlx::query(
+                    "INSERT INTO archway_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(SECRET_CHECK)
+                .bind(sealed)
+                .execute(&self.inner.pool)
+                .await
+                .map_err(CatalogError::db("write secret check"))?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Words of a search query: alphanumeric runs, lowercased, deduplicated. Only these reach the
+/// full-text engines, so no query syntax can be injected.
+fn search_terms(q: &str) -> Vec<String> {
+    let mut terms: Vec<String> = Vec::new();
+    for word in q.split(|c: char| !c.is_alphanumeric()) {
+        let word = word.to_lowercase();
+        if !word.is_empty() && !terms.contains(&word) {
+            terms.push(word);
+        }
+    }
+    terms.truncate(16);
+    terms
+}
+
+async fn sqlite_url(url: &str) -> Result<String> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let path = rest.split('?').next().unwrap_or("");
+    if path.is_empty() || path == ":memory:" {
+        return Ok(url.to_string());
+    }
+    if let Some(parent) = Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|source| CatalogError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+    }
+    Ok(if url.contains('?') {
+        url.to_string()
+    } else {
+        format!("{url}?mode=rwc")
+    })
+}
+
+async fn ensure_user(tx: &mut sqlx::Transaction<'_, sqlx::Any>, name: &str) -> Result<()> {
+    let found: Option<String> = sqlx::query_scalar("SELECT name FROM users WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(CatalogError::db("read user"))?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(CatalogError::invalid(
+            "owner",
+            format!("user `{name}` does not exist"),
+        )),
+    }
+}
+
+fn get<'r, T>(row: &'r AnyRow, column: &'static str) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get(column).map_err(|e| CatalogError::Corrupt {
+        what: column.to_string(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+mod tests {
+    use super::*;
+
+    #[test]
+    pub(super) fn search_terms_strip_syntax() {
+        assert_eq!(
+            search_terms("Gaia DR3 \"OR\" * -x gaia"),
+            vec!["gaia", "dr3", "or", "x"]
+        );
+        assert!(search_terms("  ** ").is_empty());
+    }
+
+    #[tokio::test]
+    pub(super) async fn sqlite_urls_gain_create_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/sub/c.db", dir.path().display());
+        assert_eq!(sqlite_url(&url).await.unwrap(), format!("{url}?mode=rwc"));
+        assert!(dir.path().join("sub").is_dir());
+    }
+}

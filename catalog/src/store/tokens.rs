@@ -1,0 +1,116 @@
+//! HTTP API bearer tokens: stored as hashes, shown once.
+
+use std::time::Duration;
+
+use super::*;
+use crate::model::*;
+use crate::{CatalogError, Result, secret};
+
+impl Catalog {
+    pub async fn create_token(
+        &self,
+        user: &str,
+        name: &str,
+        ttl: Option<Duration>,
+    ) -> Result<NewApiToken> {
+        self.get_user(user).await?;
+        let (id, secret) = secret::new_token();
+        let now = Timestamp::now();
+        let expires_at = ttl.map(|d| Timestamp(now.0 + d.as_millis() as i64));
+        sqlx::query(
+            "INSERT INTO api_tokens (id, user_name, secret_hash, name, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&id)
+        .bind(user)
+        .bind(secret::hash_token_secret(&secret))
+        .bind(name)
+        .bind(now.0)
+        .bind(expires_at.map(|t| t.0))
+        .execute(&self.inner.pool)
+        .await
+        .map_err(CatalogError::db("insert token"))?;
+        Ok(NewApiToken {
+            secret: secret::format_token(&id, &secret),
+            token: ApiToken {
+                id,
+                user: user.to_string(),
+                name: name.to_string(),
+                created_at: now,
+                expires_at,
+            },
+        })
+    }
+
+    pub async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<ApiToken>> {
+        let rows = match user {
+            Some(u) => sqlx::query(
+                "SELECT id, user_name, name, created_at, expires_at FROM api_tokens \
+                 WHERE user_name = $1 ORDER BY created_at, id",
+            )
+            .bind(u),
+            None => sqlx::query(
+                "SELECT id, user_name, name, created_at, expires_at FROM api_tokens \
+                 ORDER BY user_name, created_at, id",
+            ),
+        }
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(CatalogError::db("list tokens"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(ApiToken {
+                    id: get(r, "id")?,
+                    user: get(r, "user_name")?,
+                    name: get(r, "name")?,
+                    created_at: Timestamp(get(r, "created_at")?),
+                    expires_at: get::<Option<i64>>(r, "expires_at")?.map(Timestamp),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn delete_token(&self, id: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+            .bind(id)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(CatalogError::db("delete token"))?;
+        if done.rows_affected() == 0 {
+            return Err(CatalogError::NotFound {
+                kind: "token",
+                id: id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The principal a bearer token stands for; None for an unknown, wrong or expired token.
+    pub async fn authenticate_token(&self, token: &str) -> Result<Option<Principal>> {
+        let Some((id, secret)) = secret::split_token(token) else {
+            return Ok(None);
+        };
+        let row = sqlx::query(
+            "SELECT t.secret_hash, t.expires_at, u.name, u.admin FROM api_tokens t \
+             JOIN users u ON u.name = t.user_name WHERE t.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(CatalogError::db("read token"))?;
+        let Some(row) = row else { return Ok(None) };
+        let hash: String = get(&row, "secret_hash")?;
+        if !secret::constant_time_eq(&hash, &secret::hash_token_secret(secret)) {
+            return Ok(None);
+        }
+        if let Some(expires) = get::<Option<i64>>(&row, "expires_at")?
+            && expires <= Timestamp::now().0
+        {
+            return Ok(None);
+        }
+        Ok(Some(Principal {
+            user: get(&row, "name")?,
+            admin: get::<i64>(&row, "admin")? != 0,
+        }))
+    }
+}
