@@ -49,6 +49,10 @@ pub struct MountArgs {
     /// from the credentials file's profile).
     #[arg(long, env = "ARCHWAY_TOKEN", hide_env_values = true, value_parser = secret)]
     pub token: Option<SecretString>,
+    /// Remote mode without credentials: unsigned requests, which the gateway serves for public
+    /// volumes only (name them with --volume). Credentials given anyway are not used.
+    #[arg(long)]
+    pub anonymous: bool,
     /// Local mode: the gateway's configuration file.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -169,6 +173,9 @@ pub fn run(args: MountArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
             "say where the volumes are: --gateway URL (remote mode) or --config FILE / \
              --data-dir DIR (local mode), not both"
         );
+    }
+    if args.anonymous && args.gateway.is_none() {
+        bail!("--anonymous is for remote mode (--gateway URL)");
     }
     if args.cache_disk > 0 && args.cache_dir.is_none() {
         bail!("--cache-disk needs --cache-dir (a directory no gateway uses)");
@@ -329,8 +336,13 @@ fn cache_config(args: &MountArgs) -> CacheConfig {
     }
 }
 
-/// The volumes of a remote gateway: named ones, or those the catalogue says we may read.
-async fn remote_volumes(args: &MountArgs, gateway: &str) -> Result<Vec<MountVolume>> {
+/// The gateway as a peer backend sees another gateway (its S3 front) with the caller's S3
+/// credentials, and the caller's API token: each from the command line, the environment or
+/// the credentials file.
+fn signed_backend(
+    args: &MountArgs,
+    gateway: &str,
+) -> Result<(BackendConfig, Option<SecretString>)> {
     let profile = credentials_profile(args)?;
     let from_file = |key: &str| profile.as_ref().and_then(|p| p.get(key).cloned());
     let secret_from_file = |key: &str| from_file(key).map(SecretString::from);
@@ -340,8 +352,8 @@ async fn remote_volumes(args: &MountArgs, gateway: &str) -> Result<Vec<MountVolu
         .or_else(|| from_file("aws_access_key_id"))
         .context(
             "no S3 credentials: pass --access-key-id/--secret-access-key, set \
-             AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or point --credentials-file at a file \
-             with them",
+             AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, point --credentials-file at a file \
+             with them, or mount public volumes with --anonymous",
         )?;
     let secret_access_key = args
         .secret_access_key
@@ -352,7 +364,6 @@ async fn remote_volumes(args: &MountArgs, gateway: &str) -> Result<Vec<MountVolu
         .token
         .clone()
         .or_else(|| secret_from_file("archway_api_token"));
-    // The gateway as a peer backend sees another gateway: its S3 front, these credentials.
     let backend = BackendConfig {
         url: format!("archway+{}", gateway.trim_end_matches('/')),
         access_key_id: Some(access_key_id),
@@ -363,6 +374,22 @@ async fn remote_volumes(args: &MountArgs, gateway: &str) -> Result<Vec<MountVolu
             .or_else(|| secret_from_file("aws_session_token"))
             .map(|t| Secret(t.expose_secret().to_string())),
         ..Default::default()
+    };
+    Ok((backend, token))
+}
+
+/// The volumes of a remote gateway: named ones, or those the catalogue says we may read.
+async fn remote_volumes(args: &MountArgs, gateway: &str) -> Result<Vec<MountVolume>> {
+    let (backend, token) = if args.anonymous {
+        // Unsigned requests: the gateway serves them for public volumes only.
+        let backend = BackendConfig {
+            url: format!("archway+{}", gateway.trim_end_matches('/')),
+            anonymous: true,
+            ..Default::default()
+        };
+        (backend, None)
+    } else {
+        signed_backend(args, gateway)?
     };
     let listed = match &token {
         Some(t) => {
@@ -390,6 +417,10 @@ async fn remote_volumes(args: &MountArgs, gateway: &str) -> Result<Vec<MountVolu
                 .collect::<Vec<_>>()
         }
         None if !args.volumes.is_empty() => Vec::new(),
+        None if args.anonymous => bail!(
+            "an anonymous mount cannot ask the catalogue which volumes are public: name them \
+             with --volume"
+        ),
         None => bail!(
             "no API token to ask the catalogue which volumes you may read: pass --token \
              (or `archway_api_token` in the credentials file), or name them with --volume"

@@ -6,112 +6,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use archway_dataplane::object_store::aws::AmazonS3Builder;
 use archway_dataplane::object_store::path::Path as Key;
 use archway_dataplane::object_store::{ClientOptions, ObjectStore, ObjectStoreExt};
+use common::mount::{Mount, errno_of, is_mounted, wait_for};
 use common::{BIN, Gateway, free_port, text};
 use sha2::{Digest, Sha256};
-
-/// Whether `mountpoint` is in the mount table now.
-fn is_mounted(mountpoint: &Path) -> bool {
-    let table = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    let want = mountpoint.to_str().unwrap();
-    table
-        .lines()
-        .any(|l| l.split_whitespace().nth(1) == Some(want))
-}
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// `archway mount … --foreground` as a child; unmounted (SIGTERM) and reaped on drop.
-struct Mount {
-    child: Option<Child>,
-    mountpoint: PathBuf,
-    log: PathBuf,
-}
-
-impl Mount {
-    fn start(mountpoint: &Path, args: &[&str]) -> Mount {
-        std::fs::create_dir_all(mountpoint).unwrap();
-        let log = mountpoint.with_extension("log");
-        let child = Command::new(BIN)
-            .arg("mount")
-            .arg(mountpoint)
-            .args(args)
-            .arg("--foreground")
-            .env("ARCHWAY_LOG", "info,archway_fuse=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut m = Mount {
-            child: Some(child),
-            mountpoint: mountpoint.to_path_buf(),
-            log,
-        };
-        wait_for("the mount", || {
-            if let Some(status) = m.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("mount exited with {status}: {}", m.log());
-            }
-            is_mounted(mountpoint)
-        });
-        m
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&mut self, signal: &str) -> std::process::ExitStatus {
-        let log = self.log();
-        self.try_signal(signal)
-            .unwrap_or_else(|| panic!("mount did not exit: {log}"))
-    }
-
-    fn try_signal(&mut self, signal: &str) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        let st = Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .output();
-        eprintln!("kill {signal} {}: {st:?}", child.id());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = Command::new("sh").arg("-c").arg(format!("for t in /proc/{0}/task/*; do echo $t $(cut -d' ' -f3 $t/stat) $(cat $t/wchan) $(cat $t/comm); done; cat /proc/{0}/stack", child.id())).status();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = self.try_signal("-TERM");
-        if is_mounted(&self.mountpoint) {
-            let _ = Command::new("fusermount3")
-                .arg("-uz")
-                .arg(&self.mountpoint)
-                .status();
-        }
-    }
-}
 
 /// Runs a shell command line, asserting success; returns stdout.
 fn sh(script: &str) -> String {
@@ -212,15 +117,6 @@ fn s3(gw: &Gateway, bucket: &str, key_id: &str, secret: &str) -> Arc<dyn ObjectS
             .build()
             .unwrap(),
     )
-}
-
-fn errno_of<T>(r: std::io::Result<T>) -> i32 {
-    match r {
-        Ok(_) => panic!("expected an error"),
-        Err(e) => e
-            .raw_os_error()
-            .unwrap_or_else(|| panic!("no errno in {e}")),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -16,8 +16,13 @@ use crate::Op;
 pub enum DataplaneError {
     #[error("volume `{volume}` does not exist")]
     NoSuchVolume { volume: String },
-    #[error("access to volume `{volume}` denied for {op}")]
-    AccessDenied { volume: String, op: Op },
+    #[error("access to volume `{volume}` denied for {op}{}", if *anonymous { " (the request was anonymous)" } else { "" })]
+    AccessDenied {
+        volume: String,
+        op: Op,
+        /// The caller was anonymous (HTTP fronts answer 401: authenticating may help).
+        anonymous: bool,
+    },
     #[error("volume `{volume}` is read-only")]
     ReadOnly { volume: String },
     /// A catalogue change (or a catalogue read) the caller's role does not allow.

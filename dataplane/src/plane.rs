@@ -116,6 +116,7 @@ impl Dataplane {
             DataplaneError::AccessDenied {
                 volume: volume.to_string(),
                 op,
+                anonymous: who.is_none(),
             }
         })?;
         let backend = self

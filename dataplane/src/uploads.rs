@@ -112,6 +112,7 @@ impl Dataplane {
             return Err(DataplaneError::AccessDenied {
                 volume: volume.to_string(),
                 op: Op::Put,
+                anonymous: who.is_none(),
             });
         }
         Ok((dir, meta))

@@ -105,6 +105,7 @@ impl VolumeStore {
             return Err(DataplaneError::AccessDenied {
                 volume: self.volume.id.clone(),
                 op,
+                anonymous: self.who.is_none(),
             });
         }
         Ok(())

@@ -28,6 +28,33 @@ impl Caller {
     }
 }
 
+/// The caller of a request that anonymous callers may make too (reductions, which the
+/// dataplane allows anonymously on public volumes only): a request without an Authorization
+/// header is anonymous; a token that is unknown or malformed is still refused.
+#[derive(Clone, Debug)]
+pub struct MaybeCaller(pub Option<Principal>);
+
+impl MaybeCaller {
+    /// The caller as the dataplane takes it (None: anonymous).
+    pub fn who(&self) -> Option<&Principal> {
+        self.0.as_ref()
+    }
+}
+
+impl FromRequestParts<AppState> for MaybeCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let signed = parts.extensions.get::<LocalIdentity>().is_some()
+            || parts.headers.contains_key(header::AUTHORIZATION);
+        if !signed {
+            return Ok(MaybeCaller(None));
+        }
+        let Caller(p) = Caller::from_request_parts(parts, state).await?;
+        Ok(MaybeCaller(Some(p)))
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 

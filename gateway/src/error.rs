@@ -174,9 +174,19 @@ impl From<DataplaneError> for ApiError {
             DataplaneError::NoSuchVolume { .. }
             | DataplaneError::NoSuchKey { .. }
             | DataplaneError::NoSuchUpload { .. } => ApiError::not_found(message),
-            DataplaneError::AccessDenied { .. } | DataplaneError::NotPermitted { .. } => {
-                ApiError::forbidden(message)
+            // Without a token only public volumes can be read: say what would help.
+            DataplaneError::AccessDenied {
+                anonymous: true,
+                ref volume,
+                ..
+            } => ApiError::unauthorized(format!(
+                "volume `{volume}` is not public: this request needs an API token (send \
+                 Authorization: Bearer <token>)"
+            )),
+            DataplaneError::AccessDenied {
+                anonymous: false, ..
             }
+            | DataplaneError::NotPermitted { .. } => ApiError::forbidden(message),
             DataplaneError::ReadOnly { .. } => {
                 ApiError::new(StatusCode::FORBIDDEN, "ReadOnly", message)
             }

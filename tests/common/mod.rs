@@ -1,6 +1,8 @@
 //! Starting the real `archway` binary on loopback for end-to-end tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod mount;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -12,7 +12,7 @@ use archway_compute::{BatchEvent, BatchFormat, BatchRequest, ReduceRequest, Redu
 use archway_dataplane::{ListRequest, Op, VolumeStore};
 
 use super::{AppState, channel_stream};
-use crate::auth::Caller;
+use crate::auth::MaybeCaller;
 use crate::body::StrictJson;
 use crate::error::{ApiError, ErrorBody};
 
@@ -41,13 +41,14 @@ async fn reduce_one(
     }
 }
 
-/// Decode and reduce one FITS object where it lies (read access). The answer says which
-/// engine ran and how many bytes were read and returned; cutouts and binning answer the array
-/// itself (FITS or NPY) with `X-Archway-*` headers.
+/// Decode and reduce one FITS object where it lies (read access; without a token, public
+/// volumes only). The answer says which engine ran and how many bytes were read and returned;
+/// cutouts and binning answer the array itself (FITS or NPY) with `X-Archway-*` headers.
 #[utoipa::path(
     post,
     path = "/reduce",
     tag = "compute",
+    security((), ("bearer" = [])),
     request_body = ReduceRequest,
     responses(
         (status = 200, description = "The reduction (JSON), or the array (cutout, bin)", body = Reduction),
@@ -62,7 +63,7 @@ async fn reduce_one(
     )
 )]
 async fn reduce(
-    caller: Caller,
+    caller: MaybeCaller,
     State(state): State<AppState>,
     StrictJson(req): StrictJson<ReduceRequest>,
 ) -> Result<Response, ApiError> {
@@ -134,13 +135,14 @@ async fn reduce(
     Ok(([(http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// Reduce every object under a prefix that matches a glob, in parallel (list access); the
-/// answer streams one NDJSON event (or CSV row) per object as it finishes, then a summary. One
-/// object's failure is its own line; the batch goes on.
+/// Reduce every object under a prefix that matches a glob, in parallel (list access; without
+/// a token, public volumes only); the answer streams one NDJSON event (or CSV row) per object
+/// as it finishes, then a summary. One object's failure is its own line; the batch goes on.
 #[utoipa::path(
     post,
     path = "/reduce/batch",
     tag = "compute",
+    security((), ("bearer" = [])),
     request_body = BatchRequest,
     responses(
         (status = 200, description = "NDJSON events (or CSV rows)", content_type = "application/x-ndjson", body = BatchEvent),
@@ -151,7 +153,7 @@ async fn reduce(
     )
 )]
 async fn reduce_batch(
-    caller: Caller,
+    caller: MaybeCaller,
     State(state): State<AppState>,
     StrictJson(req): StrictJson<BatchRequest>,
 ) -> Result<Response, ApiError> {
