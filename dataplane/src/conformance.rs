@@ -19,17 +19,22 @@ use crate::{
 
 const MIB: usize = 1024 * 1024;
 
-/// What a backend can do beyond the core, where stores legitimately differ.
+/// What a backend can do beyond the core, where stores legitimately differ, and where in it
+/// the suite may write.
 #[derive(Clone, Copy, Debug)]
 pub struct Capabilities {
     /// The store evaluates If-Match / If-None-Match / If-Modified-Since itself.
     pub conditional_reads: bool,
+    /// The path inside the backend under which the suite's volumes live ("" for the root; a
+    /// peer gateway's backend starts with a volume at the peer, e.g. `workspace/suite`).
+    pub root: &'static str,
 }
 
 impl Default for Capabilities {
     fn default() -> Self {
         Self {
             conditional_reads: true,
+            root: "",
         }
     }
 }
@@ -58,14 +63,15 @@ fn suite_limits() -> LimitsConfig {
 
 /// Builds the catalogue, dataplane, principals and volumes the suite uses.
 pub async fn fixture(backend: BackendConfig) -> Fixture {
-    fixture_with(backend, suite_limits(), CacheConfig::default()).await
+    fixture_with(backend, suite_limits(), CacheConfig::default(), "").await
 }
 
-/// [`fixture`] with other limits and cache settings.
+/// [`fixture`] with other limits and cache settings, and the volumes under `root`.
 pub async fn fixture_with(
     backend: BackendConfig,
     limits: LimitsConfig,
     cache: CacheConfig,
+    root: &str,
 ) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let catalog = Catalog::open(&CatalogConfig::default(), dir.path())
@@ -96,7 +102,11 @@ pub async fn fixture_with(
             .create_volume(NewVolume {
                 id: id.into(),
                 backend: "under-test".into(),
-                prefix: prefix.into(),
+                prefix: if root.is_empty() {
+                    prefix.to_string()
+                } else {
+                    format!("{root}/{prefix}")
+                },
                 kind,
                 public_read: public,
                 ..Default::default()
@@ -143,7 +153,7 @@ pub async fn run_through_the_cache(backend: BackendConfig, caps: Capabilities) {
 }
 
 async fn run_with(backend: BackendConfig, caps: Capabilities, cache: CacheConfig) {
-    let f = fixture_with(backend, suite_limits(), cache).await;
+    let f = fixture_with(backend, suite_limits(), cache, caps.root).await;
     round_trip(&f).await;
     large_streamed_upload(&f).await;
     ranges(&f).await;

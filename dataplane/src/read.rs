@@ -128,7 +128,7 @@ pub(crate) fn file_stream(
 ) -> impl futures::Stream<Item = std::result::Result<Bytes, object_store::Error>> + Send {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let io_error = move |source: std::io::Error| object_store::Error::Generic {
-        store: "LocalFileSystem",
+        store: "local file",
         source: format!("reading {}: {source}", path.display()).into(),
     };
     let file = tokio::fs::File::from_std(file);

@@ -35,6 +35,7 @@ async fn objects_over_the_limit_are_refused_whole() {
         },
         limits,
         Default::default(),
+        "",
     )
     .await;
     let dp = &f.dataplane;
