@@ -1,7 +1,5 @@
 //! Groups and their members.
 
-use std::collections::HashMap;
-
 use super::*;
 use crate::model::*;
 use crate::{CatalogError, Result};
@@ -17,21 +15,13 @@ impl Catalog {
                 .bind(now.0)
                 .execute(&self.inner.pool)
                 .await;
-        match res {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(CatalogError::AlreadyExists {
-                    kind: "group",
-                    id: name.to_string(),
-                })
-            }
-            Err(e) => Err(CatalogError::db("insert group")(e)),
-            Ok(_) => Ok(Group {
-                name: name.to_string(),
-                description: description.to_string(),
-                members: Vec::new(),
-                created_at: now,
-            }),
-        }
+        inserted(res, "group", name, "insert group")?;
+        Ok(Group {
+            name: name.to_string(),
+            description: description.to_string(),
+            members: Vec::new(),
+            created_at: now,
+        })
     }
 
     pub async fn get_group(&self, name: &str) -> Result<Group> {
@@ -73,18 +63,7 @@ impl Catalog {
             .fetch_all(&self.inner.pool)
             .await
             .map_err(CatalogError::db("list groups"))?;
-        let members =
-            sqlx::query("SELECT group_name, user_name FROM group_members ORDER BY user_name")
-                .fetch_all(&self.inner.pool)
-                .await
-                .map_err(CatalogError::db("list memberships"))?;
-        let mut by_group: HashMap<String, Vec<String>> = HashMap::new();
-        for m in members {
-            by_group
-                .entry(get(&m, "group_name")?)
-                .or_default()
-                .push(get(&m, "user_name")?);
-        }
+        let mut by_group = self.memberships(true).await?;
         rows.iter()
             .map(|r| {
                 let name: String = get(r, "name")?;

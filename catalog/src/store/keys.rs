@@ -62,27 +62,17 @@ impl Catalog {
         .bind(now.0)
         .execute(&self.inner.pool)
         .await;
-        match res {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(CatalogError::AlreadyExists {
-                    kind: "access key",
-                    id: id.to_string(),
-                })
-            }
-            Err(e) => Err(CatalogError::db("insert access key")(e)),
-            Ok(_) => {
-                self.forget_access_keys();
-                Ok(NewAccessKey {
-                    key: AccessKey {
-                        access_key_id: id.to_string(),
-                        user: user.to_string(),
-                        description: description.to_string(),
-                        created_at: now,
-                    },
-                    secret_access_key: secret_key.to_string(),
-                })
-            }
-        }
+        inserted(res, "access key", id, "insert access key")?;
+        self.forget_access_keys();
+        Ok(NewAccessKey {
+            key: AccessKey {
+                access_key_id: id.to_string(),
+                user: user.to_string(),
+                description: description.to_string(),
+                created_at: now,
+            },
+            secret_access_key: secret_key.to_string(),
+        })
     }
 
     pub async fn list_access_keys(&self, user: Option<&str>) -> Result<Vec<AccessKey>> {

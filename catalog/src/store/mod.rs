@@ -1,11 +1,12 @@
 //! The catalogue's records in SQL, one code path for SQLite and PostgreSQL.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, AssertSqlSafe, Row};
 
 mod access;
 mod grants;
@@ -196,6 +197,48 @@ async fn sqlite_url(url: &str) -> Result<String> {
     } else {
         format!("{url}?mode=rwc")
     })
+}
+
+/// An insert's outcome: a unique-key violation is `AlreadyExists` for `kind` `id`; any other
+/// failure a database error during `op`.
+fn inserted<T>(
+    result: std::result::Result<T, sqlx::Error>,
+    kind: &'static str,
+    id: &str,
+    op: &'static str,
+) -> Result<T> {
+    match result {
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(CatalogError::AlreadyExists {
+                kind,
+                id: id.to_string(),
+            })
+        }
+        other => other.map_err(CatalogError::db(op)),
+    }
+}
+
+impl Catalog {
+    /// Every group membership, keyed by one side and listing the other, sorted: users by group
+    /// (`by_group`) or groups by user.
+    pub(super) async fn memberships(&self, by_group: bool) -> Result<HashMap<String, Vec<String>>> {
+        let (key, value) = if by_group {
+            ("group_name", "user_name")
+        } else {
+            ("user_name", "group_name")
+        };
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {key}, {value} FROM group_members ORDER BY {value}"
+        )))
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(CatalogError::db("list memberships"))?;
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        for m in rows {
+            out.entry(get(&m, key)?).or_default().push(get(&m, value)?);
+        }
+        Ok(out)
+    }
 }
 
 async fn ensure_user(tx: &mut sqlx::Transaction<'_, sqlx::Any>, name: &str) -> Result<()> {

@@ -1,7 +1,5 @@
 //! Users.
 
-use std::collections::HashMap;
-
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 
@@ -22,23 +20,15 @@ impl Catalog {
         .bind(now.0)
         .execute(&self.inner.pool)
         .await;
-        match res {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(CatalogError::AlreadyExists {
-                    kind: "user",
-                    id: name.to_string(),
-                })
-            }
-            Err(e) => Err(CatalogError::db("insert user")(e)),
-            Ok(_) => Ok(User {
-                name: name.to_string(),
-                display_name: display_name.to_string(),
-                admin,
-                create_workspaces: false,
-                groups: Vec::new(),
-                created_at: now,
-            }),
-        }
+        inserted(res, "user", name, "insert user")?;
+        Ok(User {
+            name: name.to_string(),
+            display_name: display_name.to_string(),
+            admin,
+            create_workspaces: false,
+            groups: Vec::new(),
+            created_at: now,
+        })
     }
 
     pub async fn get_user(&self, name: &str) -> Result<User> {
@@ -68,18 +58,7 @@ impl Catalog {
                 .fetch_all(&self.inner.pool)
                 .await
                 .map_err(CatalogError::db("list users"))?;
-        let members =
-            sqlx::query("SELECT group_name, user_name FROM group_members ORDER BY group_name")
-                .fetch_all(&self.inner.pool)
-                .await
-                .map_err(CatalogError::db("list memberships"))?;
-        let mut groups: HashMap<String, Vec<String>> = HashMap::new();
-        for m in members {
-            groups
-                .entry(get(&m, "user_name")?)
-                .or_default()
-                .push(get(&m, "group_name")?);
-        }
+        let mut groups = self.memberships(false).await?;
         rows.iter()
             .map(|row| {
                 let name: String = get(row, "name")?;

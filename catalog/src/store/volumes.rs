@@ -30,17 +30,7 @@ impl Catalog {
         )?
         .execute(&mut *tx)
         .await;
-        match inserted {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(CatalogError::AlreadyExists {
-                    kind: "volume",
-                    id: volume.id,
-                });
-            }
-            other => {
-                other.map_err(CatalogError::db("insert volume"))?;
-            }
-        }
+        super::inserted(inserted, "volume", &volume.id, "insert volume")?;
         self.index_volume(&mut tx, &volume).await?;
         tx.commit().await.map_err(CatalogError::db("commit"))?;
         Ok(volume)
