@@ -14,7 +14,6 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::http::HttpBuilder;
 use object_store::limit::LimitStore;
 use object_store::list::PaginatedListStore;
-use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
@@ -39,13 +38,13 @@ impl fmt::Debug for Secret {
 ///
 /// | scheme | what | keys |
 /// |---|---|---|
-/// | `file:///dir` | a local or NFS archive tree | — |
+/// | `file:///dir` | a local or NFS archive tree | `links` |
 /// | `memory://` | in-process store (tests, scratch) | — |
 /// | `s3://bucket/prefix` | S3 or S3-compatible bucket | `endpoint`, `region`, `access_key_id`, `secret_access_key`, `session_token`, `path_style`, `anonymous` |
 /// | `gs://bucket/prefix` | Google Cloud Storage | `service_account_path`, `anonymous` |
 /// | `az://container/prefix` | Azure Blob Storage | `account`, `access_key`, `anonymous` |
 /// | `http(s)://host/path` | HTTP / WebDAV archive | — |
-/// | `archway+http(s)://host:port` | a peer Archway gateway (its S3 front) | `access_key_id`, `secret_access_key`, `token`, `region` |
+/// | `archway+http(s)://host:port` | a peer Archway gateway (its S3 front) | `access_key_id`, `secret_access_key`, `token`, `region`, `anonymous` |
 ///
 /// Unset credentials fall back to the standard environment of each SDK (`AWS_*`,
 /// `GOOGLE_*`, `AZURE_*`).
@@ -68,6 +67,10 @@ pub struct BackendConfig {
     /// Send unsigned requests (public buckets).
     #[serde(default)]
     pub anonymous: bool,
+    /// File backends: what symbolic links in the tree are — `skip` (default: never followed,
+    /// never listed) or `inside` (followed while they stay beneath the backend's folder).
+    #[serde(default)]
+    pub links: crate::posix::Links,
     #[serde(default)]
     pub service_account_path: Option<PathBuf>,
     #[serde(default)]
@@ -190,7 +193,8 @@ impl BackendConfig {
         );
         only("session_token", self.session_token.is_some(), &[S3]);
         only("path_style", self.path_style.is_some(), &[S3]);
-        only("anonymous", self.anonymous, &[S3, Gcs, Azure]);
+        only("anonymous", self.anonymous, &[S3, Gcs, Azure, Peer]);
+        only("links", self.links != crate::posix::Links::Skip, &[File]);
         only(
             "service_account_path",
             self.service_account_path.is_some(),
@@ -210,7 +214,7 @@ impl BackendConfig {
                 "access_key_id and secret_access_key go together".into(),
             ));
         }
-        if kind == Peer && self.access_key_id.is_none() {
+        if kind == Peer && self.access_key_id.is_none() && !self.anonymous {
             out.push((
                 "access_key_id".into(),
                 "a peer gateway needs the access key Archway uses there".into(),
@@ -269,9 +273,8 @@ impl Backend {
                 if !dir.is_dir() {
                     return Err(fail(format!("directory {} does not exist", dir.display())));
                 }
-                let fs = LocalFileSystem::new_with_prefix(&dir)
-                    .map_err(|e| fail(e.to_string()))?
-                    .with_automatic_cleanup(true);
+                let fs = crate::posix::PosixStore::new(&dir, config.links)
+                    .map_err(|e| fail(format!("{}: {e}", dir.display())))?;
                 (Some(Arc::new(fs)), Path::default())
             }
             BackendKind::Memory => (Some(Arc::new(InMemory::new())), base),

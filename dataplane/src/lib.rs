@@ -21,6 +21,7 @@ pub mod key;
 mod listing;
 pub mod peer;
 mod plane;
+pub mod posix;
 mod read;
 pub mod uploads;
 mod volume;

@@ -1,0 +1,707 @@
+//! Archway's own store for local and NFS file trees (`file://` backends).
+//!
+//! object_store's `LocalFileSystem` follows symbolic links, so a link planted in a volume's
+//! folder (`demo/etc-link -> /etc`) served whatever the gateway process could read. This store
+//! is contained: every path is resolved beneath the backend's root by the kernel
+//! (`resolve.rs`), symbolic links are not followed and not listed (with `links = "inside"`,
+//! followed and listed only while they stay beneath the root), and a link swapped in during a
+//! request cannot redirect it, because nothing is checked and then opened by name. It lists in
+//! key order and resumes from any key without reading the rest of the tree (`walk.rs`), and
+//! writes atomically: into a staging file in the target's directory (named with a control
+//! character, so that no key can ever name or list it) renamed into place when complete.
+//!
+//! Every call runs on a blocking thread. Errors name keys, never the server's paths.
+
+mod resolve;
+mod walk;
+
+use std::ops::Range;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    Attributes, CopyMode, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult,
+    MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload,
+    PutResult, RenameOptions, RenameTargetMode, UploadPart,
+};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, Stat};
+use rustix::io::Errno;
+use serde::{Deserialize, Serialize};
+
+use resolve::{Root, split};
+
+/// What a file backend does with symbolic links in its tree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Links {
+    /// Never followed, never listed: a link is no object.
+    #[default]
+    Skip,
+    /// Followed while the target stays beneath the backend's root; links that lead out of it
+    /// are no objects.
+    Inside,
+}
+
+const STORE: &str = "PosixStore";
+
+/// Objects listed per trip to a blocking thread.
+const LIST_BATCH: usize = 1000;
+
+/// A file tree as an object store; see the module documentation.
+#[derive(Debug, Clone)]
+pub struct PosixStore {
+    root: Arc<Root>,
+    path: Arc<PathBuf>,
+}
+
+impl std::fmt::Display for PosixStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PosixStore({})", self.path.display())
+    }
+}
+
+/// The error for `errno` on `key`: a link, an escape or a directory where an object was asked
+/// for is no object.
+fn error(key: &str, errno: Errno) -> object_store::Error {
+    let source = Box::new(std::io::Error::from(errno));
+    match errno {
+        Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV | Errno::ISDIR => {
+            object_store::Error::NotFound {
+                path: key.to_string(),
+                source,
+            }
+        }
+        Errno::ACCESS | Errno::PERM => object_store::Error::PermissionDenied {
+            path: key.to_string(),
+            source,
+        },
+        Errno::EXIST => object_store::Error::AlreadyExists {
+            path: key.to_string(),
+            source,
+        },
+        _ => object_store::Error::Generic {
+            store: STORE,
+            source: format!("`{key}`: {}", std::io::Error::from(errno)).into(),
+        },
+    }
+}
+
+/// A write whose target is taken by a directory, or whose parent is a file: not possible in a
+/// file tree, whatever S3 would allow.
+fn conflict(key: &str, what: &str) -> object_store::Error {
+    object_store::Error::AlreadyExists {
+        path: key.to_string(),
+        source: format!("`{key}`: {what}").into(),
+    }
+}
+
+/// An object's metadata from its file's attributes; the ETag is inode, modification time and
+/// size, as object_store's local store (and many HTTP servers) make it.
+pub(super) fn meta_of(key: &str, st: &Stat) -> Option<ObjectMeta> {
+    let nanos = i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec);
+    let micros = (nanos / 1000).max(0) as u128;
+    let last_modified =
+        chrono::DateTime::from_timestamp_nanos(nanos.clamp(0, i64::MAX as i128) as i64);
+    Some(ObjectMeta {
+        location: Path::parse(key).ok()?,
+        last_modified,
+        size: st.st_size.max(0) as u64,
+        e_tag: Some(format!("{:x}-{:x}-{:x}", st.st_ino, micros, st.st_size)),
+        version: None,
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> object_store::Result<T> + Send + 'static,
+) -> object_store::Result<T> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+/// A fresh staging name: a control character first, so no key can name it and no listing
+/// shows it.
+fn staging_name() -> String {
+    let mut raw = [0u8; 8];
+    let _ = getrandom::fill(&mut raw);
+    format!("\u{1}archway-{}", hex::encode(raw))
+}
+
+impl PosixStore {
+    /// The tree at `path`, which must be a directory. Blocking.
+    pub fn new(path: &std::path::Path, links: Links) -> std::io::Result<Self> {
+        let root = Root::open(path, links).map_err(|e| {
+            if e == Errno::NOSYS {
+                std::io::Error::other(
+                    "links = \"inside\" needs openat2 (Linux 5.6 or later, not filtered by a sandbox)",
+                )
+            } else {
+                std::io::Error::from(e)
+            }
+        })?;
+        Ok(Self {
+            root: Arc::new(root),
+            path: Arc::new(path.to_path_buf()),
+        })
+    }
+
+    /// The regular file at `key`, opened for reading, with its attributes.
+    fn open_object(root: &Root, key: &str) -> object_store::Result<(OwnedFd, Stat)> {
+        let fd = root
+            .open_at(key, OFlags::RDONLY, Mode::empty())
+            .map_err(|e| error(key, e))?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| error(key, e))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(error(key, Errno::NOENT));
+        }
+        Ok((fd, st))
+    }
+
+    /// The directory that will hold `key` (made if missing) and the name in it.
+    fn parent_of(root: &Root, key: &str) -> object_store::Result<(OwnedFd, String)> {
+        let (parent, name) = split(key);
+        let dir = root.dir(parent, true).map_err(|e| match e {
+            Errno::NOTDIR | Errno::EXIST => {
+                conflict(key, "a file is where a folder of this key would have to be")
+            }
+            e => error(key, e),
+        })?;
+        Ok((dir, name.to_string()))
+    }
+
+    /// Moves the staging file `tmp` over `name` in `dir` (without replacing, for `create`).
+    fn commit(
+        dir: &OwnedFd,
+        tmp: &str,
+        name: &str,
+        key: &str,
+        create: bool,
+    ) -> object_store::Result<()> {
+        let flags = if create {
+            RenameFlags::NOREPLACE
+        } else {
+            RenameFlags::empty()
+        };
+        match rustix::fs::renameat_with(dir, tmp, dir, name, flags) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = rustix::fs::unlinkat(dir, tmp, AtFlags::empty());
+                Err(match e {
+                    Errno::EXIST if create => error(key, Errno::EXIST),
+                    Errno::ISDIR | Errno::EXIST | Errno::NOTEMPTY => {
+                        conflict(key, "a folder with other objects in it has this name")
+                    }
+                    e => error(key, e),
+                })
+            }
+        }
+    }
+
+    /// Removes the now empty folders above `key`, as far as they are empty.
+    fn prune(root: &Root, key: &str) {
+        let parts: Vec<&str> = resolve::components(key).collect();
+        for depth in (1..parts.len()).rev() {
+            let parent = parts[..depth - 1].join("/");
+            let Ok(dir) = root.dir(&parent, false) else {
+                return;
+            };
+            if rustix::fs::unlinkat(&dir, parts[depth - 1], AtFlags::REMOVEDIR).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn etag_now(fd: &OwnedFd, key: &str) -> object_store::Result<Option<String>> {
+        let st = rustix::fs::fstat(fd).map_err(|e| error(key, e))?;
+        Ok(meta_of(key, &st).and_then(|m| m.e_tag))
+    }
+
+    fn create_staging(dir: &OwnedFd, key: &str) -> object_store::Result<(String, std::fs::File)> {
+        let tmp = staging_name();
+        let fd = rustix::fs::openat(
+            dir,
+            tmp.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::from_raw_mode(0o666),
+        )
+        .map_err(|e| error(key, e))?;
+        Ok((tmp, std::fs::File::from(fd)))
+    }
+}
+
+#[async_trait]
+impl ObjectStore for PosixStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        let root = self.root.clone();
+        let key = location.as_ref().to_string();
+        blocking(move || {
+            let (dir, name) = Self::parent_of(&root, &key)?;
+            if let PutMode::Update(version) = &opts.mode {
+                let current = match Self::open_object(&root, &key) {
+                    Ok((_, st)) => meta_of(&key, &st).and_then(|m| m.e_tag),
+                    Err(object_store::Error::NotFound { .. }) => None,
+                    Err(e) => return Err(e),
+                };
+                if current.is_none() || current != version.e_tag {
+                    return Err(object_store::Error::Precondition {
+                        path: key,
+                        source: "the object changed (or is gone) since the version given".into(),
+                    });
+                }
+            }
+            let (tmp, file) = Self::create_staging(&dir, &key)?;
+            let written = (|| {
+                let mut at = 0u64;
+                for chunk in payload.iter() {
+                    file.write_all_at(chunk, at)?;
+                    at += chunk.len() as u64;
+                }
+                Ok::<_, std::io::Error>(())
+            })();
+            if let Err(e) = written {
+                let _ = rustix::fs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
+                return Err(object_store::Error::Generic {
+                    store: STORE,
+                    source: format!("writing `{key}`: {e}").into(),
+                });
+            }
+            let fd = OwnedFd::from(file);
+            let e_tag = Self::etag_now(&fd, &key)?;
+            Self::commit(
+                &dir,
+                &tmp,
+                &name,
+                &key,
+                matches!(opts.mode, PutMode::Create),
+            )?;
+            Ok(PutResult {
+                e_tag,
+                version: None,
+                extensions: Default::default(),
+            })
+        })
+        .await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        _opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        let root = self.root.clone();
+        let key = location.as_ref().to_string();
+        let upload = blocking(move || {
+            let (dir, name) = Self::parent_of(&root, &key)?;
+            let (tmp, file) = Self::create_staging(&dir, &key)?;
+            Ok(PosixUpload {
+                dir: Arc::new(dir),
+                tmp,
+                name,
+                key,
+                file: Arc::new(file),
+                next: Arc::new(AtomicU64::new(0)),
+                done: false,
+            })
+        })
+        .await?;
+        Ok(Box::new(upload))
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        let root = self.root.clone();
+        let key = location.as_ref().to_string();
+        let shown = self.path.join(&key);
+        blocking(move || {
+            let (fd, st) = Self::open_object(&root, &key)?;
+            let meta = meta_of(&key, &st).ok_or_else(|| error(&key, Errno::NOENT))?;
+            options.check_preconditions(&meta)?;
+            let range = match &options.range {
+                Some(r) => r
+                    .as_range(meta.size)
+                    .map_err(|e| object_store::Error::Generic {
+                        store: STORE,
+                        source: format!("`{key}`: {e}").into(),
+                    })?,
+                None => 0..meta.size,
+            };
+            Ok(GetResult {
+                payload: GetResultPayload::File(std::fs::File::from(fd), shown),
+                meta,
+                range,
+                attributes: Attributes::new(),
+                extensions: Default::default(),
+            })
+        })
+        .await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        let root = self.root.clone();
+        let key = location.as_ref().to_string();
+        let ranges = ranges.to_vec();
+        blocking(move || {
+            let (fd, st) = Self::open_object(&root, &key)?;
+            let size = st.st_size.max(0) as u64;
+            let file = std::fs::File::from(fd);
+            ranges
+                .iter()
+                .map(|r| {
+                    if r.end > size || r.start > r.end {
+                        return Err(object_store::Error::Generic {
+                            store: STORE,
+                            source: format!("`{key}`: range {r:?} outside its {size} bytes").into(),
+                        });
+                    }
+                    let mut buf = vec![0u8; (r.end - r.start) as usize];
+                    file.read_exact_at(&mut buf, r.start).map_err(|e| {
+                        object_store::Error::Generic {
+                            store: STORE,
+                            source: format!("reading `{key}`: {e}").into(),
+                        }
+                    })?;
+                    Ok(Bytes::from(buf))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        let root = self.root.clone();
+        locations
+            .then(move |location| {
+                let root = root.clone();
+                async move {
+                    let location = location?;
+                    let key = location.as_ref().to_string();
+                    blocking(move || {
+                        let (parent, name) = split(&key);
+                        let dir = root.dir(parent, false).map_err(|e| error(&key, e))?;
+                        rustix::fs::unlinkat(&dir, name, AtFlags::empty())
+                            .map_err(|e| error(&key, e))?;
+                        Self::prune(&root, &key);
+                        Ok(())
+                    })
+                    .await?;
+                    Ok(location)
+                }
+            })
+            .boxed()
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.walk(prefix, None)
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.walk(prefix, Some(offset.as_ref().to_string()))
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        let root = self.root.clone();
+        let rel = prefix.map(|p| p.as_ref().to_string()).unwrap_or_default();
+        blocking(move || {
+            let dir = match root.dir(&rel, false) {
+                Ok(d) => d,
+                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV) => {
+                    return Ok(ListResult {
+                        common_prefixes: Vec::new(),
+                        objects: Vec::new(),
+                        extensions: Default::default(),
+                    });
+                }
+                Err(e) => return Err(error(&rel, e)),
+            };
+            let entries = walk::read_dir(&root, &dir, &rel).map_err(|e| error(&rel, e))?;
+            let mut out = ListResult {
+                common_prefixes: Vec::new(),
+                objects: Vec::new(),
+                extensions: Default::default(),
+            };
+            for e in entries {
+                let key = if rel.is_empty() {
+                    e.name.clone()
+                } else {
+                    format!("{rel}/{}", e.name)
+                };
+                match &e.stat {
+                    Some(st) => out.objects.extend(meta_of(&key, st)),
+                    None => out.common_prefixes.extend(Path::parse(&key).ok()),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        let root = self.root.clone();
+        let (src, dst) = (from.as_ref().to_string(), to.as_ref().to_string());
+        blocking(move || {
+            let (src_fd, _) = Self::open_object(&root, &src)?;
+            let (dir, name) = Self::parent_of(&root, &dst)?;
+            let (tmp, out) = Self::create_staging(&dir, &dst)?;
+            let copied = copy_bytes(&src_fd, &out);
+            if let Err(e) = copied {
+                let _ = rustix::fs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
+                return Err(object_store::Error::Generic {
+                    store: STORE,
+                    source: format!("copying `{src}` to `{dst}`: {e}").into(),
+                });
+            }
+            let create = matches!(options.mode, CopyMode::Create);
+            Self::commit(&dir, &tmp, &name, &dst, create)
+        })
+        .await
+    }
+
+    async fn rename_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: RenameOptions,
+    ) -> object_store::Result<()> {
+        let root = self.root.clone();
+        let (src, dst) = (from.as_ref().to_string(), to.as_ref().to_string());
+        let create = matches!(options.target_mode, RenameTargetMode::Create);
+        let moved = blocking({
+            let root = root.clone();
+            let (src, dst) = (src.clone(), dst.clone());
+            move || {
+                // The source must be an object (not a link, not a folder).
+                drop(Self::open_object(&root, &src)?);
+                let (sparent, sname) = split(&src);
+                let sdir = root.dir(sparent, false).map_err(|e| error(&src, e))?;
+                let (ddir, dname) = Self::parent_of(&root, &dst)?;
+                let flags = if create {
+                    RenameFlags::NOREPLACE
+                } else {
+                    RenameFlags::empty()
+                };
+                match rustix::fs::renameat_with(&sdir, sname, &ddir, dname.as_str(), flags) {
+                    Ok(()) => {
+                        Self::prune(&root, &src);
+                        Ok(true)
+                    }
+                    // Another file system (a mount inside the tree): copy, then delete.
+                    Err(Errno::XDEV) => Ok(false),
+                    Err(Errno::EXIST) if create => Err(error(&dst, Errno::EXIST)),
+                    Err(Errno::ISDIR | Errno::NOTEMPTY) => Err(conflict(
+                        &dst,
+                        "a folder with other objects in it has this name",
+                    )),
+                    Err(e) => Err(error(&src, e)),
+                }
+            }
+        })
+        .await?;
+        if !moved {
+            let mode = if create {
+                CopyMode::Create
+            } else {
+                CopyMode::Overwrite
+            };
+            self.copy_opts(from, to, CopyOptions::new().with_mode(mode))
+                .await?;
+            object_store::ObjectStoreExt::delete(self, from).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a listing stream stands.
+enum Listing {
+    Start(Option<String>),
+    Walking(walk::Walk),
+    Done,
+}
+
+impl PosixStore {
+    /// The objects below `prefix` in key order (after `after`), read a batch at a time on a
+    /// blocking thread.
+    fn walk(
+        &self,
+        prefix: Option<&Path>,
+        after: Option<String>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        let root = self.root.clone();
+        let rel = prefix.map(|p| p.as_ref().to_string()).unwrap_or_default();
+        futures::stream::unfold(Listing::Start(after), move |state| {
+            let (root, rel) = (root.clone(), rel.clone());
+            async move {
+                let mut walk = match state {
+                    Listing::Done => return None,
+                    Listing::Walking(w) => Some(w),
+                    Listing::Start(after) => {
+                        let started = {
+                            let (root, rel) = (root.clone(), rel.clone());
+                            blocking(move || {
+                                walk::Walk::new(&root, &rel, after).map_err(|e| error(&rel, e))
+                            })
+                            .await
+                        };
+                        match started {
+                            Ok(w) => Some(w),
+                            Err(e) => return Some((vec![Err(e)], Listing::Done)),
+                        }
+                    }
+                }?;
+                let r = tokio::task::spawn_blocking(move || {
+                    let batch = walk.batch(&root, LIST_BATCH);
+                    (batch, walk)
+                })
+                .await;
+                match r {
+                    Ok((batch, _)) if batch.is_empty() => None,
+                    Ok((batch, walk)) => {
+                        let failed = batch.iter().any(Result::is_err);
+                        let items = batch
+                            .into_iter()
+                            .map(|m| m.map_err(|e| error(&rel, e)))
+                            .collect();
+                        let next = if failed {
+                            Listing::Done
+                        } else {
+                            Listing::Walking(walk)
+                        };
+                        Some((items, next))
+                    }
+                    Err(e) => Some((vec![Err(e.into())], Listing::Done)),
+                }
+            }
+        })
+        .flat_map(futures::stream::iter)
+        .boxed()
+    }
+}
+
+/// Copies every byte of `src` to `out` (the kernel's copy where it can).
+fn copy_bytes(src: &OwnedFd, out: &std::fs::File) -> std::io::Result<()> {
+    loop {
+        match rustix::fs::copy_file_range(src, None, out.as_fd(), None, 1 << 30) {
+            Ok(0) => return Ok(()),
+            Ok(_) => continue,
+            Err(Errno::XDEV | Errno::NOSYS | Errno::INVAL | Errno::OPNOTSUPP) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // Across file systems, or where the kernel cannot: read and write.
+    let mut input = std::fs::File::from(src.try_clone()?);
+    let mut output = out;
+    std::io::copy(&mut input, &mut output).map(|_| ())
+}
+
+/// A multipart upload into a staging file in the target's directory: parts are written at
+/// their offsets as they arrive, and the file is renamed into place on completion.
+#[derive(Debug)]
+struct PosixUpload {
+    dir: Arc<OwnedFd>,
+    tmp: String,
+    name: String,
+    key: String,
+    file: Arc<std::fs::File>,
+    /// Where the next part starts (parts come in order; their writes may finish in any).
+    next: Arc<AtomicU64>,
+    done: bool,
+}
+
+#[async_trait]
+impl MultipartUpload for PosixUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        let at = self
+            .next
+            .fetch_add(data.content_length() as u64, Ordering::AcqRel);
+        let file = self.file.clone();
+        let key = self.key.clone();
+        Box::pin(blocking(move || {
+            let mut offset = at;
+            for chunk in data.iter() {
+                file.write_all_at(chunk, offset)
+                    .map_err(|e| object_store::Error::Generic {
+                        store: STORE,
+                        source: format!("writing `{key}`: {e}").into(),
+                    })?;
+                offset += chunk.len() as u64;
+            }
+            Ok(())
+        }))
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        let (dir, tmp, name, key, file) = (
+            self.dir.clone(),
+            self.tmp.clone(),
+            self.name.clone(),
+            self.key.clone(),
+            self.file.clone(),
+        );
+        let r = blocking(move || {
+            let st = rustix::fs::fstat(file.as_fd()).map_err(|e| error(&key, e))?;
+            let e_tag = meta_of(&key, &st).and_then(|m| m.e_tag);
+            PosixStore::commit(&dir, &tmp, &name, &key, false)?;
+            Ok(PutResult {
+                e_tag,
+                version: None,
+                extensions: Default::default(),
+            })
+        })
+        .await;
+        self.done = true;
+        r
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        let (dir, tmp) = (self.dir.clone(), self.tmp.clone());
+        self.done = true;
+        blocking(
+            move || match rustix::fs::unlinkat(&*dir, tmp.as_str(), AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => Ok(()),
+                Err(e) => Err(object_store::Error::Generic {
+                    store: STORE,
+                    source: format!("removing a staging file: {}", std::io::Error::from(e)).into(),
+                }),
+            },
+        )
+        .await
+    }
+}
+
+impl Drop for PosixUpload {
+    fn drop(&mut self) {
+        if !self.done {
+            // Neither completed nor aborted: the staging file goes (one quick unlink).
+            let _ = rustix::fs::unlinkat(&*self.dir, self.tmp.as_str(), AtFlags::empty());
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Listing a file tree as object keys: in key order, resumable from any key, one directory
+//! read at a time.
+//!
+//! Keys sort as strings, so a directory `a` sorts as `a/` among its siblings (`a-b` comes
+//! before `a/c`): entries are ordered by their name with a '/' after directories, and a walk
+//! descends into a directory only when keys past the resume point can lie below it. Memory is
+//! one sorted directory per level of depth. Symbolic links are left out (with
+//! `links = "inside"`: listed as what they point to, when that stays beneath the root), and so
+//! is every name that no key can spell (control characters, the store's own staging files, not
+//! UTF-8).
+
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
+use rustix::io::Errno;
+
+use super::resolve::Root;
+use super::{Links, meta_of};
+
+/// One entry of a directory, as a listing sees it.
+#[derive(Debug, Clone)]
+pub(super) struct Entry {
+    pub(super) name: String,
+    /// A directory (its keys lie below it), or an object (with its attributes).
+    pub(super) stat: Option<Stat>,
+}
+
+impl Entry {
+    /// The entry's place among its siblings in key order.
+    fn sort_key(&self) -> String {
+        match self.stat {
+            None => format!("{}/", self.name),
+            Some(_) => self.name.clone(),
+        }
+    }
+}
+
+/// Whether a file name can be a key segment (see `crate::key`): staging files and names with
+/// control characters cannot.
+pub(super) fn nameable(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.chars().any(char::is_control)
+}
+
+/// The entries of the directory `dir` (at `rel` beneath the root), in key order.
+pub(super) fn read_dir(root: &Root, dir: &OwnedFd, rel: &str) -> rustix::io::Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    for entry in Dir::read_from(dir)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().to_str() else {
+            continue;
+        };
+        if !nameable(name) {
+            continue;
+        }
+        let name = name.to_string();
+        let kind = entry.file_type();
+        let stat = match kind {
+            FileType::Directory => None,
+            FileType::RegularFile => {
+                match rustix::fs::statat(dir, &*name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => Some(st),
+                    // Gone since the directory was read.
+                    Err(Errno::NOENT) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            FileType::Symlink if root.links() == Links::Skip => continue,
+            // A link (followed only beneath the root), or a file system that does not say.
+            _ => match classify(root, dir, rel, &name, kind)? {
+                Some(found) => found,
+                None => continue,
+            },
+        };
+        out.push(Entry { name, stat });
+    }
+    out.sort_by_cached_key(Entry::sort_key);
+    Ok(out)
+}
+
+/// What an entry of unknown type (or a link) is: a directory (`Some(None)`), an object
+/// (`Some(Some(stat))`), or nothing a key can reach (`None`).
+fn classify(
+    root: &Root,
+    dir: &OwnedFd,
+    rel: &str,
+    name: &str,
+    kind: FileType,
+) -> rustix::io::Result<Option<Option<Stat>>> {
+    let st = if kind == FileType::Symlink {
+        // Through the root, so that a link is followed only while it stays beneath it.
+        let full = if rel.is_empty() {
+            name.to_string()
+        } else {
+            format!("{rel}/{name}")
+        };
+        match root.open_at(&full, OFlags::PATH, Mode::empty()) {
+            Ok(fd) => rustix::fs::fstat(&fd)?,
+            Err(Errno::NOENT | Errno::LOOP | Errno::XDEV | Errno::NOTDIR | Errno::ACCESS) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    };
+    Ok(match FileType::from_raw_mode(st.st_mode) {
+        FileType::Directory => Some(None),
+        FileType::RegularFile => Some(Some(st)),
+        // Devices, sockets, fifos, links not followed: no object.
+        _ => None,
+    })
+}
+
+/// One level of a walk: a directory and the entries of it not yet visited.
+struct Level {
+    fd: OwnedFd,
+    rel: String,
+    /// The directory's device and inode: a followed link back up the tree is not entered again.
+    id: (u64, u64),
+    entries: VecDeque<Entry>,
+}
+
+/// A walk over every object below a directory, in key order, after an optional key.
+pub(super) struct Walk {
+    stack: Vec<Level>,
+    after: Option<String>,
+}
+
+fn join(rel: &str, name: &str) -> String {
+    if rel.is_empty() {
+        name.to_string()
+    } else {
+        format!("{rel}/{name}")
+    }
+}
+
+impl Walk {
+    /// A walk of the objects below `rel` (a directory; none when it is not one), after the key
+    /// `after` when given.
+    pub(super) fn new(root: &Root, rel: &str, after: Option<String>) -> rustix::io::Result<Self> {
+        let mut walk = Self {
+            stack: Vec::new(),
+            after,
+        };
+        match root.dir(rel, false) {
+            Ok(fd) => walk.enter(root, fd, rel.to_string())?,
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(walk)
+    }
+
+    fn enter(&mut self, root: &Root, fd: OwnedFd, rel: String) -> rustix::io::Result<()> {
+        let st = rustix::fs::fstat(&fd)?;
+        let id = (st.st_dev, st.st_ino);
+        // A cycle (a link to a folder above, with `links = "inside"`), or a path no key can
+        // be as long as: nothing below is listed.
+        if self.stack.iter().any(|l| l.id == id) || rel.len() > crate::key::MAX_KEY_BYTES {
+            return Ok(());
+        }
+        let mut entries: VecDeque<Entry> = read_dir(root, &fd, &rel)?.into();
+        if let Some(after) = &self.after {
+            // Only what can hold keys past the resume point.
+            entries.retain(|e| {
+                let key = join(&rel, &e.name);
+                match e.stat {
+                    Some(_) => key.as_str() > after.as_str(),
+                    None => {
+                        let below = format!("{key}/");
+                        below.as_str() > after.as_str() || after.starts_with(&below)
+                    }
+                }
+            });
+        }
+        self.stack.push(Level {
+            fd,
+            rel,
+            id,
+            entries,
+        });
+        Ok(())
+    }
+
+    /// The next object: its key and attributes.
+    pub(super) fn next(&mut self, root: &Root) -> Option<rustix::io::Result<(String, Stat)>> {
+        loop {
+            let level = self.stack.last_mut()?;
+            let Some(entry) = level.entries.pop_front() else {
+                self.stack.pop();
+                continue;
+            };
+            let key = join(&level.rel, &entry.name);
+            match entry.stat {
+                Some(st) => return Some(Ok((key, st))),
+                None => {
+                    let sub = root.open_beneath(
+                        level.fd.as_fd(),
+                        &entry.name,
+                        OFlags::RDONLY | OFlags::DIRECTORY,
+                        Mode::empty(),
+                    );
+                    match sub {
+                        Ok(fd) => {
+                            if let Err(e) = self.enter(root, fd, key) {
+                                return Some(Err(e));
+                            }
+                        }
+                        // Gone, or replaced by a link, since the directory was read.
+                        Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV) => {}
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Up to `n` objects, as object metadata.
+    pub(super) fn batch(
+        &mut self,
+        root: &Root,
+        n: usize,
+    ) -> Vec<Result<object_store::ObjectMeta, rustix::io::Errno>> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            match self.next(root) {
+                Some(Ok((key, st))) => out.extend(meta_of(&key, &st).map(Ok)),
+                Some(Err(e)) => {
+                    out.push(Err(e));
+                    self.stack.clear();
+                    break;
+                }
+                None => break,
+            }
+        }
+        out
+    }
+}
