@@ -25,6 +25,8 @@ async fn a_peer_gateway() {
     let gw = Gateway::start(&dir.path().join("peer"), &[]).await;
     let caps = Capabilities {
         root: "workspace/suite",
+        md5_etags: true,
+        expires: false,
         ..Default::default()
     };
     run(peer(&gw), caps).await;
@@ -36,6 +38,8 @@ async fn a_peer_gateway_through_the_cache() {
     let gw = Gateway::start(&dir.path().join("peer"), &[]).await;
     let caps = Capabilities {
         root: "workspace/cached",
+        md5_etags: true,
+        expires: false,
         ..Default::default()
     };
     run_through_the_cache(peer(&gw), caps).await;

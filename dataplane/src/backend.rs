@@ -368,9 +368,10 @@ impl Backend {
         }
     }
 
-    /// Whether the store keeps object attributes such as Content-Type.
+    /// Whether the store keeps object attributes such as Content-Type (the file store keeps
+    /// them in an extended attribute of the file; HTTP archives are read-only).
     pub fn keeps_attributes(&self) -> bool {
-        !matches!(self.kind, BackendKind::File | BackendKind::Http)
+        !matches!(self.kind, BackendKind::Http)
     }
 
     /// The store rooted at a volume's prefix inside this backend.

@@ -13,8 +13,8 @@ use futures::{TryStreamExt, stream};
 use crate::cache::CacheConfig;
 use crate::catalog::{Access, Catalog, CatalogConfig, NewVolume, Principal, Subject, VolumeKind};
 use crate::{
-    BackendConfig, BodyError, Dataplane, DataplaneConfig, DataplaneError, LimitsConfig,
-    ListRequest, PutRequest, ReadRange, ReadRequest,
+    BackendConfig, BodyError, CopyRequest, Dataplane, DataplaneConfig, DataplaneError,
+    LimitsConfig, ListRequest, ObjectAttributes, PutRequest, ReadRange, ReadRequest,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -28,6 +28,13 @@ pub struct Capabilities {
     /// The path inside the backend under which the suite's volumes live ("" for the root; a
     /// peer gateway's backend starts with a volume at the peer, e.g. `workspace/suite`).
     pub root: &'static str,
+    /// A single-part write's ETag is the MD5 of its bytes (S3 does it; so does the file store).
+    pub md5_etags: bool,
+    /// A completed multipart upload's ETag is S3's MD5-of-part-MD5s-N (the file store keeps
+    /// it; other stores give the ETag of their own re-upload of the object).
+    pub multipart_etags: bool,
+    /// The store keeps `Expires` (not a peer gateway: object_store reads no `Expires` header).
+    pub expires: bool,
 }
 
 impl Default for Capabilities {
@@ -35,6 +42,9 @@ impl Default for Capabilities {
         Self {
             conditional_reads: true,
             root: "",
+            md5_etags: false,
+            multipart_etags: false,
+            expires: true,
         }
     }
 }
@@ -162,6 +172,8 @@ async fn run_with(backend: BackendConfig, caps: Capabilities, cache: CacheConfig
     }
     listing(&f).await;
     copy_and_delete(&f).await;
+    attributes_and_etags(&f, caps).await;
+    conditional_writes(&f).await;
     keys_are_checked(&f).await;
     access_is_checked(&f).await;
     multipart_uploads(&f).await;
@@ -486,6 +498,290 @@ async fn listing(f: &Fixture) {
     assert!(p.objects.is_empty());
 }
 
+/// Attributes (content headers, Expires, user metadata) are kept by every write path and
+/// returned by every read; ETags are content MD5s where the backend can give them.
+async fn attributes_and_etags(f: &Fixture, caps: Capabilities) {
+    let dp = &f.dataplane;
+    let attrs = ObjectAttributes {
+        content_type: Some("text/bla".into()),
+        content_encoding: Some("identity".into()),
+        content_disposition: Some("attachment; filename=\"a.txt\"".into()),
+        content_language: Some("en".into()),
+        cache_control: Some("max-age=60".into()),
+        expires: caps
+            .expires
+            .then(|| "Thu, 01 Dec 2033 16:00:00 GMT".to_string()),
+        metadata: [
+            ("mtime".to_string(), "1700000000.123456789".to_string()),
+            ("uid".to_string(), "1000".to_string()),
+        ]
+        .into(),
+    };
+    let body =
+        |data: &'static [u8]| stream::iter(vec![Ok::<_, BodyError>(Bytes::from_static(data))]);
+    let out = dp
+        .put(
+            Some(&f.admin),
+            "rw-vol",
+            "attrs/one",
+            body(b"hello"),
+            PutRequest {
+                attributes: attrs.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("put with attributes");
+    let info = dp
+        .head(Some(&f.admin), "rw-vol", "attrs/one")
+        .await
+        .expect("head");
+    assert_eq!(info.attributes, attrs, "HEAD returns what PUT kept");
+    let read = dp
+        .get(
+            Some(&f.admin),
+            "rw-vol",
+            "attrs/one",
+            ReadRequest::default(),
+        )
+        .await
+        .expect("get");
+    assert_eq!(read.info.attributes, attrs, "GET returns what PUT kept");
+    assert_eq!(info.etag, out.etag, "HEAD gives the ETag the PUT answered");
+    if caps.md5_etags {
+        assert_eq!(
+            out.etag.as_deref(),
+            Some("5d41402abc4b2a76b9719d911017c592"),
+            "a single-part object's ETag is the MD5 of its bytes"
+        );
+        let listed = dp
+            .list(
+                Some(&f.admin),
+                "rw-vol",
+                &ListRequest {
+                    prefix: "attrs/".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("list");
+        assert_eq!(
+            listed.objects[0].etag, out.etag,
+            "a listing shows the same ETag"
+        );
+    }
+    // Copies keep the attributes, or replace them (MetadataDirective=REPLACE).
+    for to in [("rw-vol", "attrs/copy"), ("other-rw", "attrs/copy")] {
+        dp.copy(
+            Some(&f.admin),
+            ("rw-vol", "attrs/one"),
+            to,
+            Default::default(),
+        )
+        .await
+        .expect("copy");
+        let copied = dp
+            .head(Some(&f.admin), to.0, to.1)
+            .await
+            .expect("head copy");
+        assert_eq!(
+            copied.attributes, attrs,
+            "a copy to {to:?} keeps the attributes"
+        );
+        if caps.md5_etags {
+            assert_eq!(copied.etag, out.etag, "a copy has the same content ETag");
+        }
+        let replaced = ObjectAttributes::content_type(Some("application/x-new".into()));
+        dp.copy(
+            Some(&f.admin),
+            ("rw-vol", "attrs/one"),
+            to,
+            CopyRequest {
+                attributes: Some(replaced.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("copy with new attributes");
+        let copied = dp
+            .head(Some(&f.admin), to.0, to.1)
+            .await
+            .expect("head copy");
+        assert_eq!(copied.attributes, replaced, "REPLACE replaces");
+    }
+    // A multipart upload keeps the attributes given when it was created.
+    let id = dp
+        .create_upload(
+            Some(&f.admin),
+            "rw-vol",
+            "attrs/multi",
+            PutRequest {
+                attributes: attrs.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create upload");
+    let part = dp
+        .upload_part(
+            Some(&f.admin),
+            "rw-vol",
+            "attrs/multi",
+            &id,
+            1,
+            body(b"hello"),
+        )
+        .await
+        .expect("part");
+    let done = dp
+        .complete_upload(
+            Some(&f.admin),
+            "rw-vol",
+            "attrs/multi",
+            &id,
+            &[(1, part.etag.clone())],
+            Default::default(),
+        )
+        .await
+        .expect("complete");
+    let info = dp
+        .head(Some(&f.admin), "rw-vol", "attrs/multi")
+        .await
+        .expect("head multi");
+    assert_eq!(
+        info.attributes, attrs,
+        "a multipart upload keeps its attributes"
+    );
+    if caps.multipart_etags {
+        assert_eq!(
+            done.etag,
+            crate::uploads::multipart_etag(std::slice::from_ref(&part.etag)),
+            "a multipart object's ETag is the MD5 of its parts' MD5s, and their number"
+        );
+        assert!(done.etag.as_deref().unwrap_or_default().ends_with("-1"));
+        assert_eq!(info.etag, done.etag);
+    }
+    // A completion retried with the same parts answers the same; other parts are refused.
+    let again = dp
+        .complete_upload(
+            Some(&f.admin),
+            "rw-vol",
+            "attrs/multi",
+            &id,
+            &[(1, part.etag.clone())],
+            Default::default(),
+        )
+        .await
+        .expect("a retried completion");
+    assert_eq!(again, done);
+    let err = dp
+        .complete_upload(
+            Some(&f.admin),
+            "rw-vol",
+            "attrs/multi",
+            &id,
+            &[(1, "0".repeat(32))],
+            Default::default(),
+        )
+        .await
+        .expect_err("completed with other parts");
+    assert!(matches!(err, DataplaneError::InvalidPart { .. }), "{err}");
+    let err = dp
+        .upload_part(
+            Some(&f.admin),
+            "rw-vol",
+            "attrs/multi",
+            &id,
+            2,
+            body(b"late"),
+        )
+        .await
+        .expect_err("a part after completion");
+    assert!(matches!(err, DataplaneError::NoSuchUpload { .. }), "{err}");
+}
+
+/// If-None-Match: * and If-Match on writes and deletes: 412 when they do not hold.
+async fn conditional_writes(f: &Fixture) {
+    let dp = &f.dataplane;
+    let body =
+        |data: &'static [u8]| stream::iter(vec![Ok::<_, BodyError>(Bytes::from_static(data))]);
+    let create = || PutRequest {
+        if_none_match: Some("*".into()),
+        ..Default::default()
+    };
+    let first = dp
+        .put(Some(&f.admin), "rw-vol", "cond-w/x", body(b"one"), create())
+        .await
+        .expect("If-None-Match: * on a new key");
+    let err = dp
+        .put(Some(&f.admin), "rw-vol", "cond-w/x", body(b"two"), create())
+        .await
+        .expect_err("If-None-Match: * over an object");
+    assert!(
+        matches!(err, DataplaneError::PreconditionFailed { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        read(f, &f.admin, "rw-vol", "cond-w/x", ReadRequest::default()).await,
+        b"one"
+    );
+    let if_match = |etag: &str| PutRequest {
+        if_match: Some(etag.to_string()),
+        ..Default::default()
+    };
+    let err = dp
+        .put(
+            Some(&f.admin),
+            "rw-vol",
+            "cond-w/x",
+            body(b"two"),
+            if_match("stale"),
+        )
+        .await
+        .expect_err("If-Match with a stale ETag");
+    assert!(
+        matches!(err, DataplaneError::PreconditionFailed { .. }),
+        "{err}"
+    );
+    let current = first.etag.clone().unwrap_or_default();
+    let second = dp
+        .put(
+            Some(&f.admin),
+            "rw-vol",
+            "cond-w/x",
+            body(b"two"),
+            if_match(&current),
+        )
+        .await
+        .expect("If-Match with the current ETag");
+    let err = dp
+        .put(
+            Some(&f.admin),
+            "rw-vol",
+            "cond-w/none",
+            body(b"x"),
+            if_match("*"),
+        )
+        .await
+        .expect_err("If-Match on a missing key");
+    assert!(
+        matches!(err, DataplaneError::PreconditionFailed { .. }),
+        "{err}"
+    );
+    let err = dp
+        .delete_if(Some(&f.admin), "rw-vol", "cond-w/x", Some(&current))
+        .await
+        .expect_err("a delete with a stale If-Match");
+    assert!(
+        matches!(err, DataplaneError::PreconditionFailed { .. }),
+        "{err}"
+    );
+    dp.delete_if(Some(&f.admin), "rw-vol", "cond-w/x", second.etag.as_deref())
+        .await
+        .expect("a delete with the current If-Match");
+    assert!(dp.head(Some(&f.admin), "rw-vol", "cond-w/x").await.is_err());
+}
+
 async fn copy_and_delete(f: &Fixture) {
     put(f, "rw-vol", "copy/src", b"copy me").await;
     f.dataplane
@@ -493,6 +789,7 @@ async fn copy_and_delete(f: &Fixture) {
             Some(&f.admin),
             ("rw-vol", "copy/src"),
             ("rw-vol", "copy/dst"),
+            Default::default(),
         )
         .await
         .expect("copy within");
@@ -505,6 +802,7 @@ async fn copy_and_delete(f: &Fixture) {
             Some(&f.admin),
             ("rw-vol", "copy/src"),
             ("other-rw", "copied"),
+            Default::default(),
         )
         .await
         .expect("copy across");
@@ -645,14 +943,24 @@ async fn access_is_checked(f: &Fixture) {
     assert!(matches!(err, DataplaneError::ReadOnly { .. }), "{err}");
     let err = f
         .dataplane
-        .copy(Some(&f.admin), ("rw-vol", "secret.txt"), ("ro-vol", "x"))
+        .copy(
+            Some(&f.admin),
+            ("rw-vol", "secret.txt"),
+            ("ro-vol", "x"),
+            Default::default(),
+        )
         .await
         .expect_err("copy into read-only");
     assert!(matches!(err, DataplaneError::ReadOnly { .. }), "{err}");
     // Copying out of a volume needs read access there.
     let err = f
         .dataplane
-        .copy(Some(&f.reader), ("rw-vol", "secret.txt"), ("rw-vol", "y"))
+        .copy(
+            Some(&f.reader),
+            ("rw-vol", "secret.txt"),
+            ("rw-vol", "y"),
+            Default::default(),
+        )
         .await
         .expect_err("reader copy");
     assert!(matches!(err, DataplaneError::AccessDenied { .. }), "{err}");
@@ -826,6 +1134,7 @@ async fn multipart_uploads(f: &Fixture) {
             "mpu/object.bin",
             &id,
             &[(2, p2.etag.clone()), (1, p1.etag.clone())],
+            Default::default(),
         )
         .await
         .expect_err("order");
@@ -840,6 +1149,7 @@ async fn multipart_uploads(f: &Fixture) {
             "mpu/object.bin",
             &id,
             &[(1, "0".repeat(32))],
+            Default::default(),
         )
         .await
         .expect_err("etag");
@@ -851,6 +1161,7 @@ async fn multipart_uploads(f: &Fixture) {
             "mpu/object.bin",
             &id,
             &[(3, p3.etag.clone()), (4, p3.etag.clone())],
+            Default::default(),
         )
         .await
         .expect_err("small part");
@@ -868,6 +1179,7 @@ async fn multipart_uploads(f: &Fixture) {
             "mpu/object.bin",
             &id,
             &[(1, p1.etag), (2, format!("\"{}\"", p2.etag)), (3, p3.etag)],
+            Default::default(),
         )
         .await
         .expect("complete");

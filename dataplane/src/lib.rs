@@ -11,6 +11,7 @@
 //! come back as one [`DataplaneError`] enum with the volume and key; the fronts map it to S3
 //! errors, HTTP statuses or errno, each in one place.
 
+pub mod attributes;
 pub mod backend;
 mod checked;
 #[cfg(feature = "conformance")]
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 pub use archway_cache as cache;
 pub use archway_catalog as catalog;
+pub use attributes::ObjectAttributes;
 pub use backend::{BackendConfig, BackendKind, GatewayVolume, Secret, gateway_volume};
 pub use error::{BodyError, DataplaneError};
 pub use listing::{ListPage, ListRequest};
@@ -40,7 +42,7 @@ pub use object_store;
 pub use plane::Dataplane;
 pub use read::{ObjectInfo, ObjectRead, ReadRange, ReadRequest};
 pub use volume::{PeerLocation, VolumeStore};
-pub use write::{PutOutcome, PutRequest, WriteShape, Written};
+pub use write::{ContentEtag, CopyRequest, PutOutcome, PutRequest, WriteShape, Written};
 
 /// The `[workspaces]` section: where new workspace volumes live.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

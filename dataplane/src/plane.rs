@@ -10,7 +10,7 @@ use crate::backend::Backend;
 use crate::catalog::{Catalog, CatalogError, Principal, ScanSummary, VolumeKind};
 use crate::listing::{ListPage, ListRequest};
 use crate::read::{ObjectInfo, ObjectRead, ReadRequest};
-use crate::write::{PutOutcome, PutRequest};
+use crate::write::{CopyRequest, PutOutcome, PutRequest};
 use crate::{BodyError, DataplaneConfig, DataplaneError, Op, Result, VolumeStore};
 use archway_cache::{BlockCache, CachedStore};
 
@@ -201,24 +201,39 @@ impl Dataplane {
     }
 
     /// Copies an object, within a volume or across volumes (streamed through the gateway).
+    ///
+    /// The copy keeps the source's attributes unless `req.attributes` replaces them (S3's
+    /// `MetadataDirective=REPLACE`), and is held to `req`'s conditions on the target.
     pub async fn copy(
         &self,
         who: Option<&Principal>,
         from: (&str, &str),
         to: (&str, &str),
+        req: CopyRequest,
     ) -> Result<PutOutcome> {
         let (src_volume, src_key) = from;
         let (dst_volume, dst_key) = to;
         crate::key::parse_key(src_key)?;
         crate::key::parse_key(dst_key)?;
         let dst = self.open(who, dst_volume, Op::Copy).await?;
-        if src_volume == dst_volume {
+        let plain =
+            req.attributes.is_none() && req.if_match.is_none() && req.if_none_match.is_none();
+        if src_volume == dst_volume && plain {
             return dst.copy_within(src_key, dst_key).await;
         }
-        let src = self.open(who, src_volume, Op::Get).await?;
+        let src = if src_volume == dst_volume {
+            dst.clone()
+        } else {
+            self.open(who, src_volume, Op::Get).await?
+        };
         let read = src.get(src_key, ReadRequest::default()).await?;
         let req = PutRequest {
-            content_type: read.info.content_type.clone(),
+            attributes: req
+                .attributes
+                .unwrap_or_else(|| read.info.attributes.clone()),
+            if_match: req.if_match,
+            if_none_match: req.if_none_match,
+            etag: None,
         };
         let body = read
             .body
@@ -228,8 +243,37 @@ impl Dataplane {
 
     /// Deletes an object; deleting one that does not exist succeeds (S3 semantics).
     pub async fn delete(&self, who: Option<&Principal>, volume: &str, key: &str) -> Result<()> {
+        self.delete_if(who, volume, key, None).await
+    }
+
+    /// [`Dataplane::delete`], only when the object's ETag is `if_match` (`*`: when it
+    /// exists); otherwise `PreconditionFailed`.
+    pub async fn delete_if(
+        &self,
+        who: Option<&Principal>,
+        volume: &str,
+        key: &str,
+        if_match: Option<&str>,
+    ) -> Result<()> {
         crate::key::parse_key(key)?;
-        self.open(who, volume, Op::Delete).await?.delete(key).await
+        let h = self.open(who, volume, Op::Delete).await?;
+        if let Some(want) = if_match {
+            let failed = || DataplaneError::PreconditionFailed {
+                volume: volume.to_string(),
+                key: key.to_string(),
+            };
+            match h.head(key, &ReadRequest::default()).await {
+                Ok(info) => {
+                    let want = crate::read::unquote(want.trim());
+                    if want != "*" && info.etag.as_deref() != Some(want.as_str()) {
+                        return Err(failed());
+                    }
+                }
+                Err(DataplaneError::NoSuchKey { .. }) => return Err(failed()),
+                Err(e) => return Err(e),
+            }
+        }
+        h.delete(key).await
     }
 
     /// One page of keys under a prefix, optionally grouped by a delimiter.

@@ -5,7 +5,9 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use object_store::{Attribute, Attributes, GetOptions, GetRange, ObjectMeta};
+use object_store::{Attributes, GetOptions, GetRange, ObjectMeta};
+
+use crate::attributes::ObjectAttributes;
 
 use crate::Result;
 
@@ -15,9 +17,11 @@ pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
     pub last_modified: SystemTime,
-    /// The backend's version tag, unquoted (S3 ETag, or inode-mtime-size for local files).
+    /// The backend's version tag, unquoted (S3 ETag; for local files the MD5 of what Archway
+    /// wrote, or inode-mtime-size for files it did not write).
     pub etag: Option<String>,
-    pub content_type: Option<String>,
+    /// Content headers and user metadata (empty in listings).
+    pub attributes: ObjectAttributes,
 }
 
 impl ObjectInfo {
@@ -27,9 +31,7 @@ impl ObjectInfo {
             size: meta.size,
             last_modified: meta.last_modified.into(),
             etag: meta.e_tag.as_deref().map(unquote),
-            content_type: attributes
-                .get(&Attribute::ContentType)
-                .map(|v| v.as_ref().to_string()),
+            attributes: ObjectAttributes::from_store(attributes),
         }
     }
 }

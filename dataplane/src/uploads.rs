@@ -18,6 +18,7 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
+use crate::attributes::ObjectAttributes;
 use crate::catalog::{Access, Principal};
 use crate::key::parse_key;
 use crate::{BodyError, Dataplane, DataplaneError, Op, PutOutcome, PutRequest, Result};
@@ -51,8 +52,47 @@ struct UploadMeta {
     volume: String,
     key: String,
     user: Option<String>,
+    /// Records written before attributes were kept have only this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     content_type: Option<String>,
+    #[serde(default)]
+    attributes: ObjectAttributes,
     initiated_ms: u64,
+}
+
+impl UploadMeta {
+    fn attributes(&self) -> ObjectAttributes {
+        let mut a = self.attributes.clone();
+        if a.content_type.is_none() {
+            a.content_type = self.content_type.clone();
+        }
+        a
+    }
+}
+
+/// What a completed upload answered, kept so that a client retrying CompleteMultipartUpload
+/// (after a time-out) hears the same answer instead of NoSuchUpload.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Completed {
+    parts: Vec<(u32, String)>,
+    etag: Option<String>,
+    size: u64,
+}
+
+/// The record of a completed upload, beside its `meta.json`.
+const COMPLETED: &str = "completed.json";
+
+/// S3's ETag of a multipart object: the MD5 of the parts' MD5s, then `-` and their number.
+pub fn multipart_etag(part_etags: &[String]) -> Option<String> {
+    let mut md5 = Md5::new();
+    for etag in part_etags {
+        md5.update(hex::decode(etag.trim_matches('"')).ok()?);
+    }
+    Some(format!(
+        "{}-{}",
+        hex::encode(md5.finalize()),
+        part_etags.len()
+    ))
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> DataplaneError {
@@ -141,7 +181,8 @@ impl Dataplane {
             volume: volume.to_string(),
             key: key.to_string(),
             user: who.map(|p| p.user.clone()),
-            content_type: req.content_type,
+            content_type: None,
+            attributes: req.attributes,
             initiated_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
@@ -177,8 +218,11 @@ impl Dataplane {
             });
         }
         self.open(who, volume, Op::Put).await?;
-        let (dir, _) = self.upload_meta(who, volume, key, upload_id).await?;
-        let tmp = dir.join(format!("part-{number:05}.{}.tmp", std::process::id()));
+        let dir = self.open_upload(who, volume, key, upload_id).await?;
+        // A name of its own: the same part may be sent twice at once (a client's retry).
+        let mut raw = [0u8; 8];
+        let _ = getrandom::fill(&mut raw);
+        let tmp = dir.join(format!("part-{number:05}.{}.tmp", hex::encode(raw)));
         let mut file = tokio::fs::File::create(&tmp)
             .await
             .map_err(|e| io_error("creating", &tmp, e))?;
@@ -239,6 +283,61 @@ impl Dataplane {
         })
     }
 
+    /// The record of a completion, if the upload was completed.
+    async fn completed(&self, dir: &Path) -> Result<Option<Completed>> {
+        match tokio::fs::read(dir.join(COMPLETED)).await {
+            Ok(text) => {
+                serde_json::from_slice(&text)
+                    .map(Some)
+                    .map_err(|e| DataplaneError::Spool {
+                        message: format!("corrupt completion record in {}: {e}", dir.display()),
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error("reading", dir, e)),
+        }
+    }
+
+    /// Keeps what a completion answered (until the upload expires) and drops its parts.
+    async fn record_completion(&self, dir: &Path, parts: Vec<(u32, String)>, out: &PutOutcome) {
+        let done = Completed {
+            parts,
+            etag: out.etag.clone(),
+            size: out.size,
+        };
+        let written = match serde_json::to_vec(&done) {
+            Ok(text) => tokio::fs::write(dir.join(COMPLETED), text).await,
+            Err(e) => Err(std::io::Error::other(e)),
+        };
+        if let Err(e) = written {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not record a completed upload");
+        }
+        if let Ok(parts) = self.stored_parts(dir).await {
+            for p in parts {
+                let _ =
+                    tokio::fs::remove_file(dir.join(format!("part-{:05}-{}", p.number, p.etag)))
+                        .await;
+            }
+        }
+    }
+
+    /// An upload still open to parts: a completed one takes no more.
+    async fn open_upload(
+        &self,
+        who: Option<&Principal>,
+        volume: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<PathBuf> {
+        let (dir, _) = self.upload_meta(who, volume, key, upload_id).await?;
+        if self.completed(&dir).await?.is_some() {
+            return Err(DataplaneError::NoSuchUpload {
+                upload_id: upload_id.to_string(),
+            });
+        }
+        Ok(dir)
+    }
+
     async fn stored_parts(&self, dir: &Path) -> Result<Vec<PartInfo>> {
         let mut out = Vec::new();
         let mut entries = tokio::fs::read_dir(dir)
@@ -287,7 +386,7 @@ impl Dataplane {
         max: usize,
     ) -> Result<Page<PartInfo>> {
         self.open(who, volume, Op::Put).await?;
-        let (dir, _) = self.upload_meta(who, volume, key, upload_id).await?;
+        let dir = self.open_upload(who, volume, key, upload_id).await?;
         let mut kept = Smallest::new(max + 1);
         for part in self.stored_parts(&dir).await? {
             if part.number > after {
@@ -300,8 +399,10 @@ impl Dataplane {
         Ok(Page { items, truncated })
     }
 
-    /// Assembles the listed parts (number, ETag), in ascending order, into the object and
-    /// removes the upload. Nothing is visible in the volume before this succeeds.
+    /// Assembles the listed parts (number, ETag), in ascending order, into the object (held to
+    /// `conditions`' If-Match/If-None-Match) and removes the parts. Nothing is visible in the
+    /// volume before this succeeds. A retry of a completion that succeeded, with the same
+    /// parts, answers as the first did.
     pub async fn complete_upload(
         &self,
         who: Option<&Principal>,
@@ -309,9 +410,27 @@ impl Dataplane {
         key: &str,
         upload_id: &str,
         parts: &[(u32, String)],
+        conditions: PutRequest,
     ) -> Result<PutOutcome> {
         self.open(who, volume, Op::Put).await?;
         let (dir, meta) = self.upload_meta(who, volume, key, upload_id).await?;
+        let normalized: Vec<(u32, String)> = parts
+            .iter()
+            .map(|(n, e)| (*n, e.trim_matches('"').to_ascii_lowercase()))
+            .collect();
+        if let Some(done) = self.completed(&dir).await? {
+            return if done.parts == normalized {
+                Ok(PutOutcome {
+                    etag: done.etag,
+                    size: done.size,
+                })
+            } else {
+                Err(DataplaneError::InvalidPart {
+                    upload_id: upload_id.to_string(),
+                    message: "this upload was completed with other parts".into(),
+                })
+            };
+        }
         let invalid = |message: String| DataplaneError::InvalidPart {
             upload_id: upload_id.to_string(),
             message,
@@ -363,13 +482,14 @@ impl Dataplane {
                 }
             })
             .try_flatten();
+        let part_etags: Vec<String> = normalized.iter().map(|(_, e)| e.clone()).collect();
         let req = PutRequest {
-            content_type: meta.content_type.clone(),
+            attributes: meta.attributes(),
+            etag: multipart_etag(&part_etags),
+            ..conditions
         };
         let outcome = self.put(who, volume, key, body, req).await?;
-        if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
-            tracing::warn!(upload_id, error = %e, "could not remove a completed upload's parts");
-        }
+        self.record_completion(&dir, normalized, &outcome).await;
         tracing::debug!(
             volume,
             key,
@@ -485,6 +605,12 @@ impl Dataplane {
                 continue;
             };
             if meta.volume != volume || !meta.key.starts_with(prefix) {
+                continue;
+            }
+            if tokio::fs::try_exists(self.spool().join(&id).join(COMPLETED))
+                .await
+                .unwrap_or(false)
+            {
                 continue;
             }
             let order = (meta.key, meta.initiated_ms, id);

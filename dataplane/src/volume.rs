@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
-use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt};
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::backend::Backend;
 use crate::catalog::{Access, Principal, Volume};
@@ -211,21 +211,9 @@ impl VolumeStore {
     {
         let path = parse_key(key)?;
         self.allow(Op::Put)?;
-        let mut attributes = Attributes::new();
-        if let Some(ct) = req.content_type {
-            attributes.insert(Attribute::ContentType, ct.into());
-        }
-        write_stream(
-            self,
-            self.id(),
-            key,
-            &path,
-            body,
-            attributes,
-            self.write_shape(),
-        )
-        .await
-        .map(|w| w.outcome())
+        write_stream(self, self.id(), key, &path, body, &req, self.write_shape())
+            .await
+            .map(|w| w.outcome())
     }
 
     /// Copies `from` to `to` inside this volume, in the backend where it can.

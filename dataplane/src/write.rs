@@ -11,16 +11,129 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use object_store::path::Path;
 use object_store::{
-    Attributes, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
+    ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload,
+    UpdateVersion, WriteMultipart,
 };
 
+use crate::attributes::ObjectAttributes;
 use crate::read::unquote;
 use crate::{BodyError, DataplaneError, Op, Result};
 
 /// What a write asks for besides its bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PutRequest {
-    pub content_type: Option<String>,
+    pub attributes: ObjectAttributes,
+    /// Write only if the object's ETag is this one (`*`: if it exists at all).
+    pub if_match: Option<String>,
+    /// Write only if no object exists (`*`, the only form S3 takes on writes).
+    pub if_none_match: Option<String>,
+    /// The ETag S3 gives the result, when it is not the MD5 of the body: a completed multipart
+    /// upload's `md5-of-part-md5s-N`.
+    pub etag: Option<String>,
+}
+
+/// What a copy asks for besides its source and target.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CopyRequest {
+    /// New attributes (S3's `MetadataDirective=REPLACE`); None keeps the source's.
+    pub attributes: Option<ObjectAttributes>,
+    /// Conditions on the target, as for [`PutRequest`].
+    pub if_match: Option<String>,
+    pub if_none_match: Option<String>,
+}
+
+/// The ETag of an object being written, for stores that record it (the file store): set by
+/// the write path in the options' extensions when it is known before the write (a completed
+/// multipart upload's); otherwise the store computes the MD5 of the bytes itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContentEtag(pub String);
+
+/// The condition a write is held to, resolved against the object as it is now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Condition {
+    None,
+    /// No object may exist.
+    Create,
+    /// The object must still have this version (as the store names it).
+    Update(UpdateVersion),
+}
+
+impl Condition {
+    fn mode(&self) -> PutMode {
+        match self {
+            Condition::None => PutMode::Overwrite,
+            Condition::Create => PutMode::Create,
+            Condition::Update(v) => PutMode::Update(v.clone()),
+        }
+    }
+
+    /// Checks the condition against the object now (before a multipart upload commits, where
+    /// the store has no conditional completion).
+    async fn holds(
+        &self,
+        store: &dyn ObjectStore,
+        path: &Path,
+        volume: &str,
+        key: &str,
+    ) -> Result<()> {
+        let failed = || DataplaneError::PreconditionFailed {
+            volume: volume.to_string(),
+            key: key.to_string(),
+        };
+        match self {
+            Condition::None => Ok(()),
+            Condition::Create => match store.head(path).await {
+                Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Ok(_) => Err(failed()),
+                Err(e) => Err(DataplaneError::from_store_error(volume, key, Op::Put, e)),
+            },
+            Condition::Update(v) => match store.head(path).await {
+                Ok(meta) if meta.e_tag == v.e_tag => Ok(()),
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => Err(failed()),
+                Err(e) => Err(DataplaneError::from_store_error(volume, key, Op::Put, e)),
+            },
+        }
+    }
+}
+
+/// Resolves a write's `If-Match`/`If-None-Match` against the object as it is now.
+pub(crate) async fn condition(
+    store: &dyn ObjectStore,
+    path: &Path,
+    volume: &str,
+    key: &str,
+    req: &PutRequest,
+) -> Result<Condition> {
+    let failed = || DataplaneError::PreconditionFailed {
+        volume: volume.to_string(),
+        key: key.to_string(),
+    };
+    match (&req.if_none_match, &req.if_match) {
+        (None, None) => Ok(Condition::None),
+        (Some(n), _) if n.trim() != "*" => Err(DataplaneError::InvalidRequest {
+            message: "If-None-Match on a write takes only `*` (write if no object exists)".into(),
+        }),
+        (Some(_), Some(_)) => Err(DataplaneError::InvalidRequest {
+            message: "If-Match and If-None-Match together on a write".into(),
+        }),
+        (Some(_), None) => Ok(Condition::Create),
+        (None, Some(want)) => match store.head(path).await {
+            Ok(meta) => {
+                let now = meta.e_tag.as_deref().map(unquote);
+                let want = unquote(want.trim());
+                if want == "*" || now.as_deref() == Some(want.as_str()) {
+                    Ok(Condition::Update(UpdateVersion {
+                        e_tag: meta.e_tag,
+                        version: meta.version,
+                    }))
+                } else {
+                    Err(failed())
+                }
+            }
+            Err(object_store::Error::NotFound { .. }) => Err(failed()),
+            Err(e) => Err(DataplaneError::from_store_error(volume, key, Op::Put, e)),
+        },
+    }
 }
 
 /// A write's outcome.
@@ -68,7 +181,7 @@ pub async fn write_stream<S>(
     key: &str,
     path: &Path,
     body: S,
-    attributes: Attributes,
+    req: &PutRequest,
     shape: WriteShape,
 ) -> Result<Written>
 where
@@ -79,7 +192,24 @@ where
         key: key.to_string(),
         source,
     };
-    let store_error = |e| DataplaneError::from_store_error(volume, key, Op::Put, e);
+    let condition = condition(store, path, volume, key, req).await?;
+    let store_error = |e| match e {
+        // A write that may not replace: the object appeared meanwhile.
+        object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
+            if condition != Condition::None =>
+        {
+            DataplaneError::PreconditionFailed {
+                volume: volume.to_string(),
+                key: key.to_string(),
+            }
+        }
+        e => DataplaneError::from_store_error(volume, key, Op::Put, e),
+    };
+    let mut extensions = http::Extensions::new();
+    if let Some(etag) = &req.etag {
+        extensions.insert(ContentEtag(etag.clone()));
+    }
+    let attributes = req.attributes.to_store();
     let too_large = || DataplaneError::EntityTooLarge {
         volume: volume.to_string(),
         key: key.to_string(),
@@ -103,7 +233,9 @@ where
             }
             None => {
                 let opts = PutOptions {
+                    mode: condition.mode(),
                     attributes,
+                    extensions,
                     ..Default::default()
                 };
                 let r = store
@@ -119,6 +251,7 @@ where
     }
     let opts = PutMultipartOptions {
         attributes,
+        extensions,
         ..Default::default()
     };
     let upload = store
@@ -150,6 +283,10 @@ where
             Some(Err(e)) => return Err(failed(writer, body_error(e)).await),
             None => break,
         }
+    }
+    // Multipart completion is not conditional in object_store: check just before it.
+    if let Err(e) = condition.holds(store, path, volume, key).await {
+        return Err(failed(writer, e).await);
     }
     let r = writer.finish().await.map_err(store_error)?;
     Ok(Written {

@@ -20,7 +20,11 @@ async fn local_files() {
             url: format!("file://{}", dir.path().display()),
             ..Default::default()
         },
-        Capabilities::default(),
+        Capabilities {
+            md5_etags: true,
+            multipart_etags: true,
+            ..Default::default()
+        },
     )
     .await;
 }
@@ -117,7 +121,10 @@ async fn s3_server() {
             path_style: Some(true),
             ..Default::default()
         },
-        Capabilities::default(),
+        Capabilities {
+            md5_etags: true,
+            ..Default::default()
+        },
     )
     .await;
 }
@@ -130,7 +137,11 @@ async fn local_files_through_the_cache() {
             url: format!("file://{}", dir.path().display()),
             ..Default::default()
         },
-        Capabilities::default(),
+        Capabilities {
+            md5_etags: true,
+            multipart_etags: true,
+            ..Default::default()
+        },
     )
     .await;
 }
@@ -160,7 +171,10 @@ async fn s3_server_through_the_cache() {
             path_style: Some(true),
             ..Default::default()
         },
-        Capabilities::default(),
+        Capabilities {
+            md5_etags: true,
+            ..Default::default()
+        },
     )
     .await;
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Interop: unmodified S3 clients against the real `archway serve` on its embedded default.
 
-Clients: aws cli, boto3, s3fs/fsspec, rclone. For each: listing with pagination, ranged GET,
+Clients: aws cli, boto3, s3fs/fsspec, rclone, s3cmd. For each: listing with pagination, ranged GET,
 conditional GET, a 100 MiB multipart upload to a workspace read back byte for byte, a
 presigned GET, a wrong secret (SignatureDoesNotMatch), a write to a read-only volume
 (AccessDenied), and for some, a user without grants.
@@ -300,7 +300,94 @@ def boto3_tests(ctx):
         except ClientError as e:
             assert e.response["Error"]["Code"] == "AccessDenied", e.response
 
-    return [listing, ranged, conditional, multipart, presigned, wrong_secret, read_only, no_grant, escape, buckets]
+    def metadata():
+        import datetime
+
+        expires = datetime.datetime(2033, 12, 1, 16, 0, 0, tzinfo=datetime.timezone.utc)
+        kept = dict(
+            ContentType="text/bla",
+            CacheControl="max-age=60",
+            ContentDisposition='attachment; filename="m.txt"',
+            ContentEncoding="identity",
+            ContentLanguage="en",
+            Expires=expires,
+            Metadata={"mtime": "1700000000.5", "uid": "1000"},
+        )
+        body = b"metadata travels"
+        put = s3.put_object(Bucket="workspace", Key="meta/one.txt", Body=body, **kept)
+        # A single-part object's ETag is the MD5 of its bytes (what s3cmd and rclone check).
+        assert put["ETag"] == '"%s"' % hashlib.md5(body).hexdigest(), put["ETag"]
+
+        def check(head, want):
+            for k, v in want.items():
+                assert head.get(k) == v, (k, head.get(k), v)
+
+        check(s3.head_object(Bucket="workspace", Key="meta/one.txt"), kept)
+        got = s3.get_object(Bucket="workspace", Key="meta/one.txt")
+        check(got, kept)
+        assert got["Body"].read() == body
+        # CopyObject keeps it (COPY) or replaces it (REPLACE).
+        s3.copy_object(Bucket="workspace", Key="meta/copy.txt", CopySource="workspace/meta/one.txt")
+        check(s3.head_object(Bucket="workspace", Key="meta/copy.txt"), kept)
+        s3.copy_object(
+            Bucket="workspace",
+            Key="meta/copy.txt",
+            CopySource="workspace/meta/one.txt",
+            MetadataDirective="REPLACE",
+            ContentType="application/x-new",
+            Metadata={"new": "yes"},
+        )
+        head = s3.head_object(Bucket="workspace", Key="meta/copy.txt")
+        assert head["ContentType"] == "application/x-new" and head["Metadata"] == {"new": "yes"}, head
+        # A multipart upload keeps what it was created with; its ETag is S3's md5-of-md5s-N.
+        up = s3.create_multipart_upload(Bucket="workspace", Key="meta/multi.bin", ContentType="text/bla", Metadata={"k": "v"})
+        parts, md5s = [], b""
+        for n, chunk in enumerate([b"a" * (5 * MIB), b"b" * 1000], start=1):
+            r = s3.upload_part(Bucket="workspace", Key="meta/multi.bin", UploadId=up["UploadId"], PartNumber=n, Body=chunk)
+            parts.append({"PartNumber": n, "ETag": r["ETag"]})
+            md5s += hashlib.md5(chunk).digest()
+        done = s3.complete_multipart_upload(Bucket="workspace", Key="meta/multi.bin", UploadId=up["UploadId"], MultipartUpload={"Parts": parts})
+        assert done["ETag"] == '"%s-2"' % hashlib.md5(md5s).hexdigest(), done["ETag"]
+        # A client retrying Complete after a time-out hears the same answer.
+        again = s3.complete_multipart_upload(Bucket="workspace", Key="meta/multi.bin", UploadId=up["UploadId"], MultipartUpload={"Parts": parts})
+        assert again["ETag"] == done["ETag"], again
+        head = s3.head_object(Bucket="workspace", Key="meta/multi.bin")
+        assert head["ContentType"] == "text/bla" and head["Metadata"] == {"k": "v"}, head
+        assert head["ETag"] == done["ETag"], head
+
+    def conditional_writes():
+        s3.put_object(Bucket="workspace", Key="cond/x", Body=b"one", IfNoneMatch="*")
+        for kwargs in [{"IfNoneMatch": "*"}, {"IfMatch": '"0123456789abcdef0123456789abcdef"'}]:
+            try:
+                s3.put_object(Bucket="workspace", Key="cond/x", Body=b"two", **kwargs)
+                raise AssertionError(f"a write with {kwargs} succeeded")
+            except ClientError as e:
+                assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 412, e.response
+        etag = s3.head_object(Bucket="workspace", Key="cond/x")["ETag"]
+        s3.put_object(Bucket="workspace", Key="cond/x", Body=b"two", IfMatch=etag)
+        assert s3.get_object(Bucket="workspace", Key="cond/x")["Body"].read() == b"two"
+        try:
+            s3.delete_object(Bucket="workspace", Key="cond/x", IfMatch=etag)
+            raise AssertionError("a delete with a stale If-Match succeeded")
+        except ClientError as e:
+            assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 412, e.response
+        etag = s3.head_object(Bucket="workspace", Key="cond/x")["ETag"]
+        s3.delete_object(Bucket="workspace", Key="cond/x", IfMatch=etag)
+
+    return [
+        listing,
+        ranged,
+        conditional,
+        multipart,
+        presigned,
+        wrong_secret,
+        read_only,
+        no_grant,
+        escape,
+        buckets,
+        metadata,
+        conditional_writes,
+    ]
 
 
 # ----- aws cli -----
@@ -374,7 +461,18 @@ def aws_tests(ctx):
         r = run("s3", "cp", __file__, "s3://demo/clients.py", check=False)
         assert r.returncode != 0 and "AccessDenied" in r.stderr + r.stdout, (r.returncode, r.stderr, r.stdout)
 
-    return [listing, ranged, conditional, multipart, presigned, wrong_secret, read_only]
+    def sync():
+        src = os.path.join(ctx.work, "aws-sync")
+        os.makedirs(os.path.join(src, "d"), exist_ok=True)
+        for i in range(4):
+            with open(os.path.join(src, "d" if i % 2 else "", f"a{i}.bin"), "wb") as f:
+                f.write(os.urandom(2000 + i))
+        first = run("s3", "sync", src, "s3://workspace/aws-sync").stdout
+        assert first.count("upload:") == 4, first
+        second = run("s3", "sync", src, "s3://workspace/aws-sync").stdout
+        assert "upload:" not in second, second
+
+    return [listing, ranged, conditional, multipart, presigned, wrong_secret, read_only, sync]
 
 
 # ----- s3fs / fsspec -----
@@ -496,7 +594,63 @@ def rclone_tests(ctx):
         r = run("copyto", __file__, "archway:demo/clients.py", check=False)
         assert r.returncode != 0 and ("AccessDenied" in r.stderr or "403" in r.stderr), r.stderr
 
-    return [listing, ranged, conditional, multipart, presigned, wrong_secret, read_only]
+    def sync_check():
+        # rclone keeps modification times in metadata and verifies content by MD5 (ETags).
+        src = os.path.join(ctx.work, "rclone-sync")
+        os.makedirs(os.path.join(src, "sub"), exist_ok=True)
+        for i in range(5):
+            with open(os.path.join(src, "sub" if i % 2 else "", f"f{i}.txt"), "wb") as f:
+                f.write(os.urandom(1000 + i))
+        os.utime(os.path.join(src, "f0.txt"), (1_600_000_000, 1_600_000_000))
+        run("sync", src, "archway:workspace/rclone-sync")
+        r = run("check", src, "archway:workspace/rclone-sync", check=False)
+        assert r.returncode == 0 and "0 differences found" in r.stderr, r.stderr
+        assert "hashes could not be checked" not in r.stderr, r.stderr
+        listed = run("lsl", "archway:workspace/rclone-sync/f0.txt").stdout
+        assert "2020-09-13" in listed, listed
+        again = run("sync", "-v", src, "archway:workspace/rclone-sync").stderr
+        assert "Copied" not in again, again
+
+    return [listing, ranged, conditional, multipart, presigned, wrong_secret, read_only, sync_check]
+
+
+# ----- s3cmd -----
+
+
+def s3cmd_tests(ctx):
+    venv_bin = os.path.dirname(os.environ.get("ARCHWAY_TEST_PYTHON") or sys.executable)
+    s3cmd = os.path.join(venv_bin, "s3cmd") if os.path.exists(os.path.join(venv_bin, "s3cmd")) else shutil.which("s3cmd")
+    host = ctx.gw.url.removeprefix("http://")
+    conf = os.path.join(ctx.work, "s3cfg")
+    with open(conf, "w") as f:
+        f.write(
+            "[default]\n"
+            f"access_key = {ctx.gw.key}\nsecret_key = {ctx.gw.secret}\n"
+            f"host_base = {host}\nhost_bucket = {host}\nuse_https = False\n"
+            "signature_v2 = False\nbucket_location = us-east-1\n"
+        )
+
+    def run(*args, check=True):
+        return subprocess.run(
+            [sys.executable, s3cmd, "-c", conf, *args], capture_output=True, text=True, check=check, timeout=600
+        )
+
+    def sync_and_info():
+        src = os.path.join(ctx.work, "s3cmd-sync")
+        os.makedirs(src, exist_ok=True)
+        for i in range(3):
+            with open(os.path.join(src, f"s{i}.dat"), "wb") as f:
+                f.write(os.urandom(3000 + i))
+        first = run("sync", src + "/", "s3://workspace/s3cmd-sync/").stdout
+        assert first.count("upload:") == 3, first
+        # s3cmd compares MD5s (ETags): the second sync has nothing to do.
+        second = run("sync", src + "/", "s3://workspace/s3cmd-sync/").stdout
+        assert "upload:" not in second, second
+        info = run("info", "s3://workspace/s3cmd-sync/s0.dat").stdout
+        want = hashlib.md5(open(os.path.join(src, "s0.dat"), "rb").read()).hexdigest()
+        assert f"MD5 sum:   {want}" in info, info
+
+    return [sync_and_info]
 
 
 # ----- aws-chunked (SigV4 streaming), as the AWS SDKs send unsized streams -----
@@ -610,6 +764,7 @@ def main():
             ("aws", aws_tests),
             ("s3fs", s3fs_tests),
             ("rclone", rclone_tests),
+            ("s3cmd", s3cmd_tests),
             ("aws-chunked", chunked_tests),
         ]
         for client, make in suites:

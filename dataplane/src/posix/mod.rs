@@ -12,6 +12,7 @@
 //!
 //! Every call runs on a blocking thread. Errors name keys, never the server's paths.
 
+mod kept;
 mod resolve;
 mod walk;
 
@@ -22,20 +23,23 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::write::ContentEtag;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
-    Attributes, CopyMode, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult,
-    MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload,
-    PutResult, RenameOptions, RenameTargetMode, UploadPart,
+    CopyMode, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload,
+    ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    RenameOptions, RenameTargetMode, UploadPart,
 };
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, Stat};
 use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
+use kept::Kept;
+use md5::{Digest, Md5};
 use resolve::{Root, split};
 
 /// What a file backend does with symbolic links in its tree.
@@ -103,9 +107,10 @@ fn conflict(key: &str, what: &str) -> object_store::Error {
     }
 }
 
-/// An object's metadata from its file's attributes; the ETag is inode, modification time and
-/// size, as object_store's local store (and many HTTP servers) make it.
-pub(super) fn meta_of(key: &str, st: &Stat) -> Option<ObjectMeta> {
+/// An object's metadata from its file's attributes. The ETag is the one recorded when Archway
+/// wrote the file (`etag`, see `kept.rs`), else inode, modification time and size, as
+/// object_store's local store (and many HTTP servers) make it.
+pub(super) fn meta_of(key: &str, st: &Stat, etag: Option<&str>) -> Option<ObjectMeta> {
     let nanos = i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec);
     let micros = (nanos / 1000).max(0) as u128;
     let last_modified =
@@ -114,7 +119,10 @@ pub(super) fn meta_of(key: &str, st: &Stat) -> Option<ObjectMeta> {
         location: Path::parse(key).ok()?,
         last_modified,
         size: st.st_size.max(0) as u64,
-        e_tag: Some(format!("{:x}-{:x}-{:x}", st.st_ino, micros, st.st_size)),
+        e_tag: Some(match etag {
+            Some(e) => e.to_string(),
+            None => format!("{:x}-{:x}-{:x}", st.st_ino, micros, st.st_size),
+        }),
         version: None,
     })
 }
@@ -151,8 +159,9 @@ impl PosixStore {
         })
     }
 
-    /// The regular file at `key`, opened for reading, with its attributes.
-    fn open_object(root: &Root, key: &str) -> object_store::Result<(OwnedFd, Stat)> {
+    /// The regular file at `key`, opened for reading, with its file attributes and what
+    /// Archway keeps with it.
+    fn open_object(root: &Root, key: &str) -> object_store::Result<(OwnedFd, Stat, Kept)> {
         let fd = root
             .open_at(key, OFlags::RDONLY, Mode::empty())
             .map_err(|e| error(key, e))?;
@@ -160,7 +169,24 @@ impl PosixStore {
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
             return Err(error(key, Errno::NOENT));
         }
-        Ok((fd, st))
+        let kept = Kept::read(&fd);
+        Ok((fd, st, kept))
+    }
+
+    /// Records `kept` (with `etag`, the MD5 of the content unless given) with the staging file
+    /// `file`, and answers the object's ETag.
+    fn keep(
+        file: &std::fs::File,
+        key: &str,
+        kept: Kept,
+        etag: String,
+    ) -> object_store::Result<Option<String>> {
+        let st = rustix::fs::fstat(file).map_err(|e| error(key, e))?;
+        let kept = kept.with_etag(Some(etag), &st);
+        kept.write(file).map_err(|e| error(key, e))?;
+        // Read back: a file system without extended attributes keeps no ETag.
+        let kept = Kept::read(file);
+        Ok(meta_of(key, &st, kept.etag_for(&st)).and_then(|m| m.e_tag))
     }
 
     /// The directory that will hold `key` (made if missing) and the name in it.
@@ -217,17 +243,12 @@ impl PosixStore {
         }
     }
 
-    fn etag_now(fd: &OwnedFd, key: &str) -> object_store::Result<Option<String>> {
-        let st = rustix::fs::fstat(fd).map_err(|e| error(key, e))?;
-        Ok(meta_of(key, &st).and_then(|m| m.e_tag))
-    }
-
     fn create_staging(dir: &OwnedFd, key: &str) -> object_store::Result<(String, std::fs::File)> {
         let tmp = staging_name();
         let fd = rustix::fs::openat(
             dir,
             tmp.as_str(),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NOFOLLOW,
             Mode::from_raw_mode(0o666),
         )
         .map_err(|e| error(key, e))?;
@@ -249,7 +270,9 @@ impl ObjectStore for PosixStore {
             let (dir, name) = Self::parent_of(&root, &key)?;
             if let PutMode::Update(version) = &opts.mode {
                 let current = match Self::open_object(&root, &key) {
-                    Ok((_, st)) => meta_of(&key, &st).and_then(|m| m.e_tag),
+                    Ok((_, st, kept)) => {
+                        meta_of(&key, &st, kept.etag_for(&st)).and_then(|m| m.e_tag)
+                    }
                     Err(object_store::Error::NotFound { .. }) => None,
                     Err(e) => return Err(e),
                 };
@@ -260,24 +283,32 @@ impl ObjectStore for PosixStore {
                     });
                 }
             }
+            let given = opts.extensions.get::<ContentEtag>().map(|e| e.0.clone());
             let (tmp, file) = Self::create_staging(&dir, &key)?;
             let written = (|| {
+                let mut md5 = Md5::new();
                 let mut at = 0u64;
                 for chunk in payload.iter() {
                     file.write_all_at(chunk, at)?;
+                    if given.is_none() {
+                        md5.update(chunk);
+                    }
                     at += chunk.len() as u64;
                 }
-                Ok::<_, std::io::Error>(())
+                let etag = given.clone().unwrap_or_else(|| hex::encode(md5.finalize()));
+                Self::keep(&file, &key, Kept::new(&opts.attributes), etag)
+                    .map_err(std::io::Error::other)
             })();
-            if let Err(e) = written {
-                let _ = rustix::fs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
-                return Err(object_store::Error::Generic {
-                    store: STORE,
-                    source: format!("writing `{key}`: {e}").into(),
-                });
-            }
-            let fd = OwnedFd::from(file);
-            let e_tag = Self::etag_now(&fd, &key)?;
+            let e_tag = match written {
+                Ok(e) => e,
+                Err(e) => {
+                    let _ = rustix::fs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
+                    return Err(object_store::Error::Generic {
+                        store: STORE,
+                        source: format!("writing `{key}`: {e}").into(),
+                    });
+                }
+            };
             Self::commit(
                 &dir,
                 &tmp,
@@ -297,8 +328,10 @@ impl ObjectStore for PosixStore {
     async fn put_multipart_opts(
         &self,
         location: &Path,
-        _opts: PutMultipartOptions,
+        opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        let kept = Kept::new(&opts.attributes);
+        let given = opts.extensions.get::<ContentEtag>().map(|e| e.0.clone());
         let root = self.root.clone();
         let key = location.as_ref().to_string();
         let upload = blocking(move || {
@@ -311,6 +344,8 @@ impl ObjectStore for PosixStore {
                 key,
                 file: Arc::new(file),
                 next: Arc::new(AtomicU64::new(0)),
+                kept,
+                given,
                 done: false,
             })
         })
@@ -327,8 +362,9 @@ impl ObjectStore for PosixStore {
         let key = location.as_ref().to_string();
         let shown = self.path.join(&key);
         blocking(move || {
-            let (fd, st) = Self::open_object(&root, &key)?;
-            let meta = meta_of(&key, &st).ok_or_else(|| error(&key, Errno::NOENT))?;
+            let (fd, st, kept) = Self::open_object(&root, &key)?;
+            let meta =
+                meta_of(&key, &st, kept.etag_for(&st)).ok_or_else(|| error(&key, Errno::NOENT))?;
             options.check_preconditions(&meta)?;
             let range = match &options.range {
                 Some(r) => r
@@ -343,7 +379,7 @@ impl ObjectStore for PosixStore {
                 payload: GetResultPayload::File(std::fs::File::from(fd), shown),
                 meta,
                 range,
-                attributes: Attributes::new(),
+                attributes: kept.attributes(),
                 extensions: Default::default(),
             })
         })
@@ -359,7 +395,7 @@ impl ObjectStore for PosixStore {
         let key = location.as_ref().to_string();
         let ranges = ranges.to_vec();
         blocking(move || {
-            let (fd, st) = Self::open_object(&root, &key)?;
+            let (fd, st, _) = Self::open_object(&root, &key)?;
             let size = st.st_size.max(0) as u64;
             let file = std::fs::File::from(fd);
             ranges
@@ -451,7 +487,7 @@ impl ObjectStore for PosixStore {
                     format!("{rel}/{}", e.name)
                 };
                 match &e.stat {
-                    Some(st) => out.objects.extend(meta_of(&key, st)),
+                    Some(st) => out.objects.extend(meta_of(&key, st, e.etag.as_deref())),
                     None => out.common_prefixes.extend(Path::parse(&key).ok()),
                 }
             }
@@ -469,10 +505,19 @@ impl ObjectStore for PosixStore {
         let root = self.root.clone();
         let (src, dst) = (from.as_ref().to_string(), to.as_ref().to_string());
         blocking(move || {
-            let (src_fd, _) = Self::open_object(&root, &src)?;
+            let (src_fd, src_st, kept) = Self::open_object(&root, &src)?;
             let (dir, name) = Self::parent_of(&root, &dst)?;
             let (tmp, out) = Self::create_staging(&dir, &dst)?;
-            let copied = copy_bytes(&src_fd, &out);
+            let copied = copy_bytes(&src_fd, &out).and_then(|()| {
+                // The same bytes: the same ETag (computed now if the source had none).
+                let etag = match kept.etag_for(&src_st) {
+                    Some(e) => e.to_string(),
+                    None => md5_of(&out)?,
+                };
+                Self::keep(&out, &dst, kept, etag)
+                    .map(|_| ())
+                    .map_err(std::io::Error::other)
+            });
             if let Err(e) = copied {
                 let _ = rustix::fs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
                 return Err(object_store::Error::Generic {
@@ -606,6 +651,21 @@ impl PosixStore {
     }
 }
 
+/// The hex MD5 of a file's whole content.
+fn md5_of(file: &std::fs::File) -> std::io::Result<String> {
+    let mut md5 = Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    loop {
+        let n = file.read_at(&mut buf, at)?;
+        if n == 0 {
+            return Ok(hex::encode(md5.finalize()));
+        }
+        md5.update(&buf[..n]);
+        at += n as u64;
+    }
+}
+
 /// Copies every byte of `src` to `out` (the kernel's copy where it can).
 fn copy_bytes(src: &OwnedFd, out: &std::fs::File) -> std::io::Result<()> {
     loop {
@@ -633,6 +693,9 @@ struct PosixUpload {
     file: Arc<std::fs::File>,
     /// Where the next part starts (parts come in order; their writes may finish in any).
     next: Arc<AtomicU64>,
+    /// Attributes to keep, and the ETag when the writer gave one.
+    kept: Kept,
+    given: Option<String>,
     done: bool,
 }
 
@@ -659,16 +722,25 @@ impl MultipartUpload for PosixUpload {
     }
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
-        let (dir, tmp, name, key, file) = (
+        let (dir, tmp, name, key, file, kept, given) = (
             self.dir.clone(),
             self.tmp.clone(),
             self.name.clone(),
             self.key.clone(),
             self.file.clone(),
+            self.kept.clone(),
+            self.given.clone(),
         );
         let r = blocking(move || {
-            let st = rustix::fs::fstat(file.as_fd()).map_err(|e| error(&key, e))?;
-            let e_tag = meta_of(&key, &st).and_then(|m| m.e_tag);
+            // The whole content's MD5 (read back from the page cache) unless the writer said.
+            let etag = match given {
+                Some(e) => e,
+                None => md5_of(&file).map_err(|e| object_store::Error::Generic {
+                    store: STORE,
+                    source: format!("reading `{key}` back: {e}").into(),
+                })?,
+            };
+            let e_tag = PosixStore::keep(&file, &key, kept, etag)?;
             PosixStore::commit(&dir, &tmp, &name, &key, false)?;
             Ok(PutResult {
                 e_tag,

@@ -15,6 +15,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
+use super::kept::Kept;
 use super::resolve::Root;
 use super::{Links, meta_of};
 
@@ -24,6 +25,8 @@ pub(super) struct Entry {
     pub(super) name: String,
     /// A directory (its keys lie below it), or an object (with its attributes).
     pub(super) stat: Option<Stat>,
+    /// The object's recorded ETag, when it is for the file as it is now.
+    pub(super) etag: Option<String>,
 }
 
 impl Entry {
@@ -55,38 +58,62 @@ pub(super) fn read_dir(root: &Root, dir: &OwnedFd, rel: &str) -> rustix::io::Res
         }
         let name = name.to_string();
         let kind = entry.file_type();
-        let stat = match kind {
-            FileType::Directory => None,
-            FileType::RegularFile => {
-                match rustix::fs::statat(dir, &*name, AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) => Some(st),
-                    // Gone since the directory was read.
-                    Err(Errno::NOENT) => continue,
-                    Err(e) => return Err(e),
-                }
-            }
-            FileType::Symlink if root.links() == Links::Skip => continue,
+        let found = match kind {
+            FileType::Directory => Some(None),
+            FileType::RegularFile => object(dir, &name)?.map(Some),
+            FileType::Symlink if root.links() == Links::Skip => None,
             // A link (followed only beneath the root), or a file system that does not say.
-            _ => match classify(root, dir, rel, &name, kind)? {
-                Some(found) => found,
-                None => continue,
-            },
+            _ => classify(root, dir, rel, &name, kind)?,
         };
-        out.push(Entry { name, stat });
+        match found {
+            Some(None) => out.push(Entry {
+                name,
+                stat: None,
+                etag: None,
+            }),
+            Some(Some((st, etag))) => out.push(Entry {
+                name,
+                stat: Some(st),
+                etag,
+            }),
+            // Gone since the directory was read, or nothing a key can reach.
+            None => {}
+        }
     }
     out.sort_by_cached_key(Entry::sort_key);
     Ok(out)
 }
 
+/// A regular file's attributes and recorded ETag (None when it is gone, or no longer a file).
+fn object(dir: &OwnedFd, name: &str) -> rustix::io::Result<Option<(Stat, Option<String>)>> {
+    let fd = match rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT | Errno::LOOP) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let st = rustix::fs::fstat(&fd)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Ok(None);
+    }
+    let etag = Kept::read(&fd).etag_for(&st).map(str::to_string);
+    Ok(Some((st, etag)))
+}
+
 /// What an entry of unknown type (or a link) is: a directory (`Some(None)`), an object
-/// (`Some(Some(stat))`), or nothing a key can reach (`None`).
+/// (`Some(Some(..))`), or nothing a key can reach (`None`).
+#[allow(clippy::type_complexity)]
 fn classify(
     root: &Root,
     dir: &OwnedFd,
     rel: &str,
     name: &str,
     kind: FileType,
-) -> rustix::io::Result<Option<Option<Stat>>> {
+) -> rustix::io::Result<Option<Option<(Stat, Option<String>)>>> {
     let st = if kind == FileType::Symlink {
         // Through the root, so that a link is followed only while it stays beneath it.
         let full = if rel.is_empty() {
@@ -95,7 +122,17 @@ fn classify(
             format!("{rel}/{name}")
         };
         match root.open_at(&full, OFlags::PATH, Mode::empty()) {
-            Ok(fd) => rustix::fs::fstat(&fd)?,
+            Ok(fd) => {
+                let st = rustix::fs::fstat(&fd)?;
+                if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile {
+                    let etag = root
+                        .open_at(&full, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())
+                        .ok()
+                        .and_then(|f| Kept::read(&f).etag_for(&st).map(str::to_string));
+                    return Ok(Some(Some((st, etag))));
+                }
+                st
+            }
             Err(Errno::NOENT | Errno::LOOP | Errno::XDEV | Errno::NOTDIR | Errno::ACCESS) => {
                 return Ok(None);
             }
@@ -103,6 +140,9 @@ fn classify(
         }
     } else {
         match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
+                return Ok(object(dir, name)?.map(Some));
+            }
             Ok(st) => st,
             Err(Errno::NOENT) => return Ok(None),
             Err(e) => return Err(e),
@@ -110,7 +150,6 @@ fn classify(
     };
     Ok(match FileType::from_raw_mode(st.st_mode) {
         FileType::Directory => Some(None),
-        FileType::RegularFile => Some(Some(st)),
         // Devices, sockets, fifos, links not followed: no object.
         _ => None,
     })
@@ -186,8 +225,11 @@ impl Walk {
         Ok(())
     }
 
-    /// The next object: its key and attributes.
-    pub(super) fn next(&mut self, root: &Root) -> Option<rustix::io::Result<(String, Stat)>> {
+    /// The next object: its key, attributes and recorded ETag.
+    pub(super) fn next(
+        &mut self,
+        root: &Root,
+    ) -> Option<rustix::io::Result<(String, Stat, Option<String>)>> {
         loop {
             let level = self.stack.last_mut()?;
             let Some(entry) = level.entries.pop_front() else {
@@ -196,7 +238,7 @@ impl Walk {
             };
             let key = join(&level.rel, &entry.name);
             match entry.stat {
-                Some(st) => return Some(Ok((key, st))),
+                Some(st) => return Some(Ok((key, st, entry.etag))),
                 None => {
                     let sub = root.open_beneath(
                         level.fd.as_fd(),
@@ -228,7 +270,9 @@ impl Walk {
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
             match self.next(root) {
-                Some(Ok((key, st))) => out.extend(meta_of(&key, &st).map(Ok)),
+                Some(Ok((key, st, etag))) => {
+                    out.extend(meta_of(&key, &st, etag.as_deref()).map(Ok))
+                }
                 Some(Err(e)) => {
                     out.push(Err(e));
                     self.stack.clear();

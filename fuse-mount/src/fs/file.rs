@@ -355,7 +355,7 @@ impl Fs {
             key,
             &location,
             body,
-            Default::default(),
+            &archway_dataplane::PutRequest::default(),
             shape,
         )
         .await

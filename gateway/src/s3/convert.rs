@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use s3s::dto::*;
 use s3s::{S3Result, s3_error};
 
-use archway_dataplane::{ListPage, ObjectInfo, ReadRange};
+use archway_dataplane::{ListPage, ObjectAttributes, ObjectInfo, ReadRange};
 
 /// ETags travel unquoted inside Archway; S3 shows them quoted.
 pub(super) fn etag(value: Option<&str>) -> Option<ETag> {
@@ -121,10 +121,49 @@ pub(super) fn listing_entries(
     (contents, prefixes)
 }
 
+/// The attributes a write sends (PutObject, CopyObject with REPLACE, CreateMultipartUpload).
+pub(super) fn attributes_in(
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    content_disposition: Option<String>,
+    content_language: Option<String>,
+    cache_control: Option<String>,
+    expires: Option<Timestamp>,
+    metadata: Option<Metadata>,
+) -> ObjectAttributes {
+    ObjectAttributes {
+        content_type,
+        content_encoding,
+        content_disposition,
+        content_language,
+        cache_control,
+        expires: expires.and_then(|t| {
+            let mut out = Vec::new();
+            t.format(TimestampFormat::HttpDate, &mut out).ok()?;
+            String::from_utf8(out).ok()
+        }),
+        metadata: metadata
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect(),
+    }
+}
+
+/// A stored `Expires` as S3 renders it (None when it is not an HTTP date).
+pub(super) fn expires_out(a: &ObjectAttributes) -> Option<Timestamp> {
+    Timestamp::parse(TimestampFormat::HttpDate, a.expires.as_deref()?).ok()
+}
+
+/// Stored user metadata as S3 renders it (None when there is none).
+pub(super) fn metadata_out(a: &ObjectAttributes) -> Option<Metadata> {
+    (!a.metadata.is_empty()).then(|| a.metadata.clone().into_iter().collect())
+}
+
 /// The stored Content-Type, or one guessed from the key's extension: FITS (which generic
 /// tables call `image/fits`) as the archives name it, the rest as mime_guess knows them.
 pub(super) fn content_type(info: &ObjectInfo) -> String {
-    if let Some(ct) = &info.content_type {
+    if let Some(ct) = &info.attributes.content_type {
         return ct.clone();
     }
     let lower = info.key.to_ascii_lowercase();
@@ -167,7 +206,7 @@ mod tests {
             size: 0,
             last_modified: SystemTime::UNIX_EPOCH,
             etag: None,
-            content_type: None,
+            attributes: Default::default(),
         };
         assert_eq!(content_type(&info("a/b.FITS")), "application/fits");
         assert_eq!(content_type(&info("x.fits.fz")), "application/fits");

@@ -10,11 +10,13 @@ use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 
 use archway_catalog::Principal;
-use archway_dataplane::{DataplaneError, ListPage, ListRequest, Op, PutRequest, ReadRequest};
+use archway_dataplane::{
+    CopyRequest, DataplaneError, ListPage, ListRequest, Op, PutRequest, ReadRequest,
+};
 
 use super::convert::{
-    condition, content_type, etag, listing_entries, range, resolve_range, system_time, timestamp,
-    url_encode, wants_url,
+    attributes_in, condition, content_type, etag, expires_out, listing_entries, metadata_out,
+    range, resolve_range, system_time, timestamp, url_encode, wants_url,
 };
 use super::integrity::Integrity;
 use super::{S3Front, dataplane_error};
@@ -318,11 +320,22 @@ impl S3 for S3Front {
                 ),
                 e_tag: etag(info.etag.as_deref()),
                 last_modified: Some(timestamp(info.last_modified)),
-                cache_control: input.response_cache_control,
-                content_disposition: input.response_content_disposition,
-                content_encoding: input.response_content_encoding,
-                content_language: input.response_content_language,
-                expires: input.response_expires,
+                cache_control: input
+                    .response_cache_control
+                    .or_else(|| info.attributes.cache_control.clone()),
+                content_disposition: input
+                    .response_content_disposition
+                    .or_else(|| info.attributes.content_disposition.clone()),
+                content_encoding: input
+                    .response_content_encoding
+                    .or_else(|| info.attributes.content_encoding.clone()),
+                content_language: input
+                    .response_content_language
+                    .or_else(|| info.attributes.content_language.clone()),
+                expires: input
+                    .response_expires
+                    .or_else(|| expires_out(&info.attributes)),
+                metadata: metadata_out(&info.attributes),
                 ..Default::default()
             }))
         }
@@ -381,11 +394,22 @@ impl S3 for S3Front {
                 content_type: Some(content_type),
                 e_tag: etag(r.info.etag.as_deref()),
                 last_modified: Some(timestamp(r.info.last_modified)),
-                cache_control: input.response_cache_control,
-                content_disposition: input.response_content_disposition,
-                content_encoding: input.response_content_encoding,
-                content_language: input.response_content_language,
-                expires: input.response_expires,
+                cache_control: input
+                    .response_cache_control
+                    .or_else(|| r.info.attributes.cache_control.clone()),
+                content_disposition: input
+                    .response_content_disposition
+                    .or_else(|| r.info.attributes.content_disposition.clone()),
+                content_encoding: input
+                    .response_content_encoding
+                    .or_else(|| r.info.attributes.content_encoding.clone()),
+                content_language: input
+                    .response_content_language
+                    .or_else(|| r.info.attributes.content_language.clone()),
+                expires: input
+                    .response_expires
+                    .or_else(|| expires_out(&r.info.attributes)),
+                metadata: metadata_out(&r.info.attributes),
                 body: Some(self.count_out(r.body)),
                 ..Default::default()
             }))
@@ -414,7 +438,18 @@ impl S3 for S3Front {
             });
             let guarded = check.guard(body, self.metrics.clone());
             let put = PutRequest {
-                content_type: input.content_type,
+                attributes: attributes_in(
+                    input.content_type,
+                    input.content_encoding,
+                    input.content_disposition,
+                    input.content_language,
+                    input.cache_control,
+                    input.expires,
+                    input.metadata,
+                ),
+                if_match: condition(input.if_match),
+                if_none_match: condition(input.if_none_match),
+                etag: None,
             };
             let out = self
                 .dataplane
@@ -481,12 +516,31 @@ impl S3 for S3Front {
                         e => dataplane_error(e),
                     })?;
             }
+            let replace = input
+                .metadata_directive
+                .as_ref()
+                .is_some_and(|d| d.as_str().eq_ignore_ascii_case("REPLACE"));
+            let copy = CopyRequest {
+                attributes: replace.then(|| {
+                    attributes_in(
+                        input.content_type,
+                        input.content_encoding,
+                        input.content_disposition,
+                        input.content_language,
+                        input.cache_control,
+                        input.expires,
+                        input.metadata,
+                    )
+                }),
+                ..Default::default()
+            };
             let out = self
                 .dataplane
                 .copy(
                     who.as_ref(),
                     (&src_bucket, &src_key),
                     (&input.bucket, &input.key),
+                    copy,
                 )
                 .await
                 .map_err(dataplane_error)?;
@@ -509,8 +563,14 @@ impl S3 for S3Front {
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let result = async {
             let who = self.who(&req.credentials).await?;
+            let if_match = condition(req.input.if_match);
             self.dataplane
-                .delete(who.as_ref(), &req.input.bucket, &req.input.key)
+                .delete_if(
+                    who.as_ref(),
+                    &req.input.bucket,
+                    &req.input.key,
+                    if_match.as_deref(),
+                )
                 .await
                 .map_err(dataplane_error)?;
             Ok(S3Response::new(DeleteObjectOutput::default()))
@@ -538,9 +598,10 @@ impl S3 for S3Front {
             let mut deleted = Vec::new();
             let mut errors = Vec::new();
             for obj in input.delete.objects {
+                let if_match = obj.e_tag.as_ref().map(|e| e.value().to_string());
                 match self
                     .dataplane
-                    .delete(who.as_ref(), &input.bucket, &obj.key)
+                    .delete_if(who.as_ref(), &input.bucket, &obj.key, if_match.as_deref())
                     .await
                 {
                     Ok(()) => {
@@ -580,7 +641,16 @@ impl S3 for S3Front {
             let who = self.who(&req.credentials).await?;
             let input = req.input;
             let put = PutRequest {
-                content_type: input.content_type,
+                attributes: attributes_in(
+                    input.content_type,
+                    input.content_encoding,
+                    input.content_disposition,
+                    input.content_language,
+                    input.cache_control,
+                    input.expires,
+                    input.metadata,
+                ),
+                ..Default::default()
             };
             let upload_id = self
                 .dataplane
@@ -676,6 +746,11 @@ impl S3 for S3Front {
                     &input.key,
                     &input.upload_id,
                     &parts,
+                    PutRequest {
+                        if_match: condition(input.if_match),
+                        if_none_match: condition(input.if_none_match),
+                        ..Default::default()
+                    },
                 )
                 .await
                 .map_err(dataplane_error)?;
