@@ -27,6 +27,7 @@ async fn a_peer_gateway() {
         root: "workspace/suite",
         md5_etags: true,
         expires: false,
+        folder_markers: false,
         ..Default::default()
     };
     run(peer(&gw), caps).await;
@@ -40,6 +41,7 @@ async fn a_peer_gateway_through_the_cache() {
         root: "workspace/cached",
         md5_etags: true,
         expires: false,
+        folder_markers: false,
         ..Default::default()
     };
     run_through_the_cache(peer(&gw), caps).await;

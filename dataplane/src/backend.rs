@@ -348,12 +348,20 @@ impl Backend {
     pub fn lists_sorted(&self) -> bool {
         matches!(
             self.kind,
-            BackendKind::S3
+            BackendKind::File
+                | BackendKind::S3
                 | BackendKind::Gcs
                 | BackendKind::Azure
                 | BackendKind::Memory
                 | BackendKind::Peer
         )
+    }
+
+    /// Whether folder markers (keys ending in '/') can be written here: not through a peer
+    /// gateway, whose S3 client (object_store's) cannot name a key that ends in '/', and not
+    /// to read-only HTTP archives.
+    pub fn holds_folder_markers(&self) -> bool {
+        !matches!(self.kind, BackendKind::Peer | BackendKind::Http)
     }
 
     /// An ETag condition in the form this store compares against. HTTP stores send it on as

@@ -22,7 +22,7 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, UploadPart,
 };
 
-use crate::key::{check_prefix, parse_key};
+use crate::key::{check_path, is_marker_path, key_of};
 use crate::{DataplaneError, Op, VolumeStore};
 
 /// The store name in `Generic` errors carrying a dataplane refusal.
@@ -47,15 +47,31 @@ impl VolumeStore {
     /// Checks `op` on `path` (a key, or a listing prefix when `prefix`).
     fn check(&self, op: Op, path: &Path) -> object_store::Result<()> {
         self.allow(op).map_err(|e| refused(path, e))?;
-        parse_key(path.as_ref())
-            .map(|_| ())
-            .map_err(|e| refused(path, e))
+        check_path(path).map_err(|e| refused(path, e))?;
+        if matches!(op, Op::Put | Op::Copy)
+            && is_marker_path(path)
+            && !self.backend.holds_folder_markers()
+        {
+            return Err(refused(
+                path,
+                DataplaneError::InvalidKey {
+                    key: key_of(path),
+                    reason: format!(
+                        "volume `{}` is on a {} backend, which cannot hold folder markers \
+                         (keys ending in '/')",
+                        self.volume.id,
+                        self.backend.kind.as_str()
+                    ),
+                },
+            ));
+        }
+        Ok(())
     }
 
     fn check_listing(&self, prefix: Option<&Path>) -> object_store::Result<()> {
         let at = prefix.cloned().unwrap_or_default();
-        self.allow(Op::List).map_err(|e| refused(&at, e))?;
-        check_prefix(at.as_ref()).map_err(|e| refused(&at, e))
+        // Any path is a prefix (one no key begins with lists nothing).
+        self.allow(Op::List).map_err(|e| refused(&at, e))
     }
 
     fn too_large(&self, path: &Path, what: &'static str) -> object_store::Error {

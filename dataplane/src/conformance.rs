@@ -35,6 +35,11 @@ pub struct Capabilities {
     pub multipart_etags: bool,
     /// The store keeps `Expires` (not a peer gateway: object_store reads no `Expires` header).
     pub expires: bool,
+    /// Keys ending in '/' (folder markers) can be written (not through a peer gateway).
+    pub folder_markers: bool,
+    /// A file tree: it cannot hold both `a/b` and `a/b/c`, nor bytes in a folder marker, and
+    /// says so with [`DataplaneError::KeyConflict`].
+    pub file_tree: bool,
 }
 
 impl Default for Capabilities {
@@ -45,6 +50,8 @@ impl Default for Capabilities {
             md5_etags: false,
             multipart_etags: false,
             expires: true,
+            folder_markers: true,
+            file_tree: false,
         }
     }
 }
@@ -175,6 +182,7 @@ async fn run_with(backend: BackendConfig, caps: Capabilities, cache: CacheConfig
     attributes_and_etags(&f, caps).await;
     conditional_writes(&f).await;
     keys_are_checked(&f).await;
+    folder_markers(&f, caps).await;
     access_is_checked(&f).await;
     multipart_uploads(&f).await;
     scan_counts(&f).await;
@@ -846,7 +854,7 @@ async fn copy_and_delete(f: &Fixture) {
 }
 
 async fn keys_are_checked(f: &Fixture) {
-    for key in ["../escape", "a/../../b", "a//b", "/abs", "dir/", ""] {
+    for key in ["../escape", "a/../../b", "a//b", "/abs", "/", "dir/ ", ""] {
         let err = f
             .dataplane
             .put(
@@ -872,14 +880,313 @@ async fn keys_are_checked(f: &Fixture) {
             "{key:?}: {err}"
         );
     }
-    let req = ListRequest {
-        prefix: "../".into(),
+    // Listing prefixes are never refused for their characters: no key begins with these.
+    for prefix in ["../", "/", "a//", "dir//", "\u{1}x", "./"] {
+        for delimiter in [None, Some("/".to_string()), Some(String::new())] {
+            let req = ListRequest {
+                prefix: prefix.into(),
+                delimiter: delimiter.clone(),
+                ..Default::default()
+            };
+            let page = f
+                .dataplane
+                .list(Some(&f.admin), "rw-vol", &req)
+                .await
+                .unwrap_or_else(|e| panic!("prefix {prefix:?}: {e}"));
+            assert_eq!(page, crate::ListPage::default(), "prefix {prefix:?}");
+        }
+    }
+    // An empty delimiter is none.
+    put(f, "rw-vol", "empty-delim/a/b", b"x").await;
+    let req = |delimiter: Option<&str>| ListRequest {
+        prefix: "empty-delim/".into(),
+        delimiter: delimiter.map(String::from),
         ..Default::default()
     };
-    assert!(matches!(
-        f.dataplane.list(Some(&f.admin), "rw-vol", &req).await,
-        Err(DataplaneError::InvalidKey { .. })
-    ));
+    let none = f
+        .dataplane
+        .list(Some(&f.admin), "rw-vol", &req(None))
+        .await
+        .expect("the dataplane call");
+    let empty = f
+        .dataplane
+        .list(Some(&f.admin), "rw-vol", &req(Some("")))
+        .await
+        .expect("the dataplane call");
+    assert_eq!(none, empty);
+    assert_eq!(none.objects.len(), 1);
+    f.dataplane
+        .delete(Some(&f.admin), "rw-vol", "empty-delim/a/b")
+        .await
+        .expect("the dataplane call");
+}
+
+/// Keys ending in '/' are folder markers: objects of their own where the backend can hold
+/// them, listed where S3 lists them; folders implied by keys below them are never objects;
+/// a file tree refuses what it cannot hold with an error that names both keys.
+async fn folder_markers(f: &Fixture, caps: Capabilities) {
+    let dp = &f.dataplane;
+    let admin = Some(&f.admin);
+    let body = |data: &'static [u8]| {
+        stream::iter(
+            (!data.is_empty())
+                .then(|| Ok::<_, BodyError>(Bytes::from_static(data)))
+                .into_iter()
+                .collect::<Vec<_>>(),
+        )
+    };
+    if !caps.folder_markers {
+        let err = dp
+            .put(
+                admin,
+                "rw-vol",
+                "marks/d/",
+                body(b""),
+                PutRequest::default(),
+            )
+            .await
+            .expect_err("a folder marker where none can be held");
+        assert!(matches!(err, DataplaneError::InvalidKey { .. }), "{err}");
+        assert!(err.to_string().contains("folder markers"), "{err}");
+        return;
+    }
+    let list = |prefix: &str, delimiter: Option<&str>, after: Option<String>, max| {
+        let req = ListRequest {
+            prefix: prefix.into(),
+            delimiter: delimiter.map(String::from),
+            start_after: after,
+            max_keys: max,
+        };
+        async move { dp.list(admin, "rw-vol", &req).await.expect("list") }
+    };
+    let names = |p: &crate::ListPage| p.objects.iter().map(|o| o.key.clone()).collect::<Vec<_>>();
+    let no_such_key = |r: crate::Result<crate::ObjectInfo>| {
+        let err = r.expect_err("no object");
+        assert!(matches!(err, DataplaneError::NoSuchKey { .. }), "{err}");
+    };
+
+    // A marker with attributes (what s3fs writes on mkdir), read back as an empty object.
+    let attrs = ObjectAttributes {
+        content_type: Some("application/x-directory".into()),
+        metadata: BTreeMap::from([("mode".to_string(), "16877".to_string())]),
+        ..Default::default()
+    };
+    let put_marker = PutRequest {
+        attributes: attrs.clone(),
+        ..Default::default()
+    };
+    let out = dp
+        .put(admin, "rw-vol", "marks/d/", body(b""), put_marker.clone())
+        .await
+        .expect("a folder marker");
+    assert_eq!(out.size, 0);
+    let head = dp
+        .head(Some(&f.reader), "rw-vol", "marks/d/")
+        .await
+        .expect("HEAD of a folder marker");
+    assert_eq!((head.key.as_str(), head.size), ("marks/d/", 0));
+    assert_eq!(head.attributes.content_type, attrs.content_type);
+    assert_eq!(head.attributes.metadata, attrs.metadata);
+    assert_eq!(head.etag, out.etag);
+    if caps.md5_etags {
+        assert_eq!(
+            head.etag.as_deref(),
+            Some("d41d8cd98f00b204e9800998ecf8427e")
+        );
+    }
+    assert!(
+        read(f, &f.reader, "rw-vol", "marks/d/", ReadRequest::default())
+            .await
+            .is_empty()
+    );
+
+    // Listed as an object under its own prefix, as a common prefix one level up.
+    let p = list("marks/d/", Some("/"), None, None).await;
+    assert_eq!(names(&p), vec!["marks/d/"]);
+    assert!(p.common_prefixes.is_empty());
+    assert_eq!(p.objects[0].size, 0);
+    let p = list("marks/", Some("/"), None, None).await;
+    assert!(p.objects.is_empty(), "{p:?}");
+    assert_eq!(p.common_prefixes, vec!["marks/d/"]);
+    assert_eq!(
+        names(&list("marks/", None, None, None).await),
+        vec!["marks/d/"]
+    );
+
+    // Objects below it: the marker lists first, in key order, on every page size.
+    for k in ["marks/d/!first", "marks/d/x", "marks/d/e/y"] {
+        put(f, "rw-vol", k, k.as_bytes()).await;
+    }
+    let all = vec!["marks/d/", "marks/d/!first", "marks/d/e/y", "marks/d/x"];
+    assert_eq!(names(&list("marks/", None, None, None).await), all);
+    for page_size in [1, 2, 3] {
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let p = list("marks/", None, after.clone(), Some(page_size)).await;
+            seen.extend(names(&p));
+            match p.next_start_after {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, all, "page size {page_size}");
+    }
+    let p = list("marks/d/", Some("/"), None, None).await;
+    assert_eq!(names(&p), vec!["marks/d/", "marks/d/!first", "marks/d/x"]);
+    assert_eq!(p.common_prefixes, vec!["marks/d/e/"]);
+
+    // A folder that exists only because of keys below it is no object.
+    no_such_key(dp.head(admin, "rw-vol", "marks/d/e/").await);
+    assert_eq!(
+        names(&list("marks/d/e/", Some("/"), None, None).await),
+        vec!["marks/d/e/y"]
+    );
+
+    // If-None-Match: * over a marker that exists.
+    let err = dp
+        .put(
+            admin,
+            "rw-vol",
+            "marks/d/",
+            body(b""),
+            PutRequest {
+                if_none_match: Some("*".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("If-None-Match: * over a marker");
+    assert!(
+        matches!(err, DataplaneError::PreconditionFailed { .. }),
+        "{err}"
+    );
+
+    // Deleting the marker leaves the objects below it; deleting those leaves nothing.
+    dp.delete(admin, "rw-vol", "marks/d/")
+        .await
+        .expect("delete a marker");
+    no_such_key(dp.head(admin, "rw-vol", "marks/d/").await);
+    assert_eq!(
+        names(&list("marks/", None, None, None).await),
+        all[1..].to_vec()
+    );
+    for k in &all[1..] {
+        dp.delete(admin, "rw-vol", k)
+            .await
+            .expect("the dataplane call");
+    }
+    let p = list("marks/", Some("/"), None, None).await;
+    assert_eq!(p, crate::ListPage::default());
+
+    // Deleting the objects below a marker leaves the marker.
+    dp.put(
+        admin,
+        "rw-vol",
+        "marks/k/",
+        body(b""),
+        PutRequest::default(),
+    )
+    .await
+    .expect("the dataplane call");
+    put(f, "rw-vol", "marks/k/z", b"z").await;
+    dp.delete(admin, "rw-vol", "marks/k/z")
+        .await
+        .expect("the dataplane call");
+    assert_eq!(
+        names(&list("marks/", None, None, None).await),
+        vec!["marks/k/"]
+    );
+    let p = list("marks/", Some("/"), None, None).await;
+    assert_eq!(p.common_prefixes, vec!["marks/k/"]);
+
+    // A copy keeps it a marker; a marker copies to an empty object.
+    dp.copy(
+        admin,
+        ("rw-vol", "marks/k/"),
+        ("rw-vol", "marks/c/"),
+        Default::default(),
+    )
+    .await
+    .expect("copy a marker");
+    let head = dp
+        .head(admin, "rw-vol", "marks/c/")
+        .await
+        .expect("the copied marker");
+    assert_eq!(head.size, 0);
+    dp.copy(
+        admin,
+        ("rw-vol", "marks/k/"),
+        ("rw-vol", "marks/empty"),
+        Default::default(),
+    )
+    .await
+    .expect("a marker to an object");
+    assert!(
+        read(f, &f.admin, "rw-vol", "marks/empty", ReadRequest::default())
+            .await
+            .is_empty()
+    );
+    for k in ["marks/k/", "marks/c/", "marks/empty"] {
+        dp.delete(admin, "rw-vol", k)
+            .await
+            .expect("the dataplane call");
+    }
+    assert_eq!(
+        list("marks/", None, None, None).await,
+        crate::ListPage::default()
+    );
+
+    // What a file tree cannot hold: refused, naming both keys; elsewhere, S3's answers.
+    put(f, "rw-vol", "marks/obj", b"object").await;
+    put(f, "rw-vol", "marks/folder/x", b"below").await;
+    let cases: [(&str, &'static [u8], &str); 4] = [
+        ("marks/obj/below", b"x", "marks/obj"),
+        ("marks/obj/", b"", "marks/obj"),
+        ("marks/folder", b"y", "marks/folder/"),
+        ("marks/full/", b"bytes", "marks/full/"),
+    ];
+    for (key, data, other) in cases {
+        let r = dp
+            .put(admin, "rw-vol", key, body(data), PutRequest::default())
+            .await;
+        if caps.file_tree {
+            let err = r.expect_err("a file tree cannot hold it");
+            match &err {
+                DataplaneError::KeyConflict {
+                    key: k, other: o, ..
+                } => {
+                    assert_eq!((k.as_str(), o.as_str()), (key, other), "{err}");
+                }
+                _ => panic!("{key}: {err}"),
+            }
+            let text = err.to_string();
+            assert!(text.contains(key) && text.contains(other), "{text}");
+        } else {
+            r.unwrap_or_else(|e| panic!("{key}: {e}"));
+            assert_eq!(
+                read(f, &f.admin, "rw-vol", key, ReadRequest::default()).await,
+                data
+            );
+            dp.delete(admin, "rw-vol", key)
+                .await
+                .expect("the dataplane call");
+        }
+    }
+    // Nothing was lost by a refusal.
+    assert_eq!(
+        read(f, &f.admin, "rw-vol", "marks/obj", ReadRequest::default()).await,
+        b"object"
+    );
+    assert_eq!(
+        names(&list("marks/", None, None, None).await),
+        vec!["marks/folder/x", "marks/obj"]
+    );
+    for k in ["marks/obj", "marks/folder/x"] {
+        dp.delete(admin, "rw-vol", k)
+            .await
+            .expect("the dataplane call");
+    }
 }
 
 async fn access_is_checked(f: &Fixture) {

@@ -52,6 +52,16 @@ pub enum DataplaneError {
     InvalidKey { key: String, reason: String },
     #[error("no object `{key}` in volume `{volume}`")]
     NoSuchKey { volume: String, key: String },
+    /// A file backend cannot hold both an object and keys below it (`a/b` and `a/b/c`), nor
+    /// bytes in a folder marker.
+    #[error("`{key}` in volume `{volume}` conflicts with `{other}`: {reason}")]
+    KeyConflict {
+        volume: String,
+        key: String,
+        /// The key already there that makes the write impossible.
+        other: String,
+        reason: String,
+    },
     #[error("precondition failed for `{key}` in volume `{volume}`")]
     PreconditionFailed { volume: String, key: String },
     #[error("`{key}` in volume `{volume}` not modified")]
@@ -162,6 +172,9 @@ impl DataplaneError {
         op: Op,
         source: object_store::Error,
     ) -> DataplaneError {
+        if let Some(conflict) = tree_conflict(&source) {
+            return conflict.to_error(volume, key);
+        }
         match source {
             object_store::Error::NotFound { .. } => DataplaneError::NoSuchKey {
                 volume: volume.to_string(),
@@ -185,6 +198,89 @@ impl DataplaneError {
                 },
             },
         }
+    }
+}
+
+/// What a file tree cannot do that S3 can: the file store's reason for an `AlreadyExists`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TreeConflict {
+    /// A folder above the key (`up` segments above its store path) is a file: an object.
+    ParentIsObject { up: usize },
+    /// The key is a folder with objects below it.
+    IsFolder,
+    /// A folder marker is a directory: it holds no bytes.
+    MarkerHoldsBytes,
+}
+
+impl std::fmt::Display for TreeConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TreeConflict::ParentIsObject { .. } => "an object is where a folder would have to be",
+            TreeConflict::IsFolder => "a folder with objects in it has this name",
+            TreeConflict::MarkerHoldsBytes => "a folder marker holds no bytes in a file tree",
+        })
+    }
+}
+
+impl std::error::Error for TreeConflict {}
+
+impl TreeConflict {
+    /// The store error carrying this conflict for `path` (a path of the store).
+    pub(crate) fn error(self, path: &str) -> object_store::Error {
+        object_store::Error::AlreadyExists {
+            path: path.to_string(),
+            source: Box::new(self),
+        }
+    }
+
+    /// The dataplane error for this conflict on `key` (as the client named it).
+    fn to_error(self, volume: &str, key: &str) -> DataplaneError {
+        let (other, reason) = match self {
+            TreeConflict::ParentIsObject { up } => {
+                let path = crate::key::parse_key(key)
+                    .map(|p| p.as_ref().to_string())
+                    .unwrap_or_else(|_| key.to_string());
+                let parts: Vec<&str> = path.split('/').collect();
+                let keep = parts.len().saturating_sub(up).max(1);
+                let other = parts[..keep].join("/");
+                let reason = format!(
+                    "`{other}` is an object, and a file backend cannot also hold keys below it \
+                     (`{other}/…`): delete `{other}` first, or choose another key"
+                );
+                (other, reason)
+            }
+            TreeConflict::IsFolder => {
+                let base = key.trim_end_matches('/');
+                let other = format!("{base}/");
+                let reason = format!(
+                    "`{base}` is a folder with other objects below it, and a file backend cannot \
+                     also hold an object of that name"
+                );
+                (other, reason)
+            }
+            TreeConflict::MarkerHoldsBytes => (
+                key.to_string(),
+                "a key ending in '/' is a folder marker, which a file backend keeps as a folder: \
+                 it holds no bytes and is written with a single PUT of an empty body"
+                    .to_string(),
+            ),
+        };
+        DataplaneError::KeyConflict {
+            volume: volume.to_string(),
+            key: key.to_string(),
+            other,
+            reason,
+        }
+    }
+}
+
+/// The file tree's conflict inside a store error, if that is what it is.
+pub(crate) fn tree_conflict(e: &object_store::Error) -> Option<TreeConflict> {
+    match e {
+        object_store::Error::AlreadyExists { source, .. } => {
+            source.downcast_ref::<TreeConflict>().copied()
+        }
+        _ => None,
     }
 }
 

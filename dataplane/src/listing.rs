@@ -6,7 +6,7 @@ use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{Attributes, ObjectStore};
 
-use crate::key::check_prefix;
+use crate::key::{key_of, parse_key};
 use crate::read::ObjectInfo;
 use crate::{DataplaneError, Op, Result, VolumeStore};
 
@@ -34,12 +34,6 @@ pub struct ListPage {
 impl VolumeStore {
     /// One page of keys under a prefix, optionally grouped by a delimiter.
     pub async fn list(&self, req: &ListRequest) -> Result<ListPage> {
-        check_prefix(&req.prefix)?;
-        if req.delimiter.as_deref() == Some("") {
-            return Err(DataplaneError::InvalidRequest {
-                message: "the delimiter may not be empty".into(),
-            });
-        }
         self.allow(Op::List)?;
         let volume = self.volume.id.as_str();
         let max = req
@@ -49,22 +43,24 @@ impl VolumeStore {
         if max == 0 {
             return Ok(ListPage::default());
         }
+        // An empty delimiter is none (as S3 takes it).
+        let delimiter = req.delimiter.as_deref().filter(|d| !d.is_empty());
         // object_store lists whole segments: list the folder holding the prefix, then filter.
+        // A prefix no key can begin with (`/`, `a//`, `../`) lists nothing; it is not an error.
+        if req.prefix.starts_with('/') || req.prefix.chars().any(char::is_control) {
+            return Ok(ListPage::default());
+        }
         let folder = match req.prefix.rfind('/') {
-            Some(i) => {
-                Some(
-                    Path::parse(&req.prefix[..i]).map_err(|e| DataplaneError::InvalidKey {
-                        key: req.prefix.clone(),
-                        reason: e.to_string(),
-                    })?,
-                )
-            }
+            Some(i) => match Path::parse(&req.prefix[..i]) {
+                Ok(p) if p.as_ref() == &req.prefix[..i] => Some(p),
+                _ => return Ok(ListPage::default()),
+            },
             None => None,
         };
         let after = req.start_after.as_deref().unwrap_or("");
         let list_err = |e| DataplaneError::from_store_error(volume, &req.prefix, Op::List, e);
 
-        if req.delimiter.as_deref() == Some("/") {
+        if delimiter == Some("/") {
             let result = match ObjectStore::list_with_delimiter(self, folder.as_ref()).await {
                 Ok(r) => r,
                 // A folder that does not exist holds nothing.
@@ -73,12 +69,9 @@ impl VolumeStore {
             };
             let mut entries: Vec<(String, Option<ObjectInfo>)> = Vec::new();
             for meta in &result.objects {
-                let key = meta.location.as_ref();
-                if key.starts_with(&req.prefix) && key > after {
-                    entries.push((
-                        key.to_string(),
-                        Some(ObjectInfo::new(meta, &Attributes::new())),
-                    ));
+                let key = key_of(&meta.location);
+                if key.starts_with(&req.prefix) && key.as_str() > after {
+                    entries.push((key, Some(ObjectInfo::new(meta, &Attributes::new()))));
                 }
             }
             for p in &result.common_prefixes {
@@ -95,19 +88,20 @@ impl VolumeStore {
         let offset = if after.is_empty() {
             None
         } else {
-            Path::parse(after).ok()
+            // The store path of the resume key keeps its place in key order (markers too).
+            parse_key(after).ok().or_else(|| Path::parse(after).ok())
         };
         let mut stream = match &offset {
             Some(o) => ObjectStore::list_with_offset(self, folder.as_ref(), o),
             None => ObjectStore::list(self, folder.as_ref()),
         };
         let sorted = self.backend.lists_sorted();
-        let delimiter = req.delimiter.as_deref();
         let mut entries: Vec<(String, Option<ObjectInfo>)> = Vec::new();
         let mut prefixes_seen = BTreeSet::new();
         while let Some(meta) = stream.next().await {
             let meta = meta.map_err(list_err)?;
-            let key = meta.location.as_ref();
+            let key = key_of(&meta.location);
+            let key = key.as_str();
             if !key.starts_with(&req.prefix) || key <= after {
                 continue;
             }

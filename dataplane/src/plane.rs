@@ -283,7 +283,6 @@ impl Dataplane {
         volume: &str,
         req: &ListRequest,
     ) -> Result<ListPage> {
-        crate::key::check_prefix(&req.prefix)?;
         self.open(who, volume, Op::List).await?.list(req).await
     }
 

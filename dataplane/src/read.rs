@@ -27,7 +27,7 @@ pub struct ObjectInfo {
 impl ObjectInfo {
     pub(crate) fn new(meta: &ObjectMeta, attributes: &Attributes) -> Self {
         ObjectInfo {
-            key: meta.location.as_ref().to_string(),
+            key: crate::key::key_of(&meta.location),
             size: meta.size,
             last_modified: meta.last_modified.into(),
             etag: meta.e_tag.as_deref().map(unquote),

@@ -196,7 +196,7 @@ where
     let store_error = |e| match e {
         // A write that may not replace: the object appeared meanwhile.
         object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
-            if condition != Condition::None =>
+            if condition != Condition::None && crate::error::tree_conflict(&e).is_none() =>
         {
             DataplaneError::PreconditionFailed {
                 volume: volume.to_string(),

@@ -23,6 +23,7 @@ async fn local_files() {
         Capabilities {
             md5_etags: true,
             multipart_etags: true,
+            file_tree: true,
             ..Default::default()
         },
     )
@@ -140,6 +141,7 @@ async fn local_files_through_the_cache() {
         Capabilities {
             md5_etags: true,
             multipart_etags: true,
+            file_tree: true,
             ..Default::default()
         },
     )

@@ -297,6 +297,7 @@ fn dataplane_errno(e: &DataplaneError) -> i32 {
         DataplaneError::AccessDenied { .. } | DataplaneError::NotPermitted { .. } => libc::EACCES,
         DataplaneError::ReadOnly { .. } => libc::EROFS,
         DataplaneError::VolumeExists { .. } => libc::EEXIST,
+        DataplaneError::KeyConflict { .. } => libc::EEXIST,
         DataplaneError::VolumeNotEmpty { .. } => libc::ENOTEMPTY,
         DataplaneError::NotAWorkspace { .. } => libc::EPERM,
         DataplaneError::InvalidKey { .. }

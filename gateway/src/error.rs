@@ -196,6 +196,9 @@ impl From<DataplaneError> for ApiError {
             DataplaneError::VolumeNotEmpty { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "NotEmpty", message)
             }
+            DataplaneError::KeyConflict { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "KeyConflict", message)
+            }
             DataplaneError::NotAWorkspace { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "NotAWorkspace", message)
             }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Interop: unmodified S3 clients against the real `archway serve` on its embedded default.
 
-Clients: aws cli, boto3, s3fs/fsspec, rclone, s3cmd. For each: listing with pagination, ranged GET,
+Clients: aws cli, boto3, s3fs/fsspec, rclone, s3cmd, s3fs-fuse (folder markers from mkdir). For each: listing with pagination, ranged GET,
 conditional GET, a 100 MiB multipart upload to a workspace read back byte for byte, a
 presigned GET, a wrong secret (SignatureDoesNotMatch), a write to a read-only volume
 (AccessDenied), and for some, a user without grants.
@@ -374,6 +374,47 @@ def boto3_tests(ctx):
         etag = s3.head_object(Bucket="workspace", Key="cond/x")["ETag"]
         s3.delete_object(Bucket="workspace", Key="cond/x", IfMatch=etag)
 
+    def folder_markers():
+        # What the AWS console, s3fs and upload tools make on "new folder".
+        s3.put_object(Bucket="workspace", Key="dirs/a/", Body=b"", Metadata={"mode": "16877"})
+        head = s3.head_object(Bucket="workspace", Key="dirs/a/")
+        assert head["ContentLength"] == 0 and head["Metadata"] == {"mode": "16877"}, head
+        assert head["ETag"] == '"d41d8cd98f00b204e9800998ecf8427e"', head
+        top = s3.list_objects_v2(Bucket="workspace", Prefix="dirs/", Delimiter="/")
+        assert [p["Prefix"] for p in top.get("CommonPrefixes", [])] == ["dirs/a/"], top
+        assert "Contents" not in top, top
+        inside = s3.list_objects_v2(Bucket="workspace", Prefix="dirs/a/", Delimiter="/")
+        assert [o["Key"] for o in inside["Contents"]] == ["dirs/a/"], inside
+        s3.put_object(Bucket="workspace", Key="dirs/a/x", Body=b"x")
+        s3.put_object(Bucket="workspace", Key="dirs/b/y", Body=b"y")
+        flat = s3.list_objects_v2(Bucket="workspace", Prefix="dirs/")
+        assert [o["Key"] for o in flat["Contents"]] == ["dirs/a/", "dirs/a/x", "dirs/b/y"], flat
+        # A folder implied by a key below it is no object.
+        try:
+            s3.head_object(Bucket="workspace", Key="dirs/b/")
+            raise AssertionError("an implied folder answered HEAD")
+        except ClientError as e:
+            assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 404, e.response
+        s3.delete_objects(Bucket="workspace", Delete={"Objects": [{"Key": k} for k in ["dirs/a/", "dirs/a/x", "dirs/b/y"]]})
+        assert "Contents" not in s3.list_objects_v2(Bucket="workspace", Prefix="dirs/")
+        # A file backend cannot hold both `f` and `f/x`: a 409 naming both keys.
+        s3.put_object(Bucket="workspace", Key="dirs/f", Body=b"f")
+        try:
+            s3.put_object(Bucket="workspace", Key="dirs/f/x", Body=b"x")
+            raise AssertionError("an object below an object was accepted")
+        except ClientError as e:
+            err = e.response["Error"]
+            assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 409, e.response
+            assert err["Code"] == "KeyConflict" and "dirs/f/x" in err["Message"] and "`dirs/f`" in err["Message"], err
+        assert s3.get_object(Bucket="workspace", Key="dirs/f")["Body"].read() == b"f"
+        s3.delete_object(Bucket="workspace", Key="dirs/f")
+        # Prefixes no key can begin with list nothing; an empty delimiter is none, not echoed.
+        for prefix in ["/", "../", "a//b", "page//"]:
+            r = s3.list_objects_v2(Bucket="workspace", Prefix=prefix)
+            assert r["KeyCount"] == 0 and "Contents" not in r, (prefix, r)
+        r = s3.list_objects_v2(Bucket="workspace", Prefix="page/", Delimiter="")
+        assert len(r["Contents"]) == len(ctx.expected_keys) and not r.get("Delimiter"), r
+
     return [
         listing,
         ranged,
@@ -387,6 +428,7 @@ def boto3_tests(ctx):
         buckets,
         metadata,
         conditional_writes,
+        folder_markers,
     ]
 
 
@@ -653,6 +695,66 @@ def s3cmd_tests(ctx):
     return [sync_and_info]
 
 
+# ----- s3fs-fuse (Debian's s3fs): a bucket mounted through the S3 API -----
+
+
+def s3fs_fuse_tests(ctx):
+    binary = os.environ.get("ARCHWAY_TEST_S3FS_FUSE") or shutil.which("s3fs")
+    s3 = boto3_client(ctx)
+
+    def mkdir_rmdir_make_folder_markers():
+        if not binary:
+            raise AssertionError("s3fs (s3fs-fuse) is not installed: run scripts/test-services")
+        mnt = os.path.join(ctx.work, "s3fs-mnt")
+        os.makedirs(mnt, exist_ok=True)
+        passwd = os.path.join(ctx.work, "s3fs-passwd")
+        with open(passwd, "w") as f:
+            f.write(f"{ctx.gw.key}:{ctx.gw.secret}\n")
+        os.chmod(passwd, 0o600)
+        log = open(os.path.join(ctx.work, "s3fs.log"), "w")
+        proc = subprocess.Popen(
+            [binary, "workspace", mnt, "-f", "-o", f"url={ctx.gw.url}", "-o", "use_path_request_style",
+             "-o", f"passwd_file={passwd}", "-o", "endpoint=us-east-1", "-o", "sigv4",
+             "-o", "stat_cache_expire=1", "-o", "dbglevel=warn"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.time() + 30
+            while not os.path.ismount(mnt):
+                if proc.poll() is not None or time.time() > deadline:
+                    raise AssertionError(f"s3fs did not mount; see {log.name}")
+                time.sleep(0.2)
+            os.mkdir(os.path.join(mnt, "s3fs-dir"))
+            head = s3.head_object(Bucket="workspace", Key="s3fs-dir/")
+            assert head["ContentLength"] == 0, head
+            # s3fs keeps the mode in x-amz-meta-mode: it must come back.
+            assert "mode" in head["Metadata"], head
+            assert "s3fs-dir" in os.listdir(mnt), os.listdir(mnt)
+            assert os.path.isdir(os.path.join(mnt, "s3fs-dir"))
+            os.mkdir(os.path.join(mnt, "s3fs-dir", "inner"))
+            with open(os.path.join(mnt, "s3fs-dir", "inner", "f.txt"), "w") as f:
+                f.write("through s3fs")
+            body = s3.get_object(Bucket="workspace", Key="s3fs-dir/inner/f.txt")["Body"].read()
+            assert body == b"through s3fs", body
+            assert sorted(os.listdir(os.path.join(mnt, "s3fs-dir"))) == ["inner"]
+            os.remove(os.path.join(mnt, "s3fs-dir", "inner", "f.txt"))
+            # The marker keeps the now empty folder.
+            s3.head_object(Bucket="workspace", Key="s3fs-dir/inner/")
+            os.rmdir(os.path.join(mnt, "s3fs-dir", "inner"))
+            os.rmdir(os.path.join(mnt, "s3fs-dir"))
+            left = s3.list_objects_v2(Bucket="workspace", Prefix="s3fs-dir")
+            assert "Contents" not in left, left
+        finally:
+            subprocess.run(["umount", mnt], capture_output=True)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+
+    return [mkdir_rmdir_make_folder_markers]
+
+
 # ----- aws-chunked (SigV4 streaming), as the AWS SDKs send unsized streams -----
 
 
@@ -765,6 +867,7 @@ def main():
             ("s3fs", s3fs_tests),
             ("rclone", rclone_tests),
             ("s3cmd", s3cmd_tests),
+            ("s3fs-fuse", s3fs_fuse_tests),
             ("aws-chunked", chunked_tests),
         ]
         for client, make in suites:

@@ -31,6 +31,10 @@ pub(super) struct Kept {
     pub(super) size: u64,
     #[serde(default)]
     pub(super) mtime: (i64, u64),
+    /// On a directory: it is a folder marker (the object `dir/`), made by a PUT of that key.
+    /// Its ETag and modification time are the marker's, not the directory's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(super) marker: bool,
 }
 
 fn name_of(attr: &Attribute) -> Option<String> {
@@ -116,6 +120,41 @@ impl Kept {
             Err(_) => return Self::default(),
         };
         serde_json::from_slice(&bytes).unwrap_or_default()
+    }
+
+    /// A folder marker's record: its attributes and ETag, marked now.
+    pub(super) fn marker(attrs: BTreeMap<String, String>, etag: String) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Self {
+            attrs,
+            etag: Some(etag),
+            size: 0,
+            mtime: (now.as_secs() as i64, u64::from(now.subsec_nanos())),
+            marker: true,
+        }
+    }
+
+    /// Marks a directory as a folder marker (only if it is none yet, with `create`). Unlike
+    /// [`Kept::write`], a file system without extended attributes is an error: a marker
+    /// nobody can see would be lost.
+    pub(super) fn mark(&self, dir: impl AsFd, create: bool) -> rustix::io::Result<()> {
+        let text = serde_json::to_vec(self).unwrap_or_default();
+        let flags = if create {
+            XattrFlags::CREATE
+        } else {
+            XattrFlags::empty()
+        };
+        rustix::fs::fsetxattr(&dir, XATTR, &text, flags)
+    }
+
+    /// Takes a directory's folder marker away.
+    pub(super) fn unmark(dir: impl AsFd) -> rustix::io::Result<()> {
+        match rustix::fs::fremovexattr(&dir, XATTR) {
+            Ok(()) | Err(Errno::NODATA) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Keeps the record with the file; a file system without user extended attributes keeps

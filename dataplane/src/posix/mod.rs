@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::error::TreeConflict;
 use crate::write::ContentEtag;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -98,13 +99,30 @@ fn error(key: &str, errno: Errno) -> object_store::Error {
     }
 }
 
-/// A write whose target is taken by a directory, or whose parent is a file: not possible in a
-/// file tree, whatever S3 would allow.
-fn conflict(key: &str, what: &str) -> object_store::Error {
-    object_store::Error::AlreadyExists {
-        path: key.to_string(),
-        source: format!("`{key}`: {what}").into(),
-    }
+/// The folder a folder marker's path stands for (`a/b` for `a/b/␠`, see `crate::key`).
+fn marker_folder(path: &str) -> Option<&str> {
+    path.strip_suffix(crate::key::MARKER)?.strip_suffix('/')
+}
+
+/// The MD5 of no bytes: a folder marker's ETag unless its writer gave one.
+const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
+
+/// The attributes a folder marker shows: no bytes, and the time it was marked.
+fn marker_stat(dir: &Stat, kept: &Kept) -> Stat {
+    let mut st = *dir;
+    st.st_size = 0;
+    st.st_mtime = kept.mtime.0 as _;
+    st.st_mtime_nsec = kept.mtime.1 as _;
+    st
+}
+
+/// The metadata of the folder marker `key` on a directory with attributes `dir`.
+fn marker_meta(key: &str, dir: &Stat, kept: &Kept) -> Option<ObjectMeta> {
+    meta_of(
+        key,
+        &marker_stat(dir, kept),
+        Some(kept.etag.as_deref().unwrap_or(EMPTY_MD5)),
+    )
 }
 
 /// An object's metadata from its file's attributes. The ETag is the one recorded when Archway
@@ -189,16 +207,105 @@ impl PosixStore {
         Ok(meta_of(key, &st, kept.etag_for(&st)).and_then(|m| m.e_tag))
     }
 
+    /// The directory `folder` beneath the root for writing `key`, made (with the folders above
+    /// it) if missing. A file on the way is an object where a folder would have to be.
+    fn folder(root: &Root, folder: &str, key: &str) -> object_store::Result<OwnedFd> {
+        root.dir(folder, true).map_err(|e| match e {
+            Errno::NOTDIR | Errno::EXIST => match Self::object_above(root, key) {
+                Some(up) => TreeConflict::ParentIsObject { up }.error(key),
+                None => error(key, e),
+            },
+            e => error(key, e),
+        })
+    }
+
+    /// How many segments above `key` the first regular file on its way lies, if one does.
+    fn object_above(root: &Root, key: &str) -> Option<usize> {
+        let parts: Vec<&str> = resolve::components(key).collect();
+        for i in 0..parts.len().saturating_sub(1) {
+            let fd = root
+                .open_at(&parts[..=i].join("/"), OFlags::PATH, Mode::empty())
+                .ok()?;
+            let st = rustix::fs::fstat(&fd).ok()?;
+            if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile {
+                return Some(parts.len() - 1 - i);
+            }
+        }
+        None
+    }
+
     /// The directory that will hold `key` (made if missing) and the name in it.
     fn parent_of(root: &Root, key: &str) -> object_store::Result<(OwnedFd, String)> {
         let (parent, name) = split(key);
-        let dir = root.dir(parent, true).map_err(|e| match e {
-            Errno::NOTDIR | Errno::EXIST => {
-                conflict(key, "a file is where a folder of this key would have to be")
+        Ok((Self::folder(root, parent, key)?, name.to_string()))
+    }
+
+    /// The directory of the folder marker `key` (at `folder`), with its record: not found
+    /// unless it is marked.
+    fn marked(root: &Root, folder: &str, key: &str) -> object_store::Result<(OwnedFd, Stat, Kept)> {
+        let dir = root.dir(folder, false).map_err(|e| error(key, e))?;
+        let kept = Kept::read(&dir);
+        if !kept.marker {
+            return Err(error(key, Errno::NOENT));
+        }
+        let st = rustix::fs::fstat(&dir).map_err(|e| error(key, e))?;
+        Ok((dir, st, kept))
+    }
+
+    /// Makes `folder` (and the folders above it) and marks it as the folder marker `key`.
+    fn mark(
+        root: &Root,
+        folder: &str,
+        key: &str,
+        kept: &Kept,
+        mode: &PutMode,
+    ) -> object_store::Result<()> {
+        let dir = Self::folder(root, folder, key)?;
+        if let PutMode::Update(version) = mode {
+            let current = Kept::read(&dir);
+            let etag = current
+                .marker
+                .then(|| current.etag.unwrap_or_else(|| EMPTY_MD5.to_string()));
+            if etag.is_none() || etag != version.e_tag {
+                return Err(object_store::Error::Precondition {
+                    path: key.to_string(),
+                    source: "the object changed (or is gone) since the version given".into(),
+                });
             }
-            e => error(key, e),
-        })?;
-        Ok((dir, name.to_string()))
+        }
+        kept.mark(&dir, matches!(mode, PutMode::Create))
+            .map_err(|e| match e {
+                Errno::OPNOTSUPP => object_store::Error::NotSupported {
+                    source: format!(
+                        "`{key}`: this backend's file system keeps no extended attributes, \
+                         which folder markers need"
+                    )
+                    .into(),
+                },
+                e => error(key, e),
+            })
+    }
+
+    /// Whether `name` in `dir` is a directory (not following a link).
+    fn is_folder(dir: &OwnedFd, name: &str) -> bool {
+        rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+    }
+
+    /// Removes the folder `name` in `dir` if it is empty and no folder marker.
+    fn remove_empty_folder(dir: &OwnedFd, name: &str) -> bool {
+        let Ok(sub) = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            return false;
+        };
+        if Kept::read(&sub).marker {
+            return false;
+        }
+        rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR).is_ok()
     }
 
     /// Moves the staging file `tmp` over `name` in `dir` (without replacing, for `create`).
@@ -214,22 +321,29 @@ impl PosixStore {
         } else {
             RenameFlags::empty()
         };
-        match rustix::fs::renameat_with(dir, tmp, dir, name, flags) {
+        let mut moved = rustix::fs::renameat_with(dir, tmp, dir, name, flags);
+        // An empty folder (left by a tool, no marker) is no object: it makes way.
+        if matches!(moved, Err(Errno::ISDIR | Errno::EXIST | Errno::NOTEMPTY))
+            && Self::is_folder(dir, name)
+            && Self::remove_empty_folder(dir, name)
+        {
+            moved = rustix::fs::renameat_with(dir, tmp, dir, name, flags);
+        }
+        match moved {
             Ok(()) => Ok(()),
             Err(e) => {
                 let _ = rustix::fs::unlinkat(dir, tmp, AtFlags::empty());
                 Err(match e {
+                    _ if Self::is_folder(dir, name) => TreeConflict::IsFolder.error(key),
                     Errno::EXIST if create => error(key, Errno::EXIST),
-                    Errno::ISDIR | Errno::EXIST | Errno::NOTEMPTY => {
-                        conflict(key, "a folder with other objects in it has this name")
-                    }
                     e => error(key, e),
                 })
             }
         }
     }
 
-    /// Removes the now empty folders above `key`, as far as they are empty.
+    /// Removes the now empty folders above `key`, as far as they are empty and no folder
+    /// markers.
     fn prune(root: &Root, key: &str) {
         let parts: Vec<&str> = resolve::components(key).collect();
         for depth in (1..parts.len()).rev() {
@@ -237,8 +351,51 @@ impl PosixStore {
             let Ok(dir) = root.dir(&parent, false) else {
                 return;
             };
-            if rustix::fs::unlinkat(&dir, parts[depth - 1], AtFlags::REMOVEDIR).is_err() {
+            if !Self::remove_empty_folder(&dir, parts[depth - 1]) {
                 return;
+            }
+        }
+    }
+
+    /// A copy from or to a folder marker: a marker copies to an empty object and back.
+    fn copy_marker(root: &Root, src: &str, dst: &str, create: bool) -> object_store::Result<()> {
+        let (kept, size) = match marker_folder(src) {
+            Some(folder) => (Self::marked(root, folder, src)?.2, 0),
+            None => {
+                let (_, st, kept) = Self::open_object(root, src)?;
+                (kept, st.st_size.max(0) as u64)
+            }
+        };
+        match marker_folder(dst) {
+            Some(folder) => {
+                if size > 0 {
+                    return Err(TreeConflict::MarkerHoldsBytes.error(dst));
+                }
+                let mode = if create {
+                    PutMode::Create
+                } else {
+                    PutMode::Overwrite
+                };
+                Self::mark(
+                    root,
+                    folder,
+                    dst,
+                    &Kept::marker(kept.attrs, EMPTY_MD5.to_string()),
+                    &mode,
+                )
+            }
+            None => {
+                let (dir, name) = Self::parent_of(root, dst)?;
+                let (tmp, out) = Self::create_staging(&dir, dst)?;
+                let record = Kept {
+                    attrs: kept.attrs,
+                    ..Default::default()
+                };
+                if let Err(e) = Self::keep(&out, dst, record, EMPTY_MD5.to_string()) {
+                    let _ = rustix::fs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
+                    return Err(e);
+                }
+                Self::commit(&dir, &tmp, &name, dst, create)
             }
         }
     }
@@ -267,6 +424,22 @@ impl ObjectStore for PosixStore {
         let root = self.root.clone();
         let key = location.as_ref().to_string();
         blocking(move || {
+            if let Some(folder) = marker_folder(&key) {
+                if payload.content_length() > 0 {
+                    return Err(TreeConflict::MarkerHoldsBytes.error(&key));
+                }
+                let etag = opts
+                    .extensions
+                    .get::<ContentEtag>()
+                    .map_or_else(|| EMPTY_MD5.to_string(), |e| e.0.clone());
+                let kept = Kept::marker(Kept::new(&opts.attributes).attrs, etag.clone());
+                Self::mark(&root, folder, &key, &kept, &opts.mode)?;
+                return Ok(PutResult {
+                    e_tag: Some(etag),
+                    version: None,
+                    extensions: Default::default(),
+                });
+            }
             let (dir, name) = Self::parent_of(&root, &key)?;
             if let PutMode::Update(version) = &opts.mode {
                 let current = match Self::open_object(&root, &key) {
@@ -334,6 +507,9 @@ impl ObjectStore for PosixStore {
         let given = opts.extensions.get::<ContentEtag>().map(|e| e.0.clone());
         let root = self.root.clone();
         let key = location.as_ref().to_string();
+        if marker_folder(&key).is_some() {
+            return Err(TreeConflict::MarkerHoldsBytes.error(&key));
+        }
         let upload = blocking(move || {
             let (dir, name) = Self::parent_of(&root, &key)?;
             let (tmp, file) = Self::create_staging(&dir, &key)?;
@@ -362,6 +538,25 @@ impl ObjectStore for PosixStore {
         let key = location.as_ref().to_string();
         let shown = self.path.join(&key);
         blocking(move || {
+            if let Some(folder) = marker_folder(&key) {
+                let (_, st, kept) = Self::marked(&root, folder, &key)?;
+                let meta =
+                    marker_meta(&key, &st, &kept).ok_or_else(|| error(&key, Errno::NOENT))?;
+                options.check_preconditions(&meta)?;
+                if let Some(r) = &options.range {
+                    r.as_range(0).map_err(|e| object_store::Error::Generic {
+                        store: STORE,
+                        source: format!("`{key}`: {e}").into(),
+                    })?;
+                }
+                return Ok(GetResult {
+                    payload: GetResultPayload::Stream(futures::stream::empty().boxed()),
+                    meta,
+                    range: 0..0,
+                    attributes: kept.attributes(),
+                    extensions: Default::default(),
+                });
+            }
             let (fd, st, kept) = Self::open_object(&root, &key)?;
             let meta =
                 meta_of(&key, &st, kept.etag_for(&st)).ok_or_else(|| error(&key, Errno::NOENT))?;
@@ -395,6 +590,19 @@ impl ObjectStore for PosixStore {
         let key = location.as_ref().to_string();
         let ranges = ranges.to_vec();
         blocking(move || {
+            if let Some(folder) = marker_folder(&key) {
+                Self::marked(&root, folder, &key)?;
+                return ranges
+                    .iter()
+                    .map(|r| match r.end {
+                        0 => Ok(Bytes::new()),
+                        _ => Err(object_store::Error::Generic {
+                            store: STORE,
+                            source: format!("`{key}`: range {r:?} outside its 0 bytes").into(),
+                        }),
+                    })
+                    .collect();
+            }
             let (fd, st, _) = Self::open_object(&root, &key)?;
             let size = st.st_size.max(0) as u64;
             let file = std::fs::File::from(fd);
@@ -433,6 +641,13 @@ impl ObjectStore for PosixStore {
                     let location = location?;
                     let key = location.as_ref().to_string();
                     blocking(move || {
+                        if let Some(folder) = marker_folder(&key) {
+                            let (dir, _, _) = Self::marked(&root, folder, &key)?;
+                            Kept::unmark(&dir).map_err(|e| error(&key, e))?;
+                            drop(dir);
+                            Self::prune(&root, &key);
+                            return Ok(());
+                        }
                         let (parent, name) = split(&key);
                         let dir = root.dir(parent, false).map_err(|e| error(&key, e))?;
                         rustix::fs::unlinkat(&dir, name, AtFlags::empty())
@@ -474,7 +689,10 @@ impl ObjectStore for PosixStore {
                 }
                 Err(e) => return Err(error(&rel, e)),
             };
-            let entries = walk::read_dir(&root, &dir, &rel).map_err(|e| error(&rel, e))?;
+            let mut entries = walk::read_dir(&root, &dir, &rel).map_err(|e| error(&rel, e))?;
+            if !rel.is_empty() {
+                entries.splice(0..0, walk::marker_entry(&dir));
+            }
             let mut out = ListResult {
                 common_prefixes: Vec::new(),
                 objects: Vec::new(),
@@ -504,7 +722,11 @@ impl ObjectStore for PosixStore {
     ) -> object_store::Result<()> {
         let root = self.root.clone();
         let (src, dst) = (from.as_ref().to_string(), to.as_ref().to_string());
+        let create = matches!(options.mode, CopyMode::Create);
         blocking(move || {
+            if marker_folder(&src).is_some() || marker_folder(&dst).is_some() {
+                return Self::copy_marker(&root, &src, &dst, create);
+            }
             let (src_fd, src_st, kept) = Self::open_object(&root, &src)?;
             let (dir, name) = Self::parent_of(&root, &dst)?;
             let (tmp, out) = Self::create_staging(&dir, &dst)?;
@@ -525,7 +747,6 @@ impl ObjectStore for PosixStore {
                     source: format!("copying `{src}` to `{dst}`: {e}").into(),
                 });
             }
-            let create = matches!(options.mode, CopyMode::Create);
             Self::commit(&dir, &tmp, &name, &dst, create)
         })
         .await
@@ -540,37 +761,39 @@ impl ObjectStore for PosixStore {
         let root = self.root.clone();
         let (src, dst) = (from.as_ref().to_string(), to.as_ref().to_string());
         let create = matches!(options.target_mode, RenameTargetMode::Create);
-        let moved = blocking({
-            let root = root.clone();
-            let (src, dst) = (src.clone(), dst.clone());
-            move || {
-                // The source must be an object (not a link, not a folder).
-                drop(Self::open_object(&root, &src)?);
-                let (sparent, sname) = split(&src);
-                let sdir = root.dir(sparent, false).map_err(|e| error(&src, e))?;
-                let (ddir, dname) = Self::parent_of(&root, &dst)?;
-                let flags = if create {
-                    RenameFlags::NOREPLACE
-                } else {
-                    RenameFlags::empty()
-                };
-                match rustix::fs::renameat_with(&sdir, sname, &ddir, dname.as_str(), flags) {
-                    Ok(()) => {
-                        Self::prune(&root, &src);
-                        Ok(true)
+        let markers = marker_folder(&src).is_some() || marker_folder(&dst).is_some();
+        let moved = !markers
+            && blocking({
+                let root = root.clone();
+                let (src, dst) = (src.clone(), dst.clone());
+                move || {
+                    // The source must be an object (not a link, not a folder).
+                    drop(Self::open_object(&root, &src)?);
+                    let (sparent, sname) = split(&src);
+                    let sdir = root.dir(sparent, false).map_err(|e| error(&src, e))?;
+                    let (ddir, dname) = Self::parent_of(&root, &dst)?;
+                    let flags = if create {
+                        RenameFlags::NOREPLACE
+                    } else {
+                        RenameFlags::empty()
+                    };
+                    match rustix::fs::renameat_with(&sdir, sname, &ddir, dname.as_str(), flags) {
+                        Ok(()) => {
+                            Self::prune(&root, &src);
+                            Ok(true)
+                        }
+                        // Another file system (a mount inside the tree): copy, then delete.
+                        Err(Errno::XDEV) => Ok(false),
+                        Err(Errno::EXIST) if create => Err(error(&dst, Errno::EXIST)),
+                        Err(Errno::ISDIR | Errno::NOTEMPTY) => {
+                            Err(TreeConflict::IsFolder.error(&dst))
+                        }
+                        Err(e) => Err(error(&src, e)),
                     }
-                    // Another file system (a mount inside the tree): copy, then delete.
-                    Err(Errno::XDEV) => Ok(false),
-                    Err(Errno::EXIST) if create => Err(error(&dst, Errno::EXIST)),
-                    Err(Errno::ISDIR | Errno::NOTEMPTY) => Err(conflict(
-                        &dst,
-                        "a folder with other objects in it has this name",
-                    )),
-                    Err(e) => Err(error(&src, e)),
                 }
-            }
-        })
-        .await?;
+            })
+            .await?;
+        // Markers, and moves across file systems: copy, then delete.
         if !moved {
             let mode = if create {
                 CopyMode::Create

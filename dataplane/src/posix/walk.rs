@@ -17,7 +17,7 @@ use rustix::io::Errno;
 
 use super::kept::Kept;
 use super::resolve::Root;
-use super::{Links, meta_of};
+use super::{Links, marker_stat, meta_of};
 
 /// One entry of a directory, as a listing sees it.
 #[derive(Debug, Clone)]
@@ -58,6 +58,10 @@ pub(super) fn read_dir(root: &Root, dir: &OwnedFd, rel: &str) -> rustix::io::Res
         }
         let name = name.to_string();
         let kind = entry.file_type();
+        // A file named like a folder marker's last segment is no key's.
+        if name == crate::key::MARKER && kind != FileType::Directory {
+            continue;
+        }
         let found = match kind {
             FileType::Directory => Some(None),
             FileType::RegularFile => object(dir, &name)?.map(Some),
@@ -82,6 +86,24 @@ pub(super) fn read_dir(root: &Root, dir: &OwnedFd, rel: &str) -> rustix::io::Res
     }
     out.sort_by_cached_key(Entry::sort_key);
     Ok(out)
+}
+
+/// The folder marker of the directory `dir`, as its first entry, if it is marked.
+pub(super) fn marker_entry(dir: &OwnedFd) -> Option<Entry> {
+    let kept = Kept::read(dir);
+    if !kept.marker {
+        return None;
+    }
+    let st = rustix::fs::fstat(dir).ok()?;
+    Some(Entry {
+        name: crate::key::MARKER.to_string(),
+        stat: Some(marker_stat(&st, &kept)),
+        etag: Some(
+            kept.etag
+                .clone()
+                .unwrap_or_else(|| super::EMPTY_MD5.to_string()),
+        ),
+    })
 }
 
 /// A regular file's attributes and recorded ETag (None when it is gone, or no longer a file).
@@ -203,6 +225,12 @@ impl Walk {
             return Ok(());
         }
         let mut entries: VecDeque<Entry> = read_dir(root, &fd, &rel)?.into();
+        // The directory's own folder marker comes first: `a/b/␠` sorts before all in `a/b/`.
+        if !rel.is_empty()
+            && let Some(marker) = marker_entry(&fd)
+        {
+            entries.push_front(marker);
+        }
         if let Some(after) = &self.after {
             // Only what can hold keys past the resume point.
             entries.retain(|e| {

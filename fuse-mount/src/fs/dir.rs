@@ -1,6 +1,7 @@
 //! Directories: one level of a volume listed page by page, and the streams the kernel reads.
 
 use super::*;
+use archway_dataplane::key::MARKER;
 
 /// One entry as a listing gave it.
 #[derive(Clone, Debug)]
@@ -37,6 +38,19 @@ impl Fs {
         token: Option<String>,
         max: usize,
     ) -> Result<(Vec<Listed>, Option<String>)> {
+        let (entries, next, _) = self.list_level(volume, prefix, token, max).await?;
+        Ok((entries, next))
+    }
+
+    /// [`Fs::list_page`], and whether anything at all lies below `prefix`: a folder that holds
+    /// only its folder marker exists, though it lists no entries.
+    pub(super) async fn list_level(
+        &self,
+        volume: usize,
+        prefix: &str,
+        token: Option<String>,
+        max: usize,
+    ) -> Result<(Vec<Listed>, Option<String>, bool)> {
         let v = self.volume(volume);
         let list_error = |e| FsError::store(&v.name, prefix, "list", e);
         let result = if let Some(lister) = &v.lister {
@@ -57,15 +71,17 @@ impl Fs {
             let folder = (!folder.is_empty()).then(|| path(folder)).transpose()?;
             match v.store.list_with_delimiter(folder.as_ref()).await {
                 Ok(r) => (r, None),
-                Err(object_store::Error::NotFound { .. }) => return Ok((Vec::new(), None)),
+                Err(object_store::Error::NotFound { .. }) => return Ok((Vec::new(), None, false)),
                 Err(e) => return Err(list_error(e)),
             }
         };
         let (list, next) = result;
+        let anything = !list.objects.is_empty() || !list.common_prefixes.is_empty();
         let mut out = Vec::with_capacity(list.objects.len() + list.common_prefixes.len());
         let name_of = |full: &str| -> Option<String> {
             let rest = full.strip_prefix(prefix)?.trim_end_matches('/');
-            (!rest.is_empty() && !rest.contains('/')).then(|| rest.to_string())
+            // A folder marker (`dir/␠`) is the directory itself, no entry of it.
+            (!rest.is_empty() && !rest.contains('/') && rest != MARKER).then(|| rest.to_string())
         };
         for p in &list.common_prefixes {
             if let Some(name) = name_of(p.as_ref()) {
@@ -97,7 +113,7 @@ impl Fs {
                 .then((a.kind == Kind::File).cmp(&(b.kind == Kind::File)))
         });
         out.dedup_by(|b, a| a.name == b.name);
-        Ok((out, next))
+        Ok((out, next, anything))
     }
 
     pub(super) fn new_fh(&self, handle: Handle) -> u64 {

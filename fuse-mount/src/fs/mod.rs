@@ -122,6 +122,9 @@ fn check_name(name: &str) -> Result<()> {
     if name.chars().any(char::is_control) {
         return bad("contains a control character");
     }
+    if name == archway_dataplane::key::MARKER {
+        return bad("a name of one space stands for a folder marker in the store");
+    }
     Ok(())
 }
 
@@ -354,10 +357,10 @@ impl Fs {
         self.metrics.backend("list");
         let (file, dir) = tokio::join!(
             v.store.head(&location),
-            self.list_page(volume, &dir_prefix, None, 1)
+            self.list_level(volume, &dir_prefix, None, 1)
         );
         let found = match dir {
-            Ok((entries, _)) if !entries.is_empty() => Some(Listed {
+            Ok((_, _, true)) => Some(Listed {
                 name: name.to_string(),
                 kind: Kind::Dir,
                 size: 0,

@@ -170,6 +170,14 @@ impl Fs {
                 key,
             });
         }
+        if v.lister.is_none() {
+            // Through the dataplane: the folder's marker (`key/`, made by an S3 client) goes too.
+            let marker = path(&format!("{key}/{}", archway_dataplane::key::MARKER))?;
+            match v.store.delete(&marker).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(FsError::store(&v.name, &key, "delete", e)),
+            }
+        }
         self.inodes().detach(ino);
         Ok(())
     }

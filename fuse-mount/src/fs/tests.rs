@@ -264,3 +264,35 @@ async fn listing_attributes_spare_the_store_and_forget_frees_inodes() {
     }
     assert_eq!(fs.inode_count(), held - 50);
 }
+
+#[tokio::test]
+async fn folder_markers_are_their_folders_and_go_with_rmdir() {
+    use archway_dataplane::key::MARKER;
+    let store = Arc::new(InMemory::new());
+    // `empty/` and `full/` as an S3 client made them (the store path ends in a space segment).
+    put(&store, &format!("empty/{MARKER}"), b"").await;
+    put(&store, &format!("full/{MARKER}"), b"").await;
+    put(&store, "full/f.txt", b"f").await;
+    let fs = fs_over(store.clone(), true);
+    let vol = fs.lookup(ROOT, "vol").await.unwrap();
+    assert_eq!(names(&fs, vol.ino).await, [".", "..", "empty", "full"]);
+    let full = fs.lookup(vol.ino, "full").await.unwrap();
+    assert_eq!(full.kind, Kind::Dir);
+    // The marker is no entry of its folder, and its name is none a file may have.
+    assert_eq!(names(&fs, full.ino).await, [".", "..", "f.txt"]);
+    assert!(matches!(
+        fs.lookup(full.ino, MARKER).await,
+        Err(FsError::InvalidName { .. })
+    ));
+    let empty = fs.lookup(vol.ino, "empty").await.unwrap();
+    assert_eq!(names(&fs, empty.ino).await, [".", ".."]);
+    // rmdir of a folder that only a marker holds removes the marker.
+    fs.rmdir(vol.ino, "empty").await.unwrap();
+    assert!(
+        store
+            .head(&Path::from(format!("empty/{MARKER}").as_str()))
+            .await
+            .is_err()
+    );
+    assert_eq!(names(&fs, vol.ino).await, [".", "..", "full"]);
+}

@@ -32,6 +32,10 @@ fn code(e: &DataplaneError) -> S3ErrorCode {
             S3ErrorCode::InvalidArgument
         }
         DataplaneError::NoSuchKey { .. } => S3ErrorCode::NoSuchKey,
+        // No S3 code says it (MinIO answers XMinioParentIsObject); HTTP 409, see `dataplane_error`.
+        DataplaneError::KeyConflict { .. } => {
+            S3ErrorCode::from_bytes(b"KeyConflict").unwrap_or(S3ErrorCode::InvalidRequest)
+        }
         DataplaneError::PreconditionFailed { .. } => S3ErrorCode::PreconditionFailed,
         DataplaneError::NotModified { .. } => S3ErrorCode::NotModified,
         DataplaneError::InvalidRange { .. } => S3ErrorCode::InvalidRange,
@@ -73,6 +77,7 @@ fn code(e: &DataplaneError) -> S3ErrorCode {
 /// The S3 error for a dataplane error, with a request id.
 pub fn dataplane_error(e: DataplaneError) -> S3Error {
     let code = code(&e);
+    let conflict = matches!(e, DataplaneError::KeyConflict { .. });
     let id = request_id();
     let message = if e.is_internal() {
         tracing::error!(request_id = %id, error = %e, "S3 request failed");
@@ -84,6 +89,9 @@ pub fn dataplane_error(e: DataplaneError) -> S3Error {
     };
     let mut err = S3Error::with_message(code, message);
     err.set_request_id(id);
+    if conflict {
+        err.set_status_code(http::StatusCode::CONFLICT);
+    }
     err
 }
 

@@ -224,7 +224,7 @@ impl S3 for S3Front {
             Ok(S3Response::new(ListObjectsV2Output {
                 name: Some(input.bucket),
                 prefix: Some(enc(input.prefix).unwrap_or_default()),
-                delimiter: enc(input.delimiter),
+                delimiter: enc(input.delimiter.filter(|d| !d.is_empty())),
                 start_after: enc(input.start_after),
                 max_keys: Some(input.max_keys.unwrap_or(1000)),
                 key_count: Some(key_count),
@@ -266,7 +266,7 @@ impl S3 for S3Front {
                 name: Some(input.bucket),
                 prefix: Some(enc(input.prefix).unwrap_or_default()),
                 marker: Some(enc(input.marker).unwrap_or_default()),
-                delimiter: enc(input.delimiter),
+                delimiter: enc(input.delimiter.filter(|d| !d.is_empty())),
                 max_keys: Some(input.max_keys.unwrap_or(1000)),
                 is_truncated: Some(page.next_start_after.is_some()),
                 next_marker: enc(page.next_start_after),
