@@ -8,6 +8,7 @@
 //!
 //! Secrets: see [`secret`] for how S3 secrets and API tokens are kept.
 
+pub mod cors;
 mod migrate;
 pub mod model;
 pub mod secret;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use cors::CorsRule;
 pub use model::*;
 pub use secret::SecretBox;
 pub use store::Catalog;

@@ -15,6 +15,7 @@ const SQLITE: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/sqlite/0002_workspace_creators.sql"),
     ),
+    (3, include_str!("../migrations/sqlite/0003_cors.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -22,6 +23,7 @@ const POSTGRES: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/postgres/0002_workspace_creators.sql"),
     ),
+    (3, include_str!("../migrations/postgres/0003_cors.sql")),
 ];
 
 /// An arbitrary constant naming Archway's migration lock among other advisory locks.

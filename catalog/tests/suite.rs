@@ -98,6 +98,7 @@ both!(
     access_rules,
     deletes_clean_up,
     upsert_keeps_scan,
+    cors_rules,
 );
 
 fn new_volume(id: &str) -> NewVolume {
@@ -597,6 +598,49 @@ async fn deletes_clean_up(c: &Catalog) {
     c.grant(&Subject::Group("g1".into()), "vol-a", Access::Read)
         .await
         .unwrap_err();
+}
+
+async fn cors_rules(c: &Catalog) {
+    c.create_volume(new_volume("web")).await.unwrap();
+    assert_eq!(c.cors("web").await.unwrap(), None);
+    let rules = vec![
+        CorsRule {
+            id: Some("js9".into()),
+            allowed_origins: vec!["https://*.esa.int".into()],
+            allowed_methods: vec!["GET".into(), "HEAD".into()],
+            allowed_headers: vec!["range".into()],
+            expose_headers: vec!["ETag".into(), "Content-Range".into()],
+            max_age_seconds: Some(600),
+        },
+        CorsRule {
+            allowed_origins: vec!["*".into()],
+            allowed_methods: vec!["GET".into()],
+            ..Default::default()
+        },
+    ];
+    c.put_cors("web", &rules).await.unwrap();
+    assert_eq!(c.cors("web").await.unwrap().as_deref(), Some(&rules[..]));
+    // Replaced whole; bad lists refused without touching what is there.
+    c.put_cors("web", &rules[1..]).await.unwrap();
+    assert_eq!(c.cors("web").await.unwrap().as_deref(), Some(&rules[1..]));
+    let err = c.put_cors("web", &[]).await.unwrap_err();
+    assert!(
+        matches!(err, CatalogError::Invalid { field: "cors", .. }),
+        "{err}"
+    );
+    assert_eq!(c.cors("web").await.unwrap().as_deref(), Some(&rules[1..]));
+    assert!(matches!(
+        c.put_cors("missing", &rules).await.unwrap_err(),
+        CatalogError::NotFound { .. }
+    ));
+    c.delete_cors("web").await.unwrap();
+    assert_eq!(c.cors("web").await.unwrap(), None);
+    c.delete_cors("web").await.unwrap();
+    // A removed volume takes its rules along.
+    c.put_cors("web", &rules).await.unwrap();
+    c.delete_volume("web").await.unwrap();
+    c.create_volume(new_volume("web")).await.unwrap();
+    assert_eq!(c.cors("web").await.unwrap(), None);
 }
 
 async fn upsert_keeps_scan(c: &Catalog) {

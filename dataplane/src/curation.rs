@@ -11,13 +11,23 @@
 use std::time::Duration;
 
 use crate::catalog::{
-    Access, AccessKey, ApiToken, CatalogError, Grant, Group, NewAccessKey, NewApiToken, NewVolume,
-    Principal, Subject, User, Volume, VolumeKind, VolumePatch, VolumeQuery,
+    Access, AccessKey, ApiToken, CatalogError, CorsRule, Grant, Group, NewAccessKey, NewApiToken,
+    NewVolume, Principal, Subject, User, Volume, VolumeKind, VolumePatch, VolumeQuery,
 };
 use crate::listing::ListRequest;
 use crate::{Dataplane, DataplaneError, Op, Result};
 
 const ADMIN_ROLE: &str = "the admin role";
+
+/// A volume's access as [`Dataplane::volume_acl`] shows it to one caller.
+#[derive(Clone, Debug)]
+pub struct VolumeAcl {
+    pub volume: Volume,
+    /// The caller's own access.
+    pub caller: Access,
+    /// Every grant on the volume, when the caller administers it; else none.
+    pub grants: Vec<Grant>,
+}
 
 fn not_permitted(
     who: Option<&Principal>,
@@ -207,6 +217,94 @@ impl Dataplane {
         self.catalog().delete_volume(id).await?;
         tracing::info!(volume = %id, "workspace removed");
         Ok(())
+    }
+
+    // ----- access as an S3 ACL shows it -----
+
+    /// Who may do what with a volume, as far as the caller may know: its owner, whether it is
+    /// public, the caller's own access, and — for those who administer the volume — every
+    /// grant on it.
+    pub async fn volume_acl(&self, who: Option<&Principal>, id: &str) -> Result<VolumeAcl> {
+        let (volume, access) = self.volume(who, id).await?;
+        let grants = if access == Access::Admin {
+            self.catalog().list_grants(Some(id), None).await?
+        } else {
+            Vec::new()
+        };
+        Ok(VolumeAcl {
+            volume,
+            caller: access,
+            grants,
+        })
+    }
+
+    /// Makes a volume readable without credentials, or no longer: for those who administer it
+    /// (its owner, the admin role, an admin grant).
+    pub async fn set_public_read(
+        &self,
+        who: Option<&Principal>,
+        id: &str,
+        public: bool,
+    ) -> Result<Volume> {
+        let action = if public {
+            "making public"
+        } else {
+            "making private"
+        };
+        self.administers(who, id, action).await?;
+        let patch = VolumePatch {
+            public_read: Some(public),
+            ..Default::default()
+        };
+        Ok(self.catalog().update_volume(id, patch).await?)
+    }
+
+    // ----- CORS rules -----
+
+    /// A volume's CORS rules, for those who may see the volume; None when it has none.
+    pub async fn cors(&self, who: Option<&Principal>, id: &str) -> Result<Option<Vec<CorsRule>>> {
+        self.volume(who, id).await?;
+        Ok(self.catalog().cors(id).await?)
+    }
+
+    /// The CORS rules a browser's request to `id` is answered with. CORS is no access rule
+    /// (browsers enforce it; access is checked on the request itself), so anyone may ask:
+    /// a preflight carries no credentials.
+    pub async fn cors_for_browsers(&self, id: &str) -> Result<Option<Vec<CorsRule>>> {
+        Ok(self.catalog().cors(id).await?)
+    }
+
+    /// Replaces a volume's CORS rules: for those who administer it.
+    pub async fn put_cors(
+        &self,
+        who: Option<&Principal>,
+        id: &str,
+        rules: &[CorsRule],
+    ) -> Result<()> {
+        self.administers(who, id, "setting the CORS rules of")
+            .await?;
+        Ok(self.catalog().put_cors(id, rules).await?)
+    }
+
+    /// Removes a volume's CORS rules: for those who administer it.
+    pub async fn delete_cors(&self, who: Option<&Principal>, id: &str) -> Result<()> {
+        self.administers(who, id, "removing the CORS rules of")
+            .await?;
+        Ok(self.catalog().delete_cors(id).await?)
+    }
+
+    /// Succeeds when `who` administers volume `id` (its owner, the admin role, an admin grant).
+    async fn administers(&self, who: Option<&Principal>, id: &str, action: &str) -> Result<()> {
+        let (_, access) = self.volume(who, id).await?;
+        if access == Access::Admin {
+            Ok(())
+        } else {
+            Err(not_permitted(
+                who,
+                format!("{action} volume `{id}`"),
+                "admin access to the volume",
+            ))
+        }
     }
 
     // ----- grants -----

@@ -44,8 +44,26 @@ pub struct ApiError {
     pub request_id: Option<String>,
 }
 
-/// A fresh request id: 16 hex digits.
+tokio::task_local! {
+    /// The id of the S3 request being served (see [`serving`]).
+    static REQUEST_ID: String;
+}
+
+/// Runs `f` as the request `id`: every [`request_id`] inside it is that id, so an error body's
+/// RequestId and the response's `x-amz-request-id` agree.
+pub async fn serving<F: std::future::Future>(id: String, f: F) -> F::Output {
+    REQUEST_ID.scope(id, f).await
+}
+
+/// The id of the request being served, or a fresh one outside of [`serving`].
 pub fn request_id() -> String {
+    REQUEST_ID
+        .try_with(String::clone)
+        .unwrap_or_else(|_| fresh_request_id())
+}
+
+/// A fresh request id: 16 hex digits.
+pub fn fresh_request_id() -> String {
     let mut raw = [0u8; 8];
     // An id is for matching a log line; without randomness it is still unique enough by time.
     if getrandom::fill(&mut raw).is_err() {

@@ -12,6 +12,7 @@ Ends with the line `N passed, N failed`; exits non-zero on any failure.
 """
 
 import argparse
+import botocore
 import configparser
 import hashlib
 import json
@@ -25,6 +26,7 @@ import tempfile
 import time
 import traceback
 import urllib.error
+import urllib.parse
 import urllib.request
 
 MIB = 1024 * 1024
@@ -415,6 +417,89 @@ def boto3_tests(ctx):
         r = s3.list_objects_v2(Bucket="workspace", Prefix="page/", Delimiter="")
         assert len(r["Contents"]) == len(ctx.expected_keys) and not r.get("Delimiter"), r
 
+    def acl_views():
+        acl = s3.get_bucket_acl(Bucket="workspace")
+        owner = acl["Owner"]["ID"]
+        assert {"Grantee": {"ID": owner, "DisplayName": owner, "Type": "CanonicalUser"}, "Permission": "FULL_CONTROL"} in acl["Grants"], acl
+        obj = s3.get_object_acl(Bucket="workspace", Key="page/key-000.txt")
+        assert obj["Owner"] == acl["Owner"] and obj["Grants"] == acl["Grants"], obj
+        url = f"{ctx.gw.url}/workspace/page/key-000.txt"
+
+        def anonymous_status():
+            try:
+                return urllib.request.urlopen(url).status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        assert anonymous_status() == 403
+        s3.put_bucket_acl(Bucket="workspace", ACL="public-read")
+        try:
+            grants = s3.get_bucket_acl(Bucket="workspace")["Grants"]
+            everyone = {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"}
+            assert {"Grantee": everyone, "Permission": "READ"} in grants, grants
+            assert anonymous_status() == 200
+        finally:
+            s3.put_bucket_acl(Bucket="workspace", ACL="private")
+        assert anonymous_status() == 403
+        for bad in [lambda: s3.put_bucket_acl(Bucket="workspace", ACL="public-read-write"),
+                    lambda: s3.put_bucket_acl(Bucket="workspace", GrantRead='id="someone"')]:
+            try:
+                bad()
+                raise AssertionError("an ACL the catalogue cannot express was taken")
+            except ClientError as e:
+                assert e.response["Error"]["Code"] == "NotImplemented", e.response
+        # Objects have their volume's access (as S3 buckets with ACLs disabled).
+        s3.put_object(Bucket="workspace", Key="acl/private", Body=b"p", ACL="private")
+        s3.put_object_acl(Bucket="workspace", Key="acl/private", ACL="bucket-owner-full-control")
+        try:
+            s3.put_object(Bucket="workspace", Key="acl/public", Body=b"p", ACL="public-read")
+            raise AssertionError("an object ACL was taken")
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "AccessControlListNotSupported", e.response
+
+    def protocol():
+        # ListBuckets pages.
+        first = s3.list_buckets(MaxBuckets=1)
+        assert [b["Name"] for b in first["Buckets"]] == ["demo"] and first.get("ContinuationToken"), first
+        rest = s3.list_buckets(MaxBuckets=1, ContinuationToken=first["ContinuationToken"])
+        assert [b["Name"] for b in rest["Buckets"]] == ["workspace"] and not rest.get("ContinuationToken"), rest
+        # x-amz-request-id on every answer, the same as an error body's RequestId.
+        head = s3.head_object(Bucket="workspace", Key="page/key-000.txt")
+        headers = head["ResponseMetadata"]["HTTPHeaders"]
+        assert headers.get("x-amz-request-id") and headers.get("x-amz-id-2"), headers
+        try:
+            s3.get_object(Bucket="workspace", Key="no/such/key")
+            raise AssertionError("a missing key was found")
+        except ClientError as e:
+            header = e.response["ResponseMetadata"]["HTTPHeaders"]["x-amz-request-id"]
+            assert e.response["Error"]["Code"] == "NoSuchKey"
+            assert e.response["ResponseMetadata"]["RequestId"] == header, e.response
+
+    def operations_match_the_doc():
+        supported, unsupported = documented_operations()
+        model = s3.meta.service_model
+        not_applicable = {"WriteGetObjectResponse"}
+        undocumented = [op for op in model.operation_names if op not in supported | unsupported | not_applicable]
+        assert not undocumented, f"S3 operations doc/s3.md does not list: {undocumented}"
+        unknown = sorted((supported | unsupported) - set(model.operation_names))
+        assert not unknown, f"doc/s3.md lists operations S3 does not have: {unknown}"
+        s3.put_object(Bucket="workspace", Key="probe/k", Body=b"x")
+        wrong = []
+        for op in sorted(supported | unsupported):
+            params = dummy_params(model.operation_model(op).input_shape)
+            started = time.time()
+            try:
+                getattr(s3, botocore.xform_name(op))(**params)
+                code = "OK"
+            except ClientError as e:
+                code = e.response["Error"].get("Code")
+            took = time.time() - started
+            if op in unsupported and (code != "NotImplemented" or took > 2):
+                wrong.append(f"{op}: documented as not supported, answered {code} in {took:.1f}s")
+            if op in supported and code == "NotImplemented":
+                wrong.append(f"{op}: documented as supported, answered NotImplemented")
+        assert not wrong, "\n".join(wrong)
+
     return [
         listing,
         ranged,
@@ -429,7 +514,64 @@ def boto3_tests(ctx):
         metadata,
         conditional_writes,
         folder_markers,
+        acl_views,
+        protocol,
+        operations_match_the_doc,
     ]
+
+
+def documented_operations():
+    """The operations of doc/s3.md's two tables: (supported, not supported)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    text = open(os.path.join(root, "doc", "s3.md")).read()
+
+    def table(heading):
+        section = text.split(heading + "\n", 1)[1].split("\n## ", 1)[0]
+        names = set()
+        for line in section.splitlines():
+            if line.startswith("| ") and not line.startswith("| operation"):
+                names |= {n.strip() for n in line.split("|")[1].split(",")}
+        return names
+
+    return table("## Operations"), table("## Not supported")
+
+
+def dummy_params(shape, name="", depth=0):
+    """Values for an operation's required parameters (and every scalar of a body whose
+    members are all optional), enough for the gateway to route and answer it."""
+    import datetime
+
+    if shape is None:
+        return {}
+    t = shape.type_name
+    if t == "structure":
+        members = list(shape.required_members)
+        if getattr(shape, "is_tagged_union", False) and shape.members:
+            members = [next(iter(shape.members))]
+        elif not members and depth > 0:
+            members = [m for m, sh in shape.members.items() if sh.type_name not in ("structure", "list", "map")]
+        return {m: dummy_params(shape.members[m], m, depth + 1) for m in members}
+    if t == "list":
+        return [dummy_params(shape.member, name, depth + 1)] if depth < 4 else []
+    if t == "map":
+        return {}
+    if t in ("integer", "long"):
+        return 1
+    if t == "boolean":
+        return False
+    if t == "timestamp":
+        return datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)
+    if t == "blob":
+        return b"x"
+    if name == "Bucket":
+        return "workspace"
+    if name == "Key":
+        return "probe/k"
+    if name == "CopySource":
+        return "workspace/probe/k"
+    if shape.enum:
+        return shape.enum[0]
+    return "x"
 
 
 # ----- aws cli -----
@@ -755,6 +897,74 @@ def s3fs_fuse_tests(ctx):
     return [mkdir_rmdir_make_folder_markers]
 
 
+# ----- a browser's CORS, as curl sends it -----
+
+
+def cors_tests(ctx):
+    curl = shutil.which("curl")
+    s3 = boto3_client(ctx)
+
+    def curl_headers(*args):
+        r = subprocess.run([curl, "-s", "-D", "-", "-o", "/dev/null", *args], capture_output=True, text=True, timeout=60)
+        lines = r.stdout.replace("\r", "").split("\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            if ":" in line:
+                k, v = line.split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+        return status, headers
+
+    def preflight_and_fetch():
+        if not curl:
+            raise AssertionError("curl is not installed")
+        from botocore.exceptions import ClientError
+
+        url = f"{ctx.gw.url}/demo/"
+        key = s3.list_objects_v2(Bucket="demo", MaxKeys=1)["Contents"][0]["Key"]
+        obj = url + urllib.parse.quote(key)
+        origin = "https://js9.example.org"
+        ask = ["-X", "OPTIONS", "-H", f"Origin: {origin}", "-H", "Access-Control-Request-Method: GET",
+               "-H", "Access-Control-Request-Headers: range"]
+        # No rules yet: browsers are told no.
+        status, _ = curl_headers(*ask, obj)
+        assert status == 403, status
+        try:
+            s3.get_bucket_cors(Bucket="demo")
+            raise AssertionError("a CORS configuration where none was set")
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "NoSuchCORSConfiguration", e.response
+        rules = [{"AllowedOrigins": ["https://*.example.org"], "AllowedMethods": ["GET", "HEAD"],
+                  "AllowedHeaders": ["Range"], "ExposeHeaders": ["ETag", "Content-Range"], "MaxAgeSeconds": 600}]
+        s3.put_bucket_cors(Bucket="demo", CORSConfiguration={"CORSRules": rules})
+        try:
+            got = s3.get_bucket_cors(Bucket="demo")["CORSRules"]
+            assert got == rules, got
+            status, h = curl_headers(*ask, obj)
+            assert status == 200, (status, h)
+            assert h["access-control-allow-origin"] == origin, h
+            assert "GET" in h["access-control-allow-methods"] and h["access-control-allow-headers"] == "range", h
+            assert h["access-control-max-age"] == "600", h
+            # A method or an origin no rule allows.
+            status, _ = curl_headers("-X", "OPTIONS", "-H", f"Origin: {origin}", "-H", "Access-Control-Request-Method: PUT", obj)
+            assert status == 403
+            status, _ = curl_headers("-X", "OPTIONS", "-H", "Origin: https://evil.example.com", "-H", "Access-Control-Request-Method: GET", obj)
+            assert status == 403
+            # The request itself is still authenticated: a presigned GET from the page.
+            signed = s3.generate_presigned_url("get_object", Params={"Bucket": "demo", "Key": key}, ExpiresIn=300)
+            status, h = curl_headers("-H", f"Origin: {origin}", "-H", "Range: bytes=0-9", signed)
+            assert status == 206 and h["access-control-allow-origin"] == origin, (status, h)
+            assert "ETag" in h["access-control-expose-headers"], h
+            status, h = curl_headers("-H", f"Origin: {origin}", obj)
+            assert status == 403 and h["access-control-allow-origin"] == origin, (status, h)
+        finally:
+            s3.delete_bucket_cors(Bucket="demo")
+        status, _ = curl_headers(*ask, obj)
+        assert status == 403, status
+
+    return [preflight_and_fetch]
+
+
 # ----- aws-chunked (SigV4 streaming), as the AWS SDKs send unsized streams -----
 
 
@@ -868,6 +1078,7 @@ def main():
             ("rclone", rclone_tests),
             ("s3cmd", s3cmd_tests),
             ("s3fs-fuse", s3fs_fuse_tests),
+            ("cors", cors_tests),
             ("aws-chunked", chunked_tests),
         ]
         for client, make in suites:

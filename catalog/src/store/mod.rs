@@ -9,6 +9,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
 mod access;
+mod cors;
 mod grants;
 mod groups;
 mod keys;

@@ -128,6 +128,11 @@ impl Catalog {
             .execute(&mut *tx)
             .await
             .map_err(CatalogError::db("delete grants"))?;
+        sqlx::query("DELETE FROM volume_cors WHERE volume_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(CatalogError::db("delete CORS rules"))?;
         if self.inner.dialect == Dialect::Sqlite {
             sqlx::query("DELETE FROM volume_fts WHERE id = $1")
                 .bind(id)

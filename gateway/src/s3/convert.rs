@@ -179,6 +179,30 @@ pub(super) fn content_type(info: &ObjectInfo) -> String {
     }
 }
 
+/// A CORS rule as S3 sends it, as the catalogue keeps it.
+pub fn cors_rule_in(r: s3s::dto::CORSRule) -> archway_catalog::CorsRule {
+    archway_catalog::CorsRule {
+        id: r.id,
+        allowed_origins: r.allowed_origins,
+        allowed_methods: r.allowed_methods,
+        allowed_headers: r.allowed_headers.unwrap_or_default(),
+        expose_headers: r.expose_headers.unwrap_or_default(),
+        max_age_seconds: r.max_age_seconds,
+    }
+}
+
+/// A CORS rule of the catalogue, as S3 shows it.
+pub fn cors_rule_out(r: archway_catalog::CorsRule) -> s3s::dto::CORSRule {
+    s3s::dto::CORSRule {
+        id: r.id,
+        allowed_origins: r.allowed_origins,
+        allowed_methods: r.allowed_methods,
+        allowed_headers: (!r.allowed_headers.is_empty()).then_some(r.allowed_headers),
+        expose_headers: (!r.expose_headers.is_empty()).then_some(r.expose_headers),
+        max_age_seconds: r.max_age_seconds,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -107,6 +107,35 @@ pub fn catalog_unavailable(e: CatalogError) -> S3Error {
     err
 }
 
+/// An S3 XML error answered by the gateway itself (outside `s3s`: refused routes, CORS).
+pub fn xml_response(
+    status: http::StatusCode,
+    code: &str,
+    message: &str,
+    request_id: &str,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message>\
+         <RequestId>{}</RequestId></Error>",
+        escape(code),
+        escape(message),
+        escape(request_id)
+    );
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    r
+}
+
 /// Gives an S3 error made here (not from the dataplane) a request id.
 pub fn with_request_id(mut e: S3Error) -> S3Error {
     if e.request_id().is_none() {
@@ -118,6 +147,13 @@ pub fn with_request_id(mut e: S3Error) -> S3Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gateway_errors_are_s3_xml() {
+        let r = xml_response(http::StatusCode::FORBIDDEN, "AccessForbidden", "a<b", "ID");
+        assert_eq!(r.status(), 403);
+        assert_eq!(r.headers()[http::header::CONTENT_TYPE], "application/xml");
+    }
 
     #[test]
     fn backend_words_never_reach_the_client() {

@@ -30,6 +30,15 @@ impl BucketDomain {
     }
 }
 
+impl BucketDomain {
+    /// The bucket a `Host` header names, when it is `bucket.DOMAIN[:port]`.
+    pub fn bucket_of(&self, host: &str) -> Option<String> {
+        use s3s::host::S3Host;
+        let vh = self.parse_host_header(host).ok()?;
+        vh.bucket().map(str::to_string)
+    }
+}
+
 impl s3s::host::S3Host for BucketDomain {
     fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<s3s::host::VirtualHost<'a>> {
         let vh = s3s::host::VirtualHost::new(self.domain.as_str());

@@ -8,11 +8,14 @@
 //! about access: the dataplane checks every call, so the `s3s` access hook lets every request
 //! through, anonymous ones included (public volumes).
 
+mod acl;
 mod convert;
+mod cors;
 mod error;
 mod host;
 mod integrity;
 mod ops;
+mod route;
 
 use std::sync::Arc;
 
@@ -201,18 +204,53 @@ pub fn fallback(
         }
         None => None,
     };
+    let cors_domain = state
+        .server
+        .domain
+        .as_deref()
+        .and_then(|d| BucketDomain::new(d).ok())
+        .map(Arc::new);
     let s3 = service(front, domain, state.server.max_s3_xml_body_bytes);
+    let dataplane = state.dataplane.clone();
     tower::service_fn(move |req: Request| {
         let mut s3 = s3.clone();
+        let dataplane = dataplane.clone();
+        let domain = cors_domain.clone();
+        // One id per request: in error bodies (RequestId) and on every answer, as S3 does.
+        let id = crate::error::fresh_request_id();
         async move {
-            let response = match tower::Service::call(&mut s3, req).await {
-                Ok(r) => r.map(Body::new),
-                Err(e) => {
-                    let id = crate::error::request_id();
-                    tracing::error!(request_id = %id, error = ?e, "S3 service failed");
-                    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            let domain = domain.as_deref();
+            let browser = cors::FromBrowser::of(&req, domain);
+            let mut response = if req.method() == axum::http::Method::OPTIONS {
+                let (headers, bucket) = (req.headers().clone(), cors::bucket_of(&req, domain));
+                drop(req);
+                cors::preflight(&dataplane, &headers, bucket, &id).await
+            } else if let Some(sub) = route::unsupported(req.uri().query()) {
+                error::xml_response(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "NotImplemented",
+                    &route::not_implemented_message(&sub),
+                    &id,
+                )
+            } else {
+                let called = crate::error::serving(id.clone(), tower::Service::call(&mut s3, req));
+                match called.await {
+                    Ok(r) => r.map(Body::new),
+                    Err(e) => {
+                        tracing::error!(request_id = %id, error = ?e, "S3 service failed");
+                        StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                    }
                 }
             };
+            // A preflight's method (OPTIONS) is no rule's: it keeps what `preflight` set.
+            if let Some(b) = browser {
+                b.decorate(&dataplane, &mut response).await;
+            }
+            if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+                let headers = response.headers_mut();
+                headers.insert("x-amz-request-id", v.clone());
+                headers.insert("x-amz-id-2", v);
+            }
             Ok::<_, std::convert::Infallible>(response)
         }
     })

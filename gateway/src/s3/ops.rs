@@ -14,9 +14,11 @@ use archway_dataplane::{
     CopyRequest, DataplaneError, ListPage, ListRequest, Op, PutRequest, ReadRequest,
 };
 
+use super::acl::{canned_public, object_acl, policy};
 use super::convert::{
-    attributes_in, condition, content_type, etag, expires_out, listing_entries, metadata_out,
-    range, resolve_range, system_time, timestamp, url_encode, wants_url,
+    attributes_in, condition, content_type, cors_rule_in, cors_rule_out, etag, expires_out,
+    listing_entries, metadata_out, range, resolve_range, system_time, timestamp, url_encode,
+    wants_url,
 };
 use super::integrity::Integrity;
 use super::{S3Front, dataplane_error};
@@ -98,11 +100,48 @@ impl S3 for S3Front {
                 .volumes(Some(&who), &query)
                 .await
                 .map_err(dataplane_error)?;
-            let prefix = req.input.prefix.clone().unwrap_or_default();
-            let buckets = volumes
+            let input = req.input;
+            let max = match input.max_buckets {
+                None => 10_000,
+                Some(n) if (1..=10_000).contains(&n) => n as usize,
+                Some(_) => {
+                    return Err(s3_error!(
+                        InvalidArgument,
+                        "max-buckets must be between 1 and 10000"
+                    ));
+                }
+            };
+            let after = match input.continuation_token.as_deref() {
+                None | Some("") => None,
+                Some(t) => Some(
+                    URL_SAFE_NO_PAD
+                        .decode(t)
+                        .ok()
+                        .and_then(|b| String::from_utf8(b).ok())
+                        .ok_or_else(|| {
+                            s3_error!(
+                                InvalidArgument,
+                                "The continuation token provided is incorrect"
+                            )
+                        })?,
+                ),
+            };
+            let prefix = input.prefix.clone().unwrap_or_default();
+            let mut names: Vec<_> = volumes
                 .into_iter()
-                .filter(|(v, _)| v.id.starts_with(&prefix))
-                .map(|(v, _)| Bucket {
+                .map(|(v, _)| v)
+                .filter(|v| v.id.starts_with(&prefix))
+                .filter(|v| after.as_ref().is_none_or(|a| v.id.as_str() > a.as_str()))
+                .collect();
+            names.sort_by(|a, b| a.id.cmp(&b.id));
+            let more = names.len() > max;
+            names.truncate(max);
+            let next = more
+                .then(|| names.last().map(|v| URL_SAFE_NO_PAD.encode(&v.id)))
+                .flatten();
+            let buckets = names
+                .into_iter()
+                .map(|v| Bucket {
                     name: Some(v.id),
                     creation_date: Some(timestamp(v.created_at.to_system_time())),
                     bucket_region: None,
@@ -114,8 +153,8 @@ impl S3 for S3Front {
                     display_name: Some(who.user.clone()),
                     id: Some(who.user),
                 }),
-                prefix: req.input.prefix,
-                continuation_token: None,
+                prefix: input.prefix,
+                continuation_token: next,
             }))
         }
         .await;
@@ -142,6 +181,198 @@ impl S3 for S3Front {
             .await
             .map(|()| S3Response::new(GetBucketLocationOutput::default()));
         self.record("GetBucketLocation", result)
+    }
+
+    /// Volumes have no versions: versioning was never enabled (an empty configuration, as S3
+    /// answers for such a bucket).
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        let result = self
+            .readable_bucket(&req.credentials, &req.input.bucket)
+            .await
+            .map(|()| S3Response::new(GetBucketVersioningOutput::default()));
+        self.record("GetBucketVersioning", result)
+    }
+
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        let result = async {
+            let who = self.who(&req.credentials).await?;
+            let rules = self
+                .dataplane
+                .cors(who.as_ref(), &req.input.bucket)
+                .await
+                .map_err(dataplane_error)?
+                .ok_or_else(|| {
+                    s3_error!(
+                        NoSuchCORSConfiguration,
+                        "volume `{}` has no CORS configuration",
+                        req.input.bucket
+                    )
+                })?;
+            Ok(S3Response::new(GetBucketCorsOutput {
+                cors_rules: Some(rules.into_iter().map(cors_rule_out).collect()),
+            }))
+        }
+        .await;
+        self.record("GetBucketCors", result)
+    }
+
+    async fn put_bucket_cors(
+        &self,
+        req: S3Request<PutBucketCorsInput>,
+    ) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        let result = async {
+            let who = self.who(&req.credentials).await?;
+            let input = req.input;
+            let rules: Vec<_> = input
+                .cors_configuration
+                .cors_rules
+                .into_iter()
+                .map(cors_rule_in)
+                .collect();
+            self.dataplane
+                .put_cors(who.as_ref(), &input.bucket, &rules)
+                .await
+                .map_err(dataplane_error)?;
+            Ok(S3Response::new(PutBucketCorsOutput {}))
+        }
+        .await;
+        self.record("PutBucketCors", result)
+    }
+
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        let result = async {
+            let who = self.who(&req.credentials).await?;
+            self.dataplane
+                .delete_cors(who.as_ref(), &req.input.bucket)
+                .await
+                .map_err(dataplane_error)?;
+            Ok(S3Response::new(DeleteBucketCorsOutput {}))
+        }
+        .await;
+        self.record("DeleteBucketCors", result)
+    }
+
+    async fn get_bucket_acl(
+        &self,
+        req: S3Request<GetBucketAclInput>,
+    ) -> S3Result<S3Response<GetBucketAclOutput>> {
+        let result = async {
+            let who = self.who(&req.credentials).await?;
+            let acl = self
+                .dataplane
+                .volume_acl(who.as_ref(), &req.input.bucket)
+                .await
+                .map_err(dataplane_error)?;
+            let (owner, grants) = policy(&acl, who.as_ref());
+            Ok(S3Response::new(GetBucketAclOutput {
+                grants: Some(grants),
+                owner: Some(owner),
+            }))
+        }
+        .await;
+        self.record("GetBucketAcl", result)
+    }
+
+    async fn put_bucket_acl(
+        &self,
+        req: S3Request<PutBucketAclInput>,
+    ) -> S3Result<S3Response<PutBucketAclOutput>> {
+        let result = async {
+            let who = self.who(&req.credentials).await?;
+            let input = req.input;
+            let grants = [
+                &input.grant_full_control,
+                &input.grant_read,
+                &input.grant_read_acp,
+                &input.grant_write,
+                &input.grant_write_acp,
+            ]
+            .iter()
+            .any(|g| g.is_some());
+            let public = canned_public(
+                input.acl.as_ref(),
+                input.access_control_policy.is_some(),
+                grants,
+            )?;
+            self.dataplane
+                .set_public_read(who.as_ref(), &input.bucket, public)
+                .await
+                .map_err(dataplane_error)?;
+            Ok(S3Response::new(PutBucketAclOutput {}))
+        }
+        .await;
+        self.record("PutBucketAcl", result)
+    }
+
+    async fn get_object_acl(
+        &self,
+        req: S3Request<GetObjectAclInput>,
+    ) -> S3Result<S3Response<GetObjectAclOutput>> {
+        let result = async {
+            let who = self.who(&req.credentials).await?;
+            let input = req.input;
+            self.dataplane
+                .head(who.as_ref(), &input.bucket, &input.key)
+                .await
+                .map_err(dataplane_error)?;
+            let acl = self
+                .dataplane
+                .volume_acl(who.as_ref(), &input.bucket)
+                .await
+                .map_err(dataplane_error)?;
+            let (owner, grants) = policy(&acl, who.as_ref());
+            Ok(S3Response::new(GetObjectAclOutput {
+                grants: Some(grants),
+                owner: Some(owner),
+                request_charged: None,
+            }))
+        }
+        .await;
+        self.record("GetObjectAcl", result)
+    }
+
+    async fn put_object_acl(
+        &self,
+        req: S3Request<PutObjectAclInput>,
+    ) -> S3Result<S3Response<PutObjectAclOutput>> {
+        let result = async {
+            let who = self.who(&req.credentials).await?;
+            let input = req.input;
+            // The caller may write the volume, and the object exists.
+            self.dataplane
+                .open(who.as_ref(), &input.bucket, Op::Put)
+                .await
+                .map_err(dataplane_error)?;
+            self.dataplane
+                .head(who.as_ref(), &input.bucket, &input.key)
+                .await
+                .map_err(dataplane_error)?;
+            if input.access_control_policy.is_some()
+                || input.grant_full_control.is_some()
+                || input.grant_read.is_some()
+                || input.grant_read_acp.is_some()
+                || input.grant_write.is_some()
+                || input.grant_write_acp.is_some()
+            {
+                return Err(s3_error!(
+                    AccessControlListNotSupported,
+                    "objects have their volume's access, not ACLs of their own"
+                ));
+            }
+            object_acl(input.acl.as_ref())?;
+            Ok(S3Response::new(PutObjectAclOutput::default()))
+        }
+        .await;
+        self.record("PutObjectAcl", result)
     }
 
     async fn create_bucket(
@@ -425,6 +656,7 @@ impl S3 for S3Front {
         let result = async {
             let who = self.who(&req.credentials).await?;
             let input = req.input;
+            object_acl(input.acl.as_ref())?;
             let check = Integrity::new(
                 input.content_md5.as_deref(),
                 input.checksum_sha256.as_deref(),
@@ -478,6 +710,7 @@ impl S3 for S3Front {
         let result = async {
             let who = self.who(&req.credentials).await?;
             let input = req.input;
+            object_acl(input.acl.as_ref())?;
             let (src_bucket, src_key) = match &input.copy_source {
                 CopySource::Bucket {
                     bucket,
@@ -640,6 +873,7 @@ impl S3 for S3Front {
         let result = async {
             let who = self.who(&req.credentials).await?;
             let input = req.input;
+            object_acl(input.acl.as_ref())?;
             let put = PutRequest {
                 attributes: attributes_in(
                     input.content_type,

@@ -1,0 +1,151 @@
+//! Requests for S3 operations that `s3s` (0.14) does not know, refused before it sees them.
+//!
+//! `s3s` routes by method, path and the query's sub-resource keys it knows, and ignores the
+//! rest: a newer S3 operation would run as an older one — `PUT /b/k?renameObject` as a
+//! PutObject writing an empty object, `DELETE /b/k?annotation` as a DeleteObject,
+//! `DELETE /b?metadataConfiguration` as a DeleteBucket. This guard answers them 501
+//! `NotImplemented` instead: the sub-resources known to be misrouted, and any sub-resource
+//! key (a query key without a value) that is neither a known sub-resource nor a parameter.
+
+/// Sub-resources of S3 operations that `s3s` does not route (they are none of Archway's).
+const MISROUTED: &[&str] = &[
+    "abac",
+    "annotation",
+    "encryption",
+    "metadataAnnotationTable",
+    "metadataConfiguration",
+    "metadataInventoryTable",
+    "metadataJournalTable",
+    "metadataTable",
+    "renameObject",
+];
+
+/// Sub-resources that `s3s` routes to the right operation (supported or answered 501).
+const ROUTED: &[&str] = &[
+    "accelerate",
+    "acl",
+    "analytics",
+    "attributes",
+    "cors",
+    "delete",
+    "intelligent-tiering",
+    "inventory",
+    "legal-hold",
+    "lifecycle",
+    "list-type",
+    "location",
+    "logging",
+    "metrics",
+    "notification",
+    "object-lock",
+    "ownershipControls",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "replication",
+    "requestPayment",
+    "restore",
+    "retention",
+    "select",
+    "select-type",
+    "session",
+    "tagging",
+    "torrent",
+    "uploads",
+    "versioning",
+    "versions",
+    "website",
+];
+
+/// Query parameters of S3 operations (they may be empty: `?prefix=`).
+const PARAMETERS: &[&str] = &[
+    "bucket-region",
+    "continuation-token",
+    "delimiter",
+    "encoding-type",
+    "fetch-owner",
+    "id",
+    "key-marker",
+    "marker",
+    "max-buckets",
+    "max-directory-buckets",
+    "max-keys",
+    "max-parts",
+    "max-uploads",
+    "part-number-marker",
+    "partNumber",
+    "prefix",
+    "start-after",
+    "upload-id-marker",
+    "uploadId",
+    "version-id-marker",
+    "versionId",
+    "x-id",
+];
+
+fn is_parameter(key: &str) -> bool {
+    PARAMETERS.contains(&key)
+        || key.starts_with("response-")
+        || key.to_ascii_lowercase().starts_with("x-amz-")
+        || matches!(key, "AWSAccessKeyId" | "Signature" | "Expires")
+}
+
+/// The sub-resource of a query that names an S3 operation Archway cannot serve, if any.
+pub(super) fn unsupported(query: Option<&str>) -> Option<String> {
+    for pair in query?.split('&').filter(|p| !p.is_empty()) {
+        let (raw, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+        let key = key.as_ref();
+        if MISROUTED.contains(&key)
+            || (value.is_empty() && !ROUTED.contains(&key) && !is_parameter(key))
+        {
+            return Some(key.to_string());
+        }
+    }
+    None
+}
+
+/// What an operation refused here is told.
+pub(super) fn not_implemented_message(sub_resource: &str) -> String {
+    format!(
+        "the S3 operation with the sub-resource `?{sub_resource}` is not supported by Archway \
+         (doc/s3.md lists what is)"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newer_operations_are_refused_before_s3s_misroutes_them() {
+        for q in [
+            "renameObject",
+            "annotation&annotationName=a",
+            "metadataConfiguration",
+            "encryption",
+            "abac=",
+            "x-id=RenameObject&renameObject",
+            "someFutureThing",
+        ] {
+            assert!(unsupported(Some(q)).is_some(), "{q}");
+        }
+        for q in [
+            "",
+            "list-type=2&prefix=&delimiter=%2F",
+            "uploads",
+            "uploadId=abc&partNumber=3",
+            "acl",
+            "tagging",
+            "versioning",
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=a&X-Amz-Signature=b",
+            "response-content-type=text%2Fplain",
+            "cachebuster=123",
+            "x-id=GetObject",
+        ] {
+            assert_eq!(unsupported(Some(q)), None, "{q}");
+        }
+        assert_eq!(unsupported(None), None);
+        assert!(not_implemented_message("renameObject").contains("`?renameObject`"));
+    }
+}
