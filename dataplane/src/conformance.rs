@@ -33,7 +33,8 @@ pub struct Capabilities {
     /// A completed multipart upload's ETag is S3's MD5-of-part-MD5s-N (the file store keeps
     /// it; other stores give the ETag of their own re-upload of the object).
     pub multipart_etags: bool,
-    /// The store keeps `Expires` (not a peer gateway: object_store reads no `Expires` header).
+    /// The store keeps `Expires` and additional checksums (not a peer gateway: object_store
+    /// reads no `Expires` header, and the peer answers checksums only when asked for them).
     pub expires: bool,
     /// Keys ending in '/' (folder markers) can be written (not through a peer gateway).
     pub folder_markers: bool,
@@ -185,6 +186,7 @@ async fn run_with(backend: BackendConfig, caps: Capabilities, cache: CacheConfig
     folder_markers(&f, caps).await;
     access_is_checked(&f).await;
     multipart_uploads(&f).await;
+    checksummed_uploads(&f, caps).await;
     scan_counts(&f).await;
 }
 
@@ -524,6 +526,13 @@ async fn attributes_and_etags(f: &Fixture, caps: Capabilities) {
             ("uid".to_string(), "1000".to_string()),
         ]
         .into(),
+        // Kept as metadata, as Expires is (not through a peer gateway: see `expires`).
+        checksum: caps.expires.then(|| crate::checksum::Checksum {
+            algorithm: crate::checksum::ChecksumAlgorithm::Sha256,
+            value: crate::checksum::checksum_of(crate::checksum::ChecksumAlgorithm::Sha256, b"x"),
+            kind: crate::checksum::ChecksumType::FullObject,
+        }),
+        parts: None,
     };
     let body =
         |data: &'static [u8]| stream::iter(vec![Ok::<_, BodyError>(Bytes::from_static(data))]);
@@ -656,8 +665,16 @@ async fn attributes_and_etags(f: &Fixture, caps: Capabilities) {
         .head(Some(&f.admin), "rw-vol", "attrs/multi")
         .await
         .expect("head multi");
+    // Its own: the checksum it was created with (none), and its parts.
+    let expected = ObjectAttributes {
+        checksum: None,
+        parts: caps
+            .expires
+            .then(|| crate::attributes::PartSizes::new(vec![5])),
+        ..attrs.clone()
+    };
     assert_eq!(
-        info.attributes, attrs,
+        info.attributes, expected,
         "a multipart upload keeps its attributes"
     );
     if caps.multipart_etags {
@@ -1277,6 +1294,97 @@ async fn access_is_checked(f: &Fixture) {
         .await
         .expect_err("volume");
     assert!(matches!(err, DataplaneError::NoSuchVolume { .. }), "{err}");
+}
+
+/// Uploads with an additional checksum: every part's is kept, the object's is combined from
+/// them (of the whole object, or of the parts' checksums), and the object keeps its part sizes.
+async fn checksummed_uploads(f: &Fixture, caps: Capabilities) {
+    use crate::checksum::{ChecksumAlgorithm, ChecksumType, checksum_of};
+    use crate::uploads::CompletedPart;
+    let dp = &f.dataplane;
+    let admin = Some(&f.admin);
+    let body = |data: Vec<u8>| stream::iter(vec![Ok::<_, BodyError>(Bytes::from(data))]);
+    let (a, b) = (pattern(5 * MIB, 21), pattern(77_777, 22));
+    let whole = [a.clone(), b.clone()].concat();
+    for (algorithm, kind) in [
+        (ChecksumAlgorithm::Crc32c, ChecksumType::FullObject),
+        (ChecksumAlgorithm::Sha256, ChecksumType::Composite),
+        (ChecksumAlgorithm::Crc64Nvme, ChecksumType::FullObject),
+    ] {
+        let key = format!("sums/{}", algorithm.as_str());
+        let id = dp
+            .create_upload_with(
+                admin,
+                "rw-vol",
+                &key,
+                PutRequest::default(),
+                Some((algorithm, Some(kind))),
+            )
+            .await
+            .expect("create an upload with a checksum");
+        let mut listed = Vec::new();
+        for (n, data) in [(1, &a), (2, &b)] {
+            let part = dp
+                .upload_part(admin, "rw-vol", &key, &id, n, body(data.clone()))
+                .await
+                .expect("a part");
+            assert_eq!(part.checksum, Some(checksum_of(algorithm, data)));
+            listed.push(CompletedPart {
+                number: n,
+                etag: part.etag,
+                checksum: part.checksum,
+            });
+        }
+        // A part listed with another checksum is refused, and nothing is written.
+        let mut wrong = listed.clone();
+        wrong[1].checksum = Some(checksum_of(algorithm, b"other"));
+        let err = dp
+            .complete_upload_with(admin, "rw-vol", &key, &id, &wrong, PutRequest::default())
+            .await
+            .expect_err("a wrong part checksum");
+        assert!(matches!(err, DataplaneError::InvalidPart { .. }), "{err}");
+        let out = dp
+            .complete_upload_with(admin, "rw-vol", &key, &id, &listed, PutRequest::default())
+            .await
+            .expect("complete");
+        let checksum = out.checksum.clone().expect("the object's checksum");
+        assert_eq!(checksum.kind, kind);
+        match kind {
+            ChecksumType::FullObject => assert_eq!(checksum.value, checksum_of(algorithm, &whole)),
+            ChecksumType::Composite => assert!(checksum.value.ends_with("-2"), "{checksum:?}"),
+        }
+        let head = dp.head(admin, "rw-vol", &key).await.expect("head");
+        if caps.expires {
+            assert_eq!(head.attributes.checksum, Some(checksum));
+            let parts = head.attributes.parts.expect("part sizes");
+            assert_eq!(parts.range(2), Some(a.len() as u64..whole.len() as u64));
+        }
+        assert_eq!(
+            read(f, &f.admin, "rw-vol", &key, ReadRequest::default()).await,
+            whole
+        );
+        dp.delete(admin, "rw-vol", &key).await.expect("delete");
+    }
+    // SHA checksums cannot be of the whole object; CRC64NVME is never composite.
+    for (algorithm, kind) in [
+        (ChecksumAlgorithm::Sha1, ChecksumType::FullObject),
+        (ChecksumAlgorithm::Crc64Nvme, ChecksumType::Composite),
+    ] {
+        let err = dp
+            .create_upload_with(
+                admin,
+                "rw-vol",
+                "sums/bad",
+                PutRequest::default(),
+                Some((algorithm, Some(kind))),
+            )
+            .await
+            .expect_err("a checksum type that does not go with the algorithm");
+        assert!(
+            matches!(err, DataplaneError::InvalidRequest { .. }),
+            "{err}"
+        );
+    }
 }
 
 async fn multipart_uploads(f: &Fixture) {

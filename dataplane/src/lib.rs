@@ -14,6 +14,7 @@
 pub mod attributes;
 pub mod backend;
 mod checked;
+pub mod checksum;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod curation;

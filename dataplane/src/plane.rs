@@ -227,10 +227,15 @@ impl Dataplane {
             self.open(who, src_volume, Op::Get).await?
         };
         let read = src.get(src_key, ReadRequest::default()).await?;
+        // The copy is a new single-part object: it keeps the source's checksum of the whole
+        // object, but not its parts (nor a checksum of them).
+        let mut source_attributes = read.info.attributes.clone();
+        source_attributes.parts = None;
+        source_attributes
+            .checksum
+            .take_if(|c| c.kind == crate::checksum::ChecksumType::Composite);
         let req = PutRequest {
-            attributes: req
-                .attributes
-                .unwrap_or_else(|| read.info.attributes.clone()),
+            attributes: req.attributes.unwrap_or(source_attributes),
             if_match: req.if_match,
             if_none_match: req.if_none_match,
             etag: None,

@@ -18,8 +18,9 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::attributes::ObjectAttributes;
+use crate::attributes::{ObjectAttributes, PartSizes};
 use crate::catalog::{Access, Principal};
+use crate::checksum::{Checksum, ChecksumAlgorithm, ChecksumType};
 use crate::key::parse_key;
 use crate::{BodyError, Dataplane, DataplaneError, Op, PutOutcome, PutRequest, Result};
 
@@ -36,6 +37,17 @@ pub struct PartInfo {
     pub etag: String,
     pub size: u64,
     pub last_modified: SystemTime,
+    /// The part's checksum of the upload's algorithm (base64), when the upload has one.
+    pub checksum: Option<String>,
+}
+
+/// A part as a completion lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompletedPart {
+    pub number: u32,
+    pub etag: String,
+    /// The part's checksum as the client gives it (checked against the stored one).
+    pub checksum: Option<String>,
 }
 
 /// An upload in progress.
@@ -58,6 +70,9 @@ struct UploadMeta {
     #[serde(default)]
     attributes: ObjectAttributes,
     initiated_ms: u64,
+    /// The additional checksum the upload was created with, and its kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checksum: Option<(ChecksumAlgorithm, ChecksumType)>,
 }
 
 impl UploadMeta {
@@ -77,10 +92,22 @@ struct Completed {
     parts: Vec<(u32, String)>,
     etag: Option<String>,
     size: u64,
+    #[serde(default)]
+    checksum: Option<Checksum>,
 }
 
 /// The record of a completed upload, beside its `meta.json`.
 const COMPLETED: &str = "completed.json";
+
+/// What follows a part's name in the name of the file with its checksum.
+const CHECKSUM_SUFFIX: &str = ".checksum";
+
+/// Removes a stored part and its checksum.
+async fn remove_part(dir: &Path, part: &PartInfo) {
+    let name = format!("part-{:05}-{}", part.number, part.etag);
+    let _ = tokio::fs::remove_file(dir.join(&name)).await;
+    let _ = tokio::fs::remove_file(dir.join(format!("{name}{CHECKSUM_SUFFIX}"))).await;
+}
 
 /// S3's ETag of a multipart object: the MD5 of the parts' MD5s, then `-` and their number.
 pub fn multipart_etag(part_etags: &[String]) -> Option<String> {
@@ -166,7 +193,44 @@ impl Dataplane {
         key: &str,
         req: PutRequest,
     ) -> Result<String> {
+        self.create_upload_with(who, volume, key, req, None).await
+    }
+
+    /// [`Dataplane::create_upload`] of an upload whose parts, and the object, carry an
+    /// additional checksum of `algorithm` (its kind: S3's default for the algorithm unless
+    /// given).
+    pub async fn create_upload_with(
+        &self,
+        who: Option<&Principal>,
+        volume: &str,
+        key: &str,
+        req: PutRequest,
+        checksum: Option<(ChecksumAlgorithm, Option<ChecksumType>)>,
+    ) -> Result<String> {
         parse_key(key)?;
+        let checksum = match checksum {
+            None => None,
+            Some((alg, kind)) => {
+                let kind = kind.unwrap_or_else(|| alg.default_multipart_type());
+                let fits = match kind {
+                    ChecksumType::FullObject => {
+                        !matches!(alg, ChecksumAlgorithm::Sha1 | ChecksumAlgorithm::Sha256)
+                    }
+                    ChecksumType::Composite => alg != ChecksumAlgorithm::Crc64Nvme,
+                };
+                if !fits {
+                    return Err(DataplaneError::InvalidRequest {
+                        message: format!(
+                            "the checksum type {} does not go with {} (FULL_OBJECT: CRC32, \
+                             CRC32C, CRC64NVME; COMPOSITE: CRC32, CRC32C, SHA1, SHA256)",
+                            kind.as_str(),
+                            alg.as_str()
+                        ),
+                    });
+                }
+                Some((alg, kind))
+            }
+        };
         self.open(who, volume, Op::Put).await?;
         let mut raw = [0u8; 16];
         getrandom::fill(&mut raw).map_err(|e| DataplaneError::Spool {
@@ -187,6 +251,7 @@ impl Dataplane {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
+            checksum,
         };
         let text = serde_json::to_vec(&meta).map_err(|e| DataplaneError::Spool {
             message: e.to_string(),
@@ -197,6 +262,39 @@ impl Dataplane {
             .map_err(|e| io_error("writing", &path, e))?;
         tracing::debug!(volume, key, upload_id, "multipart upload created");
         Ok(upload_id)
+    }
+
+    /// Part `number` of an upload copied from (a range of) another object (the source's
+    /// volume, key, and range and conditions), S3's UploadPartCopy:
+    /// the caller reads the source and writes the upload's volume. The source's conditions
+    /// are checked as it is opened (a failed one is `PreconditionFailed`, S3 has no 304
+    /// here). Returns the part and the source's metadata.
+    pub async fn upload_part_copy(
+        &self,
+        who: Option<&Principal>,
+        (src_volume, src_key, source): (&str, &str, crate::ReadRequest),
+        volume: &str,
+        key: &str,
+        upload_id: &str,
+        number: u32,
+    ) -> Result<(PartInfo, crate::ObjectInfo)> {
+        // The upload first: a copy into nothing reads nothing.
+        self.open(who, volume, Op::Put).await?;
+        self.open_upload(who, volume, key, upload_id).await?;
+        let read = match self.get(who, src_volume, src_key, source).await {
+            Err(DataplaneError::NotModified { volume, key }) => {
+                return Err(DataplaneError::PreconditionFailed { volume, key });
+            }
+            r => r?,
+        };
+        let info = read.info.clone();
+        let body = read
+            .body
+            .map(|r| r.map_err(|e| BodyError::Source(Box::new(e))));
+        let part = self
+            .upload_part(who, volume, key, upload_id, number, body)
+            .await?;
+        Ok((part, info))
     }
 
     /// Stores part `number` of an upload (replacing an earlier part of that number).
@@ -218,7 +316,10 @@ impl Dataplane {
             });
         }
         self.open(who, volume, Op::Put).await?;
-        let dir = self.open_upload(who, volume, key, upload_id).await?;
+        let (dir, meta) = self.open_upload(who, volume, key, upload_id).await?;
+        let mut checksum = meta
+            .checksum
+            .map(|(alg, _)| crate::checksum::Hasher::new(alg));
         // A name of its own: the same part may be sent twice at once (a client's retry).
         let mut raw = [0u8; 8];
         let _ = getrandom::fill(&mut raw);
@@ -238,6 +339,9 @@ impl Dataplane {
                     source,
                 })?;
                 hasher.update(&chunk);
+                if let Some(c) = &mut checksum {
+                    c.update(&chunk);
+                }
                 size += chunk.len() as u64;
                 if size > max {
                     return Err(DataplaneError::EntityTooLarge {
@@ -263,13 +367,21 @@ impl Dataplane {
             return Err(e);
         }
         let etag = hex::encode(hasher.finalize());
-        let part = dir.join(format!("part-{number:05}-{etag}"));
+        let name = format!("part-{number:05}-{etag}");
+        let part = dir.join(&name);
         // A retried part replaces the earlier one of the same number.
         if let Ok(existing) = self.stored_parts(&dir).await {
             for p in existing.iter().filter(|p| p.number == number) {
-                let _ =
-                    tokio::fs::remove_file(dir.join(format!("part-{:05}-{}", p.number, p.etag)))
-                        .await;
+                remove_part(&dir, p).await;
+            }
+        }
+        let checksum = checksum.map(crate::checksum::Hasher::finish_base64);
+        if let Some(value) = &checksum {
+            // Beside the part, before it is in place: a stored part has its checksum.
+            let sum = dir.join(format!("{name}{CHECKSUM_SUFFIX}"));
+            if let Err(e) = tokio::fs::write(&sum, value).await {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(io_error("writing", &sum, e));
             }
         }
         tokio::fs::rename(&tmp, &part)
@@ -280,6 +392,7 @@ impl Dataplane {
             etag,
             size,
             last_modified: SystemTime::now(),
+            checksum,
         })
     }
 
@@ -304,6 +417,7 @@ impl Dataplane {
             parts,
             etag: out.etag.clone(),
             size: out.size,
+            checksum: out.checksum.clone(),
         };
         let written = match serde_json::to_vec(&done) {
             Ok(text) => tokio::fs::write(dir.join(COMPLETED), text).await,
@@ -314,9 +428,7 @@ impl Dataplane {
         }
         if let Ok(parts) = self.stored_parts(dir).await {
             for p in parts {
-                let _ =
-                    tokio::fs::remove_file(dir.join(format!("part-{:05}-{}", p.number, p.etag)))
-                        .await;
+                remove_part(dir, &p).await;
             }
         }
     }
@@ -328,14 +440,14 @@ impl Dataplane {
         volume: &str,
         key: &str,
         upload_id: &str,
-    ) -> Result<PathBuf> {
-        let (dir, _) = self.upload_meta(who, volume, key, upload_id).await?;
+    ) -> Result<(PathBuf, UploadMeta)> {
+        let (dir, meta) = self.upload_meta(who, volume, key, upload_id).await?;
         if self.completed(&dir).await?.is_some() {
             return Err(DataplaneError::NoSuchUpload {
                 upload_id: upload_id.to_string(),
             });
         }
-        Ok(dir)
+        Ok((dir, meta))
     }
 
     async fn stored_parts(&self, dir: &Path) -> Result<Vec<PartInfo>> {
@@ -362,11 +474,19 @@ impl Dataplane {
                 .metadata()
                 .await
                 .map_err(|e| io_error("reading", &entry.path(), e))?;
+            let checksum =
+                match tokio::fs::read_to_string(dir.join(format!("{name}{CHECKSUM_SUFFIX}"))).await
+                {
+                    Ok(v) => Some(v),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(e) => return Err(io_error("reading", &entry.path(), e)),
+                };
             out.push(PartInfo {
                 number,
                 etag: etag.to_string(),
                 size: meta.len(),
                 last_modified: meta.modified().unwrap_or(UNIX_EPOCH),
+                checksum,
             });
         }
         out.sort_by_key(|p| p.number);
@@ -386,7 +506,7 @@ impl Dataplane {
         max: usize,
     ) -> Result<Page<PartInfo>> {
         self.open(who, volume, Op::Put).await?;
-        let dir = self.open_upload(who, volume, key, upload_id).await?;
+        let (dir, _) = self.open_upload(who, volume, key, upload_id).await?;
         let mut kept = Smallest::new(max + 1);
         for part in self.stored_parts(&dir).await? {
             if part.number > after {
@@ -412,17 +532,43 @@ impl Dataplane {
         parts: &[(u32, String)],
         conditions: PutRequest,
     ) -> Result<PutOutcome> {
+        let parts: Vec<CompletedPart> = parts
+            .iter()
+            .map(|(number, etag)| CompletedPart {
+                number: *number,
+                etag: etag.clone(),
+                checksum: None,
+            })
+            .collect();
+        self.complete_upload_with(who, volume, key, upload_id, &parts, conditions)
+            .await
+    }
+
+    /// [`Dataplane::complete_upload`] with the parts' checksums as the client lists them:
+    /// each must be the one its part was stored with. An upload created with a checksum
+    /// algorithm gives the object its checksum (of the whole object or of the parts' checksums,
+    /// as the upload asked), and every completed object keeps its part sizes.
+    pub async fn complete_upload_with(
+        &self,
+        who: Option<&Principal>,
+        volume: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        conditions: PutRequest,
+    ) -> Result<PutOutcome> {
         self.open(who, volume, Op::Put).await?;
         let (dir, meta) = self.upload_meta(who, volume, key, upload_id).await?;
         let normalized: Vec<(u32, String)> = parts
             .iter()
-            .map(|(n, e)| (*n, e.trim_matches('"').to_ascii_lowercase()))
+            .map(|p| (p.number, p.etag.trim_matches('"').to_ascii_lowercase()))
             .collect();
         if let Some(done) = self.completed(&dir).await? {
             return if done.parts == normalized {
                 Ok(PutOutcome {
                     etag: done.etag,
                     size: done.size,
+                    checksum: done.checksum,
                 })
             } else {
                 Err(DataplaneError::InvalidPart {
@@ -440,8 +586,10 @@ impl Dataplane {
         }
         let stored = self.stored_parts(&dir).await?;
         let mut files = Vec::with_capacity(parts.len());
+        let mut sums = Vec::with_capacity(parts.len());
         let mut previous = 0;
-        for (i, (number, etag)) in parts.iter().enumerate() {
+        for (i, given) in parts.iter().enumerate() {
+            let (number, etag) = (&given.number, &given.etag);
             if *number <= previous {
                 return Err(DataplaneError::InvalidPartOrder {
                     upload_id: upload_id.to_string(),
@@ -467,8 +615,36 @@ impl Dataplane {
                     ),
                 });
             }
+            match (&given.checksum, &part.checksum) {
+                (Some(g), Some(kept)) if g.trim() != kept => {
+                    return Err(invalid(format!(
+                        "part {number}'s checksum {g} is not the one it was uploaded with"
+                    )));
+                }
+                (Some(_), None) => {
+                    return Err(invalid(format!(
+                        "part {number} is listed with a checksum, but the upload was created \
+                         without a checksum algorithm"
+                    )));
+                }
+                _ => {}
+            }
+            sums.push((part.checksum.clone().unwrap_or_default(), part.size));
             files.push(dir.join(format!("part-{:05}-{}", part.number, part.etag)));
         }
+        let checksum = match meta.checksum {
+            None => None,
+            Some((algorithm, kind)) => Some(Checksum {
+                algorithm,
+                value: crate::checksum::combine(algorithm, kind, &sums).ok_or_else(|| {
+                    invalid(format!(
+                        "the parts' {} checksums cannot be combined",
+                        algorithm.as_str()
+                    ))
+                })?,
+                kind,
+            }),
+        };
         let body = futures::stream::iter(files)
             .then(|path| async move {
                 let what = format!("the upload's part {}", path.display());
@@ -483,8 +659,11 @@ impl Dataplane {
             })
             .try_flatten();
         let part_etags: Vec<String> = normalized.iter().map(|(_, e)| e.clone()).collect();
+        let mut attributes = meta.attributes();
+        attributes.checksum = checksum;
+        attributes.parts = Some(PartSizes::new(sums.iter().map(|(_, size)| *size).collect()));
         let req = PutRequest {
-            attributes: meta.attributes(),
+            attributes,
             etag: multipart_etag(&part_etags),
             ..conditions
         };

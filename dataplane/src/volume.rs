@@ -213,7 +213,10 @@ impl VolumeStore {
         self.allow(Op::Put)?;
         write_stream(self, self.id(), key, &path, body, &req, self.write_shape())
             .await
-            .map(|w| w.outcome())
+            .map(|w| PutOutcome {
+                checksum: req.attributes.checksum.clone(),
+                ..w.outcome()
+            })
     }
 
     /// Copies `from` to `to` inside this volume, in the backend where it can.
@@ -230,6 +233,7 @@ impl VolumeStore {
         Ok(PutOutcome {
             etag: meta.e_tag.as_deref().map(crate::read::unquote),
             size: meta.size,
+            checksum: None,
         })
     }
 

@@ -141,6 +141,8 @@ pub(crate) async fn condition(
 pub struct PutOutcome {
     pub etag: Option<String>,
     pub size: u64,
+    /// The additional checksum the object keeps, if it was written with one.
+    pub checksum: Option<crate::checksum::Checksum>,
 }
 
 /// What [`write_stream`] wrote: the version tag exactly as the store gave it (quoted or not,
@@ -157,6 +159,7 @@ impl Written {
         PutOutcome {
             etag: self.e_tag.as_deref().map(unquote),
             size: self.size,
+            checksum: None,
         }
     }
 }

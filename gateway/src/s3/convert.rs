@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use s3s::dto::*;
 use s3s::{S3Result, s3_error};
 
+use archway_dataplane::checksum::Checksum;
 use archway_dataplane::{ListPage, ObjectAttributes, ObjectInfo, ReadRange};
 
 /// ETags travel unquoted inside Archway; S3 shows them quoted.
@@ -147,6 +148,8 @@ pub(super) fn attributes_in(
             .into_iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v))
             .collect(),
+        checksum: None,
+        parts: None,
     }
 }
 
@@ -201,6 +204,169 @@ pub fn cors_rule_out(r: archway_catalog::CorsRule) -> s3s::dto::CORSRule {
         expose_headers: (!r.expose_headers.is_empty()).then_some(r.expose_headers),
         max_age_seconds: r.max_age_seconds,
     }
+}
+
+/// The bucket and key of a copy's source (versions, access points and outposts are none of
+/// Archway's).
+pub fn copy_source(source: &s3s::dto::CopySource) -> S3Result<(String, String)> {
+    match source {
+        s3s::dto::CopySource::Bucket {
+            bucket,
+            key,
+            version_id: None,
+        } => Ok((bucket.to_string(), key.to_string())),
+        s3s::dto::CopySource::Bucket { .. } => Err(s3_error!(
+            NotImplemented,
+            "object versions are not supported"
+        )),
+        _ => Err(s3_error!(
+            NotImplemented,
+            "access points and outposts are not supported"
+        )),
+    }
+}
+
+/// `x-amz-copy-source-range`: `bytes=first-last`, both given, as S3 takes it.
+pub fn copy_source_range(text: &str) -> S3Result<ReadRange> {
+    let bad = || {
+        s3_error!(
+            InvalidArgument,
+            "x-amz-copy-source-range must be bytes=first-last (got `{text}`)"
+        )
+    };
+    let (first, last) = text
+        .trim()
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .ok_or_else(bad)?;
+    let first: u64 = first.trim().parse().map_err(|_| bad())?;
+    let last: u64 = last.trim().parse().map_err(|_| bad())?;
+    if last < first {
+        return Err(bad());
+    }
+    Ok(ReadRange::Bounded {
+        start: first,
+        end: last + 1,
+    })
+}
+
+/// The additional checksum a write declared (the first of the `x-amz-checksum-*` headers,
+/// verified by `Integrity` as the body streams), as the object keeps it.
+pub fn declared_checksum(
+    crc32: Option<&str>,
+    crc32c: Option<&str>,
+    crc64nvme: Option<&str>,
+    sha1: Option<&str>,
+    sha256: Option<&str>,
+) -> Option<Checksum> {
+    use archway_dataplane::checksum::ChecksumAlgorithm as A;
+    [
+        (A::Crc32, crc32),
+        (A::Crc32c, crc32c),
+        (A::Crc64Nvme, crc64nvme),
+        (A::Sha1, sha1),
+        (A::Sha256, sha256),
+    ]
+    .into_iter()
+    .find_map(|(algorithm, v)| {
+        Some(Checksum {
+            algorithm,
+            value: v?.trim().to_string(),
+            kind: archway_dataplane::checksum::ChecksumType::FullObject,
+        })
+    })
+}
+
+/// An object's checksum as S3's five header fields and its type, for an answer's fields.
+pub struct ChecksumFields {
+    pub crc32: Option<String>,
+    pub crc32c: Option<String>,
+    pub crc64nvme: Option<String>,
+    pub sha1: Option<String>,
+    pub sha256: Option<String>,
+    pub kind: Option<s3s::dto::ChecksumType>,
+}
+
+pub fn checksum_fields(checksum: Option<&Checksum>) -> ChecksumFields {
+    use archway_dataplane::checksum::ChecksumAlgorithm as A;
+    let mut out = ChecksumFields {
+        crc32: None,
+        crc32c: None,
+        crc64nvme: None,
+        sha1: None,
+        sha256: None,
+        kind: None,
+    };
+    if let Some(c) = checksum {
+        let value = Some(c.value.clone());
+        match c.algorithm {
+            A::Crc32 => out.crc32 = value,
+            A::Crc32c => out.crc32c = value,
+            A::Crc64Nvme => out.crc64nvme = value,
+            A::Sha1 => out.sha1 = value,
+            A::Sha256 => out.sha256 = value,
+        }
+        out.kind = Some(s3s::dto::ChecksumType::from(c.kind.as_str().to_string()));
+    }
+    out
+}
+
+/// S3's 416 for a part number past the object's parts (s3s has no such code).
+fn invalid_part_number(count: u32) -> s3s::S3Error {
+    let code = s3s::S3ErrorCode::from_bytes(b"InvalidPartNumber")
+        .unwrap_or(s3s::S3ErrorCode::InvalidRange);
+    let mut e = s3s::S3Error::with_message(
+        code,
+        format!("The requested partnumber is not satisfiable: the object has {count} part(s)"),
+    );
+    e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+    e
+}
+
+/// The parts of an object completed from a multipart upload, while its ETag still says it
+/// has that many (a copy made elsewhere of it has one).
+pub fn parts_of(info: &ObjectInfo) -> Option<&archway_dataplane::attributes::PartSizes> {
+    info.attributes.parts.as_ref().filter(|p| {
+        info.etag
+            .as_deref()
+            .is_some_and(|e| e.ends_with(&format!("-{}", p.count)))
+    })
+}
+
+/// Where part `number` of an object lies (None: the whole object, which has one part) and
+/// how many parts the object has (None for an object not completed from parts). A
+/// multipart object's parts count only while its ETag still says it has that many.
+pub fn part_of(info: &ObjectInfo, number: i32) -> S3Result<(Option<ReadRange>, Option<i32>)> {
+    if !(1..=10_000).contains(&number) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive"
+        ));
+    }
+    let Some(parts) = parts_of(info) else {
+        return if number == 1 {
+            Ok((None, None))
+        } else {
+            Err(invalid_part_number(1))
+        };
+    };
+    if number as u32 > parts.count {
+        return Err(invalid_part_number(parts.count));
+    }
+    let r = parts.range(number as u32).ok_or_else(|| {
+        s3_error!(
+            NotImplemented,
+            "the sizes of this object's {} unequal parts were not kept: read it by ranges",
+            parts.count
+        )
+    })?;
+    Ok((
+        Some(ReadRange::Bounded {
+            start: r.start,
+            end: r.end,
+        }),
+        Some(parts.count as i32),
+    ))
 }
 
 #[cfg(test)]

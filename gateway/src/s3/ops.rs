@@ -10,14 +10,19 @@ use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 
 use archway_catalog::Principal;
+use archway_dataplane::checksum::{
+    ChecksumAlgorithm as ChecksumAlgo, ChecksumType as KindOfChecksum,
+};
+use archway_dataplane::uploads::CompletedPart;
 use archway_dataplane::{
     CopyRequest, DataplaneError, ListPage, ListRequest, Op, PutRequest, ReadRequest,
 };
 
 use super::acl::{canned_public, object_acl, policy};
 use super::convert::{
-    attributes_in, condition, content_type, cors_rule_in, cors_rule_out, etag, expires_out,
-    listing_entries, metadata_out, range, resolve_range, system_time, timestamp, url_encode,
+    attributes_in, checksum_fields, condition, content_type, copy_source, copy_source_range,
+    cors_rule_in, cors_rule_out, declared_checksum, etag, expires_out, listing_entries,
+    metadata_out, part_of, parts_of, range, resolve_range, system_time, timestamp, url_encode,
     wants_url,
 };
 use super::integrity::Integrity;
@@ -530,7 +535,19 @@ impl S3 for S3Front {
                 .head_if(who.as_ref(), &input.bucket, &input.key, &conditions)
                 .await
                 .map_err(dataplane_error)?;
-            let (content_length, content_range) = match range(input.range) {
+            let (part, parts_count) = match input.part_number {
+                Some(_) if input.range.is_some() => return Err(range_and_part()),
+                Some(n) => part_of(&info, n)?,
+                None => (None, None),
+            };
+            let whole = part.is_none() && input.range.is_none();
+            let sums = checksum_fields(
+                info.attributes
+                    .checksum
+                    .as_ref()
+                    .filter(|_| whole && checksum_mode(input.checksum_mode.as_ref())),
+            );
+            let (content_length, content_range) = match part.or_else(|| range(input.range)) {
                 None => (info.size, None),
                 Some(r) => {
                     let (start, end) = resolve_range(r, info.size)?;
@@ -567,6 +584,13 @@ impl S3 for S3Front {
                     .response_expires
                     .or_else(|| expires_out(&info.attributes)),
                 metadata: metadata_out(&info.attributes),
+                parts_count,
+                checksum_crc32: sums.crc32,
+                checksum_crc32c: sums.crc32c,
+                checksum_crc64nvme: sums.crc64nvme,
+                checksum_sha1: sums.sha1,
+                checksum_sha256: sums.sha256,
+                checksum_type: sums.kind,
                 ..Default::default()
             }))
         }
@@ -581,21 +605,31 @@ impl S3 for S3Front {
         let result = async {
             let who = self.who(&req.credentials).await?;
             let input = req.input;
-            if let Some(n) = input.part_number
-                && n != 1
-            {
-                return Err(s3_error!(
-                    InvalidArgument,
-                    "objects here have one part; partNumber must be 1"
-                ));
-            }
-            let read = ReadRequest {
+            let mut read = ReadRequest {
                 range: range(input.range),
                 if_match: condition(input.if_match),
                 if_none_match: condition(input.if_none_match),
                 if_modified_since: input.if_modified_since.map(system_time),
                 if_unmodified_since: input.if_unmodified_since.map(system_time),
             };
+            let mut parts_count = None;
+            if let Some(n) = input.part_number {
+                if read.range.is_some() {
+                    return Err(range_and_part());
+                }
+                let info = self
+                    .dataplane
+                    .head_if(who.as_ref(), &input.bucket, &input.key, &read)
+                    .await
+                    .map_err(dataplane_error)?;
+                let (part, count) = part_of(&info, n)?;
+                read.range = part;
+                parts_count = count;
+                // The part of this version, not of one written meanwhile.
+                if read.if_match.is_none() {
+                    read.if_match = info.etag.clone();
+                }
+            }
             let ranged = read.range.is_some();
             let r = self
                 .dataplane
@@ -618,6 +652,13 @@ impl S3 for S3Front {
             let content_type = input
                 .response_content_type
                 .unwrap_or_else(|| content_type(&r.info));
+            let sums = checksum_fields(
+                r.info
+                    .attributes
+                    .checksum
+                    .as_ref()
+                    .filter(|_| !ranged && checksum_mode(input.checksum_mode.as_ref())),
+            );
             Ok(S3Response::new(GetObjectOutput {
                 accept_ranges: Some("bytes".into()),
                 content_length: Some(length as i64),
@@ -641,12 +682,101 @@ impl S3 for S3Front {
                     .response_expires
                     .or_else(|| expires_out(&r.info.attributes)),
                 metadata: metadata_out(&r.info.attributes),
+                parts_count,
+                checksum_crc32: sums.crc32,
+                checksum_crc32c: sums.crc32c,
+                checksum_crc64nvme: sums.crc64nvme,
+                checksum_sha1: sums.sha1,
+                checksum_sha256: sums.sha256,
+                checksum_type: sums.kind,
                 body: Some(self.count_out(r.body)),
                 ..Default::default()
             }))
         }
         .await;
         self.record("GetObject", result)
+    }
+
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        let result = async {
+            let who = self.who(&req.credentials).await?;
+            let input = req.input;
+            let info = self
+                .dataplane
+                .head(who.as_ref(), &input.bucket, &input.key)
+                .await
+                .map_err(dataplane_error)?;
+            // One header, its names separated by commas (however s3s splits it).
+            let wants = |name: &str| {
+                input
+                    .object_attributes
+                    .iter()
+                    .flat_map(|a| a.as_str().split(','))
+                    .any(|a| a.trim().eq_ignore_ascii_case(name))
+            };
+            let checksum = info
+                .attributes
+                .checksum
+                .as_ref()
+                .filter(|_| wants(ObjectAttributes::CHECKSUM))
+                .map(|c| {
+                    let sums = checksum_fields(Some(c));
+                    Checksum {
+                        checksum_crc32: sums.crc32,
+                        checksum_crc32c: sums.crc32c,
+                        checksum_crc64nvme: sums.crc64nvme,
+                        checksum_sha1: sums.sha1,
+                        checksum_sha256: sums.sha256,
+                        checksum_type: sums.kind,
+                    }
+                });
+            let object_parts = parts_of(&info)
+                .filter(|_| wants(ObjectAttributes::OBJECT_PARTS))
+                .map(|parts| {
+                    let after = input.part_number_marker.unwrap_or(0).max(0) as u32;
+                    let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as u32;
+                    let listed: Vec<ObjectPart> = parts
+                        .sizes
+                        .iter()
+                        .flatten()
+                        .enumerate()
+                        .map(|(i, size)| (i as u32 + 1, *size))
+                        .filter(|(n, _)| *n > after)
+                        .take(max as usize)
+                        .map(|(n, size)| ObjectPart {
+                            part_number: Some(n as i32),
+                            size: Some(size as i64),
+                            ..Default::default()
+                        })
+                        .collect();
+                    let last = listed.last().and_then(|p| p.part_number);
+                    let truncated =
+                        last.is_some_and(|l| (l as u32) < parts.count) && parts.sizes.is_some();
+                    GetObjectAttributesParts {
+                        total_parts_count: Some(parts.count as i32),
+                        part_number_marker: input.part_number_marker,
+                        next_part_number_marker: truncated.then_some(last).flatten(),
+                        max_parts: Some(max as i32),
+                        is_truncated: Some(truncated),
+                        parts: parts.sizes.is_some().then_some(listed),
+                    }
+                });
+            Ok(S3Response::new(GetObjectAttributesOutput {
+                e_tag: etag(info.etag.as_deref()).filter(|_| wants(ObjectAttributes::ETAG)),
+                last_modified: Some(timestamp(info.last_modified)),
+                object_size: wants(ObjectAttributes::OBJECT_SIZE).then_some(info.size as i64),
+                storage_class: wants(ObjectAttributes::STORAGE_CLASS)
+                    .then(|| StorageClass::from_static(StorageClass::STANDARD)),
+                checksum,
+                object_parts,
+                ..Default::default()
+            }))
+        }
+        .await;
+        self.record("GetObjectAttributes", result)
     }
 
     async fn put_object(
@@ -669,16 +799,24 @@ impl S3 for S3Front {
                 StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
             });
             let guarded = check.guard(body, self.metrics.clone());
+            let mut attributes = attributes_in(
+                input.content_type,
+                input.content_encoding,
+                input.content_disposition,
+                input.content_language,
+                input.cache_control,
+                input.expires,
+                input.metadata,
+            );
+            attributes.checksum = declared_checksum(
+                input.checksum_crc32.as_deref(),
+                input.checksum_crc32c.as_deref(),
+                input.checksum_crc64nvme.as_deref(),
+                input.checksum_sha1.as_deref(),
+                input.checksum_sha256.as_deref(),
+            );
             let put = PutRequest {
-                attributes: attributes_in(
-                    input.content_type,
-                    input.content_encoding,
-                    input.content_disposition,
-                    input.content_language,
-                    input.cache_control,
-                    input.expires,
-                    input.metadata,
-                ),
+                attributes,
                 if_match: condition(input.if_match),
                 if_none_match: condition(input.if_none_match),
                 etag: None,
@@ -688,14 +826,16 @@ impl S3 for S3Front {
                 .put(who.as_ref(), &input.bucket, &input.key, guarded, put)
                 .await
                 .map_err(dataplane_error)?;
+            let sums = checksum_fields(out.checksum.as_ref());
             Ok(S3Response::new(PutObjectOutput {
                 e_tag: etag(out.etag.as_deref()),
                 size: Some(out.size as i64),
-                checksum_sha256: input.checksum_sha256,
-                checksum_sha1: input.checksum_sha1,
-                checksum_crc32: input.checksum_crc32,
-                checksum_crc32c: input.checksum_crc32c,
-                checksum_crc64nvme: input.checksum_crc64nvme,
+                checksum_sha256: sums.sha256,
+                checksum_sha1: sums.sha1,
+                checksum_crc32: sums.crc32,
+                checksum_crc32c: sums.crc32c,
+                checksum_crc64nvme: sums.crc64nvme,
+                checksum_type: sums.kind,
                 ..Default::default()
             }))
         }
@@ -711,25 +851,7 @@ impl S3 for S3Front {
             let who = self.who(&req.credentials).await?;
             let input = req.input;
             object_acl(input.acl.as_ref())?;
-            let (src_bucket, src_key) = match &input.copy_source {
-                CopySource::Bucket {
-                    bucket,
-                    key,
-                    version_id: None,
-                } => (bucket.to_string(), key.to_string()),
-                CopySource::Bucket { .. } => {
-                    return Err(s3_error!(
-                        NotImplemented,
-                        "object versions are not supported"
-                    ));
-                }
-                _ => {
-                    return Err(s3_error!(
-                        NotImplemented,
-                        "access points and outposts are not supported"
-                    ));
-                }
-            };
+            let (src_bucket, src_key) = copy_source(&input.copy_source)?;
             let conditions = ReadRequest {
                 range: None,
                 if_match: condition(input.copy_source_if_match),
@@ -886,15 +1008,36 @@ impl S3 for S3Front {
                 ),
                 ..Default::default()
             };
+            let checksum = match &input.checksum_algorithm {
+                None => None,
+                Some(a) => Some((
+                    ChecksumAlgo::parse(a.as_str()).ok_or_else(|| {
+                        s3_error!(
+                            InvalidArgument,
+                            "unknown checksum algorithm `{}`",
+                            a.as_str()
+                        )
+                    })?,
+                    match &input.checksum_type {
+                        None => None,
+                        Some(t) => Some(KindOfChecksum::parse(t.as_str()).ok_or_else(|| {
+                            s3_error!(InvalidArgument, "unknown checksum type `{}`", t.as_str())
+                        })?),
+                    },
+                )),
+            };
+            let kind = checksum.map(|(a, k)| k.unwrap_or_else(|| a.default_multipart_type()));
             let upload_id = self
                 .dataplane
-                .create_upload(who.as_ref(), &input.bucket, &input.key, put)
+                .create_upload_with(who.as_ref(), &input.bucket, &input.key, put, checksum)
                 .await
                 .map_err(dataplane_error)?;
             Ok(S3Response::new(CreateMultipartUploadOutput {
                 bucket: Some(input.bucket),
                 key: Some(input.key),
                 upload_id: Some(upload_id),
+                checksum_algorithm: input.checksum_algorithm,
+                checksum_type: kind.map(|k| ChecksumType::from(k.as_str().to_string())),
                 ..Default::default()
             }))
         }
@@ -949,6 +1092,52 @@ impl S3 for S3Front {
         self.record("UploadPart", result)
     }
 
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let result = async {
+            let who = self.who(&req.credentials).await?;
+            let input = req.input;
+            let number = u32::try_from(input.part_number)
+                .map_err(|_| s3_error!(InvalidArgument, "part numbers are 1 to 10000"))?;
+            let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+            let source = ReadRequest {
+                range: input
+                    .copy_source_range
+                    .as_deref()
+                    .map(copy_source_range)
+                    .transpose()?,
+                if_match: condition(input.copy_source_if_match),
+                if_none_match: condition(input.copy_source_if_none_match),
+                if_modified_since: input.copy_source_if_modified_since.map(system_time),
+                if_unmodified_since: input.copy_source_if_unmodified_since.map(system_time),
+            };
+            let (part, source) = self
+                .dataplane
+                .upload_part_copy(
+                    who.as_ref(),
+                    (&src_bucket, &src_key, source),
+                    &input.bucket,
+                    &input.key,
+                    &input.upload_id,
+                    number,
+                )
+                .await
+                .map_err(dataplane_error)?;
+            Ok(S3Response::new(UploadPartCopyOutput {
+                copy_part_result: Some(CopyPartResult {
+                    e_tag: etag(Some(&part.etag)),
+                    last_modified: Some(timestamp(source.last_modified)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }))
+        }
+        .await;
+        self.record("UploadPartCopy", result)
+    }
+
     async fn complete_multipart_upload(
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
@@ -970,11 +1159,25 @@ impl S3 for S3Front {
                     .e_tag
                     .map(|e| e.value().to_string())
                     .ok_or_else(|| s3_error!(InvalidPart, "part {number} has no ETag"))?;
-                parts.push((number, tag));
+                let checksum = [
+                    p.checksum_crc32,
+                    p.checksum_crc32c,
+                    p.checksum_crc64nvme,
+                    p.checksum_sha1,
+                    p.checksum_sha256,
+                ]
+                .into_iter()
+                .flatten()
+                .next();
+                parts.push(CompletedPart {
+                    number,
+                    etag: tag,
+                    checksum,
+                });
             }
             let out = self
                 .dataplane
-                .complete_upload(
+                .complete_upload_with(
                     who.as_ref(),
                     &input.bucket,
                     &input.key,
@@ -988,11 +1191,18 @@ impl S3 for S3Front {
                 )
                 .await
                 .map_err(dataplane_error)?;
+            let sums = checksum_fields(out.checksum.as_ref());
             Ok(S3Response::new(CompleteMultipartUploadOutput {
                 location: Some(format!("/{}/{}", input.bucket, input.key)),
                 bucket: Some(input.bucket),
                 key: Some(input.key),
                 e_tag: etag(out.etag.as_deref()),
+                checksum_crc32: sums.crc32,
+                checksum_crc32c: sums.crc32c,
+                checksum_crc64nvme: sums.crc64nvme,
+                checksum_sha1: sums.sha1,
+                checksum_sha256: sums.sha256,
+                checksum_type: sums.kind,
                 ..Default::default()
             }))
         }
@@ -1126,4 +1336,16 @@ impl S3 for S3Front {
         .await;
         self.record("ListMultipartUploads", result)
     }
+}
+
+/// Whether a read asked for the object's checksum (`x-amz-checksum-mode: ENABLED`).
+fn checksum_mode(mode: Option<&ChecksumMode>) -> bool {
+    mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED))
+}
+
+fn range_and_part() -> s3s::S3Error {
+    s3_error!(
+        InvalidRequest,
+        "Cannot specify both Range header and partNumber query parameter"
+    )
 }
