@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use archway_dataplane::object_store::aws::AmazonS3Builder;
 use archway_dataplane::object_store::path::Path as Key;
-use archway_dataplane::object_store::{ClientOptions, ObjectStore, ObjectStoreExt};
+use archway_dataplane::object_store::{
+    Attribute, Attributes, ClientOptions, ObjectStore, ObjectStoreExt, PutOptions, PutPayload,
+};
 use common::mount::{Mount, errno_of, is_mounted, wait_for};
 use common::{BIN, Gateway, free_port, text};
 use sha2::{Digest, Sha256};
@@ -265,6 +267,34 @@ async fn remote_mount_reads_every_file_and_writes_workspaces() {
         "cp reads back through S3"
     );
     drop(got);
+
+    // What S3 clients keep with an object reads as user extended attributes.
+    let mut attributes = Attributes::new();
+    attributes.insert(Attribute::ContentType, "application/fits".into());
+    attributes.insert(Attribute::Metadata("mtime".into()), "1700000000".into());
+    let opts = PutOptions {
+        attributes,
+        ..Default::default()
+    };
+    admin
+        .put_opts(
+            &Key::from("xattr/one.fits"),
+            PutPayload::from_static(b"x"),
+            opts,
+        )
+        .await
+        .unwrap();
+    let shown = sh(&format!(
+        "{} -c \"import os; p = '{}'; print(sorted(os.listxattr(p))); \
+         print(os.getxattr(p, 'user.mtime').decode(), os.getxattr(p, 'user.s3.content-type').decode())\"",
+        python(),
+        ws.join("xattr/one.fits").display()
+    ));
+    assert!(
+        shown.contains("['user.mtime', 'user.s3.content-type']")
+            && shown.contains("1700000000 application/fits"),
+        "{shown}"
+    );
 
     // Rename a file and a directory, overwrite in place, truncate, remove.
     sh(&format!(

@@ -483,25 +483,46 @@ impl fuser::Filesystem for FuseFs {
         reply.ok();
     }
 
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: ReplyXattr,
-    ) {
-        // Objects carry no extended attributes: every name is absent (what `ls` and SELinux
-        // probes expect), rather than ENOSYS.
-        reply.error(Errno::NO_XATTR);
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        // Only `user.` names are an object's (its metadata): other namespaces (`ls` and
+        // SELinux probes) are absent without asking the store.
+        let Some(name) = name
+            .to_str()
+            .filter(|n| n.starts_with(crate::fs::XATTR_USER))
+        else {
+            reply.error(Errno::NO_XATTR);
+            return;
+        };
+        let name = name.to_string();
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            let r = fs.xattrs(ino.0).await;
+            match Self::done(&fs, "getxattr", r) {
+                Ok(all) => match all.into_iter().find(|(n, _)| *n == name) {
+                    None => reply.error(Errno::NO_XATTR),
+                    Some((_, value)) => xattr_reply(reply, size, &value),
+                },
+                Err(e) => reply.error(e),
+            }
+        });
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if size == 0 {
-            reply.size(0);
-        } else {
-            reply.data(&[]);
-        }
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let fs = self.fs.clone();
+        self.rt.spawn(async move {
+            let r = fs.xattrs(ino.0).await;
+            match Self::done(&fs, "listxattr", r) {
+                Ok(all) => {
+                    let mut names = Vec::new();
+                    for (n, _) in all {
+                        names.extend_from_slice(n.as_bytes());
+                        names.push(0);
+                    }
+                    xattr_reply(reply, size, &names);
+                }
+                Err(e) => reply.error(e),
+            }
+        });
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -542,5 +563,17 @@ impl fuser::Filesystem for FuseFs {
                 Err(e) => reply.error(e),
             }
         });
+    }
+}
+
+/// Answers an extended attribute request: its size when asked for none, ERANGE when the
+/// caller's buffer is too small.
+fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if value.len() > size as usize {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(value);
     }
 }

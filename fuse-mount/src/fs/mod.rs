@@ -21,6 +21,9 @@ mod dir;
 mod file;
 mod inodes;
 mod names;
+mod xattr;
+
+pub use xattr::USER as XATTR_USER;
 
 use dir::{DirStream, Listed};
 use inodes::{Inodes, Node};
