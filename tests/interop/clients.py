@@ -229,6 +229,25 @@ def boto3_tests(ctx):
         assert http_get(url).startswith(b"Archway demo volume")
         tampered = url.replace("README.txt", "images/counts.fits")
         expect_failure(lambda: http_get(tampered), "403")
+        # SigV4 presigned URLs live at most a week: S3 refuses longer ones, and so does Archway.
+        import boto3
+        from botocore.config import Config
+
+        v4 = boto3.client(
+            "s3",
+            endpoint_url=ctx.gw.url,
+            aws_access_key_id=ctx.gw.key,
+            aws_secret_access_key=ctx.gw.secret,
+            region_name="us-east-1",
+            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+        )
+        params = {"Bucket": "demo", "Key": "README.txt"}
+        assert http_get(v4.generate_presigned_url("get_object", Params=params, ExpiresIn=604800)).startswith(
+            b"Archway demo volume"
+        )
+        too_long = v4.generate_presigned_url("get_object", Params=params, ExpiresIn=700000)
+        assert "X-Amz-Expires=700000" in too_long, too_long
+        expect_failure(lambda: http_get(too_long), "403")
 
     def wrong_secret():
         bad = boto3_client(ctx, secret="x" * 40)
@@ -474,6 +493,15 @@ def boto3_tests(ctx):
             header = e.response["ResponseMetadata"]["HTTPHeaders"]["x-amz-request-id"]
             assert e.response["Error"]["Code"] == "NoSuchKey"
             assert e.response["ResponseMetadata"]["RequestId"] == header, e.response
+        # SigV4 may take the request's time from `Date` instead of `X-Amz-Date`.
+        status, body = sigv4_request(ctx, "GET", "demo", "README.txt", use_date=True)
+        assert status == 200 and body.startswith(b"Archway demo volume"), (status, body[:300])
+        # An empty Content-MD5 is refused as S3 refuses it, and nothing is written.
+        status, body = sigv4_request(
+            ctx, "PUT", "workspace", "md5/empty.txt", body=b"x", extra={"content-md5": ""}
+        )
+        assert status == 400 and b"InvalidDigest" in body, (status, body[:300])
+        expect_failure(lambda: s3.head_object(Bucket="workspace", Key="md5/empty.txt"), "404")
 
     def checksums_and_parts():
         import base64
@@ -1082,6 +1110,46 @@ def _hmac(key, msg):
     import hmac
 
     return hmac.new(key, msg.encode(), hashlib.sha256).digest()
+
+
+def sigv4_request(ctx, method, bucket, key, body=b"", extra=None, use_date=False):
+    """One request signed with SigV4 as written in its specification; with `use_date`, the
+    request's time is in the HTTP `Date` header (signed) instead of `X-Amz-Date`."""
+    import email.utils
+    import hmac
+    import http.client
+    import urllib.parse
+
+    now = time.time()
+    amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    day = amz_date[:8]
+    scope = f"{day}/us-east-1/s3/aws4_request"
+    path = "/" + bucket + "/" + urllib.parse.quote(key, safe="/~")
+    headers = {
+        "host": f"127.0.0.1:{ctx.gw.port}",
+        "x-amz-content-sha256": hashlib.sha256(body).hexdigest(),
+        **(extra or {}),
+    }
+    if use_date:
+        headers["date"] = email.utils.formatdate(now, usegmt=True)
+    else:
+        headers["x-amz-date"] = amz_date
+    signed = sorted(headers)
+    canonical = "\n".join(
+        [method, path, "", *(f"{h}:{headers[h].strip()}" for h in signed), "", ";".join(signed),
+         headers["x-amz-content-sha256"]]
+    )
+    string_to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    k = _hmac(("AWS4" + ctx.gw.secret).encode(), day)
+    k = _hmac(_hmac(_hmac(k, "us-east-1"), "s3"), "aws4_request")
+    signature = hmac.new(k, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    headers["authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={ctx.gw.key}/{scope}, SignedHeaders={';'.join(signed)}, Signature={signature}"
+    )
+    conn = http.client.HTTPConnection("127.0.0.1", ctx.gw.port, timeout=60)
+    conn.request(method, path, body=body or None, headers=headers)
+    resp = conn.getresponse()
+    return resp.status, resp.read()
 
 
 def sigv4_streaming_put(ctx, bucket, key, data, chunk_size=64 * 1024, corrupt=False):

@@ -219,12 +219,47 @@ pub fn fallback(
         // One id per request: in error bodies (RequestId) and on every answer, as S3 does.
         let id = crate::error::fresh_request_id();
         async move {
+            let mut req = req;
             let domain = domain.as_deref();
             let browser = cors::FromBrowser::of(&req, domain);
+            // SigV4 over `Date` (no `X-Amz-Date`): give s3s the time it reads.
+            let headers = req.headers();
+            if !headers.contains_key("x-amz-date")
+                && headers
+                    .get(axum::http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256"))
+                && let Some(date) = headers
+                    .get(axum::http::header::DATE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(route::amz_date_from)
+                && let Ok(v) = axum::http::HeaderValue::from_str(&date)
+            {
+                req.headers_mut().insert("x-amz-date", v);
+            }
             let mut response = if req.method() == axum::http::Method::OPTIONS {
                 let (headers, bucket) = (req.headers().clone(), cors::bucket_of(&req, domain));
                 drop(req);
                 cors::preflight(&dataplane, &headers, bucket, &id).await
+            } else if let Some(message) = route::bad_expiry(req.uri().query()) {
+                error::xml_response(
+                    StatusCode::FORBIDDEN,
+                    "AuthorizationQueryParametersError",
+                    &message,
+                    &id,
+                )
+            } else if req
+                .headers()
+                .get("content-md5")
+                .is_some_and(|v| v.as_bytes().trim_ascii().is_empty())
+            {
+                // s3s reads an empty Content-MD5 as none; S3 refuses it.
+                error::xml_response(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidDigest",
+                    "The Content-MD5 you specified was invalid: it is empty",
+                    &id,
+                )
             } else if let Some(sub) = route::unsupported(req.uri().query()) {
                 error::xml_response(
                     StatusCode::NOT_IMPLEMENTED,

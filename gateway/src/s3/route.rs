@@ -113,6 +113,51 @@ pub(super) fn not_implemented_message(sub_resource: &str) -> String {
     )
 }
 
+/// The longest a presigned URL may be valid (SigV4: a week).
+const MAX_PRESIGNED_SECONDS: i64 = 604_800;
+
+/// What is wrong with a presigned URL's `X-Amz-Expires`, if anything: it must be 1 second to a
+/// week (S3 answers 403 `AuthorizationQueryParametersError` otherwise; s3s takes any).
+pub(super) fn bad_expiry(query: Option<&str>) -> Option<String> {
+    let value = query?.split('&').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.eq_ignore_ascii_case("X-Amz-Expires").then_some(v)
+    })?;
+    match value.parse::<i64>() {
+        Ok(n) if (1..=MAX_PRESIGNED_SECONDS).contains(&n) => None,
+        Ok(n) if n > MAX_PRESIGNED_SECONDS => Some(format!(
+            "X-Amz-Expires must be less than a week (in seconds); that is, the given \
+             X-Amz-Expires must be less than {MAX_PRESIGNED_SECONDS} seconds"
+        )),
+        _ => Some("X-Amz-Expires must be a positive number of seconds".to_string()),
+    }
+}
+
+/// `X-Amz-Date` from an HTTP `Date` header (`Tue, 01 Dec 2026 11:30:00 GMT` →
+/// `20261201T113000Z`): SigV4 takes the request's time from `Date` when `X-Amz-Date` is
+/// absent, s3s only from `X-Amz-Date`. Adding it leaves the signature's canonical request as
+/// it was: only the signed headers are in it.
+pub(super) fn amz_date_from(date: &str) -> Option<String> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let parts: Vec<&str> = date.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(month))? + 1;
+    let (day, year): (u32, u32) = (day.parse().ok()?, year.parse().ok()?);
+    let hms: Vec<u32> = time
+        .split(':')
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, s] = hms.as_slice() else {
+        return None;
+    };
+    ((1..=31).contains(&day) && *h < 24 && *m < 60 && *s < 61)
+        .then(|| format!("{year:04}{month:02}{day:02}T{h:02}{m:02}{s:02}Z"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +192,25 @@ mod tests {
         }
         assert_eq!(unsupported(None), None);
         assert!(not_implemented_message("renameObject").contains("`?renameObject`"));
+    }
+
+    #[test]
+    fn presigned_expiry_and_date_headers() {
+        assert_eq!(bad_expiry(Some("X-Amz-Expires=3600&x=1")), None);
+        assert_eq!(bad_expiry(Some("a=b")), None);
+        for q in [
+            "X-Amz-Expires=604801",
+            "X-Amz-Expires=0",
+            "X-Amz-Expires=-5",
+            "X-Amz-Expires=x",
+        ] {
+            assert!(bad_expiry(Some(q)).is_some(), "{q}");
+        }
+        assert_eq!(
+            amz_date_from("Tue, 01 Dec 2026 11:30:05 GMT").as_deref(),
+            Some("20261201T113005Z")
+        );
+        assert_eq!(amz_date_from("Tuesday, 01-Dec-26 11:30:05 GMT"), None);
+        assert_eq!(amz_date_from("Tue, 01 Foo 2026 11:30:05 GMT"), None);
     }
 }
