@@ -248,6 +248,14 @@ def boto3_tests(ctx):
         too_long = v4.generate_presigned_url("get_object", Params=params, ExpiresIn=700000)
         assert "X-Amz-Expires=700000" in too_long, too_long
         expect_failure(lambda: http_get(too_long), "403")
+        # A URL signed two minutes ago for one minute has expired; one signed 20 minutes ahead
+        # is not valid yet.
+        for ago in [120, -1200]:
+            url = sigv4_presign(ctx, "demo", "README.txt", time.time() - ago, 60)
+            expect_failure(lambda: http_get(url), "403")
+        assert http_get(sigv4_presign(ctx, "demo", "README.txt", time.time() - 120, 600)).startswith(
+            b"Archway demo volume"
+        )
 
     def wrong_secret():
         bad = boto3_client(ctx, secret="x" * 40)
@@ -393,6 +401,19 @@ def boto3_tests(ctx):
         except ClientError as e:
             assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 412, e.response
         etag = s3.head_object(Bucket="workspace", Key="cond/x")["ETag"]
+        # CopyObject is held to the target's conditions too.
+        source = {"Bucket": "workspace", "Key": "cond/x"}
+        s3.copy_object(Bucket="workspace", Key="cond/y", CopySource=source, IfNoneMatch="*")
+        for kwargs in [{"IfNoneMatch": "*"}, {"IfMatch": '"0123456789abcdef0123456789abcdef"'}]:
+            try:
+                s3.copy_object(Bucket="workspace", Key="cond/y", CopySource=source, **kwargs)
+                raise AssertionError(f"a copy with {kwargs} succeeded")
+            except ClientError as e:
+                assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 412, e.response
+        s3.copy_object(
+            Bucket="workspace", Key="cond/y", CopySource=source, IfMatch=s3.head_object(Bucket="workspace", Key="cond/y")["ETag"]
+        )
+        s3.delete_object(Bucket="workspace", Key="cond/y")
         s3.delete_object(Bucket="workspace", Key="cond/x", IfMatch=etag)
 
     def folder_markers():
@@ -1150,6 +1171,33 @@ def sigv4_request(ctx, method, bucket, key, body=b"", extra=None, use_date=False
     conn.request(method, path, body=body or None, headers=headers)
     resp = conn.getresponse()
     return resp.status, resp.read()
+
+
+def sigv4_presign(ctx, bucket, key, when, expires):
+    """A presigned GET URL signed as of `when` (seconds since the epoch), from the SigV4
+    specification (boto3 always signs as of now)."""
+    import hmac
+    import urllib.parse
+
+    amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when))
+    scope = f"{amz_date[:8]}/us-east-1/s3/aws4_request"
+    path = "/" + bucket + "/" + urllib.parse.quote(key, safe="/~")
+    query = {
+        "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+        "X-Amz-Credential": f"{ctx.gw.key}/{scope}",
+        "X-Amz-Date": amz_date,
+        "X-Amz-Expires": str(expires),
+        "X-Amz-SignedHeaders": "host",
+    }
+    canonical_query = "&".join(
+        f"{urllib.parse.quote(k, safe='')}={urllib.parse.quote(v, safe='')}" for k, v in sorted(query.items())
+    )
+    canonical = "\n".join(["GET", path, canonical_query, f"host:127.0.0.1:{ctx.gw.port}", "", "host", "UNSIGNED-PAYLOAD"])
+    string_to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    k = _hmac(("AWS4" + ctx.gw.secret).encode(), amz_date[:8])
+    k = _hmac(_hmac(_hmac(k, "us-east-1"), "s3"), "aws4_request")
+    signature = hmac.new(k, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    return f"{ctx.gw.url}{path}?{canonical_query}&X-Amz-Signature={signature}"
 
 
 def sigv4_streaming_put(ctx, bucket, key, data, chunk_size=64 * 1024, corrupt=False):

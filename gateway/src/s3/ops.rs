@@ -849,6 +849,22 @@ impl S3 for S3Front {
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let result = async {
             let who = self.who(&req.credentials).await?;
+            // Conditions on the target (S3's conditional copy): s3s's input has no fields
+            // for them, so they are read from the headers.
+            let target_condition = |name: &str| -> S3Result<Option<String>> {
+                req.headers
+                    .get(name)
+                    .map(|v| {
+                        ETagCondition::parse_http_header(v.as_bytes())
+                            .map_err(|_| s3_error!(InvalidArgument, "{name} is not an ETag or '*'"))
+                    })
+                    .transpose()
+                    .map(condition)
+            };
+            let (if_match, if_none_match) = (
+                target_condition("if-match")?,
+                target_condition("if-none-match")?,
+            );
             let input = req.input;
             object_acl(input.acl.as_ref())?;
             let (src_bucket, src_key) = copy_source(&input.copy_source)?;
@@ -887,7 +903,8 @@ impl S3 for S3Front {
                         input.metadata,
                     )
                 }),
-                ..Default::default()
+                if_match,
+                if_none_match,
             };
             let out = self
                 .dataplane
