@@ -649,3 +649,90 @@ public_read = true
     assert_eq!(scanned["scan"]["objects"], 1);
     assert!(gw.stop().success());
 }
+
+/// Sends `data` on `stream` and reads one answer: its head, lower-cased, and its body (by
+/// Content-Length; none for `100 Continue`).
+fn exchange(stream: &mut std::net::TcpStream, data: &str) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    stream.write_all(data.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => got.push(byte[0]),
+        }
+    }
+    let head = String::from_utf8_lossy(&got).to_lowercase();
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    (head, body)
+}
+
+/// A client that sends `Expect: 100-continue` and gets a final answer instead of `100
+/// Continue` sends no body and may reuse the connection (botocore does, after a 412 or 403):
+/// the gateway must not read its next request as that body. It closes the connection.
+#[tokio::test]
+async fn an_expect_continue_body_never_asked_for_closes_the_connection() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(&dir.path().join("data"), &[]).await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let token = gw.credential("archway_api_token");
+    let blocking = tokio::task::spawn_blocking(move || {
+        let timeout = Some(std::time::Duration::from_secs(10));
+        // S3: an anonymous PUT to a private volume is refused before its body is read.
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(timeout).unwrap();
+        let (head, _) = exchange(
+            &mut s,
+            &format!(
+                "PUT /workspace/expect/x HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 3\r\n\
+                 Expect: 100-continue\r\n\r\n"
+            ),
+        );
+        assert!(head.starts_with("http/1.1 403"), "{head}");
+        assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+        // What the client sends next on that connection is never read as a request (its
+        // first bytes taken for the body): the gateway closed the connection.
+        let _ = s.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes());
+        let mut rest = Vec::new();
+        match s.read_to_end(&mut rest) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("the connection stayed open: {e}"),
+        }
+        assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+
+        // API: a body that is asked for gets `100 Continue`, and the connection stays open.
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(timeout).unwrap();
+        let (head, _) = exchange(
+            &mut s,
+            &format!(
+                "POST /api/v1/volumes HTTP/1.1\r\nHost: {addr}\r\n\
+                 Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+                 Content-Length: 2\r\nExpect: 100-continue\r\n\r\n"
+            ),
+        );
+        assert!(head.starts_with("http/1.1 100 continue"), "{head}");
+        let (head, _) = exchange(&mut s, "{}");
+        assert!(head.starts_with("http/1.1 4"), "{head}");
+        assert!(!head.contains("connection: close"), "{head}");
+        let (head, body) = exchange(
+            &mut s,
+            &format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+        );
+        assert!(
+            head.starts_with("http/1.1 200"),
+            "{head} {}",
+            String::from_utf8_lossy(&body)
+        );
+    });
+    blocking.await.unwrap();
+}

@@ -117,7 +117,69 @@ pub fn router(state: AppState) -> axum::Router {
             with_timeout(timeout, req, next)
         }))
         .layer(tower::limit::ConcurrencyLimitLayer::new(concurrency))
+        .layer(middleware::from_fn(close_unread_continue))
         .with_state(state)
+}
+
+/// Closes the connection after a final answer to an `Expect: 100-continue` request whose
+/// body was never asked for.
+///
+/// Such a client got no `100 Continue`, so it sends no body (botocore, curl) and may send its
+/// next request on the same connection. hyper would still drain the announced body length
+/// from the connection, eating the start of that next request (a `HEAD` after a 3-byte PUT
+/// answered 412 arrived as method `D`). `Connection: close` makes both sides start afresh,
+/// as S3 and nginx do. HTTP/2 has no such state and no `Connection` header.
+async fn close_unread_continue(req: Request, next: Next) -> Response {
+    let expects_continue = req.version() == axum::http::Version::HTTP_11
+        && req
+            .headers()
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if !expects_continue {
+        return next.run(req).await;
+    }
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let req = req.map(|body| {
+        Body::new(Watched {
+            inner: body,
+            asked: asked.clone(),
+        })
+    });
+    let mut response = next.run(req).await;
+    if !asked.load(std::sync::atomic::Ordering::Acquire) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// A request body that notes whether anyone asked it for data (which makes hyper send
+/// `100 Continue`).
+struct Watched {
+    inner: Body,
+    asked: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl axum::body::HttpBody for Watched {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.asked.store(true, std::sync::atomic::Ordering::Release);
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The serialized OpenAPI description, made once.
