@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use cors::CorsRule;
 pub use model::*;
 pub use secret::SecretBox;
-pub use store::Catalog;
+pub use store::{Catalog, CatalogView, DEFAULT_REFRESH_INTERVAL};
 
 /// The `[catalog]` configuration section.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -37,6 +37,11 @@ pub struct CatalogConfig {
     /// first start. Replicas sharing one PostgreSQL catalogue must share this file.
     #[serde(default)]
     pub secret_key_file: Option<PathBuf>,
+    /// How often a gateway checks for catalogue changes made by other replicas or processes;
+    /// its in-memory view is at most this old (on PostgreSQL, change notifications usually
+    /// bring them at once). Default: 1s.
+    #[serde(default, with = "humantime_serde")]
+    pub refresh_interval: Option<std::time::Duration>,
 }
 
 impl CatalogConfig {
@@ -47,6 +52,15 @@ impl CatalogConfig {
             && let Err(e) = Dialect::of_url(url)
         {
             out.push(("url".to_string(), e.to_string()));
+        }
+        if let Some(d) = self.refresh_interval
+            && !(std::time::Duration::from_millis(10)..=std::time::Duration::from_secs(3600))
+                .contains(&d)
+        {
+            out.push((
+                "refresh_interval".to_string(),
+                format!("{} is outside 10ms..1h", humantime::format_duration(d)),
+            ));
         }
         if self.max_connections == Some(0) {
             out.push((

@@ -16,6 +16,7 @@ const SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0002_workspace_creators.sql"),
     ),
     (3, include_str!("../migrations/sqlite/0003_cors.sql")),
+    (4, include_str!("../migrations/sqlite/0004_generation.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -24,6 +25,10 @@ const POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0002_workspace_creators.sql"),
     ),
     (3, include_str!("../migrations/postgres/0003_cors.sql")),
+    (
+        4,
+        include_str!("../migrations/postgres/0004_generation.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming Archway's migration lock among other advisory locks.

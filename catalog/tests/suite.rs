@@ -12,14 +12,31 @@ use archway_catalog::*;
 
 struct TestDb {
     catalog: Catalog,
-    _dir: tempfile::TempDir,
+    config: CatalogConfig,
+    dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    /// Another handle on the same catalogue (as another replica would hold), checking for
+    /// changes every `refresh`.
+    async fn another(&self, refresh: Duration) -> Catalog {
+        let config = CatalogConfig {
+            refresh_interval: Some(refresh),
+            ..self.config.clone()
+        };
+        Catalog::open(&config, self.dir.path()).await.unwrap()
+    }
 }
 
 async fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().unwrap();
     let config = CatalogConfig::default();
     let catalog = Catalog::open(&config, dir.path()).await.unwrap();
-    TestDb { catalog, _dir: dir }
+    TestDb {
+        catalog,
+        config,
+        dir,
+    }
 }
 
 async fn postgres() -> TestDb {
@@ -62,7 +79,11 @@ async fn postgres() -> TestDb {
         ..Default::default()
     };
     let catalog = Catalog::open(&config, dir.path()).await.unwrap();
-    TestDb { catalog, _dir: dir }
+    TestDb {
+        catalog,
+        config,
+        dir,
+    }
 }
 
 /// Runs one suite function against both databases.
@@ -89,6 +110,30 @@ macro_rules! both {
     };
 }
 
+/// Runs one suite function that needs the whole test database against both databases.
+macro_rules! both_with_db {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite_db {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(&super::sqlite().await).await;
+                }
+            )*
+        }
+        mod on_postgres_db {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(&super::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+
+both_with_db!(changes_elsewhere_reach_the_view);
+
 both!(
     volumes_round_trip,
     volume_validation,
@@ -99,6 +144,7 @@ both!(
     deletes_clean_up,
     upsert_keeps_scan,
     cors_rules,
+    the_view_follows_every_change_at_once,
 );
 
 fn new_volume(id: &str) -> NewVolume {
@@ -732,4 +778,170 @@ async fn a_version_1_catalogue_is_migrated_and_keeps_its_records() {
         .await
         .unwrap();
     assert!(c.get_user("old").await.unwrap().create_workspaces);
+}
+
+/// Every change made through a handle is in that handle's view for the very next request.
+async fn the_view_follows_every_change_at_once(c: &Catalog) {
+    let user = |name: &str| Principal {
+        user: name.into(),
+        admin: false,
+    };
+    c.create_user("vic", "", false).await.unwrap();
+    assert!(!c.principal("vic").await.unwrap().admin);
+    c.update_user("vic", None, Some(true), None).await.unwrap();
+    assert!(c.principal("vic").await.unwrap().admin);
+    c.update_user("vic", None, Some(false), None).await.unwrap();
+    assert!(!c.principal("vic").await.unwrap().admin);
+
+    let key = c.create_access_key("vic", "").await.unwrap();
+    let id = key.key.access_key_id.clone();
+    let (who, secret) = c.access_key_secret(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (who.user.as_str(), secret.as_str()),
+        ("vic", key.secret_access_key.as_str())
+    );
+    c.delete_access_key(&id).await.unwrap();
+    assert!(c.access_key_secret(&id).await.unwrap().is_none());
+
+    let token = c.create_token("vic", "t", None).await.unwrap();
+    assert_eq!(
+        c.authenticate_token(&token.secret).await.unwrap(),
+        Some(user("vic"))
+    );
+    c.delete_token(&token.token.id).await.unwrap();
+    assert_eq!(c.authenticate_token(&token.secret).await.unwrap(), None);
+
+    c.create_volume(new_volume("seen")).await.unwrap();
+    let v = c.view().await.unwrap().volume("seen").unwrap();
+    assert_eq!(c.access(Some(&user("vic")), &v).await.unwrap(), None);
+    c.create_group("seers", "").await.unwrap();
+    c.grant(&Subject::Group("seers".into()), "seen", Access::Read)
+        .await
+        .unwrap();
+    assert_eq!(c.access(Some(&user("vic")), &v).await.unwrap(), None);
+    c.add_member("seers", "vic").await.unwrap();
+    assert_eq!(
+        c.access(Some(&user("vic")), &v).await.unwrap(),
+        Some(Access::Read)
+    );
+    c.grant(&Subject::User("vic".into()), "seen", Access::Write)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.access(Some(&user("vic")), &v).await.unwrap(),
+        Some(Access::Write)
+    );
+    c.revoke(&Subject::User("vic".into()), "seen")
+        .await
+        .unwrap();
+    c.remove_member("seers", "vic").await.unwrap();
+    assert_eq!(c.access(Some(&user("vic")), &v).await.unwrap(), None);
+
+    assert_eq!(c.access(None, &v).await.unwrap(), None);
+    c.update_volume(
+        "seen",
+        VolumePatch {
+            public_read: Some(true),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let v = c.view().await.unwrap().volume("seen").unwrap();
+    assert_eq!(c.access(None, &v).await.unwrap(), Some(Access::Read));
+    c.record_scan("seen", 3, 30).await.unwrap();
+    let v = c.view().await.unwrap().volume("seen").unwrap();
+    assert_eq!(
+        v.last_scan.as_ref().map(|s| (s.objects, s.bytes)),
+        Some((3, 30))
+    );
+
+    let rules = vec![CorsRule {
+        allowed_origins: vec!["https://example.org".into()],
+        allowed_methods: vec!["GET".into()],
+        ..Default::default()
+    }];
+    c.put_cors("seen", &rules).await.unwrap();
+    assert_eq!(c.cors("seen").await.unwrap(), Some(rules));
+    c.delete_cors("seen").await.unwrap();
+    assert_eq!(c.cors("seen").await.unwrap(), None);
+
+    c.delete_group("seers").await.unwrap();
+    c.delete_volume("seen").await.unwrap();
+    assert!(matches!(
+        c.view().await.unwrap().volume("seen"),
+        Err(CatalogError::NotFound { .. })
+    ));
+    let key = c.create_access_key("vic", "").await.unwrap();
+    c.delete_user("vic").await.unwrap();
+    assert!(matches!(
+        c.principal("vic").await,
+        Err(CatalogError::NotFound { .. })
+    ));
+    assert!(
+        c.access_key_secret(&key.key.access_key_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// Waits up to 10 s for `cond` on `c`'s view; how long it took.
+async fn seen_within(c: &Catalog, cond: impl Fn(&CatalogView) -> bool) -> Option<Duration> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        if cond(&c.view().await.unwrap()) {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+/// A change made through one handle (another replica, another process) reaches a second
+/// handle's view within its refresh interval; on PostgreSQL, the triggers' notifications
+/// bring it without waiting for the interval.
+async fn changes_elsewhere_reach_the_view(db: &TestDb) {
+    let a = &db.catalog;
+    let b = db.another(Duration::from_millis(100)).await;
+    assert!(b.view().await.unwrap().principal("wanda").is_err());
+    a.create_user("wanda", "", false).await.unwrap();
+    let took = seen_within(&b, |v| v.principal("wanda").is_ok()).await;
+    assert!(took.is_some(), "a new user never reached the other view");
+    a.create_volume(new_volume("elsewhere")).await.unwrap();
+    a.grant(&Subject::User("wanda".into()), "elsewhere", Access::Write)
+        .await
+        .unwrap();
+    let wanda = Principal {
+        user: "wanda".into(),
+        admin: false,
+    };
+    let took = seen_within(&b, |v| {
+        v.volume("elsewhere")
+            .is_ok_and(|vol| v.access(Some(&wanda), &vol) == Some(Access::Write))
+    })
+    .await;
+    assert!(took.is_some(), "a new grant never reached the other view");
+    a.revoke(&Subject::User("wanda".into()), "elsewhere")
+        .await
+        .unwrap();
+    let took = seen_within(&b, |v| {
+        v.volume("elsewhere")
+            .is_ok_and(|vol| v.access(Some(&wanda), &vol).is_none())
+    })
+    .await;
+    assert!(took.is_some(), "a revoked grant stayed in the other view");
+
+    if a.dialect() == Dialect::Postgres {
+        // Polling once an hour: only a notification can bring the change in time.
+        let c = db.another(Duration::from_secs(3600)).await;
+        c.view().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        a.create_user("xena", "", false).await.unwrap();
+        let took = seen_within(&c, |v| v.principal("xena").is_ok()).await;
+        assert!(
+            took.is_some(),
+            "a change never reached a view that only notifications refresh"
+        );
+    }
 }

@@ -103,7 +103,9 @@ impl Dataplane {
     /// Resolves `volume` for `op` by `who` (None: anonymous), checking access: the checked
     /// handle every front works through.
     pub async fn open(&self, who: Option<&Principal>, volume: &str, op: Op) -> Result<VolumeStore> {
-        let record = match self.catalog.get_volume(volume).await {
+        // From the catalogue's in-memory view: no database round trip per request.
+        let view = self.catalog.view().await?;
+        let record = match view.volume(volume) {
             Ok(v) => v,
             Err(CatalogError::NotFound { .. }) => {
                 return Err(DataplaneError::NoSuchVolume {
@@ -112,13 +114,13 @@ impl Dataplane {
             }
             Err(e) => return Err(e.into()),
         };
-        let access = self.catalog.access(who, &record).await?.ok_or_else(|| {
-            DataplaneError::AccessDenied {
+        let access = view
+            .access(who, &record)
+            .ok_or_else(|| DataplaneError::AccessDenied {
                 volume: volume.to_string(),
                 op,
                 anonymous: who.is_none(),
-            }
-        })?;
+            })?;
         let backend = self
             .backends
             .get(&record.backend)

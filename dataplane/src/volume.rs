@@ -46,7 +46,7 @@ impl std::fmt::Debug for PeerLocation {
 /// A volume opened for one caller; see the module documentation.
 #[derive(Clone)]
 pub struct VolumeStore {
-    pub(crate) volume: Volume,
+    pub(crate) volume: Arc<Volume>,
     pub(crate) access: Access,
     pub(crate) who: Option<Principal>,
     /// The volume's store, unchecked: only this module and `checked.rs` touch it.

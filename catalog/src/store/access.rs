@@ -2,48 +2,24 @@
 
 use std::collections::HashMap;
 
-use sqlx::AssertSqlSafe;
-
 use super::*;
 use crate::model::*;
 use crate::{CatalogError, Result};
 
 impl Catalog {
-    /// The principal for a user name (its admin flag read from the catalogue).
+    /// The principal for a user name (its admin flag from the in-memory view).
     pub async fn principal(&self, user: &str) -> Result<Principal> {
-        let u = self.get_user(user).await?;
-        Ok(Principal {
-            user: u.name,
-            admin: u.admin,
-        })
+        self.view().await?.principal(user)
     }
 
-    /// What `principal` (None: anonymous) may do with `volume`; None when nothing.
+    /// What `principal` (None: anonymous) may do with `volume`; None when nothing. Decided
+    /// from the in-memory view: the dataplane asks on every operation.
     pub async fn access(
         &self,
         principal: Option<&Principal>,
         volume: &Volume,
     ) -> Result<Option<Access>> {
-        let granted = match principal {
-            Some(p) if !p.admin => {
-                let rows = sqlx::query(AssertSqlSafe(format!(
-                    "SELECT level FROM ({GRANTED_TO_USER}) g WHERE g.volume_id = $2"
-                )))
-                .bind(&p.user)
-                .bind(&volume.id)
-                .fetch_all(&self.inner.pool)
-                .await
-                .map_err(CatalogError::db("read grants"))?;
-                let mut best = None;
-                for row in rows {
-                    let level = Access::parse(&get::<String>(&row, "level")?)?;
-                    best = best.max(Some(level));
-                }
-                best
-            }
-            _ => None,
-        };
-        Ok(level_for(principal, volume, granted))
+        Ok(self.view().await?.access(principal, volume))
     }
 
     pub(super) async fn granted_levels(&self, user: &str) -> Result<HashMap<String, Access>> {

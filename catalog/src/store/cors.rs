@@ -7,23 +7,16 @@ use crate::{CatalogError, CorsRule, Result};
 impl Catalog {
     /// The CORS rules of `volume`; None when it has none (or does not exist).
     pub async fn cors(&self, volume: &str) -> Result<Option<Vec<CorsRule>>> {
-        let row = sqlx::query("SELECT rules FROM volume_cors WHERE volume_id = $1")
-            .bind(volume)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(CatalogError::db("read CORS rules"))?;
-        let Some(row) = row else { return Ok(None) };
-        let text: String = get(&row, "rules")?;
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| CatalogError::Corrupt {
-                what: format!("CORS rules of volume {volume}"),
-                message: e.to_string(),
-            })
+        Ok(self
+            .view()
+            .await?
+            .cors(volume)?
+            .map(|rules| rules.as_ref().clone()))
     }
 
     /// Replaces the CORS rules of `volume` (checked with [`CorsRule::check`]).
     pub async fn put_cors(&self, volume: &str, rules: &[CorsRule]) -> Result<()> {
+        let _changing = self.changing();
         CorsRule::check(rules)?;
         self.get_volume(volume).await?;
         let text = serde_json::to_string(rules).map_err(|e| CatalogError::Corrupt {
@@ -46,6 +39,7 @@ impl Catalog {
 
     /// Removes the CORS rules of `volume` (none is no error, as in S3).
     pub async fn delete_cors(&self, volume: &str) -> Result<()> {
+        let _changing = self.changing();
         self.get_volume(volume).await?;
         sqlx::query("DELETE FROM volume_cors WHERE volume_id = $1")
             .bind(volume)

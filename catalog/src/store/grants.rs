@@ -9,6 +9,7 @@ use crate::{CatalogError, Result};
 impl Catalog {
     /// Grants `level` on `volume` to `subject`, replacing any earlier level.
     pub async fn grant(&self, subject: &Subject, volume: &str, level: Access) -> Result<Grant> {
+        let _changing = self.changing();
         match subject {
             Subject::User(u) => {
                 self.get_user(u).await?;
@@ -41,6 +42,7 @@ impl Catalog {
     }
 
     pub async fn revoke(&self, subject: &Subject, volume: &str) -> Result<()> {
+        let _changing = self.changing();
         let done = sqlx::query(
             "DELETE FROM grants WHERE subject_kind = $1 AND subject = $2 AND volume_id = $3",
         )

@@ -6,6 +6,7 @@ use crate::{CatalogError, Result};
 
 impl Catalog {
     pub async fn create_group(&self, name: &str, description: &str) -> Result<Group> {
+        let _changing = self.changing();
         validate_name("name", name)?;
         let now = Timestamp::now();
         let res =
@@ -78,6 +79,7 @@ impl Catalog {
     }
 
     pub async fn delete_group(&self, name: &str) -> Result<()> {
+        let _changing = self.changing();
         let mut tx = self.begin().await?;
         for sql in [
             "DELETE FROM grants WHERE subject_kind = 'group' AND subject = $1",
@@ -105,6 +107,7 @@ impl Catalog {
     }
 
     pub async fn add_member(&self, group: &str, user: &str) -> Result<Group> {
+        let _changing = self.changing();
         self.get_group(group).await?;
         self.get_user(user).await?;
         sqlx::query(
@@ -120,6 +123,7 @@ impl Catalog {
     }
 
     pub async fn remove_member(&self, group: &str, user: &str) -> Result<Group> {
+        let _changing = self.changing();
         let done =
             sqlx::query("DELETE FROM group_members WHERE group_name = $1 AND user_name = $2")
                 .bind(group)

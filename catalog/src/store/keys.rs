@@ -1,7 +1,5 @@
 //! S3 access keys: secrets sealed at rest, shown once.
 
-use std::sync::Arc;
-
 use super::*;
 use crate::model::*;
 use crate::{CatalogError, Result, secret};
@@ -49,6 +47,7 @@ impl Catalog {
         secret_key: &str,
         description: &str,
     ) -> Result<NewAccessKey> {
+        let _changing = self.changing();
         let sealed = self.inner.secrets.seal(id, secret_key.as_bytes())?;
         let now = Timestamp::now();
         let res = sqlx::query(
@@ -63,7 +62,6 @@ impl Catalog {
         .execute(&self.inner.pool)
         .await;
         inserted(res, "access key", id, "insert access key")?;
-        self.forget_access_keys();
         Ok(NewAccessKey {
             key: AccessKey {
                 access_key_id: id.to_string(),
@@ -123,12 +121,12 @@ impl Catalog {
     }
 
     pub async fn delete_access_key(&self, id: &str) -> Result<()> {
+        let _changing = self.changing();
         let done = sqlx::query("DELETE FROM access_keys WHERE id = $1")
             .bind(id)
             .execute(&self.inner.pool)
             .await
             .map_err(CatalogError::db("delete access key"))?;
-        self.forget_access_keys();
         if done.rows_affected() == 0 {
             return Err(CatalogError::NotFound {
                 kind: "access key",
@@ -138,46 +136,9 @@ impl Catalog {
         Ok(())
     }
 
-    /// The principal owning an access key and the key's secret, for SigV4 verification.
+    /// The user and secret of access key `id` (None: no such key), from the in-memory view:
+    /// SigV4 asks on every S3 request.
     pub async fn access_key_secret(&self, id: &str) -> Result<Option<(Principal, String)>> {
-        let result = self
-            .inner
-            .access_keys
-            .try_get_with(id.to_string(), self.load_access_key(id))
-            .await;
-        result.map_err(|e| match Arc::try_unwrap(e) {
-            Ok(e) => e,
-            Err(shared) => CatalogError::Corrupt {
-                what: format!("access key {id}"),
-                message: shared.to_string(),
-            },
-        })
-    }
-
-    pub(super) async fn load_access_key(&self, id: &str) -> Result<Option<(Principal, String)>> {
-        let row = sqlx::query(
-            "SELECT k.sealed_secret, u.name, u.admin FROM access_keys k \
-             JOIN users u ON u.name = k.user_name WHERE k.id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.inner.pool)
-        .await
-        .map_err(CatalogError::db("read access key"))?;
-        let Some(row) = row else { return Ok(None) };
-        let sealed: String = get(&row, "sealed_secret")?;
-        let plain = self.inner.secrets.open(id, &sealed)?;
-        let secret = String::from_utf8(plain).map_err(|_| CatalogError::Crypto)?;
-        Ok(Some((
-            Principal {
-                user: get(&row, "name")?,
-                admin: get::<i64>(&row, "admin")? != 0,
-            },
-            secret,
-        )))
-    }
-
-    /// Drops cached access key lookups after a change to keys or users.
-    pub(super) fn forget_access_keys(&self) {
-        self.inner.access_keys.invalidate_all();
+        self.view().await?.access_key(id)
     }
 }

@@ -15,9 +15,11 @@ mod groups;
 mod keys;
 mod tokens;
 mod users;
+mod view;
 mod volumes;
 
-use crate::model::*;
+pub use view::{CatalogView, DEFAULT_REFRESH_INTERVAL};
+
 use crate::secret::SecretBox;
 use crate::{CatalogConfig, CatalogError, Dialect, Result, migrate, redact_url};
 
@@ -44,14 +46,9 @@ struct Inner {
     dialect: Dialect,
     secrets: SecretBox,
     url: String,
-    /// Access key lookups (including misses), for SigV4 on every S3 request. Changes made
-    /// through this catalogue drop their entries at once; changes by another replica are
-    /// seen within [`ACCESS_KEY_TTL`].
-    access_keys: moka::future::Cache<String, Option<(Principal, String)>>,
+    /// What every request consults, in memory (see [`view`]).
+    live: view::Live,
 }
-
-/// How long an access key lookup is trusted.
-pub const ACCESS_KEY_TTL: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for Catalog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -72,7 +69,9 @@ impl Catalog {
                 source: std::io::Error::other(e),
             })??;
         let url = config.resolved_url(data_dir);
-        let catalog = Self::connect(&url, config.max_connections, secrets).await?;
+        let refresh = config.refresh_interval.unwrap_or(DEFAULT_REFRESH_INTERVAL);
+        let catalog =
+            Self::connect_refreshing(&url, config.max_connections, secrets, refresh).await?;
         if let Err(CatalogError::Crypto) = catalog.check_secret_key().await {
             return Err(CatalogError::SecretKey {
                 path: config.resolved_secret_key_file(data_dir),
@@ -85,11 +84,23 @@ impl Catalog {
         Ok(catalog)
     }
 
-    /// Connects to `url`, creating an SQLite file if needed, and brings the schema up to date.
+    /// Connects to `url`, creating an SQLite file if needed, and brings the schema up to date;
+    /// changes made elsewhere are seen within [`DEFAULT_REFRESH_INTERVAL`].
     pub async fn connect(
         url: &str,
         max_connections: Option<u32>,
         secrets: SecretBox,
+    ) -> Result<Self> {
+        Self::connect_refreshing(url, max_connections, secrets, DEFAULT_REFRESH_INTERVAL).await
+    }
+
+    /// [`Catalog::connect`], seeing changes made elsewhere within `refresh_interval` (at
+    /// once on PostgreSQL while its notifications arrive).
+    pub async fn connect_refreshing(
+        url: &str,
+        max_connections: Option<u32>,
+        secrets: SecretBox,
+        refresh_interval: Duration,
     ) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let dialect = Dialect::of_url(url)?;
@@ -109,18 +120,23 @@ impl Catalog {
             .map_err(CatalogError::db("connect"))?;
         let version = migrate::run(&pool, dialect).await?;
         tracing::debug!(url = %redact_url(url), version, "catalogue open");
-        Ok(Self {
+        // The first view is loaded by the first reader: a handle on a catalogue whose secret
+        // key is wrong must still open, to report that.
+        let live = view::Live::new(refresh_interval);
+        let catalog = Self {
             inner: Arc::new(Inner {
                 pool,
                 dialect,
                 secrets,
                 url: redact_url(url),
-                access_keys: moka::future::Cache::builder()
-                    .max_capacity(10_000)
-                    .time_to_live(ACCESS_KEY_TTL)
-                    .build(),
+                live,
             }),
-        })
+        };
+        view::spawn_watcher(
+            &catalog,
+            (dialect == Dialect::Postgres).then(|| url.to_string()),
+        );
+        Ok(catalog)
     }
 
     pub fn dialect(&self) -> Dialect {

@@ -13,6 +13,7 @@ impl Catalog {
         name: &str,
         ttl: Option<Duration>,
     ) -> Result<NewApiToken> {
+        let _changing = self.changing();
         self.get_user(user).await?;
         let (id, secret) = secret::new_token();
         let now = Timestamp::now();
@@ -71,6 +72,7 @@ impl Catalog {
     }
 
     pub async fn delete_token(&self, id: &str) -> Result<()> {
+        let _changing = self.changing();
         let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1")
             .bind(id)
             .execute(&self.inner.pool)
@@ -87,30 +89,6 @@ impl Catalog {
 
     /// The principal a bearer token stands for; None for an unknown, wrong or expired token.
     pub async fn authenticate_token(&self, token: &str) -> Result<Option<Principal>> {
-        let Some((id, secret)) = secret::split_token(token) else {
-            return Ok(None);
-        };
-        let row = sqlx::query(
-            "SELECT t.secret_hash, t.expires_at, u.name, u.admin FROM api_tokens t \
-             JOIN users u ON u.name = t.user_name WHERE t.id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.inner.pool)
-        .await
-        .map_err(CatalogError::db("read token"))?;
-        let Some(row) = row else { return Ok(None) };
-        let hash: String = get(&row, "secret_hash")?;
-        if !secret::constant_time_eq(&hash, &secret::hash_token_secret(secret)) {
-            return Ok(None);
-        }
-        if let Some(expires) = get::<Option<i64>>(&row, "expires_at")?
-            && expires <= Timestamp::now().0
-        {
-            return Ok(None);
-        }
-        Ok(Some(Principal {
-            user: get(&row, "name")?,
-            admin: get::<i64>(&row, "admin")? != 0,
-        }))
+        Ok(self.view().await?.token(token))
     }
 }

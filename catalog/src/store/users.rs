@@ -9,6 +9,7 @@ use crate::{CatalogError, Result};
 
 impl Catalog {
     pub async fn create_user(&self, name: &str, display_name: &str, admin: bool) -> Result<User> {
+        let _changing = self.changing();
         validate_name("name", name)?;
         let now = Timestamp::now();
         let res = sqlx::query(
@@ -74,6 +75,7 @@ impl Catalog {
         admin: Option<bool>,
         create_workspaces: Option<bool>,
     ) -> Result<User> {
+        let _changing = self.changing();
         let current = self.get_user(name).await?;
         let display = display_name.unwrap_or(&current.display_name);
         let admin = admin.unwrap_or(current.admin);
@@ -88,13 +90,13 @@ impl Catalog {
             .execute(&self.inner.pool)
             .await
             .map_err(CatalogError::db("update user"))?;
-        self.forget_access_keys();
         self.get_user(name).await
     }
 
     /// Removes a user with their keys, tokens, memberships and grants. Refused while the user
     /// owns volumes, so no workspace is left without an owner by accident.
     pub async fn delete_user(&self, name: &str) -> Result<()> {
+        let _changing = self.changing();
         let mut tx = self.begin().await?;
         let owned: Vec<String> =
             sqlx::query_scalar("SELECT id FROM volumes WHERE owner = $1 ORDER BY id")
@@ -138,7 +140,6 @@ impl Catalog {
             });
         }
         tx.commit().await.map_err(CatalogError::db("commit"))?;
-        self.forget_access_keys();
         Ok(())
     }
 }

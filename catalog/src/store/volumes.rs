@@ -13,6 +13,7 @@ use crate::{CatalogError, Dialect, Result};
 
 impl Catalog {
     pub async fn create_volume(&self, new: NewVolume) -> Result<Volume> {
+        let _changing = self.changing();
         let now = Timestamp::now();
         let volume = volume_from_new(new, now)?;
         let mut tx = self.begin().await?;
@@ -54,6 +55,7 @@ impl Catalog {
     }
 
     pub async fn update_volume(&self, id: &str, patch: VolumePatch) -> Result<Volume> {
+        let _changing = self.changing();
         let mut tx = self.begin().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {VOLUME_COLUMNS} FROM volumes v WHERE v.id = $1"
@@ -94,6 +96,7 @@ impl Catalog {
     /// time and last scan). Returns the volume and whether it was created. Used for volumes
     /// declared in the configuration file.
     pub async fn upsert_volume(&self, new: NewVolume) -> Result<(Volume, bool)> {
+        let _changing = self.changing();
         match self.get_volume(&new.id).await {
             Err(CatalogError::NotFound { .. }) => Ok((self.create_volume(new).await?, true)),
             Err(e) => Err(e),
@@ -122,6 +125,7 @@ impl Catalog {
     }
 
     pub async fn delete_volume(&self, id: &str) -> Result<()> {
+        let _changing = self.changing();
         let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM grants WHERE volume_id = $1")
             .bind(id)
@@ -156,6 +160,7 @@ impl Catalog {
     }
 
     pub async fn record_scan(&self, id: &str, objects: u64, bytes: u64) -> Result<ScanSummary> {
+        let _changing = self.changing();
         let summary = ScanSummary {
             objects,
             bytes,
