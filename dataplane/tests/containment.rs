@@ -1,6 +1,7 @@
 //! File backends never serve what lies outside their folder: symbolic links to files and
 //! folders outside and inside, `..` in link targets, a link swapped in while requests run, and
-//! random trees (property test), through the dataplane as every front reaches it.
+//! random trees (property test), through the dataplane as every front reaches it; and what
+//! listings of such a tree say stays true to its files as they change.
 #![allow(clippy::unwrap_used)]
 #![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
@@ -214,6 +215,38 @@ async fn writes_never_go_through_a_link() {
     // Deleting a link's path through a linked folder touches nothing outside.
     let _ = f.dp.delete(Some(&f.admin), "vol", "etc-link/passwd").await;
     assert!(top.path().join("outside/etc/passwd").exists());
+}
+
+/// Listings remember files' recorded ETags between pages (one stat per file); they must
+/// still show what HEAD shows after a file changes — through Archway or behind its back.
+#[tokio::test]
+async fn listed_etags_follow_the_files_as_they_change() {
+    let (_top, root) = tree();
+    let f = fixture(&root, Links::Skip).await;
+    async fn listed(f: &Fixture) -> String {
+        let page =
+            f.dp.list(Some(&f.admin), "vol", &ListRequest::default())
+                .await
+                .unwrap();
+        let obj = page.objects.into_iter().find(|o| o.key == "e/x").unwrap();
+        let head = f.dp.head(Some(&f.admin), "vol", "e/x").await.unwrap();
+        assert_eq!(obj.etag, head.etag, "a listing shows the ETag HEAD shows");
+        obj.etag.unwrap()
+    }
+    let (one, two) = (
+        "f97c5d29941bfb1b2fdab0874906ab82",
+        "b8a9f715dbb64fd5c56e7783c6820a61",
+    );
+    f.put("e/x", b"one").await.unwrap();
+    assert_eq!(listed(&f).await, one);
+    assert_eq!(listed(&f).await, one);
+    f.put("e/x", b"two").await.unwrap();
+    assert_eq!(listed(&f).await, two);
+    // Rewritten in place by another program (same size): no recorded ETag applies any more.
+    std::fs::write(root.join("e/x"), b"six").unwrap();
+    let etag = listed(&f).await;
+    assert_ne!(etag, two);
+    assert_eq!(listed(&f).await, etag);
 }
 
 /// A name flipped between a file and a link to a secret while reads run: no read ever returns

@@ -107,7 +107,21 @@ pub(super) fn marker_entry(dir: &OwnedFd) -> Option<Entry> {
 }
 
 /// A regular file's attributes and recorded ETag (None when it is gone, or no longer a file).
+///
+/// One `statx` per file: the recorded ETag comes from [`ETAGS`] while the file's change time
+/// says it is the file that was read; only a new or changed file is opened and its record read.
 fn object(dir: &OwnedFd, name: &str) -> rustix::io::Result<Option<(Stat, Option<String>)>> {
+    let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Ok(None);
+    }
+    if let Some(etag) = ETAGS.get(&st) {
+        return Ok(Some((st, etag)));
+    }
     let fd = match rustix::fs::openat(
         dir,
         name,
@@ -123,7 +137,83 @@ fn object(dir: &OwnedFd, name: &str) -> rustix::io::Result<Option<(Stat, Option<
         return Ok(None);
     }
     let etag = Kept::read(&fd).etag_for(&st).map(str::to_string);
+    ETAGS.put(&st, etag.clone());
     Ok(Some((st, etag)))
+}
+
+/// Recorded ETags of files listings have read, by file identity (device, inode) and valid
+/// while the file's change time, size and modification time are as they were. Every change to
+/// a file — its bytes, its record (an extended attribute), its mode — moves its change time,
+/// which no caller can set back; a file replaced by a rename is another inode. Bounded: two
+/// generations of at most [`ETAG_MEMO_ENTRIES`] / 2 entries each (about 100 bytes an entry).
+static ETAGS: EtagMemo = EtagMemo::new();
+
+/// The most files whose ETags [`ETAGS`] remembers.
+pub(super) const ETAG_MEMO_ENTRIES: usize = 131_072;
+
+type FileId = (u64, u64);
+
+/// What a file was when its ETag was read: change time, size, modification time.
+type Validity = (i64, i64, i64, i64, i64);
+
+#[derive(Default)]
+struct Generations {
+    current: std::collections::HashMap<FileId, (Validity, Option<std::sync::Arc<str>>)>,
+    previous: std::collections::HashMap<FileId, (Validity, Option<std::sync::Arc<str>>)>,
+}
+
+struct EtagMemo(std::sync::Mutex<Option<Generations>>);
+
+impl EtagMemo {
+    const fn new() -> Self {
+        EtagMemo(std::sync::Mutex::new(None))
+    }
+
+    // `stat`'s field types differ between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    fn id_and_validity(st: &Stat) -> (FileId, Validity) {
+        (
+            (st.st_dev as u64, st.st_ino as u64),
+            (
+                st.st_ctime as i64,
+                st.st_ctime_nsec as i64,
+                st.st_size as i64,
+                st.st_mtime as i64,
+                st.st_mtime_nsec as i64,
+            ),
+        )
+    }
+
+    /// The remembered ETag of the file `st` describes (Some(None): it has none), if the file
+    /// is unchanged since.
+    fn get(&self, st: &Stat) -> Option<Option<String>> {
+        let (id, validity) = Self::id_and_validity(st);
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let gens = guard.as_mut()?;
+        let hit = match gens.current.get(&id) {
+            Some((v, etag)) if *v == validity => return Some(etag.as_deref().map(str::to_string)),
+            Some(_) => None,
+            None => gens.previous.remove(&id).filter(|(v, _)| *v == validity),
+        };
+        let (v, etag) = hit?;
+        let found = etag.as_deref().map(str::to_string);
+        Self::insert(gens, id, (v, etag));
+        Some(found)
+    }
+
+    fn put(&self, st: &Stat, etag: Option<String>) {
+        let (id, validity) = Self::id_and_validity(st);
+        let mut guard = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let gens = guard.get_or_insert_with(Generations::default);
+        Self::insert(gens, id, (validity, etag.map(std::sync::Arc::from)));
+    }
+
+    fn insert(gens: &mut Generations, id: FileId, value: (Validity, Option<std::sync::Arc<str>>)) {
+        if gens.current.len() >= ETAG_MEMO_ENTRIES / 2 {
+            gens.previous = std::mem::take(&mut gens.current);
+        }
+        gens.current.insert(id, value);
+    }
 }
 
 /// What an entry of unknown type (or a link) is: a directory (`Some(None)`), an object

@@ -1,0 +1,274 @@
+//! Per-request cost: the gateway CPU time a HEAD and a small GET take, against `rclone serve
+//! s3` over the same local files, in one run.
+//!
+//! ```sh
+//! cargo bench --bench s3_cost                      # needs rclone (scripts/test-services)
+//! ARCHWAY_BENCH_BIN=/path/to/other/archway cargo bench --bench s3_cost   # another build
+//! ARCHWAY_BENCH_REQUESTS=5000 cargo bench --bench s3_cost
+//! ```
+//!
+//! Each server runs in its own process; its CPU time (user + system, from /proc) is read
+//! before and after each workload, so the figures are the server's own cost, whatever the
+//! client spends. Workloads, after a warm-up (page cache, connections, gateway state):
+//! - HEAD of 64 KiB objects, one client, one request at a time;
+//! - GET of 64 KiB objects, one client, one request at a time;
+//! - the same two with 16 requests in flight (the rate on two shared cores);
+//! - ListObjectsV2 of a folder of 2000 keys, pages of 1000 (one listing at a time), counted
+//!   per page.
+//!
+//! Printed per workload and server: requests/s, server CPU-seconds per 1000 requests, and
+//! archway's CPU per request as a ratio of rclone's (below 1: archway costs less).
+#![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use archway_dataplane::object_store::path::Path as ObjectPath;
+use archway_dataplane::object_store::{ObjectStore, ObjectStoreExt};
+use futures::StreamExt;
+
+mod common;
+
+use common::{Server, archway_client, free_port, s3_client, wait_for};
+
+const OBJECTS: usize = 256;
+const SIZE: usize = 64 * 1024;
+
+/// CPU seconds (user + system) process `pid` has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the command.
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    ticks / clock_ticks_per_second()
+}
+
+/// The unit of /proc's CPU times (`getconf CLK_TCK`; 100 on Linux unless told otherwise).
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Head,
+    Get,
+    /// A whole listing of `tree/`: two pages.
+    List,
+}
+
+/// Keys in the listed folder, and the page size S3 clients ask for.
+const LISTED: usize = 2000;
+const PAGE: usize = 1000;
+
+/// Runs `requests` requests of `kind` over `keys` with `workers` in flight; (seconds, done).
+async fn run(
+    store: &Arc<dyn ObjectStore>,
+    keys: &[String],
+    kind: Kind,
+    requests: usize,
+    workers: usize,
+) -> (f64, usize) {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let keys = Arc::new(keys.to_vec());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (store, next, keys) = (store.clone(), next.clone(), keys.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= requests {
+                    break;
+                }
+                let path = ObjectPath::from(keys[i % keys.len()].as_str());
+                match kind {
+                    Kind::List => {
+                        let listed: Vec<_> =
+                            store.list(Some(&ObjectPath::from("tree"))).collect().await;
+                        assert_eq!(listed.len(), LISTED);
+                        assert!(listed.iter().all(|m| m.is_ok()));
+                        done += LISTED / PAGE - 1;
+                    }
+                    Kind::Head => {
+                        let meta = store.head(&path).await.expect("head");
+                        assert_eq!(meta.size, SIZE as u64);
+                    }
+                    Kind::Get => {
+                        let mut stream = store.get(&path).await.expect("get").into_stream();
+                        let mut n = 0;
+                        while let Some(chunk) = stream.next().await {
+                            n += chunk.expect("body").len();
+                        }
+                        assert_eq!(n, SIZE);
+                    }
+                }
+                done += 1;
+            }
+            done
+        }));
+    }
+    let mut done = 0;
+    for t in tasks {
+        done += t.await.expect("task");
+    }
+    (started.elapsed().as_secs_f64(), done)
+}
+
+fn write_files(dir: &Path) -> Vec<String> {
+    let tree = dir.join("tree");
+    for i in 0..LISTED {
+        // Ten folders of 200, as an archive's tree would spread them.
+        let path = tree.join(format!("d{}/f-{i:05}.fits", i % 10));
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, b"SIMPLE  =                    T").expect("write");
+    }
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    (0..OBJECTS)
+        .map(|i| {
+            let key = format!("small/obj-{i:04}");
+            let path = dir.join(&key);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            let bytes: Vec<u8> = (0..SIZE)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            std::fs::write(&path, bytes).expect("write");
+            key
+        })
+        .collect()
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let rclone = std::env::var("ARCHWAY_TEST_RCLONE").unwrap_or_else(|_| "rclone".into());
+    let binary = std::env::var("ARCHWAY_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_archway").to_string());
+    let requests: usize = std::env::var("ARCHWAY_BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files_root = dir.path().join("files");
+    let keys = write_files(&files_root.join("bench"));
+
+    let config = dir.path().join("archway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[backends.files]\nurl = \"file://{}\"\n\n[[volumes]]\nid = \"bench\"\nbackend = \"files\"\nprefix = \"bench\"\n",
+            files_root.display()
+        ),
+    )
+    .expect("config");
+    let port = free_port();
+    let data = dir.path().join("data");
+    let archway = Server(
+        Command::new(&binary)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("ARCHWAY_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start archway"),
+    );
+    wait_for(port);
+    std::thread::sleep(Duration::from_millis(300));
+    let archway_store = archway_client(&format!("http://127.0.0.1:{port}"), &data, "bench");
+
+    let rport = free_port();
+    let rclone = Server(
+        Command::new(&rclone)
+            .args([
+                "serve",
+                "s3",
+                "--auth-key",
+                "benchkey,benchsecret",
+                "--addr",
+            ])
+            .arg(format!("127.0.0.1:{rport}"))
+            .arg(&files_root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rclone serve s3 (install rclone: scripts/test-services)"),
+    );
+    wait_for(rport);
+    let rclone_store = s3_client(
+        &format!("http://127.0.0.1:{rport}"),
+        "bench",
+        "benchkey",
+        "benchsecret",
+    );
+
+    println!("archway: {binary}; {requests} requests per workload");
+    println!(
+        "{:<26} {:>12} {:>12} {:>16} {:>16} {:>12}",
+        "workload", "archway", "rclone", "archway CPU-s", "rclone CPU-s", "CPU ratio"
+    );
+    println!(
+        "{:<26} {:>12} {:>12} {:>16} {:>16} {:>12}",
+        "", "req/s", "req/s", "per 1000 req", "per 1000 req", "archway/rc"
+    );
+    let servers = [
+        (&archway_store, archway.0.id()),
+        (&rclone_store, rclone.0.id()),
+    ];
+    for (name, kind, workers) in [
+        ("HEAD 64 KiB, 1 in flight", Kind::Head, 1),
+        ("GET 64 KiB, 1 in flight", Kind::Get, 1),
+        ("HEAD 64 KiB, 16 in flight", Kind::Head, 16),
+        ("GET 64 KiB, 16 in flight", Kind::Get, 16),
+        ("LIST page of 1000 keys", Kind::List, 1),
+    ] {
+        // Listings cost 100 times a HEAD: fewer of them.
+        let requests = match kind {
+            Kind::List => (requests / 100).max(10),
+            _ => requests,
+        };
+        let mut figures = Vec::new();
+        for (store, pid) in servers {
+            run(store, &keys, kind, OBJECTS.min(requests), workers).await;
+            let before = cpu_seconds(pid);
+            let (secs, done) = run(store, &keys, kind, requests, workers).await;
+            let cpu = cpu_seconds(pid) - before;
+            figures.push((done as f64 / secs, cpu / done as f64 * 1000.0));
+        }
+        let (a, r) = (figures[0], figures[1]);
+        println!(
+            "{:<26} {:>12.0} {:>12.0} {:>16.3} {:>16.3} {:>11.2}x",
+            name,
+            a.0,
+            r.0,
+            a.1,
+            r.1,
+            a.1 / r.1
+        );
+    }
+    drop(rclone);
+    drop(archway);
+}
