@@ -21,17 +21,15 @@
 #![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use archway_dataplane::object_store::path::Path as ObjectPath;
 use archway_dataplane::object_store::{ObjectStore, ObjectStoreExt};
 use futures::StreamExt;
 
 mod common;
-
-use common::{Server, archway_client, free_port, s3_client, wait_for};
 
 const OBJECTS: usize = 256;
 const SIZE: usize = 64 * 1024;
@@ -170,60 +168,8 @@ async fn main() {
     let files_root = dir.path().join("files");
     let keys = write_files(&files_root.join("bench"));
 
-    let config = dir.path().join("archway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[backends.files]\nurl = \"file://{}\"\n\n[[volumes]]\nid = \"bench\"\nbackend = \"files\"\nprefix = \"bench\"\n",
-            files_root.display()
-        ),
-    )
-    .expect("config");
-    let port = free_port();
-    let data = dir.path().join("data");
-    let archway = Server(
-        Command::new(&binary)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .env("ARCHWAY_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start archway"),
-    );
-    wait_for(port);
-    std::thread::sleep(Duration::from_millis(300));
-    let archway_store = archway_client(&format!("http://127.0.0.1:{port}"), &data, "bench");
-
-    let rport = free_port();
-    let rclone = Server(
-        Command::new(&rclone)
-            .args([
-                "serve",
-                "s3",
-                "--auth-key",
-                "benchkey,benchsecret",
-                "--addr",
-            ])
-            .arg(format!("127.0.0.1:{rport}"))
-            .arg(&files_root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rclone serve s3 (install rclone: scripts/test-services)"),
-    );
-    wait_for(rport);
-    let rclone_store = s3_client(
-        &format!("http://127.0.0.1:{rport}"),
-        "bench",
-        "benchkey",
-        "benchsecret",
-    );
+    let (archway, archway_store) = common::archway_over(&binary, &files_root, dir.path());
+    let (rclone, rclone_store) = common::rclone_over(&rclone, &files_root);
 
     println!("archway: {binary}; {requests} requests per workload");
     println!(

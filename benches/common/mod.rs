@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,4 +73,68 @@ pub fn archway_client(url: &str, data_dir: &Path, bucket: &str) -> Arc<dyn Objec
         &value("aws_access_key_id"),
         &value("aws_secret_access_key"),
     )
+}
+
+/// `archway serve` (the binary at `binary`) with one archive volume `bench` over the folder
+/// `root/bench`, its state under `work`; the server and an admin S3 client for `bench`.
+pub fn archway_over(binary: &str, root: &Path, work: &Path) -> (Server, Arc<dyn ObjectStore>) {
+    let config = work.join("archway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[backends.files]\nurl = \"file://{}\"\n\n[[volumes]]\nid = \"bench\"\nbackend = \"files\"\nprefix = \"bench\"\n",
+            root.display()
+        ),
+    )
+    .expect("config");
+    let port = free_port();
+    let data = work.join("data");
+    let server = Server(
+        Command::new(binary)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("ARCHWAY_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start archway"),
+    );
+    wait_for(port);
+    std::thread::sleep(Duration::from_millis(300));
+    let store = archway_client(&format!("http://127.0.0.1:{port}"), &data, "bench");
+    (server, store)
+}
+
+/// `rclone serve s3` over `root` (each folder a bucket); the server and a client for `bench`.
+pub fn rclone_over(rclone: &str, root: &Path) -> (Server, Arc<dyn ObjectStore>) {
+    let port = free_port();
+    let server = Server(
+        Command::new(rclone)
+            .args([
+                "serve",
+                "s3",
+                "--auth-key",
+                "benchkey,benchsecret",
+                "--addr",
+            ])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rclone serve s3 (install rclone: scripts/test-services)"),
+    );
+    wait_for(port);
+    let store = s3_client(
+        &format!("http://127.0.0.1:{port}"),
+        "bench",
+        "benchkey",
+        "benchsecret",
+    );
+    (server, store)
 }
