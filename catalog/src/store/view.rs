@@ -425,6 +425,7 @@ pub(super) fn spawn_watcher(catalog: &Catalog, postgres_url: Option<String>) {
             None => None,
         };
         let mut last_listen = tokio::time::Instant::now();
+        let mut failing = false;
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -450,8 +451,18 @@ pub(super) fn spawn_watcher(catalog: &Catalog, postgres_url: Option<String>) {
                 return;
             }
             let catalog = Catalog { inner };
-            if let Err(e) = catalog.refresh().await {
-                tracing::warn!(error = %e, "catalogue view not refreshed");
+            // Said once when refreshing starts failing and once when it works again.
+            match catalog.refresh().await {
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "catalogue view not refreshed; requests are decided from the last one until it is");
+                }
+                Err(_) => {}
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!("catalogue view refreshed again");
+                }
+                Ok(()) => {}
             }
             // Notifications lost on PostgreSQL: try to get them back now and then.
             if listener.is_none()
