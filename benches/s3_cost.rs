@@ -160,10 +160,13 @@ async fn main() {
     let rclone = std::env::var("ARCHWAY_TEST_RCLONE").unwrap_or_else(|_| "rclone".into());
     let binary = std::env::var("ARCHWAY_BENCH_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_archway").to_string());
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this as a smoke test, on
+    // a debug build: a few requests, to prove the workloads work.
+    let full = std::env::args().any(|a| a == "--bench");
     let requests: usize = std::env::var("ARCHWAY_BENCH_REQUESTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(4000);
+        .unwrap_or(if full { 4000 } else { 200 });
     let dir = tempfile::tempdir().expect("tempdir");
     let files_root = dir.path().join("files");
     let keys = write_files(&files_root.join("bench"));
