@@ -819,3 +819,49 @@ async fn sequential_requests_keep_their_read_ahead_and_a_seek_resets_it() {
         "a seek kept the old window ({before})"
     );
 }
+
+#[tokio::test]
+async fn a_cold_random_read_fetches_its_pieces_and_a_block_read_again_is_fetched_whole() {
+    let (backend, cache, store) = setup(CacheConfig {
+        block_size: MIB,
+        memory_bytes: 16 * MIB,
+        ..Default::default()
+    })
+    .await;
+    let path = Path::from("cube.fits");
+    let data = pattern(8 * MIB, 3);
+    backend
+        .inner
+        .put(&path, PutPayload::from(data.clone()))
+        .await
+        .unwrap();
+    let fetched = || archway_cache::CacheStats::get(&cache.stats().bytes_fetched);
+    // 4 KiB reads in different blocks, none going on from the one before: each costs the
+    // 64 KiB piece it lies in (two, where it straddles a piece edge), not a 1 MiB block.
+    let reads = [
+        5 * MIB + 12_288,
+        MIB + 65_536 - 2048,
+        7 * MIB + 900_000,
+        3 * MIB,
+    ];
+    for (i, &at) in reads.iter().enumerate() {
+        let before = fetched();
+        let got = read(&store, &path, Some(at..at + 4096)).await.unwrap();
+        assert!(got == data.slice(at as usize..at as usize + 4096), "{at}");
+        let cost = fetched() - before;
+        let pieces = if i == 1 { 2 } else { 1 };
+        assert_eq!(cost, pieces * archway_cache::PIECE_BYTES, "read at {at}");
+    }
+    assert_eq!(cache.memory_bytes().await, 0, "pieces are not kept as blocks");
+    // The same block read again: now fetched whole, and then served from memory.
+    let at = 5 * MIB + 500_000;
+    let before = fetched();
+    let got = read(&store, &path, Some(at..at + 4096)).await.unwrap();
+    assert!(got == data.slice(at as usize..at as usize + 4096));
+    assert_eq!(fetched() - before, MIB, "a block read twice is fetched whole");
+    let gets = backend.gets.load(Ordering::SeqCst);
+    let at = 5 * MIB + 100;
+    let got = read(&store, &path, Some(at..at + 4096)).await.unwrap();
+    assert!(got == data.slice(at as usize..at as usize + 4096));
+    assert_eq!(backend.gets.load(Ordering::SeqCst), gets, "then from memory");
+}
