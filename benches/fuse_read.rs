@@ -5,7 +5,6 @@
 //! ```sh
 //! eval "$(scripts/test-services)"   # fio, fuse3, rclone
 //! cargo bench --bench fuse_read     # as root (mounts, drop_caches)
-//! ARCHWAY_BENCH_BIN=/path/to/other/archway cargo bench --bench fuse_read   # another build
 //! ```
 //!
 //! Data: `ARCHWAY_BENCH_FILES` files (default 4) of `ARCHWAY_BENCH_MIB` MiB (default 256) of
@@ -159,10 +158,7 @@ fn main() {
     let mib = env_usize("ARCHWAY_BENCH_MIB", if full { 256 } else { 16 });
     let seconds = if full { 10 } else { 2 };
     let rclone = std::env::var("ARCHWAY_TEST_RCLONE").unwrap_or_else(|_| "rclone".into());
-    // Another build to compare with: ARCHWAY_BENCH_BIN=/path/to/archway.
-    let bin_path = std::env::var("ARCHWAY_BENCH_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_archway").to_string());
-    let bin = bin_path.as_str();
+    let bin = env!("CARGO_BIN_EXE_archway");
     let work = tempfile::tempdir().expect("temp dir");
     let data = work.path().join("data");
 

@@ -175,12 +175,6 @@ struct Position {
 const POSITION_TTL: Duration = Duration::from_secs(30);
 /// Objects whose read position is remembered.
 const MAX_POSITIONS: usize = 4096;
-/// Blocks remembered as touched by a small read (about 100 bytes each), and for how long.
-const TOUCHED_BLOCKS: u64 = 65_536;
-const TOUCHED_TTL: Duration = Duration::from_secs(600);
-/// What a small read that misses both tiers fetches, at least: the aligned pieces of this
-/// size that it covers (a 4 KiB read of a FITS cutout costs 64 KiB, not a whole block).
-pub const PIECE_BYTES: u64 = 64 * 1024;
 
 /// The shared memory tier: blocks and object metadata.
 pub struct BlockCache {
@@ -195,9 +189,6 @@ pub struct BlockCache {
     /// Where each object's last read stopped, and its read-ahead window then, so a reader that
     /// goes on with the next request (ranged GETs, FUSE reads) keeps its window.
     positions: std::sync::Mutex<HashMap<(Arc<str>, String), Position>>,
-    /// Blocks a small read has fetched pieces of: the next small read of one of them that
-    /// misses fetches it whole.
-    touched: moka::future::Cache<BlockKey, ()>,
     stats: Arc<CacheStats>,
 }
 
@@ -255,10 +246,6 @@ impl BlockCache {
         Arc::new(Self {
             readahead: Arc::new(tokio::sync::Semaphore::new(permits)),
             positions: std::sync::Mutex::new(HashMap::new()),
-            touched: moka::future::Cache::builder()
-                .max_capacity(TOUCHED_BLOCKS)
-                .time_to_live(TOUCHED_TTL)
-                .build(),
             config,
             blocks,
             metadata,

@@ -215,31 +215,7 @@ impl CachedStore {
             self.cache.stats.misses.fetch_add(1, Ordering::Relaxed);
             return Ok(piece);
         }
-        // On neither tier. The first small read of a block fetches only the pieces it covers:
-        // a random reader (a cutout) needs no more. A block read that way before is wanted
-        // again, and is fetched whole.
-        if crate::PIECE_BYTES >= size || self.cache.touched.contains_key(&key) {
-            return Ok(slice(self.block(location, meta, index).await?));
-        }
-        self.cache.touched.insert(key, ()).await;
-        self.cache.stats.misses.fetch_add(1, Ordering::Relaxed);
-        let block_end = ((index + 1) * size).min(meta.size);
-        let from = range.start / crate::PIECE_BYTES * crate::PIECE_BYTES;
-        let to = (range.end.div_ceil(crate::PIECE_BYTES) * crate::PIECE_BYTES).min(block_end);
-        let opts = GetOptions {
-            range: Some(GetRange::Bounded(from..to)),
-            // The piece must belong to the version the read started with.
-            if_match: meta.e_tag.clone(),
-            ..Default::default()
-        };
-        let bytes = self.inner.get_opts(location, opts).await?.bytes().await?;
-        self.cache
-            .stats
-            .bytes_fetched
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        let start = ((range.start - from) as usize).min(bytes.len());
-        let end = ((range.end - from) as usize).min(bytes.len());
-        Ok(bytes.slice(start..end))
+        Ok(slice(self.block(location, meta, index).await?))
     }
 
     /// The bytes of `range`, assembled from blocks in order, with read-ahead: while the reader
@@ -268,11 +244,11 @@ impl CachedStore {
         // A small read inside one block that is not going on from the last read (a random
         // read, or small sequential reads inside one block): from memory if the block is
         // there, else just its pieces from the disk tier, without loading the whole block
-        // (nor promoting it: random reads would only churn memory), else — the first time —
-        // just its pieces from the backend (see `small_read`). It records where it
+        // (nor promoting it: random reads would only churn memory). It records where it
         // stopped, so a reader going on into the next block gets read-ahead. Anything else,
         // or a block on neither tier, goes the usual way below.
         if carried.is_none()
+            && self.cache.disk.is_some()
             && (range.end - 1) / size == first
             && range.end - range.start <= size / 4
         {
