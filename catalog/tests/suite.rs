@@ -936,7 +936,14 @@ async fn changes_elsewhere_reach_the_view(db: &TestDb) {
         // Polling once an hour: only a notification can bring the change in time.
         let c = db.another(Duration::from_secs(3600)).await;
         c.view().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = std::time::Instant::now();
+        while !c.listening() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the watcher never listened for notifications"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         a.create_user("xena", "", false).await.unwrap();
         let took = seen_within(&c, |v| v.principal("xena").is_ok()).await;
         assert!(

@@ -213,6 +213,8 @@ pub(super) struct Live {
     /// One load at a time; readers that find the view behind wait for it.
     reload: tokio::sync::Mutex<()>,
     pub(super) refresh_interval: Duration,
+    /// Whether the watcher listens for PostgreSQL's change notifications now.
+    listening: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Live {
@@ -224,6 +226,7 @@ impl Live {
             loaded_at_mark: AtomicU64::new(0),
             reload: tokio::sync::Mutex::new(()),
             refresh_interval,
+            listening: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -276,6 +279,12 @@ impl Catalog {
             }
         }
         Ok(live.current())
+    }
+
+    /// Whether this handle hears PostgreSQL's change notifications now (always false on
+    /// SQLite, which has none: polling every `refresh_interval` is all).
+    pub fn listening(&self) -> bool {
+        self.inner.live.listening.load(Ordering::Acquire)
     }
 
     /// Held while a method changes the catalogue (see [`Changing`]).
@@ -416,6 +425,7 @@ impl Catalog {
 pub(super) fn spawn_watcher(catalog: &Catalog, postgres_url: Option<String>) {
     let weak: Weak<Inner> = Arc::downgrade(&catalog.inner);
     let interval = catalog.inner.live.refresh_interval;
+    let listening = catalog.inner.live.listening.clone();
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
@@ -424,6 +434,7 @@ pub(super) fn spawn_watcher(catalog: &Catalog, postgres_url: Option<String>) {
             Some(url) => listen(url).await,
             None => None,
         };
+        listening.store(listener.is_some(), Ordering::Release);
         let mut last_listen = tokio::time::Instant::now();
         let mut failing = false;
         let mut ticker = tokio::time::interval(interval);
@@ -443,6 +454,7 @@ pub(super) fn spawn_watcher(catalog: &Catalog, postgres_url: Option<String>) {
                     Err(e) => {
                         tracing::warn!(error = %e, ?interval, "catalogue change notifications stopped; polling");
                         listener = None;
+                        listening.store(false, Ordering::Release);
                     }
                 },
             }
@@ -471,6 +483,7 @@ pub(super) fn spawn_watcher(catalog: &Catalog, postgres_url: Option<String>) {
             {
                 last_listen = tokio::time::Instant::now();
                 listener = listen(url).await;
+                listening.store(listener.is_some(), Ordering::Release);
             }
         }
     });
