@@ -269,6 +269,8 @@ async fn mount_and_serve(args: &MountArgs, notify: bool) -> Result<()> {
     // The mount point as /proc/mounts will list it.
     let absolute =
         std::fs::canonicalize(&args.mountpoint).unwrap_or_else(|_| args.mountpoint.clone());
+    // Watched before mounting: a SIGTERM as soon as the mount appears still unmounts cleanly.
+    let stop = crate::serve::shutdown_signal();
     let mounted = session::mount(fs, tokio::runtime::Handle::current(), &opts)?;
     // Held (never written) until this process ends: then the watchdog looks at the mount.
     let _watchdog = if opts.auto_unmount {
@@ -283,7 +285,7 @@ async fn mount_and_serve(args: &MountArgs, notify: bool) -> Result<()> {
     if notify {
         println!("ready");
     }
-    let r = mounted.serve_until(crate::serve::shutdown_signal()).await;
+    let r = mounted.serve_until(stop).await;
     if let Some(opened) = closer {
         opened.state.dataplane.catalog().close().await;
     }

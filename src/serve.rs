@@ -269,6 +269,7 @@ pub fn endpoint_url(config: &Config) -> String {
 
 /// Runs the gateway until SIGINT or SIGTERM.
 pub async fn serve(source: Source) -> Result<()> {
+    let stop = shutdown_signal();
     let opened = open(&source, true).await?;
     let config = &opened.config;
     let addr = config.server.listen_addr().map_err(anyhow::Error::msg)?;
@@ -303,24 +304,29 @@ pub async fn serve(source: Source) -> Result<()> {
     }
     tracing::info!(address = %local, tls = tls.is_some(), "listening");
     let router = archway_gateway::router(opened.state.clone());
-    archway_gateway::server::serve(listener, router, tls, shutdown_signal()).await;
+    archway_gateway::server::serve(listener, router, tls, stop).await;
     opened.state.dataplane.catalog().close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-pub(crate) async fn shutdown_signal() {
+/// Watches SIGINT and SIGTERM from now on — a signal that arrives before the returned future
+/// is first polled (while a mount or the listener is still being set up) is not lost, and does
+/// not kill the process — and returns a future that ends at the first of them.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            },
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM or SIGINT; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
     }
 }
