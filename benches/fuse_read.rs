@@ -18,13 +18,12 @@
 //! disk tier; rclone: its VFS cache), so warm reads are served by the tool, not the gateway.
 #![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{MIB, Server, free_port, wait_for};
+use common::{MIB, Mounted, Server, drop_page_cache, free_port, wait_for};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -48,66 +47,6 @@ fn write_files(dir: &Path, files: usize, mib: usize) {
     }
 }
 
-fn mounted(mountpoint: &Path) -> bool {
-    let table = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let want = mountpoint.to_str().unwrap_or_default();
-    table
-        .lines()
-        .any(|l| l.split_whitespace().nth(1) == Some(want))
-}
-
-/// A mount process: unmounted and stopped when dropped.
-struct Mounted {
-    server: Option<Server>,
-    mountpoint: PathBuf,
-}
-
-impl Mounted {
-    fn start(mut cmd: Command, mountpoint: &Path) -> Mounted {
-        std::fs::create_dir_all(mountpoint).expect("mount point");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the mount");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !mounted(mountpoint) {
-            assert!(
-                Instant::now() < deadline,
-                "{} did not mount",
-                mountpoint.display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Mounted {
-            server: Some(Server(child)),
-            mountpoint: mountpoint.to_path_buf(),
-        }
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("fusermount3")
-            .arg("-u")
-            .arg(&self.mountpoint)
-            .status();
-        drop(self.server.take());
-        if mounted(&self.mountpoint) {
-            let _ = Command::new("fusermount3")
-                .arg("-uz")
-                .arg(&self.mountpoint)
-                .status();
-        }
-    }
-}
-
-fn drop_page_cache() -> bool {
-    let _ = Command::new("sync").status();
-    std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
-}
-
 #[derive(Clone, Copy)]
 enum Job {
     Sequential,
@@ -116,34 +55,25 @@ enum Job {
 
 /// Runs fio over `dir`'s files; returns bytes/s (sequential) or IOPS (random).
 fn fio(dir: &Path, job: Job, files: usize, mib: usize, seconds: u64) -> f64 {
-    let mut cmd = Command::new("fio");
-    cmd.arg("--name=bench")
-        .arg(format!("--directory={}", dir.display()))
-        .arg("--filename_format=file$jobnum.bin")
-        .arg(format!("--size={mib}M"))
-        .arg(format!("--numjobs={files}"))
-        .args([
-            "--readonly",
-            "--ioengine=psync",
-            "--group_reporting",
-            "--output-format=json",
-        ]);
+    let mut args = vec![
+        "--name=bench".to_string(),
+        format!("--directory={}", dir.display()),
+        "--filename_format=file$jobnum.bin".to_string(),
+        format!("--size={mib}M"),
+        format!("--numjobs={files}"),
+        "--readonly".to_string(),
+        "--ioengine=psync".to_string(),
+    ];
     match job {
-        Job::Sequential => cmd.args(["--rw=read", "--bs=1M"]),
-        Job::Random => cmd
-            .args(["--rw=randread", "--bs=4k", "--time_based"])
-            .arg(format!("--runtime={seconds}")),
-    };
-    let out = cmd
-        .output()
-        .expect("fio (scripts/test-services installs it)");
-    assert!(
-        out.status.success(),
-        "fio failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("fio JSON");
-    let read = &report["jobs"][0]["read"];
+        Job::Sequential => args.extend(["--rw=read".into(), "--bs=1M".into()]),
+        Job::Random => args.extend([
+            "--rw=randread".into(),
+            "--bs=4k".into(),
+            "--time_based".into(),
+            format!("--runtime={seconds}"),
+        ]),
+    }
+    let read = &common::fio(&args)["read"];
     match job {
         Job::Sequential => read["bw_bytes"].as_f64().expect("bw_bytes"),
         Job::Random => read["iops"].as_f64().expect("iops"),
@@ -178,14 +108,7 @@ fn main() {
     let url = format!("http://127.0.0.1:{port}");
     let local = data.join("demo/bench");
     write_files(&local, files, mib);
-    let creds = std::fs::read_to_string(data.join("credentials")).expect("credentials");
-    let value = |k: &str| {
-        creds
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{k} = ")).map(str::to_string))
-            .expect("credential")
-    };
-    let (key, secret) = (value("aws_access_key_id"), value("aws_secret_access_key"));
+    let (key, secret) = common::archway_credentials(&data);
     if !drop_page_cache() {
         eprintln!("warning: cannot drop the page cache (not root?): cold figures are warm");
     }

@@ -21,7 +21,6 @@
 #![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,34 +30,10 @@ use futures::StreamExt;
 
 mod common;
 
+use common::cpu_seconds;
+
 const OBJECTS: usize = 256;
 const SIZE: usize = 64 * 1024;
-
-/// CPU seconds (user + system) process `pid` has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
-    // Fields after the command (which may hold spaces) start after the last ')'.
-    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the command.
-    let ticks: f64 =
-        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
-    ticks / clock_ticks_per_second()
-}
-
-/// The unit of /proc's CPU times (`getconf CLK_TCK`; 100 on Linux unless told otherwise).
-fn clock_ticks_per_second() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(100.0)
-    })
-}
 
 #[derive(Clone, Copy)]
 enum Kind {

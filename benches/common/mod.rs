@@ -1,7 +1,7 @@
 //! What the benchmarks share: servers on loopback and an S3 client for them.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,19 +60,8 @@ pub fn s3_client(url: &str, bucket: &str, key: &str, secret: &str) -> Arc<dyn Ob
 
 /// An S3 client with the admin credentials of an archway data directory.
 pub fn archway_client(url: &str, data_dir: &Path, bucket: &str) -> Arc<dyn ObjectStore> {
-    let creds = std::fs::read_to_string(data_dir.join("credentials")).expect("credentials");
-    let value = |k: &str| {
-        creds
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{k} = ")).map(str::to_string))
-            .expect("credential")
-    };
-    s3_client(
-        url,
-        bucket,
-        &value("aws_access_key_id"),
-        &value("aws_secret_access_key"),
-    )
+    let (key, secret) = archway_credentials(data_dir);
+    s3_client(url, bucket, &key, &secret)
 }
 
 /// `archway serve` (the binary at `binary`) with one archive volume `bench` over the folder
@@ -137,4 +126,132 @@ pub fn rclone_over(rclone: &str, root: &Path) -> (Server, Arc<dyn ObjectStore>) 
         "benchsecret",
     );
     (server, store)
+}
+
+/// CPU seconds (user + system) process `pid` has used, from /proc.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the command.
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    ticks / clock_ticks_per_second()
+}
+
+/// The unit of /proc's CPU times (`getconf CLK_TCK`; 100 on Linux unless told otherwise).
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// Whether something is mounted at `mountpoint`.
+pub fn mounted(mountpoint: &Path) -> bool {
+    let table = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let want = mountpoint.to_str().unwrap_or_default();
+    table
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(want))
+}
+
+/// A FUSE mount process: unmounted and stopped when dropped.
+pub struct Mounted {
+    pub server: Option<Server>,
+    pub mountpoint: PathBuf,
+}
+
+impl Mounted {
+    /// Starts `cmd` and waits until `mountpoint` is mounted.
+    pub fn start(mut cmd: Command, mountpoint: &Path) -> Mounted {
+        std::fs::create_dir_all(mountpoint).expect("mount point");
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {:?}: {e}", cmd.get_program()));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !mounted(mountpoint) {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "{:?} exited with {status} before mounting",
+                    cmd.get_program()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not mount",
+                mountpoint.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Mounted {
+            server: Some(Server(child)),
+            mountpoint: mountpoint.to_path_buf(),
+        }
+    }
+
+    /// The mount process's id.
+    pub fn pid(&self) -> u32 {
+        self.server.as_ref().map(|s| s.0.id()).unwrap_or_default()
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3")
+            .arg("-u")
+            .arg(&self.mountpoint)
+            .status();
+        drop(self.server.take());
+        if mounted(&self.mountpoint) {
+            let _ = Command::new("fusermount3")
+                .arg("-uz")
+                .arg(&self.mountpoint)
+                .status();
+        }
+    }
+}
+
+/// Drops the kernel's page cache (root only); whether it could.
+pub fn drop_page_cache() -> bool {
+    let _ = Command::new("sync").status();
+    std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
+}
+
+/// Runs fio with `args` and JSON output; the report's first job (`--group_reporting`).
+pub fn fio(args: &[String]) -> serde_json::Value {
+    let out = Command::new("fio")
+        .args(args)
+        .args(["--group_reporting", "--output-format=json"])
+        .output()
+        .expect("fio (scripts/test-services installs it)");
+    assert!(
+        out.status.success(),
+        "fio {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("fio JSON");
+    report["jobs"][0].clone()
+}
+
+/// Credentials of an archway data directory's `credentials` file: (access key, secret).
+pub fn archway_credentials(data_dir: &Path) -> (String, String) {
+    let creds = std::fs::read_to_string(data_dir.join("credentials")).expect("credentials");
+    let value = |k: &str| {
+        creds
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k} = ")).map(str::to_string))
+            .expect("credential")
+    };
+    (value("aws_access_key_id"), value("aws_secret_access_key"))
 }

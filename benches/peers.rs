@@ -1,0 +1,711 @@
+//! Archway against its peers with the clients people use, in one run: the S3 front under
+//! boto3 (several processes), `rclone copy` and `aws s3 cp`, against `rclone serve s3`; the
+//! mount under dd, fio, cat and `ls -lR`, against `rclone mount --vfs-cache-mode full`, s3fs
+//! (s3fs-fuse) and plain reads of the same files on the local disk, the limit.
+//!
+//! ```sh
+//! eval "$(scripts/test-services)"   # rclone, s3fs, fio, aws cli and boto3 (a venv)
+//! cargo bench --bench peers         # as root: mounts, /proc/sys/vm/drop_caches
+//! ARCHWAY_BENCH_BIN=/path/to/other/archway cargo bench --bench peers   # another build
+//! ARCHWAY_BENCH_MOUNT_ARGS="--cache-disk 0" cargo bench --bench peers   # other mount options
+//! ```
+//!
+//! Set-up: `archway serve` on its embedded default (no configuration); the bench bucket is a
+//! workspace made through S3 CreateBucket, so the gateway reads local files as `rclone serve
+//! s3` does over the same folder. The data: one 512 MiB file, 32 × 16 MiB, 2000 × 64 KiB, of
+//! random bytes. Every mount — archway's (remote mode), rclone's and s3fs's — reads through
+//! the same gateway's S3 front, so the mounts differ and nothing else. Each mount has its disk
+//! cache on, big enough for the data: `--cache-disk` for archway (memory tier at its default),
+//! `--vfs-cache-mode full` for rclone, `use_cache` for s3fs; otherwise default options.
+//!
+//! "Cold": the kernel's page cache dropped and the mount started afresh with an empty cache
+//! directory, before each cold measurement; local reads only drop the page cache. "Warm":
+//! right after the same data was read once.
+//!
+//! For every measurement the CPU-seconds the gateway process (and the mount process, for the
+//! mounts) spent are recorded from /proc: on two shared cores the client competes with the
+//! server, so CPU per request is the fairer figure for the S3 rows.
+//!
+//! `cargo test --all-targets` runs this as a smoke test on a small data set (8 MiB, 4 ×
+//! 1 MiB, 40 × 64 KiB, short runs): every workload against every tool, to prove they work.
+#![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+mod common;
+
+use common::{MIB, Mounted, Server, cpu_seconds, drop_page_cache, free_port, wait_for};
+
+/// The data set and the length of each run.
+struct Plan {
+    big: usize,
+    mids: usize,
+    mid: usize,
+    smalls: usize,
+    small: usize,
+    random_seconds: u64,
+    requests: usize,
+}
+
+/// External programs, from scripts/test-services.
+struct Tools {
+    python: String,
+    aws: String,
+    rclone: String,
+    s3fs: String,
+}
+
+fn tool(env: &str, name: &str) -> String {
+    let found = std::env::var(env)
+        .ok()
+        .filter(|p| !p.is_empty())
+        .or_else(|| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {name}")])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        });
+    found.unwrap_or_else(|| {
+        panic!("{name} is needed ({env}): run `eval \"$(scripts/test-services)\"` first")
+    })
+}
+
+/// Writes `size` bytes of xorshift noise to `path`, continuing `state`.
+fn write_noise(path: &Path, size: usize, state: &mut u64) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    let mut data = Vec::with_capacity(size);
+    while data.len() < size {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        data.extend_from_slice(&state.to_le_bytes());
+    }
+    data.truncate(size);
+    std::fs::write(path, &data).expect("bench file");
+}
+
+/// The bench bucket's files: `big.bin`, `mid/m-NN.bin`, `small/s-NNNN.bin`.
+fn write_data(root: &Path, plan: &Plan) {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    write_noise(&root.join("big.bin"), plan.big, &mut state);
+    for i in 0..plan.mids {
+        write_noise(&root.join(mid(i)), plan.mid, &mut state);
+    }
+    for i in 0..plan.smalls {
+        write_noise(&root.join(small(i)), plan.small, &mut state);
+    }
+}
+
+fn mid(i: usize) -> String {
+    format!("mid/m-{i:02}.bin")
+}
+
+fn small(i: usize) -> String {
+    format!("small/s-{i:04}.bin")
+}
+
+/// An S3 server under test: its URL, credentials and process.
+struct S3 {
+    name: &'static str,
+    url: String,
+    key: String,
+    secret: String,
+    pid: u32,
+}
+
+impl S3 {
+    /// An rclone remote for this server's bucket path `path`.
+    fn remote(&self, path: &str) -> String {
+        format!(
+            ":s3,provider=Other,endpoint='{}',access_key_id={},secret_access_key='{}',region=us-east-1:{path}",
+            self.url, self.key, self.secret
+        )
+    }
+}
+
+/// One measurement: its value and the CPU-seconds the processes that serve it spent.
+#[derive(Clone, Copy, Default)]
+struct Figure {
+    value: f64,
+    cpu: f64,
+}
+
+/// Runs `cmd`, failing with its output if it fails; the wall-clock seconds it took and the
+/// CPU-seconds processes `pids` spent meanwhile.
+fn timed(cmd: &mut Command, pids: &[u32]) -> (f64, f64, String) {
+    let before: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+    let started = Instant::now();
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {:?}: {e}", cmd.get_program()));
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - before;
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        seconds,
+        cpu,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The boto3 load of benches/s3load.py: (requests/s, bytes/s, CPU-s per request).
+#[allow(clippy::too_many_arguments)]
+fn boto3(
+    tools: &Tools,
+    server: &S3,
+    op: &str,
+    keys: &Path,
+    requests: usize,
+    processes: usize,
+    threads: usize,
+    extra: &[String],
+) -> (f64, f64, f64) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/s3load.py");
+    let mut cmd = Command::new(&tools.python);
+    cmd.arg(script)
+        .args(["--endpoint", &server.url, "--key", &server.key])
+        .args(["--secret", &server.secret, "--bucket", "bench", "--op", op])
+        .arg("--keys")
+        .arg(keys)
+        .args(["--requests", &requests.to_string()])
+        .args(["--processes", &processes.to_string()])
+        .args(["--threads", &threads.to_string()])
+        .args(extra);
+    let (_, cpu, out) = timed(&mut cmd, &[server.pid]);
+    let report: serde_json::Value = serde_json::from_str(out.trim()).expect("s3load JSON");
+    let done = report["requests"].as_f64().expect("requests");
+    let seconds = report["seconds"].as_f64().expect("seconds");
+    let bytes = report["bytes"].as_f64().expect("bytes");
+    (done / seconds, bytes / seconds, cpu / done)
+}
+
+fn keys_file(dir: &Path, name: &str, keys: &[String]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, keys.join("\n")).expect("keys file");
+    path
+}
+
+/// The S3 rows for one server, in the order of `S3_ROWS`.
+fn s3_rows(tools: &Tools, server: &S3, plan: &Plan, work: &Path) -> Vec<Figure> {
+    let smalls: Vec<String> = (0..plan.smalls).map(small).collect();
+    let small_keys = keys_file(work, "small-keys", &smalls);
+    let prefix = keys_file(work, "prefix", &["small/".to_string()]);
+    let big = keys_file(work, "big", &["big.bin".to_string()]);
+    let mut rows = Vec::new();
+
+    // Listing: two processes, one listing each at a time; a request is a page.
+    let listings = (plan.requests / 200).max(4);
+    let expect = ["--expect-keys".to_string(), plan.smalls.to_string()];
+    let (pages, _, cpu) = boto3(tools, server, "list", &prefix, listings, 2, 1, &expect);
+    rows.push(Figure {
+        value: pages,
+        cpu: cpu * 1000.0,
+    });
+    // 64 KiB GETs and HEADs, 2 processes × 8 threads, after a pass that warms the caches.
+    boto3(tools, server, "get", &small_keys, plan.smalls, 2, 8, &[]);
+    for op in ["get", "head"] {
+        let (rate, _, cpu) = boto3(tools, server, op, &small_keys, plan.requests, 2, 8, &[]);
+        rows.push(Figure {
+            value: rate,
+            cpu: cpu * 1000.0,
+        });
+    }
+    // 8 MiB ranges of the big file, 8 in flight, warm: twice through the file.
+    let range = (8 * MIB).min(plan.big / 8);
+    let ranged = [
+        "--range-size".to_string(),
+        range.to_string(),
+        "--object-size".to_string(),
+        plan.big.to_string(),
+    ];
+    let passes = plan.big / range;
+    boto3(tools, server, "range", &big, passes, 2, 4, &ranged);
+    let (_, bytes, cpu) = boto3(tools, server, "range", &big, 2 * passes, 2, 4, &ranged);
+    rows.push(Figure {
+        value: bytes / 1e6,
+        cpu: cpu * 1000.0,
+    });
+    // rclone copy of the small objects, default options.
+    let dest = work.join(format!("copy-{}", server.name));
+    let _ = std::fs::remove_dir_all(&dest);
+    let mut copy = Command::new(&tools.rclone);
+    copy.arg("copy")
+        .arg(server.remote("bench/small"))
+        .arg(&dest);
+    let (seconds, cpu, _) = timed(&mut copy, &[server.pid]);
+    let copied = std::fs::read_dir(&dest).expect("copied").count();
+    assert_eq!(copied, plan.smalls, "rclone copy from {}", server.name);
+    rows.push(Figure {
+        value: copied as f64 / seconds,
+        cpu: cpu / copied as f64 * 1000.0,
+    });
+    let _ = std::fs::remove_dir_all(&dest);
+    // aws s3 cp of the big file to the local disk, default options.
+    let creds = work.join(format!("aws-{}", server.name));
+    std::fs::write(
+        &creds,
+        format!(
+            "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            server.key, server.secret
+        ),
+    )
+    .expect("aws credentials");
+    let config = work.join("aws-config");
+    std::fs::write(
+        &config,
+        "[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n",
+    )
+    .expect("aws config");
+    let target = work.join("aws-copy.bin");
+    let mut cp = Command::new(&tools.aws);
+    cp.env("AWS_SHARED_CREDENTIALS_FILE", &creds)
+        .env("AWS_CONFIG_FILE", &config)
+        .args([
+            "--endpoint-url",
+            &server.url,
+            "s3",
+            "cp",
+            "--only-show-errors",
+        ])
+        .arg("s3://bench/big.bin")
+        .arg(&target);
+    let (seconds, cpu, _) = timed(&mut cp, &[server.pid]);
+    let copied = std::fs::metadata(&target).expect("aws s3 cp target").len();
+    assert_eq!(copied, plan.big as u64, "aws s3 cp from {}", server.name);
+    let _ = std::fs::remove_file(&target);
+    rows.push(Figure {
+        value: plan.big as f64 / seconds / 1e6,
+        cpu: cpu / (plan.big as f64 / 1e9),
+    });
+    rows
+}
+
+const S3_ROWS: [(&str, &str); 6] = [
+    ("S3 ListObjectsV2, pages of 1000 keys", "pages/s"),
+    ("S3 64 KiB GET, 16 threads (warm)", "req/s"),
+    ("S3 HEAD, 16 threads", "req/s"),
+    ("S3 8 x 8 MiB ranged GET (warm)", "MB/s"),
+    ("`rclone copy` of the small objects", "files/s"),
+    ("`aws s3 cp` of the big file", "MB/s"),
+];
+
+/// What the CPU column of each S3 row counts.
+const S3_CPU_UNIT: [&str; 6] = [
+    "per 1000 pages",
+    "per 1000 req",
+    "per 1000 req",
+    "per 1000 req",
+    "per 1000 files",
+    "per GB",
+];
+
+/// A way to see the bench bucket as files.
+#[derive(Clone, Copy, PartialEq)]
+enum Fs {
+    Local,
+    Archway,
+    Rclone,
+    S3fs,
+}
+
+struct Env<'a> {
+    tools: &'a Tools,
+    binary: &'a str,
+    gateway: &'a S3,
+    data: &'a Path,
+    work: &'a Path,
+    /// More `archway mount` options: `ARCHWAY_BENCH_MOUNT_ARGS`, default `--cache-disk 2GiB`.
+    mount_args: String,
+    resets: std::cell::Cell<usize>,
+}
+
+impl Env<'_> {
+    /// A cold view of the bucket through `fs`: page cache dropped, a fresh mount with an empty
+    /// cache. The mount (none for local reads), the bucket's folder in it, and the pids whose
+    /// CPU counts.
+    fn cold(&self, fs: Fs) -> (Option<Mounted>, PathBuf, Vec<u32>) {
+        let n = self.resets.get();
+        self.resets.set(n + 1);
+        let mp = self.work.join(format!("mnt-{n}"));
+        let cache = self.work.join(format!("cache-{n}"));
+        let gateway = self.gateway;
+        let mounted = match fs {
+            Fs::Local => None,
+            Fs::Archway => {
+                let mut cmd = Command::new(self.binary);
+                cmd.arg("mount")
+                    .arg(&mp)
+                    .args(["--gateway", &gateway.url, "--credentials-file"])
+                    .arg(self.data.join("credentials"))
+                    .args(["--profile", "archway", "--volume", "bench", "--foreground"])
+                    .arg("--cache-dir")
+                    .arg(&cache)
+                    .args(self.mount_args.split_whitespace())
+                    .env("ARCHWAY_LOG", "warn");
+                Some(Mounted::start(cmd, &mp))
+            }
+            Fs::Rclone => {
+                let mut cmd = Command::new(&self.tools.rclone);
+                cmd.arg("mount")
+                    .arg(gateway.remote("bench"))
+                    .arg(&mp)
+                    .args(["--vfs-cache-mode", "full", "--cache-dir"])
+                    .arg(&cache);
+                Some(Mounted::start(cmd, &mp))
+            }
+            Fs::S3fs => {
+                let passwd = self.work.join("s3fs-passwd");
+                std::fs::write(&passwd, format!("{}:{}\n", gateway.key, gateway.secret))
+                    .expect("s3fs passwd");
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o600))
+                    .expect("chmod");
+                std::fs::create_dir_all(&cache).expect("s3fs cache");
+                let mut cmd = Command::new(&self.tools.s3fs);
+                cmd.arg("bench")
+                    .arg(&mp)
+                    .arg("-f")
+                    .args(["-o", &format!("url={}", gateway.url)])
+                    .args(["-o", "use_path_request_style", "-o", "endpoint=us-east-1"])
+                    .args(["-o", &format!("passwd_file={}", passwd.display())])
+                    .args(["-o", &format!("use_cache={}", cache.display())]);
+                Some(Mounted::start(cmd, &mp))
+            }
+        };
+        if !drop_page_cache() {
+            eprintln!("warning: cannot drop the page cache (not root?): cold figures are warm");
+        }
+        let (root, mut pids) = match &mounted {
+            None => (self.data.join("workspaces/bench"), vec![]),
+            Some(m) if fs == Fs::Archway => (mp.join("bench"), vec![m.pid()]),
+            Some(m) => (mp.clone(), vec![m.pid()]),
+        };
+        if fs != Fs::Local {
+            pids.push(gateway.pid);
+        }
+        (mounted, root, pids)
+    }
+}
+
+const FUSE_ROWS: [(&str, &str); 7] = [
+    ("FUSE big file cold, dd 1 MiB", "MB/s"),
+    ("FUSE big file cold, 8 ranges", "MB/s"),
+    ("FUSE fio seq 1 MiB (warm)", "MB/s"),
+    ("FUSE random 4 KiB cold, QD1", "IOPS"),
+    ("FUSE mid files cold, 4 readers", "MB/s"),
+    ("FUSE small files cold, serial", "files/s"),
+    ("`ls -lR` of the tree, cold", "ms"),
+];
+
+fn sh(script: &str) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", script]);
+    cmd
+}
+
+/// The FUSE rows through `fs`, in the order of `FUSE_ROWS`.
+fn fuse_rows(env: &Env, fs: Fs, plan: &Plan) -> Vec<Figure> {
+    let mut rows = Vec::new();
+    let mb = |bytes: usize, seconds: f64| bytes as f64 / seconds / 1e6;
+    let quote = |p: &Path| format!("'{}'", p.display());
+
+    // dd of the big file, then fio over it warm.
+    let (mount, root, pids) = env.cold(fs);
+    let big = root.join("big.bin");
+    let (s, cpu, _) = timed(
+        sh(&format!(
+            "dd if={} of=/dev/null bs=1M status=none",
+            quote(&big)
+        ))
+        .stdout(Stdio::null()),
+        &pids,
+    );
+    rows.push(Figure {
+        value: mb(plan.big, s),
+        cpu,
+    });
+    let warm_args = vec![
+        "--name=warm".to_string(),
+        format!("--filename={}", big.display()),
+        "--readonly".to_string(),
+        "--ioengine=psync".to_string(),
+        "--rw=read".to_string(),
+        "--bs=1M".to_string(),
+    ];
+    let before: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+    let job = common::fio(&warm_args);
+    let cpu = pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - before;
+    let warm = Figure {
+        value: job["read"]["bw_bytes"].as_f64().expect("bw_bytes") / 1e6,
+        cpu,
+    };
+    drop(mount);
+
+    // Eight dd over eighths of the big file at once.
+    let (mount, root, pids) = env.cold(fs);
+    let big = root.join("big.bin");
+    let eighth = plan.big / MIB / 8;
+    let readers: Vec<String> = (0..8)
+        .map(|i| {
+            format!(
+                "dd if={} of=/dev/null bs=1M skip={} count={eighth} status=none &",
+                quote(&big),
+                i * eighth
+            )
+        })
+        .collect();
+    let (s, cpu, _) = timed(&mut sh(&format!("{} wait", readers.join(" "))), &pids);
+    rows.push(Figure {
+        value: mb(eighth * 8 * MIB, s),
+        cpu,
+    });
+    drop(mount);
+    rows.push(warm);
+
+    // Random 4 KiB reads, one at a time.
+    let (mount, root, pids) = env.cold(fs);
+    let args = vec![
+        "--name=random".to_string(),
+        format!("--filename={}", root.join("big.bin").display()),
+        "--readonly".to_string(),
+        "--ioengine=psync".to_string(),
+        "--rw=randread".to_string(),
+        "--bs=4k".to_string(),
+        "--time_based".to_string(),
+        format!("--runtime={}", plan.random_seconds),
+        "--randrepeat=1".to_string(),
+    ];
+    let before: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+    let job = common::fio(&args);
+    let cpu = pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - before;
+    rows.push(Figure {
+        value: job["read"]["iops"].as_f64().expect("iops"),
+        cpu,
+    });
+    drop(mount);
+
+    // The mid files, four cat readers over a quarter each.
+    let (mount, root, pids) = env.cold(fs);
+    let quarter = plan.mids / 4;
+    let readers: Vec<String> = (0..4)
+        .map(|r| {
+            let files: Vec<String> = (r * quarter..(r + 1) * quarter)
+                .map(|i| quote(&root.join(mid(i))))
+                .collect();
+            format!("cat {} > /dev/null &", files.join(" "))
+        })
+        .collect();
+    let (s, cpu, _) = timed(&mut sh(&format!("{} wait", readers.join(" "))), &pids);
+    rows.push(Figure {
+        value: mb(quarter * 4 * plan.mid, s),
+        cpu,
+    });
+    drop(mount);
+
+    // The small files, one cat over all of them.
+    let (mount, root, pids) = env.cold(fs);
+    let files: Vec<String> = (0..plan.smalls)
+        .map(|i| quote(&root.join(small(i))))
+        .collect();
+    let (s, cpu, _) = timed(
+        &mut sh(&format!("cat {} > /dev/null", files.join(" "))),
+        &pids,
+    );
+    rows.push(Figure {
+        value: plan.smalls as f64 / s,
+        cpu,
+    });
+    drop(mount);
+
+    // ls -lR right after a reset.
+    let (mount, root, pids) = env.cold(fs);
+    let (s, cpu, out) = timed(Command::new("ls").arg("-lR").arg(&root), &pids);
+    let listed = out
+        .lines()
+        .filter(|l| l.starts_with('-') || l.starts_with('d'))
+        .count();
+    assert_eq!(
+        listed,
+        1 + plan.mids + plan.smalls + 2,
+        "ls -lR through the mount listed {listed} entries"
+    );
+    rows.push(Figure {
+        value: s * 1000.0,
+        cpu,
+    });
+    drop(mount);
+    rows
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs a smoke test.
+    let full = std::env::args().any(|a| a == "--bench");
+    let plan = if full {
+        Plan {
+            big: 512 * MIB,
+            mids: 32,
+            mid: 16 * MIB,
+            smalls: 2000,
+            small: 64 * 1024,
+            random_seconds: 10,
+            requests: 4000,
+        }
+    } else {
+        Plan {
+            big: 8 * MIB,
+            mids: 4,
+            mid: MIB,
+            smalls: 40,
+            small: 64 * 1024,
+            random_seconds: 1,
+            requests: 200,
+        }
+    };
+    let tools = Tools {
+        python: tool("ARCHWAY_TEST_PYTHON", "python3"),
+        aws: tool("ARCHWAY_TEST_AWS", "aws"),
+        rclone: tool("ARCHWAY_TEST_RCLONE", "rclone"),
+        s3fs: tool("ARCHWAY_TEST_S3FS_FUSE", "s3fs"),
+    };
+    let binary = std::env::var("ARCHWAY_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_archway").to_string());
+    let work = tempfile::tempdir().expect("temp dir");
+    let data = work.path().join("data");
+
+    // The gateway on its embedded default, and the bench bucket as a workspace.
+    let port = free_port();
+    let gateway_process = Server(
+        Command::new(&binary)
+            .args(["serve", "--data-dir"])
+            .arg(&data)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("ARCHWAY_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("archway serve"),
+    );
+    wait_for(port);
+    let (key, secret) = common::archway_credentials(&data);
+    let gateway = S3 {
+        name: "archway",
+        url: format!("http://127.0.0.1:{port}"),
+        key,
+        secret,
+        pid: gateway_process.0.id(),
+    };
+    let mut mb = Command::new(&tools.rclone);
+    mb.arg("mkdir").arg(gateway.remote("bench"));
+    timed(&mut mb, &[]);
+    // The workspace's folder in the built-in `workspaces` backend (made on first write).
+    let bucket = data.join("workspaces/bench");
+    write_data(&bucket, &plan);
+
+    let rclone_port = free_port();
+    let rclone_process = Server(
+        Command::new(&tools.rclone)
+            .args([
+                "serve",
+                "s3",
+                "--auth-key",
+                "benchkey,benchsecret",
+                "--addr",
+            ])
+            .arg(format!("127.0.0.1:{rclone_port}"))
+            .arg(data.join("workspaces"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rclone serve s3"),
+    );
+    wait_for(rclone_port);
+    let rclone = S3 {
+        name: "rclone",
+        url: format!("http://127.0.0.1:{rclone_port}"),
+        key: "benchkey".into(),
+        secret: "benchsecret".into(),
+        pid: rclone_process.0.id(),
+    };
+
+    let s3_archway = s3_rows(&tools, &gateway, &plan, work.path());
+    let s3_rclone = s3_rows(&tools, &rclone, &plan, work.path());
+    drop(rclone_process);
+
+    let env = Env {
+        tools: &tools,
+        binary: &binary,
+        gateway: &gateway,
+        data: &data,
+        work: work.path(),
+        mount_args: std::env::var("ARCHWAY_BENCH_MOUNT_ARGS")
+            .unwrap_or_else(|_| "--cache-disk 2GiB".into()),
+        resets: Default::default(),
+    };
+    let fuse: Vec<Vec<Figure>> = [Fs::Local, Fs::Archway, Fs::Rclone, Fs::S3fs]
+        .into_iter()
+        .map(|fs| fuse_rows(&env, fs, &plan))
+        .collect();
+
+    println!(
+        "\narchway: {binary}\narchway mount options: {}\ndata: {} MiB file, {} x {} MiB, {} x {} KiB; {} requests per S3 load",
+        env.mount_args,
+        plan.big / MIB,
+        plan.mids,
+        plan.mid / MIB,
+        plan.smalls,
+        plan.small / 1024,
+        plan.requests
+    );
+    println!(
+        "\n{:<38} {:>9} {:>9} {:>9} {:>9} {:>8}  {:>9} {:>9}",
+        "FUSE", "local", "archway", "rclone", "s3fs", "unit", "vs local", "vs best"
+    );
+    for (i, (name, unit)) in FUSE_ROWS.iter().enumerate() {
+        let [l, a, r, s] = [0, 1, 2, 3].map(|t| fuse[t][i].value);
+        // Lower is better for times, higher for rates.
+        let (vs_local, vs_best) = if *unit == "ms" {
+            (a / l, a / r.min(s))
+        } else {
+            (a / l, a / r.max(s))
+        };
+        println!(
+            "{name:<38} {l:>9.0} {a:>9.0} {r:>9.0} {s:>9.0} {unit:>8}  {vs_local:>8.2}x {vs_best:>8.2}x"
+        );
+    }
+    println!(
+        "\n{:<38} {:>9} {:>9} {:>9}  (gateway + mount process CPU-seconds)",
+        "FUSE CPU-s", "archway", "rclone", "s3fs"
+    );
+    for (i, (name, _)) in FUSE_ROWS.iter().enumerate() {
+        let [a, r, s] = [1, 2, 3].map(|t| fuse[t][i].cpu);
+        println!("{name:<38} {a:>9.2} {r:>9.2} {s:>9.2}");
+    }
+    println!(
+        "\n{:<38} {:>9} {:>9} {:>8} {:>9}  {:>9} {:>9} {:>15}",
+        "S3", "archway", "rclone", "unit", "ratio", "arch CPU", "rc CPU", "CPU-s"
+    );
+    for (i, (name, unit)) in S3_ROWS.iter().enumerate() {
+        let (a, r) = (s3_archway[i], s3_rclone[i]);
+        println!(
+            "{name:<38} {:>9.1} {:>9.1} {unit:>8} {:>8.2}x  {:>9.3} {:>9.3} {:>15}",
+            a.value,
+            r.value,
+            a.value / r.value,
+            a.cpu,
+            r.cpu,
+            S3_CPU_UNIT[i]
+        );
+    }
+}
