@@ -443,7 +443,15 @@ async fn remote_volumes(args: &MountArgs, gateway: &str) -> Result<Vec<MountVolu
             })
             .collect::<Result<_>>()?
     };
-    let cache_config = cache_config(args);
+    let cache_config = CacheConfig {
+        // Through the gateway, workspaces are remote too: cached like archives. Every open
+        // pins its reads to the version the inode holds (If-Match), blocks are keyed by
+        // version, and the cached metadata is never trusted longer than the kernel trusts
+        // attributes, so a change made elsewhere is seen as soon as the attributes expire.
+        bypass_workspaces: false,
+        metadata_ttl: args.attr_ttl.min(CacheConfig::default().metadata_ttl),
+        ..cache_config(args)
+    };
     let cache = if cache_config.enabled {
         Some(BlockCache::new(cache_config).await)
     } else {
@@ -460,14 +468,14 @@ async fn remote_volumes(args: &MountArgs, gateway: &str) -> Result<Vec<MountVolu
             let remote = archway_dataplane::gateway_volume(&backend, &name)
                 .with_context(|| format!("volume `{name}` on {gateway}"))?;
             let s3 = remote.store;
-            // Reads through the block cache; volumes others may change bypass it when the
-            // cache is configured so.
+            // Reads through the block cache, writable volumes too (see above); the mount's
+            // own writes go through it and drop what they make stale.
             let store: Arc<dyn archway_dataplane::object_store::ObjectStore> = match &cache {
-                Some(c) if !(writes != Writes::ReadOnly && c.config().bypass_workspaces) => {
+                Some(c) => {
                     let scope = format!("{}/{name}", gateway.trim_end_matches('/'));
                     Arc::new(CachedStore::new(s3, c.clone(), scope))
                 }
-                _ => s3,
+                None => s3,
             };
             Ok(MountVolume {
                 name,

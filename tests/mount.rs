@@ -369,6 +369,69 @@ async fn remote_mount_reads_every_file_and_writes_workspaces() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_workspace_read_through_the_cache_sees_a_change_made_elsewhere_once_attributes_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let gw = Gateway::start(&data, &[]).await;
+    let admin = s3(
+        &gw,
+        "workspace",
+        &gw.credential("aws_access_key_id"),
+        &gw.credential("aws_secret_access_key"),
+    );
+    // Three blocks of the cache, so the file is read from several cached blocks.
+    let v1: Vec<u8> = (0..3 * 1024 * 1024 + 5).map(|i| (i % 251) as u8).collect();
+    let v2: Vec<u8> = (0..3 * 1024 * 1024 + 9)
+        .map(|i| (i % 241) as u8 ^ 0x5a)
+        .collect();
+    let key = Key::from("shared/table.bin");
+    admin.put(&key, PutPayload::from(v1.clone())).await.unwrap();
+    let mp = dir.path().join("mnt");
+    let credentials = data.join("credentials");
+    let _m = Mount::start(
+        &mp,
+        &[
+            "--gateway",
+            &gw.url,
+            "--credentials-file",
+            credentials.to_str().unwrap(),
+            "--profile",
+            "archway",
+            "--attr-ttl",
+            "1s",
+            "--entry-ttl",
+            "1s",
+        ],
+    );
+    let file = mp.join("workspace/shared/table.bin");
+    assert!(std::fs::read(&file).unwrap() == v1);
+    // A second read, with the kernel's page cache dropped, is served by the mount's block
+    // cache: no GET reaches the gateway.
+    std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop the page cache (root)");
+    let gets = s3_requests(&gw, "GetObject").await;
+    assert!(std::fs::read(&file).unwrap() == v1);
+    assert_eq!(
+        s3_requests(&gw, "GetObject").await,
+        gets,
+        "a workspace read again went to the gateway"
+    );
+
+    // Another client changes the object through S3; once the mount's attributes expire, the
+    // mount reads the new version whole, never a mix of the two.
+    admin.put(&key, PutPayload::from(v2.clone())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got = std::fs::read(&file).unwrap();
+    assert!(got == v2, "read {} bytes, not the new version", got.len());
+
+    // The mount's own write is read back at once, from the new version.
+    let v3 = b"written through the mount\n";
+    std::fs::write(&file, v3).unwrap();
+    assert_eq!(std::fs::read(&file).unwrap(), v3);
+    let through_s3 = admin.get(&key).await.unwrap().bytes().await.unwrap();
+    assert_eq!(&through_s3[..], v3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn local_mount_goes_straight_to_the_backends() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -98,6 +98,13 @@ impl CachedStore {
         forget(&self.cache, &self.scope, location).await;
     }
 
+    async fn forget_meta(&self, location: &Path) {
+        self.cache
+            .metadata
+            .invalidate(&self.meta_key(location))
+            .await;
+    }
+
     /// The object's current metadata, from the cache while fresh.
     async fn meta(&self, location: &Path) -> Result<Meta> {
         let key = self.meta_key(location);
@@ -523,7 +530,18 @@ impl ObjectStore for CachedStore {
         if options.version.is_some() {
             return self.inner.get_opts(location, options).await;
         }
-        let Meta { meta, attributes } = self.meta(location).await?;
+        let mut cached = self.meta(location).await?;
+        // A reader that names a version the cached metadata does not hold (it saw a newer
+        // one elsewhere, say through a listing) asks the backend once more before the
+        // precondition decides: stale metadata must not fail a read of the current version.
+        if let Some(wanted) = &options.if_match
+            && wanted != "*"
+            && cached.meta.e_tag.as_deref() != Some(wanted.as_str())
+        {
+            self.forget_meta(location).await;
+            cached = self.meta(location).await?;
+        }
+        let Meta { meta, attributes } = cached;
         options.check_preconditions(&meta)?;
         let range = match &options.range {
             Some(r) => r

@@ -249,6 +249,51 @@ async fn a_changed_object_is_seen_after_the_ttl_and_never_mixed() {
 }
 
 #[tokio::test]
+async fn a_read_pinned_to_a_newer_version_than_the_cached_metadata_gets_it() {
+    let (backend, _cache, store) = setup(CacheConfig {
+        metadata_ttl: Duration::from_secs(3600),
+        memory_bytes: 32 * MIB,
+        ..Default::default()
+    })
+    .await;
+    let path = Path::from("obj");
+    let (v1, v2) = (pattern(2 * MIB, 1), pattern(2 * MIB + 9, 2));
+    backend.inner.put(&path, v1.clone().into()).await.unwrap();
+    assert!(read(&store, &path, None).await.unwrap() == v1);
+    // Behind the cache's back the object changes; a reader learns the new ETag elsewhere
+    // (a mount from a listing) and pins its read to it.
+    let put = backend.inner.put(&path, v2.clone().into()).await.unwrap();
+    let heads = backend.heads.load(Ordering::SeqCst);
+    let opts = GetOptions {
+        if_match: put.e_tag.clone(),
+        ..Default::default()
+    };
+    let got = store
+        .get_opts(&path, opts)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(got == v2, "the pinned version, not a precondition failure");
+    assert_eq!(
+        backend.heads.load(Ordering::SeqCst),
+        heads + 1,
+        "asked once more"
+    );
+    // The refreshed metadata serves unpinned reads too, and an old pin still fails.
+    assert!(read(&store, &path, None).await.unwrap() == v2);
+    let old = GetOptions {
+        if_match: Some("\"not-the-etag\"".into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.get_opts(&path, old).await,
+        Err(object_store::Error::Precondition { .. })
+    ));
+}
+
+#[tokio::test]
 async fn random_reads_equal_the_source() {
     let (backend, _cache, store) = setup(CacheConfig {
         block_size: 64 * 1024,
