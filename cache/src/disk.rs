@@ -14,7 +14,7 @@
 //! file) never fail a read: they are logged and the block comes from the backend.
 
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -29,6 +29,9 @@ use crate::{BlockKey, CacheStats};
 const MAGIC: &[u8; 8] = b"AWBLK02\n";
 /// The data is checked in pieces of this size, each with its own CRC.
 const PIECE: u64 = 64 * 1024;
+/// What one read of a block file's start takes in: the whole header of a block up to 16 MiB
+/// (magic, key, length, a CRC per piece) with room for a long key.
+const HEADER_READ: usize = 8 * 1024;
 
 #[derive(Debug)]
 struct Entry {
@@ -108,7 +111,8 @@ fn bad(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string())
 }
 
-fn read_header(f: &mut std::fs::File) -> std::io::Result<Header> {
+/// Reads the header from `f` (buffered: one read for the usual header).
+fn read_header(f: &mut impl Read) -> std::io::Result<Header> {
     let mut head = [0u8; 12];
     f.read_exact(&mut head)?;
     if &head[..8] != MAGIC {
@@ -153,9 +157,9 @@ fn check(data: &[u8], crcs: &[u64], first: usize) -> std::io::Result<()> {
 }
 
 /// Reads a block file: its key, length and (with `with_data`) data, checked piece by piece.
-#[allow(clippy::disallowed_methods)] // runs only on blocking threads (spawn_blocking)
+#[allow(clippy::disallowed_methods)] // runs on blocking threads, or a caller's own (see `read`)
 fn read_block(path: &Path, with_data: bool) -> std::io::Result<(BlockKey, u64, Option<Bytes>)> {
-    let mut f = std::fs::File::open(path)?;
+    let mut f = std::io::BufReader::with_capacity(HEADER_READ, std::fs::File::open(path)?);
     let h = read_header(&mut f)?;
     if !with_data {
         return Ok((h.key, h.len, None));
@@ -170,18 +174,18 @@ fn read_block(path: &Path, with_data: bool) -> std::io::Result<(BlockKey, u64, O
 }
 
 /// Reads `range` of a block file's data: only the pieces it covers, each checked.
-#[allow(clippy::disallowed_methods)] // runs only on blocking threads (spawn_blocking)
+#[allow(clippy::disallowed_methods)] // runs on blocking threads, or a caller's own (see `read`)
 fn read_block_range(path: &Path, range: Range<u64>) -> std::io::Result<(BlockKey, Bytes)> {
-    let mut f = std::fs::File::open(path)?;
-    let h = read_header(&mut f)?;
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path)?;
+    let h = read_header(&mut std::io::BufReader::with_capacity(HEADER_READ, &f))?;
     if range.start >= range.end || range.end > h.len {
         return Err(bad("range outside the block"));
     }
     let first = range.start / PIECE;
     let end = (range.end.div_ceil(PIECE) * PIECE).min(h.len);
     let mut data = vec![0u8; (end - first * PIECE) as usize];
-    f.seek(SeekFrom::Start(h.data_at + first * PIECE))?;
-    f.read_exact(&mut data)?;
+    f.read_exact_at(&mut data, h.data_at + first * PIECE)?;
     check(&data, &h.crcs, first as usize)?;
     let from = (range.start - first * PIECE) as usize;
     let to = (range.end - first * PIECE) as usize;
@@ -277,7 +281,15 @@ impl DiskTier {
     ) -> Option<Bytes> {
         let path = self.touch(key)?;
         let read_path = path.clone();
-        let result = tokio::task::spawn_blocking(move || read(&read_path)).await;
+        let result = if tokio::task::try_id().is_none() {
+            // Not inside a runtime task: polled in place on a thread of the caller's own (the
+            // mount's FUSE session thread, for a read that may finish at once). Blocking
+            // there stalls no runtime worker, and a piece read from the page cache costs less
+            // than the two thread hand-overs of `spawn_blocking`.
+            Ok(read(&read_path))
+        } else {
+            tokio::task::spawn_blocking(move || read(&read_path)).await
+        };
         let reason = match result {
             Ok(Ok((found, data))) if &found == key => {
                 self.stats.disk_hits.fetch_add(1, Ordering::Relaxed);

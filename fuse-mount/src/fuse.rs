@@ -32,6 +32,20 @@ impl FuseFs {
     pub fn new(fs: Arc<Fs>, rt: Handle) -> Self {
         Self { fs, rt }
     }
+
+    /// Runs `op` to its end on the session thread when it can finish at once (a read from
+    /// blocks in memory), else on the runtime. A reader doing one request at a time (a FITS
+    /// cutout, fio at depth 1) then waits for no thread hand-over when its data is cached: on
+    /// two cores those wake-ups were most of a cached read's cost.
+    fn run(&self, op: impl std::future::Future<Output = ()> + Send + 'static) {
+        let _runtime = self.rt.enter();
+        let mut op = Box::pin(op);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if op.as_mut().poll(&mut cx).is_pending() {
+            // Polled again at once there, with a waker that counts.
+            self.rt.spawn(op);
+        }
+    }
 }
 
 fn file_attr(a: &Attr) -> FileAttr {
@@ -317,7 +331,7 @@ impl fuser::Filesystem for FuseFs {
         reply: ReplyData,
     ) {
         let fs = self.fs.clone();
-        self.rt.spawn(async move {
+        self.run(async move {
             let r = fs.read(fh.0, offset, size).await;
             match Self::done(&fs, "read", r) {
                 Ok(v) => reply.data(&v),
