@@ -505,6 +505,38 @@ async fn a_killed_mount_leaves_no_stale_mount() {
     assert!(!is_mounted(&mp));
 }
 
+#[test]
+fn cache_options_out_of_range_are_refused_by_their_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .arg("mount")
+        .arg(dir.path())
+        .args(["--gateway", "http://127.0.0.1:9", "--foreground"])
+        .args(["--cache-block-size", "1KiB", "--cache-memory", "64MiB"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--cache-block-size: must be 4 KiB to 64 MiB"),
+        "{err}"
+    );
+    let out = Command::new(BIN)
+        .arg("mount")
+        .arg(dir.path())
+        .args(["--gateway", "http://127.0.0.1:9", "--foreground"])
+        .args(["--cache-block-size", "32MiB", "--cache-memory", "64MiB"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--cache-memory: must hold at least four blocks"),
+        "{err}"
+    );
+    assert!(!is_mounted(dir.path()));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn refusals_are_the_errors_users_expect() {
     let dir = tempfile::tempdir().unwrap();
