@@ -43,8 +43,36 @@ struct Entry {
 #[derive(Debug, Default)]
 struct Index {
     entries: HashMap<BlockKey, Entry>,
+    /// Blocks held per object (scope and path), whatever their version.
+    objects: HashMap<(Arc<str>, Arc<str>), u32>,
     total: u64,
     tick: u64,
+}
+
+impl Index {
+    /// Adds or replaces `key`'s entry, keeping the totals.
+    fn put(&mut self, key: BlockKey, entry: Entry) {
+        let object = (key.scope.clone(), key.path.clone());
+        self.total += entry.bytes;
+        match self.entries.insert(key, entry) {
+            Some(old) => self.total -= old.bytes,
+            None => *self.objects.entry(object).or_default() += 1,
+        }
+    }
+
+    /// Takes `key`'s entry out, keeping the totals.
+    fn take(&mut self, key: &BlockKey) -> Option<Entry> {
+        let entry = self.entries.remove(key)?;
+        self.total -= entry.bytes;
+        let object = (key.scope.clone(), key.path.clone());
+        if let Some(n) = self.objects.get_mut(&object) {
+            *n -= 1;
+            if *n == 0 {
+                self.objects.remove(&object);
+            }
+        }
+        Some(entry)
+    }
 }
 
 /// Blocks on local disk.
@@ -229,15 +257,8 @@ impl DiskTier {
         let mut index = Index::default();
         for (key, path, bytes) in found {
             index.tick += 1;
-            index.total += bytes;
-            index.entries.insert(
-                key,
-                Entry {
-                    path,
-                    bytes,
-                    used: index.tick,
-                },
-            );
+            let used = index.tick;
+            index.put(key, Entry { path, bytes, used });
         }
         tracing::info!(
             dir = %dir.display(),
@@ -254,6 +275,15 @@ impl DiskTier {
         });
         tier.evict().await;
         Ok(tier)
+    }
+
+    /// Whether any block of the object at `path` in `scope` is on disk, of any version.
+    pub(crate) fn holds_object(&self, scope: &Arc<str>, path: &str) -> bool {
+        self.index.lock().is_ok_and(|index| {
+            index
+                .objects
+                .contains_key(&(scope.clone(), Arc::from(path)))
+        })
     }
 
     /// The block, if on disk and intact. A damaged block is removed (and counted).
@@ -340,10 +370,7 @@ impl DiskTier {
                 if let Ok(mut index) = self.index.lock() {
                     index.tick += 1;
                     let used = index.tick;
-                    if let Some(old) = index.entries.insert(key, Entry { path, bytes, used }) {
-                        index.total -= old.bytes;
-                    }
-                    index.total += bytes;
+                    index.put(key, Entry { path, bytes, used });
                 }
                 self.evict().await;
             }
@@ -356,11 +383,7 @@ impl DiskTier {
     }
 
     async fn remove(&self, key: &BlockKey) {
-        let removed = self.index.lock().ok().and_then(|mut index| {
-            let entry = index.entries.remove(key)?;
-            index.total -= entry.bytes;
-            Some(entry)
-        });
+        let removed = self.index.lock().ok().and_then(|mut index| index.take(key));
         if let Some(entry) = removed {
             #[allow(clippy::disallowed_methods)] // on a blocking thread
             let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(entry.path)).await;
@@ -411,9 +434,8 @@ impl DiskTier {
                 let mut victims = Vec::new();
                 for (used, key) in chosen {
                     if index.entries.get(&key).is_some_and(|e| e.used == used)
-                        && let Some(e) = index.entries.remove(&key)
+                        && let Some(e) = index.take(&key)
                     {
-                        index.total -= e.bytes;
                         victims.push(e.path);
                     }
                 }

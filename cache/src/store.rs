@@ -105,8 +105,10 @@ impl CachedStore {
             .await;
     }
 
-    /// The object's current metadata, from the cache while fresh.
-    async fn meta(&self, location: &Path) -> Result<Meta> {
+    /// The object's current metadata, from the cache while fresh. Otherwise fetched once
+    /// however many ask at the same time: for a read (`read` given), with the block holding
+    /// its first byte where that can be done (see [`Self::meta_by_block`]), else by a HEAD.
+    async fn meta(&self, location: &Path, read: Option<&GetOptions>) -> Result<Meta> {
         let key = self.meta_key(location);
         if let Some(m) = self.cache.metadata.get(&key).await {
             self.cache
@@ -119,17 +121,108 @@ impl CachedStore {
             .stats
             .metadata_misses
             .fetch_add(1, Ordering::Relaxed);
-        let head = GetOptions {
-            head: true,
+        let fetched = self
+            .cache
+            .metadata
+            .try_get_with(key, async {
+                if let Some(read) = read
+                    && let Some(m) = self.meta_by_block(location, read).await?
+                {
+                    return Ok(m);
+                }
+                let head = GetOptions {
+                    head: true,
+                    ..Default::default()
+                };
+                let r = self.inner.get_opts(location, head).await?;
+                Ok::<_, object_store::Error>(Meta {
+                    meta: r.meta,
+                    attributes: r.attributes,
+                })
+            })
+            .await;
+        fetched.map_err(|shared| match Arc::try_unwrap(shared) {
+            Ok(e) => e,
+            Err(shared) => shared_error(location, &shared),
+        })
+    }
+
+    /// For a read whose object's metadata is not cached: the block holding the read's first
+    /// byte, fetched with a plain ranged GET whose response also tells the object's version,
+    /// size and attributes, so a cold read costs one request instead of a HEAD and a GET (a
+    /// small file read through the mount, a FITS header). The block is cached under that
+    /// version; the caller caches the metadata. None where that cannot be done (a read from the
+    /// end, a range past the object, a server that ignores ranges) or should not be (blocks of
+    /// the object already on disk): the caller asks for the metadata first, as usual.
+    async fn meta_by_block(&self, location: &Path, options: &GetOptions) -> Result<Option<Meta>> {
+        let start = match &options.range {
+            None => 0,
+            Some(GetRange::Bounded(r)) => r.start,
+            Some(GetRange::Offset(o)) => *o,
+            Some(GetRange::Suffix(_)) => return Ok(None),
+        };
+        if options.if_none_match.is_some()
+            || options.if_modified_since.is_some()
+            || options.if_unmodified_since.is_some()
+        {
+            return Ok(None);
+        }
+        // Blocks of this object on disk (a restart, or metadata that expired): a HEAD tells
+        // whether they are still current, and they are read from disk.
+        if let Some(disk) = &self.cache.disk
+            && disk.holds_object(&self.scope, location.as_ref())
+        {
+            return Ok(None);
+        }
+        let size = self.cache.config.block_size;
+        let index = start / size;
+        let wanted = index * size..(index + 1) * size;
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(wanted.clone())),
+            // A reader pinned to a version gets it or a precondition failure, as below.
+            if_match: options.if_match.clone(),
             ..Default::default()
         };
-        let r = self.inner.get_opts(location, head).await?;
-        let m = Meta {
-            meta: r.meta,
-            attributes: r.attributes,
+        let r = match self.inner.get_opts(location, opts).await {
+            Ok(r) => r,
+            Err(object_store::Error::Precondition { .. }) if options.if_match.is_some() => {
+                // Changed since the reader pinned it, or the cached view is what is stale:
+                // the usual path decides, with fresh metadata.
+                return Ok(None);
+            }
+            Err(object_store::Error::NotFound { path, source }) => {
+                return Err(object_store::Error::NotFound { path, source });
+            }
+            Err(_) => return Ok(None),
         };
-        self.cache.metadata.insert(key, m.clone()).await;
-        Ok(m)
+        let expected = wanted.start..wanted.end.min(r.meta.size);
+        if r.range != expected || expected.is_empty() {
+            return Ok(None);
+        }
+        let meta = Meta {
+            meta: r.meta.clone(),
+            attributes: r.attributes.clone(),
+        };
+        let bytes = r.bytes().await?;
+        if bytes.len() as u64 != expected.end - expected.start {
+            return Ok(None);
+        }
+        let stats = &self.cache.stats;
+        stats.misses.fetch_add(1, Ordering::Relaxed);
+        stats
+            .bytes_fetched
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let key = BlockKey {
+            scope: self.scope.clone(),
+            path: Arc::from(location.as_ref()),
+            version: version_of(&meta.meta),
+            index,
+        };
+        if let Some(disk) = &self.cache.disk {
+            disk.put_behind(key.clone(), bytes.clone());
+        }
+        self.cache.blocks.insert(key, bytes).await;
+        Ok(Some(meta))
     }
 
     /// One block, from memory or (once, however many ask) from the backend.
@@ -530,7 +623,8 @@ impl ObjectStore for CachedStore {
         if options.version.is_some() {
             return self.inner.get_opts(location, options).await;
         }
-        let mut cached = self.meta(location).await?;
+        let read = (!options.head).then_some(&options);
+        let mut cached = self.meta(location, read).await?;
         // A reader that names a version the cached metadata does not hold (it saw a newer
         // one elsewhere, say through a listing) asks the backend once more before the
         // precondition decides: stale metadata must not fail a read of the current version.
@@ -539,7 +633,7 @@ impl ObjectStore for CachedStore {
             && cached.meta.e_tag.as_deref() != Some(wanted.as_str())
         {
             self.forget_meta(location).await;
-            cached = self.meta(location).await?;
+            cached = self.meta(location, None).await?;
         }
         let Meta { meta, attributes } = cached;
         options.check_preconditions(&meta)?;

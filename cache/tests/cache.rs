@@ -249,6 +249,53 @@ async fn a_changed_object_is_seen_after_the_ttl_and_never_mixed() {
 }
 
 #[tokio::test]
+async fn a_cold_read_asks_the_backend_once_with_no_separate_head() {
+    let (backend, cache, store) = setup(CacheConfig {
+        memory_bytes: 32 * MIB,
+        ..Default::default()
+    })
+    .await;
+    // A small file, read whole: one ranged GET, which also tells size and version.
+    let small = Path::from("small.fits");
+    let data = pattern(64 * 1024, 4);
+    backend
+        .inner
+        .put(&small, data.clone().into())
+        .await
+        .unwrap();
+    assert!(read(&store, &small, None).await.unwrap() == data);
+    assert_eq!(backend.gets.load(Ordering::SeqCst), 1);
+    assert_eq!(backend.heads.load(Ordering::SeqCst), 0, "no HEAD first");
+    assert!(read(&store, &small, Some(100..200)).await.unwrap() == data.slice(100..200));
+    assert_eq!(backend.gets.load(Ordering::SeqCst), 1, "then from memory");
+
+    // A read in the middle of a large object: its first block comes with the metadata, the
+    // rest by version as usual; never a HEAD.
+    let big = Path::from("big.fits");
+    let data = pattern(5 * MIB + 3, 6);
+    backend.inner.put(&big, data.clone().into()).await.unwrap();
+    let r = 2 * MIB + 10..4 * MIB + 20;
+    let got = read(&store, &big, Some(r.clone())).await.unwrap();
+    assert!(got == data.slice(r.start as usize..r.end as usize));
+    assert_eq!(
+        backend.gets.load(Ordering::SeqCst),
+        1 + 3,
+        "blocks 2, 3 and 4"
+    );
+    assert_eq!(backend.heads.load(Ordering::SeqCst), 0);
+    // A HEAD through the cache is a HEAD, and now answered from the cached metadata.
+    assert_eq!(store.head(&big).await.unwrap().size, 5 * MIB + 3);
+    assert_eq!(backend.heads.load(Ordering::SeqCst), 0);
+
+    // Past the end, and missing objects: the errors a store gives.
+    let past = read(&store, &small, Some(70_000..70_010)).await;
+    assert!(past.is_err(), "a range past the end");
+    let missing = read(&store, &Path::from("missing.fits"), None).await;
+    assert!(matches!(missing, Err(object_store::Error::NotFound { .. })));
+    assert!(archway_cache::CacheStats::get(&cache.stats().misses) >= 4);
+}
+
+#[tokio::test]
 async fn a_read_pinned_to_a_newer_version_than_the_cached_metadata_gets_it() {
     let (backend, _cache, store) = setup(CacheConfig {
         metadata_ttl: Duration::from_secs(3600),
