@@ -1,0 +1,297 @@
+//! Scale-out on loopback with the real parts: three `archway serve` replicas on one PostgreSQL
+//! catalogue with one secret key, behind HAProxy (Debian's package) with `balance uri` and
+//! `hash-type consistent`, so each replica caches its share, and health checks on `/healthz`.
+//!
+//! PostgreSQL comes from `ARCHWAY_TEST_POSTGRES_URL` (an account that may create databases)
+//! and HAProxy from PATH; `scripts/test-services` provides both.
+#![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use archway_dataplane::object_store::aws::AmazonS3Builder;
+use archway_dataplane::object_store::path::Path as Key;
+use archway_dataplane::object_store::{ClientOptions, ObjectStore, ObjectStoreExt};
+use common::{Gateway, free_port, text};
+
+/// How long a replica may take to honour a change made through another: the documented
+/// bound is `catalog.refresh_interval` (1 s here) plus one reload, and PostgreSQL's
+/// notifications usually bring it at once. The margin is for a loaded CI machine.
+const BOUND: Duration = Duration::from_secs(5);
+
+/// A fresh database on the test PostgreSQL server; its URL.
+fn postgres_database() -> String {
+    let admin = std::env::var("ARCHWAY_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "ARCHWAY_TEST_POSTGRES_URL is not set: the scale-out test needs a PostgreSQL server. \
+             Run the tests with scripts/test (which starts one), or start one with \
+             `eval \"$(scripts/test-services)\"` and run cargo test in that shell"
+        )
+    });
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let name = format!(
+        "archway_scaleout_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let out = Command::new("psql")
+        .arg(&admin)
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c"])
+        .arg(format!("CREATE DATABASE {name}"))
+        .output()
+        .expect("psql (Debian's postgresql-client; scripts/test-services installs it)");
+    assert!(
+        out.status.success(),
+        "creating database {name}: {}",
+        text(&out.stderr)
+    );
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+/// HAProxy in the foreground, stopped when dropped.
+struct Haproxy {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Haproxy {
+    /// Balances on the request URI with consistent hashing over `replicas`, each checked on
+    /// `/healthz` every 500 ms.
+    fn start(dir: &Path, replicas: &[&Gateway]) -> Haproxy {
+        let port = free_port();
+        let servers: String = replicas
+            .iter()
+            .enumerate()
+            .map(|(i, gw)| {
+                let addr = gw.url.trim_start_matches("http://");
+                format!("    server replica{i} {addr} check inter 500ms fall 2 rise 1\n")
+            })
+            .collect();
+        let config = format!(
+            "global\n    maxconn 512\n\
+             defaults\n    mode http\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n    option http-keep-alive\n\
+             frontend s3\n    bind 127.0.0.1:{port}\n    default_backend replicas\n\
+             backend replicas\n    balance uri\n    hash-type consistent\n    option httpchk GET /healthz\n{servers}"
+        );
+        let path = dir.join("haproxy.cfg");
+        std::fs::write(&path, config).unwrap();
+        let log = std::fs::File::create(dir.join("haproxy.log")).unwrap();
+        let child = Command::new("haproxy")
+            .args(["-db", "-f"])
+            .arg(&path)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("haproxy (Debian's haproxy; scripts/test-services installs it)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "haproxy did not start: {}",
+                std::fs::read_to_string(dir.join("haproxy.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Haproxy {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+/// Three replicas on one fresh PostgreSQL database and one secret key, each serving the
+/// archive folder `archive/sky` as volume `sky`; started one after the other (the first
+/// creates the admin and writes the credentials).
+async fn replicas(dir: &Path) -> Vec<Gateway> {
+    let database = postgres_database();
+    let archive = dir.join("archive");
+    std::fs::create_dir_all(archive.join("sky")).unwrap();
+    let key_file = dir.join("secret.key");
+    let mut out = Vec::new();
+    for i in 0..3 {
+        let config = dir.join(format!("replica{i}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[catalog]\nurl = \"{database}\"\nsecret_key_file = \"{}\"\nrefresh_interval = \"1s\"\n\n\
+                 [backends.archive]\nurl = \"file://{}\"\n\n\
+                 [[volumes]]\nid = \"sky\"\nbackend = \"archive\"\nprefix = \"sky\"\n",
+                key_file.display(),
+                archive.display()
+            ),
+        )
+        .unwrap();
+        let data: PathBuf = dir.join(format!("replica{i}"));
+        let config = config.to_str().unwrap().to_string();
+        out.push(Gateway::start(&data, &["--config", &config]).await);
+    }
+    out
+}
+
+fn s3(url: &str, key_id: &str, secret: &str) -> Arc<dyn ObjectStore> {
+    Arc::new(
+        AmazonS3Builder::new()
+            .with_endpoint(url)
+            .with_bucket_name("sky")
+            .with_region("us-east-1")
+            .with_access_key_id(key_id)
+            .with_secret_access_key(secret)
+            .with_client_options(ClientOptions::new().with_allow_http(true))
+            .build()
+            .unwrap(),
+    )
+}
+
+/// Waits until `ok` holds for the store, polling; how long that took. Fails past `BOUND`.
+async fn within_bound(what: &str, mut ok: impl AsyncFnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        if ok().await {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < BOUND, "{what}: not within {BOUND:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_and_grant_made_on_one_replica_are_honoured_and_revoked_on_every_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let gws = replicas(dir.path()).await;
+    std::fs::write(dir.path().join("archive/sky/m31.fits"), b"SIMPLE  =  T").unwrap();
+    let first = &gws[0];
+
+    // A user, a key and a read grant, made through the first replica.
+    first.catalog(&["user", "add", "carol"]);
+    let key = first.catalog(&["user", "key", "create", "carol"]);
+    let key_id = key["access_key_id"].as_str().unwrap().to_string();
+    let secret = key["secret_access_key"].as_str().unwrap().to_string();
+    first.catalog(&["grant", "add", "user:carol", "sky", "read"]);
+    let object = Key::from("m31.fits");
+    for (i, gw) in gws.iter().enumerate() {
+        let carol = s3(&gw.url, &key_id, &secret);
+        let took = within_bound(&format!("the new key on replica {i}"), async || {
+            carol.head(&object).await.is_ok()
+        })
+        .await;
+        eprintln!("new key and grant honoured by replica {i} after {took:?}");
+    }
+
+    // Revoked through the second replica (with the admin's token: the first replica wrote
+    // the credentials): refused by all of them.
+    let out = Command::new(common::BIN)
+        .args(["catalog", "--gateway", &gws[1].url, "--token"])
+        .arg(first.credential("archway_api_token"))
+        .args(["user", "key", "revoke", "carol", &key_id])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "revoke: {}", text(&out.stderr));
+    for (i, gw) in gws.iter().enumerate() {
+        let carol = s3(&gw.url, &key_id, &secret);
+        let took = within_bound(&format!("the revocation on replica {i}"), async || {
+            carol.head(&object).await.is_err()
+        })
+        .await;
+        eprintln!("revocation honoured by replica {i} after {took:?}");
+        let refused = carol.head(&object).await.unwrap_err().to_string();
+        assert!(
+            refused.contains("403") || refused.contains("Forbidden"),
+            "{refused}"
+        );
+    }
+}
+
+/// `archway_cache_bytes_total{kind="fetched"}` of one replica.
+async fn fetched(gw: &Gateway) -> f64 {
+    gw.metrics()
+        .await
+        .lines()
+        .filter(|l| l.starts_with("archway_cache_bytes_total") && l.contains("kind=\"fetched\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_through_a_hashing_balancer_fetch_each_block_from_the_archive_about_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let gws = replicas(dir.path()).await;
+    // 24 objects of 1.5 MiB: two blocks each, the second partial.
+    let objects: Vec<(String, Vec<u8>)> = (0..24u8)
+        .map(|i| {
+            let data: Vec<u8> = (0..3 * 512 * 1024u32)
+                .map(|j| (j.wrapping_mul(2_654_435_761) >> 24) as u8 ^ i)
+                .collect();
+            (format!("tiles/t{i:02}.fits"), data)
+        })
+        .collect();
+    for (name, data) in &objects {
+        let path = dir.path().join("archive/sky").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, data).unwrap();
+    }
+    let total: usize = objects.iter().map(|(_, d)| d.len()).sum();
+    let lb = Haproxy::start(dir.path(), &gws.iter().collect::<Vec<_>>());
+    let admin = s3(
+        &lb.url,
+        &gws[0].credential("aws_access_key_id"),
+        &gws[0].credential("aws_secret_access_key"),
+    );
+    let before: f64 = {
+        let mut sum = 0.0;
+        for gw in &gws {
+            sum += fetched(gw).await;
+        }
+        sum
+    };
+    // Three passes, with 8 readers: every object read whole, then a range of each.
+    for _ in 0..3 {
+        let mut readers = Vec::new();
+        for (name, data) in objects.iter().cloned() {
+            let admin = admin.clone();
+            readers.push(tokio::spawn(async move {
+                let got = admin.get(&Key::from(name.as_str())).await.unwrap();
+                assert!(got.bytes().await.unwrap() == data, "{name}");
+                let part = admin
+                    .get_range(&Key::from(name.as_str()), 1_000_000..1_100_000)
+                    .await
+                    .unwrap();
+                assert!(part == data[1_000_000..1_100_000], "{name} range");
+            }));
+        }
+        for r in readers {
+            r.await.unwrap();
+        }
+    }
+    let mut per_replica = Vec::new();
+    for gw in &gws {
+        per_replica.push(fetched(gw).await);
+    }
+    let after: f64 = per_replica.iter().sum();
+    let ratio = (after - before) / total as f64;
+    eprintln!(
+        "archive bytes fetched per data byte through HAProxy with 3 replicas: {ratio:.3} \
+         (per replica: {per_replica:?})"
+    );
+    assert!(
+        ratio <= 1.2,
+        "each block should come from the archive about once, not once per replica: {ratio:.3}"
+    );
+    assert!(
+        per_replica.iter().filter(|f| **f > 0.0).count() >= 2,
+        "the balancer spread the objects over the replicas: {per_replica:?}"
+    );
+}
