@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use archway_dataplane::object_store::aws::AmazonS3Builder;
 use archway_dataplane::object_store::path::Path as Key;
-use archway_dataplane::object_store::{ClientOptions, ObjectStore, ObjectStoreExt};
+use archway_dataplane::object_store::{
+    ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+};
 use common::{Gateway, free_port, text};
 
 /// How long a replica may take to honour a change made through another: the documented
@@ -69,7 +71,10 @@ impl Drop for Haproxy {
 
 impl Haproxy {
     /// Balances on the request URI with consistent hashing over `replicas`, each checked on
-    /// `/healthz` every 500 ms.
+    /// `/healthz` every 500 ms (down after two failures). A request that cannot reach its
+    /// replica, or gets no answer from it, is sent to another (`redispatch`, `retry-on`):
+    /// HAProxy retries only requests it still holds whole, so an upload cut off mid-body
+    /// fails to its client.
     fn start(dir: &Path, replicas: &[&Gateway]) -> Haproxy {
         let port = free_port();
         let servers: String = replicas
@@ -84,7 +89,8 @@ impl Haproxy {
             "global\n    maxconn 512\n\
              defaults\n    mode http\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n    option http-keep-alive\n\
              frontend s3\n    bind 127.0.0.1:{port}\n    default_backend replicas\n\
-             backend replicas\n    balance uri\n    hash-type consistent\n    option httpchk GET /healthz\n{servers}"
+             backend replicas\n    balance uri\n    hash-type consistent\n    option httpchk GET /healthz\n\
+             option redispatch\n    retries 3\n    retry-on conn-failure empty-response\n{servers}"
         );
         let path = dir.join("haproxy.cfg");
         std::fs::write(&path, config).unwrap();
@@ -114,12 +120,16 @@ impl Haproxy {
 }
 
 /// Three replicas on one fresh PostgreSQL database and one secret key, each serving the
-/// archive folder `archive/sky` as volume `sky`; started one after the other (the first
-/// creates the admin and writes the credentials).
+/// archive folder `archive/sky` as volume `sky` and keeping workspaces in the shared folder
+/// `shared`; started one after the other (the first creates the admin, its workspace, and
+/// writes the credentials).
 async fn replicas(dir: &Path) -> Vec<Gateway> {
     let database = postgres_database();
     let archive = dir.join("archive");
     std::fs::create_dir_all(archive.join("sky")).unwrap();
+    // Workspaces on storage every replica reaches, as they would be on a shared filesystem.
+    let shared = dir.join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
     let key_file = dir.join("secret.key");
     let mut out = Vec::new();
     for i in 0..3 {
@@ -129,9 +139,12 @@ async fn replicas(dir: &Path) -> Vec<Gateway> {
             format!(
                 "[catalog]\nurl = \"{database}\"\nsecret_key_file = \"{}\"\nrefresh_interval = \"1s\"\n\n\
                  [backends.archive]\nurl = \"file://{}\"\n\n\
+                 [backends.shared]\nurl = \"file://{}\"\n\n\
+                 [workspaces]\nbackend = \"shared\"\n\n\
                  [[volumes]]\nid = \"sky\"\nbackend = \"archive\"\nprefix = \"sky\"\n",
                 key_file.display(),
-                archive.display()
+                archive.display(),
+                shared.display()
             ),
         )
         .unwrap();
@@ -143,14 +156,23 @@ async fn replicas(dir: &Path) -> Vec<Gateway> {
 }
 
 fn s3(url: &str, key_id: &str, secret: &str) -> Arc<dyn ObjectStore> {
+    s3_bucket(url, "sky", key_id, secret)
+}
+
+fn s3_bucket(url: &str, bucket: &str, key_id: &str, secret: &str) -> Arc<dyn ObjectStore> {
     Arc::new(
         AmazonS3Builder::new()
             .with_endpoint(url)
-            .with_bucket_name("sky")
+            .with_bucket_name(bucket)
             .with_region("us-east-1")
             .with_access_key_id(key_id)
             .with_secret_access_key(secret)
             .with_client_options(ClientOptions::new().with_allow_http(true))
+            // Every failure is counted, none hidden by the client's own retries.
+            .with_retry(RetryConfig {
+                max_retries: 0,
+                ..Default::default()
+            })
             .build()
             .unwrap(),
     )
@@ -293,5 +315,135 @@ async fn reads_through_a_hashing_balancer_fetch_each_block_from_the_archive_abou
     assert!(
         per_replica.iter().filter(|f| **f > 0.0).count() >= 2,
         "the balancer spread the objects over the replicas: {per_replica:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_killed_under_load_costs_only_its_requests_in_flight_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gws = replicas(dir.path()).await;
+    for i in 0..16 {
+        let path = dir.path().join(format!("archive/sky/read/r{i:02}.fits"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, vec![i as u8; 200 * 1024]).unwrap();
+    }
+    let lb = Haproxy::start(dir.path(), &gws.iter().collect::<Vec<_>>());
+    let (key, secret) = (
+        gws[0].credential("aws_access_key_id"),
+        gws[0].credential("aws_secret_access_key"),
+    );
+    let archive = s3(&lb.url, &key, &secret);
+    let workspace = s3_bucket(&lb.url, "workspace", &key, &secret);
+
+    // Eight clients, each in a loop: upload an object of its own, read it back, read an
+    // archive object; every outcome with its time.
+    let started = Instant::now();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..8u32 {
+        let (archive, workspace, stop) = (archive.clone(), workspace.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let mut outcomes: Vec<(Duration, &'static str, bool)> = Vec::new();
+            let mut committed: Vec<(String, Vec<u8>)> = Vec::new();
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let name = format!("load/c{c}-{n:05}.bin");
+                let body: Vec<u8> = (0..64 * 1024u32).map(|j| (j ^ n ^ c) as u8).collect();
+                let put = workspace
+                    .put(&Key::from(name.as_str()), PutPayload::from(body.clone()))
+                    .await;
+                outcomes.push((started.elapsed(), "put", put.is_ok()));
+                if put.is_ok() {
+                    committed.push((name.clone(), body.clone()));
+                    let got = match workspace.get(&Key::from(name.as_str())).await {
+                        Ok(r) => r.bytes().await.map(|b| b == body).unwrap_or(false),
+                        Err(_) => false,
+                    };
+                    outcomes.push((started.elapsed(), "get own", got));
+                }
+                let read = Key::from(format!("read/r{:02}.fits", n % 16));
+                let got = match archive.get(&read).await {
+                    Ok(r) => r
+                        .bytes()
+                        .await
+                        .map(|b| b.len() == 200 * 1024)
+                        .unwrap_or(false),
+                    Err(_) => false,
+                };
+                outcomes.push((started.elapsed(), "get archive", got));
+            }
+            (outcomes, committed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let killed_at = started.elapsed();
+    gws[1].child.as_mut().unwrap().kill().unwrap();
+    gws[1].child.as_mut().unwrap().wait().unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut outcomes = Vec::new();
+    let mut committed = Vec::new();
+    for c in clients {
+        let (o, k) = c.await.unwrap();
+        outcomes.extend(o);
+        committed.extend(k);
+    }
+    let failed: Vec<_> = outcomes.iter().filter(|(_, _, ok)| !ok).collect();
+    let before_kill = outcomes.iter().filter(|(t, _, _)| *t < killed_at).count();
+    let last_failure = failed.iter().map(|(t, _, _)| *t).max();
+    eprintln!(
+        "{} requests, {before_kill} before the SIGKILL; {} failed: {:?}; last failure {:?} \
+         after the kill",
+        outcomes.len(),
+        failed.len(),
+        failed
+            .iter()
+            .map(|(t, op, _)| (*op, *t))
+            .collect::<Vec<_>>(),
+        last_failure.map(|t| t.saturating_sub(killed_at))
+    );
+    assert!(before_kill > 0 && outcomes.len() > before_kill);
+    assert!(
+        failed.iter().all(|(t, _, _)| *t >= killed_at),
+        "failures before the kill"
+    );
+    // At most the requests in flight on the killed replica: one per client.
+    assert!(failed.len() <= 8, "{} failures", failed.len());
+    // Nothing fails once HAProxy has routed around the dead replica (two checks, 500 ms apart).
+    if let Some(last) = last_failure {
+        assert!(
+            last.saturating_sub(killed_at) < Duration::from_secs(2),
+            "failures went on {:?} after the kill",
+            last.saturating_sub(killed_at)
+        );
+    }
+
+    // Every upload that was acknowledged reads back whole through the survivors, and every
+    // object listed is one that was acknowledged or whole: nothing partial is visible.
+    let by_name: std::collections::HashMap<String, Vec<u8>> = committed.into_iter().collect();
+    for (name, body) in &by_name {
+        let got = workspace.get(&Key::from(name.as_str())).await.unwrap();
+        assert!(
+            got.bytes().await.unwrap() == *body,
+            "{name} lost or changed"
+        );
+    }
+    use futures::StreamExt;
+    let listed: Vec<_> = workspace
+        .list(Some(&Key::from("load")))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .map(|m| m.unwrap())
+        .collect();
+    assert!(listed.len() >= by_name.len());
+    for meta in &listed {
+        assert_eq!(meta.size, 64 * 1024, "{} is partial", meta.location);
+    }
+    eprintln!(
+        "{} uploads acknowledged, all read back; {} listed, none partial",
+        by_name.len(),
+        listed.len()
     );
 }
