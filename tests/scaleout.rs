@@ -72,9 +72,10 @@ impl Drop for Haproxy {
 impl Haproxy {
     /// Balances on the request URI with consistent hashing over `replicas`, each checked on
     /// `/healthz` every 500 ms (down after two failures). A request that cannot reach its
-    /// replica, or gets no answer from it, is sent to another (`redispatch`, `retry-on`):
-    /// HAProxy retries only requests it still holds whole, so an upload cut off mid-body
-    /// fails to its client.
+    /// replica, or gets no answer from it, is sent to another (`redispatch`, `retry-on`).
+    /// HAProxy retries only requests it holds whole: bodies up to `tune.bufsize` (128 KiB
+    /// here) are buffered first (`http-buffer-request`); a larger upload cut off mid-body
+    /// fails to its client, which retries it.
     fn start(dir: &Path, replicas: &[&Gateway]) -> Haproxy {
         let port = free_port();
         let servers: String = replicas
@@ -86,11 +87,12 @@ impl Haproxy {
             })
             .collect();
         let config = format!(
-            "global\n    maxconn 512\n\
+            "global\n    maxconn 512\n    tune.bufsize 131072\n\
              defaults\n    mode http\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n    option http-keep-alive\n\
              frontend s3\n    bind 127.0.0.1:{port}\n    default_backend replicas\n\
              backend replicas\n    balance uri\n    hash-type consistent\n    option httpchk GET /healthz\n\
-             option redispatch\n    retries 3\n    retry-on conn-failure empty-response\n{servers}"
+             option redispatch\n    retries 3\n    retry-on conn-failure empty-response\n\
+             option http-buffer-request\n{servers}"
         );
         let path = dir.join("haproxy.cfg");
         std::fs::write(&path, config).unwrap();
@@ -446,4 +448,79 @@ async fn a_replica_killed_under_load_costs_only_its_requests_in_flight_and_loses
         by_name.len(),
         listed.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rolling_restart_behind_haproxy_serves_every_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gws = replicas(dir.path()).await;
+    for i in 0..16 {
+        let path = dir.path().join(format!("archive/sky/read/r{i:02}.fits"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, vec![i as u8; 200 * 1024]).unwrap();
+    }
+    let lb = Haproxy::start(dir.path(), &gws.iter().collect::<Vec<_>>());
+    let (key, secret) = (
+        gws[0].credential("aws_access_key_id"),
+        gws[0].credential("aws_secret_access_key"),
+    );
+    let archive = s3(&lb.url, &key, &secret);
+    let workspace = s3_bucket(&lb.url, "workspace", &key, &secret);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..8u32 {
+        let (archive, workspace, stop) = (archive.clone(), workspace.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let (mut done, mut failed) = (0u32, Vec::new());
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let name = Key::from(format!("roll/c{c}-{n:05}.bin"));
+                let body: Vec<u8> = (0..64 * 1024u32).map(|j| (j ^ n ^ c) as u8).collect();
+                match workspace.put(&name, PutPayload::from(body.clone())).await {
+                    Ok(_) => done += 1,
+                    Err(e) => failed.push(format!("put {name}: {e}")),
+                }
+                let read = Key::from(format!("read/r{:02}.fits", n % 16));
+                match archive.get(&read).await {
+                    Ok(r) => match r.bytes().await {
+                        Ok(b) if b.len() == 200 * 1024 => done += 1,
+                        Ok(b) => failed.push(format!("get {read}: {} bytes", b.len())),
+                        Err(e) => failed.push(format!("get {read} body: {e}")),
+                    },
+                    Err(e) => failed.push(format!("get {read}: {e}")),
+                }
+            }
+            (done, failed)
+        }));
+    }
+    // Each replica in turn: stopped (SIGTERM: it finishes what it serves), started again on
+    // its port with the same configuration, taken back by HAProxy.
+    for (i, gw) in gws.iter_mut().enumerate() {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let port: u16 = gw.url.rsplit(':').next().unwrap().parse().unwrap();
+        assert!(gw.stop().success(), "replica {i} stopped uncleanly");
+        let config = dir.path().join(format!("replica{i}.toml"));
+        let config = config.to_str().unwrap().to_string();
+        *gw = Gateway::start_on(
+            &dir.path().join(format!("replica{i}")),
+            port,
+            &["--config", &config],
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut done, mut failed) = (0, Vec::new());
+    for c in clients {
+        let (d, f) = c.await.unwrap();
+        done += d;
+        failed.extend(f);
+    }
+    eprintln!(
+        "rolling restart of 3 replicas: {done} requests served, {} failed",
+        failed.len()
+    );
+    assert!(done > 100, "the load ran: {done} requests");
+    assert!(failed.is_empty(), "requests failed: {failed:?}");
 }

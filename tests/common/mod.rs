@@ -30,9 +30,15 @@ pub struct Gateway {
 impl Gateway {
     /// Starts `archway serve` on a free port with `data_dir` and extra arguments.
     pub async fn start(data_dir: &Path, extra: &[&str]) -> Gateway {
-        let port = free_port();
-        let stdout = data_dir.with_extension(format!("{port}.stdout"));
-        let stderr = data_dir.with_extension(format!("{port}.stderr"));
+        Self::start_on(data_dir, free_port(), extra).await
+    }
+
+    /// Starts `archway serve` on `port` (a restart where a load balancer expects it).
+    pub async fn start_on(data_dir: &Path, port: u16, extra: &[&str]) -> Gateway {
+        static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stdout = data_dir.with_extension(format!("{port}.{n}.stdout"));
+        let stderr = data_dir.with_extension(format!("{port}.{n}.stderr"));
         let child = Command::new(BIN)
             .arg("serve")
             .arg("--data-dir")
