@@ -19,11 +19,11 @@
 #![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 mod common;
 
-use common::{MIB, Mounted, Server, drop_page_cache, free_port, wait_for};
+use common::{MIB, Mounted, drop_page_cache};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -92,20 +92,7 @@ fn main() {
     let work = tempfile::tempdir().expect("temp dir");
     let data = work.path().join("data");
 
-    let port = free_port();
-    let _gateway = Server(
-        Command::new(bin)
-            .args(["serve", "--data-dir"])
-            .arg(&data)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("archway serve"),
-    );
-    wait_for(port);
-    let url = format!("http://127.0.0.1:{port}");
+    let (_gateway, url) = common::serve_embedded(bin, &data);
     let local = data.join("demo/bench");
     write_files(&local, files, mib);
     let (key, secret) = common::archway_credentials(&data);

@@ -584,24 +584,11 @@ fn main() {
     let data = work.path().join("data");
 
     // The gateway on its embedded default, and the bench bucket as a workspace.
-    let port = free_port();
-    let gateway_process = Server(
-        Command::new(&binary)
-            .args(["serve", "--data-dir"])
-            .arg(&data)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .env("ARCHWAY_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("archway serve"),
-    );
-    wait_for(port);
+    let (gateway_process, url) = common::serve_embedded(&binary, &data);
     let (key, secret) = common::archway_credentials(&data);
     let gateway = S3 {
         name: "archway",
-        url: format!("http://127.0.0.1:{port}"),
+        url,
         key,
         secret,
         pid: gateway_process.0.id(),

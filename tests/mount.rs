@@ -508,28 +508,23 @@ async fn a_killed_mount_leaves_no_stale_mount() {
 #[test]
 fn cache_options_out_of_range_are_refused_by_their_flags() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .arg("mount")
-        .arg(dir.path())
-        .args(["--gateway", "http://127.0.0.1:9", "--foreground"])
-        .args(["--cache-block-size", "1KiB", "--cache-memory", "64MiB"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = text(&out.stderr);
+    let refused = |block: &str, memory: &str| {
+        let out = Command::new(BIN)
+            .arg("mount")
+            .arg(dir.path())
+            .args(["--gateway", "http://127.0.0.1:9", "--foreground"])
+            .args(["--cache-block-size", block, "--cache-memory", memory])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{block} blocks in {memory} accepted");
+        text(&out.stderr)
+    };
+    let err = refused("1KiB", "64MiB");
     assert!(
         err.contains("--cache-block-size: must be 4 KiB to 64 MiB"),
         "{err}"
     );
-    let out = Command::new(BIN)
-        .arg("mount")
-        .arg(dir.path())
-        .args(["--gateway", "http://127.0.0.1:9", "--foreground"])
-        .args(["--cache-block-size", "32MiB", "--cache-memory", "64MiB"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = text(&out.stderr);
+    let err = refused("32MiB", "64MiB");
     assert!(
         err.contains("--cache-memory: must hold at least four blocks"),
         "{err}"

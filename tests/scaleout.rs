@@ -320,77 +320,105 @@ async fn reads_through_a_hashing_balancer_fetch_each_block_from_the_archive_abou
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_replica_killed_under_load_costs_only_its_requests_in_flight_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut gws = replicas(dir.path()).await;
+/// Replicas behind HAProxy with 16 archive objects to read, and admin clients (no retries)
+/// for the archive and the shared workspace through the balancer.
+struct Balanced {
+    gws: Vec<Gateway>,
+    _lb: Haproxy,
+    archive: Arc<dyn ObjectStore>,
+    workspace: Arc<dyn ObjectStore>,
+}
+
+async fn balanced(dir: &Path) -> Balanced {
+    let gws = replicas(dir).await;
     for i in 0..16 {
-        let path = dir.path().join(format!("archive/sky/read/r{i:02}.fits"));
+        let path = dir.join(format!("archive/sky/read/r{i:02}.fits"));
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, vec![i as u8; 200 * 1024]).unwrap();
     }
-    let lb = Haproxy::start(dir.path(), &gws.iter().collect::<Vec<_>>());
+    let lb = Haproxy::start(dir, &gws.iter().collect::<Vec<_>>());
     let (key, secret) = (
         gws[0].credential("aws_access_key_id"),
         gws[0].credential("aws_secret_access_key"),
     );
-    let archive = s3(&lb.url, &key, &secret);
-    let workspace = s3_bucket(&lb.url, "workspace", &key, &secret);
+    Balanced {
+        archive: s3(&lb.url, &key, &secret),
+        workspace: s3_bucket(&lb.url, "workspace", &key, &secret),
+        gws,
+        _lb: lb,
+    }
+}
 
-    // Eight clients, each in a loop: upload an object of its own, read it back, read an
-    // archive object; every outcome with its time.
-    let started = Instant::now();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for c in 0..8u32 {
-        let (archive, workspace, stop) = (archive.clone(), workspace.clone(), stop.clone());
-        clients.push(tokio::spawn(async move {
-            let mut outcomes: Vec<(Duration, &'static str, bool)> = Vec::new();
-            let mut committed: Vec<(String, Vec<u8>)> = Vec::new();
-            let mut n = 0u32;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                n += 1;
-                let name = format!("load/c{c}-{n:05}.bin");
-                let body: Vec<u8> = (0..64 * 1024u32).map(|j| (j ^ n ^ c) as u8).collect();
-                let put = workspace
-                    .put(&Key::from(name.as_str()), PutPayload::from(body.clone()))
-                    .await;
-                outcomes.push((started.elapsed(), "put", put.is_ok()));
-                if put.is_ok() {
-                    committed.push((name.clone(), body.clone()));
-                    let got = match workspace.get(&Key::from(name.as_str())).await {
-                        Ok(r) => r.bytes().await.map(|b| b == body).unwrap_or(false),
+/// What the load saw: every request's time (since `started`), name and outcome, and the
+/// uploads that were acknowledged with their bodies.
+type Seen = (Vec<(Duration, String, bool)>, Vec<(String, Vec<u8>)>);
+
+/// Eight clients, each in a loop until `stop`: upload an object of its own, read it back,
+/// read an archive object.
+fn load(
+    b: &Balanced,
+    started: Instant,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Seen>> {
+    (0..8u32)
+        .map(|c| {
+            let (archive, workspace) = (b.archive.clone(), b.workspace.clone());
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let (mut outcomes, mut committed) = (Vec::new(), Vec::new());
+                let mut n = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let name = format!("load/c{c}-{n:05}.bin");
+                    let key = Key::from(name.as_str());
+                    let body: Vec<u8> = (0..64 * 1024u32).map(|j| (j ^ n ^ c) as u8).collect();
+                    let put = workspace.put(&key, PutPayload::from(body.clone())).await;
+                    outcomes.push((started.elapsed(), format!("put {name}"), put.is_ok()));
+                    if put.is_ok() {
+                        committed.push((name.clone(), body.clone()));
+                        let got = match workspace.get(&key).await {
+                            Ok(r) => r.bytes().await.is_ok_and(|b| b == body),
+                            Err(_) => false,
+                        };
+                        outcomes.push((started.elapsed(), format!("get {name}"), got));
+                    }
+                    let read = Key::from(format!("read/r{:02}.fits", n % 16));
+                    let got = match archive.get(&read).await {
+                        Ok(r) => r.bytes().await.is_ok_and(|b| b.len() == 200 * 1024),
                         Err(_) => false,
                     };
-                    outcomes.push((started.elapsed(), "get own", got));
+                    outcomes.push((started.elapsed(), format!("get {read}"), got));
                 }
-                let read = Key::from(format!("read/r{:02}.fits", n % 16));
-                let got = match archive.get(&read).await {
-                    Ok(r) => r
-                        .bytes()
-                        .await
-                        .map(|b| b.len() == 200 * 1024)
-                        .unwrap_or(false),
-                    Err(_) => false,
-                };
-                outcomes.push((started.elapsed(), "get archive", got));
-            }
-            (outcomes, committed)
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let killed_at = started.elapsed();
-    gws[1].child.as_mut().unwrap().kill().unwrap();
-    gws[1].child.as_mut().unwrap().wait().unwrap();
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut outcomes = Vec::new();
-    let mut committed = Vec::new();
+                (outcomes, committed)
+            })
+        })
+        .collect()
+}
+
+async fn seen(clients: Vec<tokio::task::JoinHandle<Seen>>) -> Seen {
+    let (mut outcomes, mut committed) = (Vec::new(), Vec::new());
     for c in clients {
         let (o, k) = c.await.unwrap();
         outcomes.extend(o);
         committed.extend(k);
     }
+    (outcomes, committed)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_killed_under_load_costs_only_its_requests_in_flight_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = balanced(dir.path()).await;
+    let started = Instant::now();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients = load(&b, started, &stop);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let killed_at = started.elapsed();
+    b.gws[1].child.as_mut().unwrap().kill().unwrap();
+    b.gws[1].child.as_mut().unwrap().wait().unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (outcomes, committed) = seen(clients).await;
     let failed: Vec<_> = outcomes.iter().filter(|(_, _, ok)| !ok).collect();
     let before_kill = outcomes.iter().filter(|(t, _, _)| *t < killed_at).count();
     let last_failure = failed.iter().map(|(t, _, _)| *t).max();
@@ -399,10 +427,7 @@ async fn a_replica_killed_under_load_costs_only_its_requests_in_flight_and_loses
          after the kill",
         outcomes.len(),
         failed.len(),
-        failed
-            .iter()
-            .map(|(t, op, _)| (*op, *t))
-            .collect::<Vec<_>>(),
+        failed.iter().map(|(t, op, _)| (op, *t)).collect::<Vec<_>>(),
         last_failure.map(|t| t.saturating_sub(killed_at))
     );
     assert!(before_kill > 0 && outcomes.len() > before_kill);
@@ -425,14 +450,15 @@ async fn a_replica_killed_under_load_costs_only_its_requests_in_flight_and_loses
     // object listed is one that was acknowledged or whole: nothing partial is visible.
     let by_name: std::collections::HashMap<String, Vec<u8>> = committed.into_iter().collect();
     for (name, body) in &by_name {
-        let got = workspace.get(&Key::from(name.as_str())).await.unwrap();
+        let got = b.workspace.get(&Key::from(name.as_str())).await.unwrap();
         assert!(
             got.bytes().await.unwrap() == *body,
             "{name} lost or changed"
         );
     }
     use futures::StreamExt;
-    let listed: Vec<_> = workspace
+    let listed: Vec<_> = b
+        .workspace
         .list(Some(&Key::from("load")))
         .collect::<Vec<_>>()
         .await
@@ -453,50 +479,12 @@ async fn a_replica_killed_under_load_costs_only_its_requests_in_flight_and_loses
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rolling_restart_behind_haproxy_serves_every_request() {
     let dir = tempfile::tempdir().unwrap();
-    let mut gws = replicas(dir.path()).await;
-    for i in 0..16 {
-        let path = dir.path().join(format!("archive/sky/read/r{i:02}.fits"));
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, vec![i as u8; 200 * 1024]).unwrap();
-    }
-    let lb = Haproxy::start(dir.path(), &gws.iter().collect::<Vec<_>>());
-    let (key, secret) = (
-        gws[0].credential("aws_access_key_id"),
-        gws[0].credential("aws_secret_access_key"),
-    );
-    let archive = s3(&lb.url, &key, &secret);
-    let workspace = s3_bucket(&lb.url, "workspace", &key, &secret);
+    let mut b = balanced(dir.path()).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for c in 0..8u32 {
-        let (archive, workspace, stop) = (archive.clone(), workspace.clone(), stop.clone());
-        clients.push(tokio::spawn(async move {
-            let (mut done, mut failed) = (0u32, Vec::new());
-            let mut n = 0u32;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                n += 1;
-                let name = Key::from(format!("roll/c{c}-{n:05}.bin"));
-                let body: Vec<u8> = (0..64 * 1024u32).map(|j| (j ^ n ^ c) as u8).collect();
-                match workspace.put(&name, PutPayload::from(body.clone())).await {
-                    Ok(_) => done += 1,
-                    Err(e) => failed.push(format!("put {name}: {e}")),
-                }
-                let read = Key::from(format!("read/r{:02}.fits", n % 16));
-                match archive.get(&read).await {
-                    Ok(r) => match r.bytes().await {
-                        Ok(b) if b.len() == 200 * 1024 => done += 1,
-                        Ok(b) => failed.push(format!("get {read}: {} bytes", b.len())),
-                        Err(e) => failed.push(format!("get {read} body: {e}")),
-                    },
-                    Err(e) => failed.push(format!("get {read}: {e}")),
-                }
-            }
-            (done, failed)
-        }));
-    }
+    let clients = load(&b, Instant::now(), &stop);
     // Each replica in turn: stopped (SIGTERM: it finishes what it serves), started again on
     // its port with the same configuration, taken back by HAProxy.
-    for (i, gw) in gws.iter_mut().enumerate() {
+    for (i, gw) in b.gws.iter_mut().enumerate() {
         tokio::time::sleep(Duration::from_millis(700)).await;
         let port: u16 = gw.url.rsplit(':').next().unwrap().parse().unwrap();
         assert!(gw.stop().success(), "replica {i} stopped uncleanly");
@@ -511,16 +499,17 @@ async fn a_rolling_restart_behind_haproxy_serves_every_request() {
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (mut done, mut failed) = (0, Vec::new());
-    for c in clients {
-        let (d, f) = c.await.unwrap();
-        done += d;
-        failed.extend(f);
-    }
+    let (outcomes, _) = seen(clients).await;
+    let failed: Vec<_> = outcomes.iter().filter(|(_, _, ok)| !ok).collect();
     eprintln!(
-        "rolling restart of 3 replicas: {done} requests served, {} failed",
+        "rolling restart of 3 replicas: {} requests, {} failed",
+        outcomes.len(),
         failed.len()
     );
-    assert!(done > 100, "the load ran: {done} requests");
+    assert!(
+        outcomes.len() > 100,
+        "the load ran: {} requests",
+        outcomes.len()
+    );
     assert!(failed.is_empty(), "requests failed: {failed:?}");
 }

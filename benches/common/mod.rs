@@ -64,6 +64,26 @@ pub fn archway_client(url: &str, data_dir: &Path, bucket: &str) -> Arc<dyn Objec
     s3_client(url, bucket, &key, &secret)
 }
 
+/// `archway serve` (the binary at `binary`) on its embedded default (no configuration) with
+/// its data in `data_dir`; the server and its URL, once it listens.
+pub fn serve_embedded(binary: &str, data_dir: &Path) -> (Server, String) {
+    let port = free_port();
+    let server = Server(
+        Command::new(binary)
+            .args(["serve", "--data-dir"])
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("ARCHWAY_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("archway serve"),
+    );
+    wait_for(port);
+    (server, format!("http://127.0.0.1:{port}"))
+}
+
 /// `archway serve` (the binary at `binary`) with one archive volume `bench` over the folder
 /// `root/bench`, its state under `work`; the server and an admin S3 client for `bench`.
 pub fn archway_over(binary: &str, root: &Path, work: &Path) -> (Server, Arc<dyn ObjectStore>) {
