@@ -9,176 +9,20 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use archway_dataplane::object_store::aws::AmazonS3Builder;
 use archway_dataplane::object_store::path::Path as Key;
-use archway_dataplane::object_store::{
-    ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
-};
-use common::{Gateway, free_port, text};
+use archway_dataplane::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use common::scale::{Haproxy, replicas, s3, s3_bucket};
+use common::{Gateway, text};
 
 /// How long a replica may take to honour a change made through another: the documented
 /// bound is `catalog.refresh_interval` (1 s here) plus one reload, and PostgreSQL's
 /// notifications usually bring it at once. The margin is for a loaded CI machine.
 const BOUND: Duration = Duration::from_secs(5);
-
-/// A fresh database on the test PostgreSQL server; its URL.
-fn postgres_database() -> String {
-    let admin = std::env::var("ARCHWAY_TEST_POSTGRES_URL").unwrap_or_else(|_| {
-        panic!(
-            "ARCHWAY_TEST_POSTGRES_URL is not set: the scale-out test needs a PostgreSQL server. \
-             Run the tests with scripts/test (which starts one), or start one with \
-             `eval \"$(scripts/test-services)\"` and run cargo test in that shell"
-        )
-    });
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let name = format!(
-        "archway_scaleout_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
-    let out = Command::new("psql")
-        .arg(&admin)
-        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c"])
-        .arg(format!("CREATE DATABASE {name}"))
-        .output()
-        .expect("psql (Debian's postgresql-client; scripts/test-services installs it)");
-    assert!(
-        out.status.success(),
-        "creating database {name}: {}",
-        text(&out.stderr)
-    );
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
-}
-
-/// HAProxy in the foreground, stopped when dropped.
-struct Haproxy {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Haproxy {
-    /// Balances on the request URI with consistent hashing over `replicas`, each checked on
-    /// `/healthz` every 500 ms (down after two failures). A request that cannot reach its
-    /// replica, or gets no answer from it, is sent to another (`redispatch`, `retry-on`).
-    /// HAProxy retries only requests it holds whole: bodies up to `tune.bufsize` (128 KiB
-    /// here) are buffered first (`http-buffer-request`); a larger upload cut off mid-body
-    /// fails to its client, which retries it.
-    fn start(dir: &Path, replicas: &[&Gateway]) -> Haproxy {
-        let port = free_port();
-        let servers: String = replicas
-            .iter()
-            .enumerate()
-            .map(|(i, gw)| {
-                let addr = gw.url.trim_start_matches("http://");
-                format!("    server replica{i} {addr} check inter 500ms fall 2 rise 1\n")
-            })
-            .collect();
-        let config = format!(
-            "global\n    maxconn 512\n    tune.bufsize 131072\n\
-             defaults\n    mode http\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n    option http-keep-alive\n\
-             frontend s3\n    bind 127.0.0.1:{port}\n    default_backend replicas\n\
-             backend replicas\n    balance uri\n    hash-type consistent\n    option httpchk GET /healthz\n\
-             option redispatch\n    retries 3\n    retry-on conn-failure empty-response\n\
-             option http-buffer-request\n{servers}"
-        );
-        let path = dir.join("haproxy.cfg");
-        std::fs::write(&path, config).unwrap();
-        let log = std::fs::File::create(dir.join("haproxy.log")).unwrap();
-        let child = Command::new("haproxy")
-            .args(["-db", "-f"])
-            .arg(&path)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("haproxy (Debian's haproxy; scripts/test-services installs it)");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "haproxy did not start: {}",
-                std::fs::read_to_string(dir.join("haproxy.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Haproxy {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-}
-
-/// Three replicas on one fresh PostgreSQL database and one secret key, each serving the
-/// archive folder `archive/sky` as volume `sky` and keeping workspaces in the shared folder
-/// `shared`; started one after the other (the first creates the admin, its workspace, and
-/// writes the credentials).
-async fn replicas(dir: &Path) -> Vec<Gateway> {
-    let database = postgres_database();
-    let archive = dir.join("archive");
-    std::fs::create_dir_all(archive.join("sky")).unwrap();
-    // Workspaces on storage every replica reaches, as they would be on a shared filesystem.
-    let shared = dir.join("shared");
-    std::fs::create_dir_all(&shared).unwrap();
-    let key_file = dir.join("secret.key");
-    let mut out = Vec::new();
-    for i in 0..3 {
-        let config = dir.join(format!("replica{i}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                "[catalog]\nurl = \"{database}\"\nsecret_key_file = \"{}\"\nrefresh_interval = \"1s\"\n\n\
-                 [backends.archive]\nurl = \"file://{}\"\n\n\
-                 [backends.shared]\nurl = \"file://{}\"\n\n\
-                 [workspaces]\nbackend = \"shared\"\n\n\
-                 [[volumes]]\nid = \"sky\"\nbackend = \"archive\"\nprefix = \"sky\"\n",
-                key_file.display(),
-                archive.display(),
-                shared.display()
-            ),
-        )
-        .unwrap();
-        let data: PathBuf = dir.join(format!("replica{i}"));
-        let config = config.to_str().unwrap().to_string();
-        out.push(Gateway::start(&data, &["--config", &config]).await);
-    }
-    out
-}
-
-fn s3(url: &str, key_id: &str, secret: &str) -> Arc<dyn ObjectStore> {
-    s3_bucket(url, "sky", key_id, secret)
-}
-
-fn s3_bucket(url: &str, bucket: &str, key_id: &str, secret: &str) -> Arc<dyn ObjectStore> {
-    Arc::new(
-        AmazonS3Builder::new()
-            .with_endpoint(url)
-            .with_bucket_name(bucket)
-            .with_region("us-east-1")
-            .with_access_key_id(key_id)
-            .with_secret_access_key(secret)
-            .with_client_options(ClientOptions::new().with_allow_http(true))
-            // Every failure is counted, none hidden by the client's own retries.
-            .with_retry(RetryConfig {
-                max_retries: 0,
-                ..Default::default()
-            })
-            .build()
-            .unwrap(),
-    )
-}
 
 /// Waits until `ok` holds for the store, polling; how long that took. Fails past `BOUND`.
 async fn within_bound(what: &str, mut ok: impl AsyncFnMut() -> bool) -> Duration {

@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod mount;
+pub mod scale;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
