@@ -284,6 +284,13 @@ fn kind(h: &Header, index: usize) -> Result<HduKind, ComputeError> {
 
 /// Finds the HDU `sel` means, reading only headers.
 pub async fn locate(src: &Source, sel: &HduSelector) -> Result<Hdu, ComputeError> {
+    if src.size() == 0 {
+        return Err(ComputeError::Format {
+            hdu: 0,
+            card: None,
+            message: "the file is empty; a FITS file begins with a SIMPLE card".into(),
+        });
+    }
     let mut start = 0u64;
     let mut index = 0usize;
     let mut names = Vec::new();

@@ -61,6 +61,17 @@ fn card(text: &str) -> Vec<u8> {
     format!("{text:<80}").into_bytes()
 }
 
+#[test]
+fn an_empty_file_is_refused_as_not_fits() {
+    let r = reduce(Vec::new(), None, None, Op::Stats);
+    match r {
+        Err(ComputeError::Format { message, .. }) => {
+            assert!(message.contains("empty"), "{message}");
+        }
+        other => panic!("an empty file: {other:?}"),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
