@@ -73,10 +73,15 @@ impl Fs {
         let (existing, local, size) = {
             let t = self.inodes();
             let node = t.get(ino)?;
-            (node.spool.clone(), node.local, node.size)
+            // Counted under the table's lock, as `release` uncounts: a spool whose last handle
+            // is being released is either still the node's (and kept) or already gone.
+            let existing = node.spool.clone();
+            if let Some(spool) = &existing {
+                spool.handles.fetch_add(1, Ordering::AcqRel);
+            }
+            (existing, node.local, node.size)
         };
         if let Some(spool) = existing {
-            spool.handles.fetch_add(1, Ordering::AcqRel);
             if truncate {
                 spool.set_len(0).await.map_err(spool_error)?;
             }
@@ -93,16 +98,27 @@ impl Fs {
             self.download(volume, key, &spool).await?;
         }
         spool.handles.fetch_add(1, Ordering::AcqRel);
-        let mut t = self.inodes();
-        let node = t.get_mut(ino)?;
-        // Another open may have raced us to it: share theirs.
-        if let Some(other) = &node.spool {
-            other.handles.fetch_add(1, Ordering::AcqRel);
-            return Ok(other.clone());
+        let other = {
+            let mut t = self.inodes();
+            let node = t.get_mut(ino)?;
+            match &node.spool {
+                // Another open may have raced us to it: share theirs.
+                Some(other) => {
+                    other.handles.fetch_add(1, Ordering::AcqRel);
+                    other.clone()
+                }
+                None => {
+                    node.spool = Some(spool.clone());
+                    node.cached_version = None;
+                    return Ok(spool);
+                }
+            }
+        };
+        // Sharing theirs, an open that truncates still truncates.
+        if truncate {
+            other.set_len(0).await.map_err(spool_error)?;
         }
-        node.spool = Some(spool.clone());
-        node.cached_version = None;
-        Ok(spool)
+        Ok(other)
     }
 
     pub(super) async fn download(&self, volume: usize, key: &str, spool: &Spool) -> Result<()> {
@@ -237,8 +253,10 @@ impl Fs {
             return Ok(());
         };
         let result = self.upload(ino, &spool).await;
+        let mut t = self.inodes();
+        // Uncounted under the table's lock, so an open sharing this spool cannot count itself
+        // in between and be left writing to a spool no node holds.
         if spool.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let mut t = self.inodes();
             if let Some(node) = t.nodes.get_mut(&ino)
                 && node.spool.as_ref().is_some_and(|s| Arc::ptr_eq(s, &spool))
             {
@@ -250,6 +268,7 @@ impl Fs {
             }
             t.maybe_drop(ino);
         }
+        drop(t);
         result
     }
 

@@ -336,9 +336,12 @@ impl Fs {
                         self.upload(ino, &spool).await
                     }
                     .await;
-                    if spool.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    {
                         let mut t = self.inodes();
-                        if let Ok(node) = t.get_mut(ino) {
+                        if spool.handles.fetch_sub(1, Ordering::AcqRel) == 1
+                            && let Ok(node) = t.get_mut(ino)
+                            && node.spool.as_ref().is_some_and(|s| Arc::ptr_eq(s, &spool))
+                        {
                             node.spool = None;
                         }
                     }
