@@ -36,7 +36,7 @@ use std::time::Instant;
 
 mod common;
 
-use common::{MIB, Mounted, Server, cpu_seconds, drop_page_cache, free_port, wait_for};
+use common::{MIB, Mounted, cpu_seconds, drop_page_cache};
 
 /// The data set and the length of each run.
 struct Plan {
@@ -600,29 +600,13 @@ fn main() {
     let bucket = data.join("workspaces/bench");
     write_data(&bucket, &plan);
 
-    let rclone_port = free_port();
-    let rclone_process = Server(
-        Command::new(&tools.rclone)
-            .args([
-                "serve",
-                "s3",
-                "--auth-key",
-                "benchkey,benchsecret",
-                "--addr",
-            ])
-            .arg(format!("127.0.0.1:{rclone_port}"))
-            .arg(data.join("workspaces"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("rclone serve s3"),
-    );
-    wait_for(rclone_port);
+    let (rclone_process, rclone_url) =
+        common::rclone_serve(&tools.rclone, &data.join("workspaces"));
     let rclone = S3 {
         name: "rclone",
-        url: format!("http://127.0.0.1:{rclone_port}"),
-        key: "benchkey".into(),
-        secret: "benchsecret".into(),
+        url: rclone_url,
+        key: common::RCLONE_KEY.0.into(),
+        secret: common::RCLONE_KEY.1.into(),
         pid: rclone_process.0.id(),
     };
 

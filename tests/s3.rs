@@ -19,22 +19,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 fn client(gw: &Gateway, bucket: &str, key_id: &str, secret: &str) -> Arc<dyn ObjectStore> {
-    Arc::new(
-        AmazonS3Builder::new()
-            .with_endpoint(&gw.url)
-            .with_bucket_name(bucket)
-            .with_region("us-east-1")
-            .with_access_key_id(key_id)
-            .with_secret_access_key(secret)
-            .with_virtual_hosted_style_request(false)
-            .with_client_options(ClientOptions::new().with_allow_http(true))
-            .with_retry(RetryConfig {
-                max_retries: 0,
-                ..Default::default()
-            })
-            .build()
-            .unwrap(),
-    )
+    common::s3_client(&gw.url, bucket, key_id, secret)
 }
 
 fn admin(gw: &Gateway, bucket: &str) -> Arc<dyn ObjectStore> {

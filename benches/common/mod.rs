@@ -67,6 +67,12 @@ pub fn archway_client(url: &str, data_dir: &Path, bucket: &str) -> Arc<dyn Objec
 /// `archway serve` (the binary at `binary`) on its embedded default (no configuration) with
 /// its data in `data_dir`; the server and its URL, once it listens.
 pub fn serve_embedded(binary: &str, data_dir: &Path) -> (Server, String) {
+    serve(binary, data_dir, &[])
+}
+
+/// `archway serve` with its data in `data_dir` and `extra` arguments, on a free port; the
+/// server and its URL, once it listens.
+fn serve(binary: &str, data_dir: &Path, extra: &[&std::ffi::OsStr]) -> (Server, String) {
     let port = free_port();
     let server = Server(
         Command::new(binary)
@@ -74,6 +80,7 @@ pub fn serve_embedded(binary: &str, data_dir: &Path) -> (Server, String) {
             .arg(data_dir)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
             .env("ARCHWAY_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -96,41 +103,25 @@ pub fn archway_over(binary: &str, root: &Path, work: &Path) -> (Server, Arc<dyn 
         ),
     )
     .expect("config");
-    let port = free_port();
     let data = work.join("data");
-    let server = Server(
-        Command::new(binary)
-            .arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .env("ARCHWAY_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start archway"),
-    );
-    wait_for(port);
+    let (server, url) = serve(binary, &data, &["--config".as_ref(), config.as_os_str()]);
     std::thread::sleep(Duration::from_millis(300));
-    let store = archway_client(&format!("http://127.0.0.1:{port}"), &data, "bench");
+    let store = archway_client(&url, &data, "bench");
     (server, store)
 }
 
-/// `rclone serve s3` over `root` (each folder a bucket); the server and a client for `bench`.
-pub fn rclone_over(rclone: &str, root: &Path) -> (Server, Arc<dyn ObjectStore>) {
+/// The credentials `rclone serve s3` is started with here.
+pub const RCLONE_KEY: (&str, &str) = ("benchkey", "benchsecret");
+
+/// `rclone serve s3` over `root` (each folder a bucket), with [`RCLONE_KEY`]; the server and
+/// its URL, once it listens.
+pub fn rclone_serve(rclone: &str, root: &Path) -> (Server, String) {
     let port = free_port();
     let server = Server(
         Command::new(rclone)
-            .args([
-                "serve",
-                "s3",
-                "--auth-key",
-                "benchkey,benchsecret",
-                "--addr",
-            ])
+            .args(["serve", "s3", "--auth-key"])
+            .arg(format!("{},{}", RCLONE_KEY.0, RCLONE_KEY.1))
+            .arg("--addr")
             .arg(format!("127.0.0.1:{port}"))
             .arg(root)
             .stdout(Stdio::null())
@@ -139,12 +130,13 @@ pub fn rclone_over(rclone: &str, root: &Path) -> (Server, Arc<dyn ObjectStore>) 
             .expect("start rclone serve s3 (install rclone: scripts/test-services)"),
     );
     wait_for(port);
-    let store = s3_client(
-        &format!("http://127.0.0.1:{port}"),
-        "bench",
-        "benchkey",
-        "benchsecret",
-    );
+    (server, format!("http://127.0.0.1:{port}"))
+}
+
+/// `rclone serve s3` over `root` (each folder a bucket); the server and a client for `bench`.
+pub fn rclone_over(rclone: &str, root: &Path) -> (Server, Arc<dyn ObjectStore>) {
+    let (server, url) = rclone_serve(rclone, root);
+    let store = s3_client(&url, "bench", RCLONE_KEY.0, RCLONE_KEY.1);
     (server, store)
 }
 

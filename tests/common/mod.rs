@@ -7,9 +7,34 @@ pub mod scale;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use archway_dataplane::object_store::aws::AmazonS3Builder;
+use archway_dataplane::object_store::{ClientOptions, ObjectStore, RetryConfig};
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_archway");
+
+/// object_store's S3 client for `bucket` at `url` (path style, plain HTTP), signing with
+/// `key_id` and `secret`, with no retries of its own: a test sees every failure.
+pub fn s3_client(url: &str, bucket: &str, key_id: &str, secret: &str) -> Arc<dyn ObjectStore> {
+    Arc::new(
+        AmazonS3Builder::new()
+            .with_endpoint(url)
+            .with_bucket_name(bucket)
+            .with_region("us-east-1")
+            .with_access_key_id(key_id)
+            .with_secret_access_key(secret)
+            .with_virtual_hosted_style_request(false)
+            .with_client_options(ClientOptions::new().with_allow_http(true))
+            .with_retry(RetryConfig {
+                max_retries: 0,
+                ..Default::default()
+            })
+            .build()
+            .unwrap(),
+    )
+}
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

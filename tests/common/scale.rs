@@ -5,8 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use archway_dataplane::object_store::aws::AmazonS3Builder;
-use archway_dataplane::object_store::{ClientOptions, ObjectStore, RetryConfig};
+use archway_dataplane::object_store::ObjectStore;
 
 use super::{Gateway, free_port, text};
 
@@ -151,20 +150,5 @@ pub fn s3(url: &str, key_id: &str, secret: &str) -> Arc<dyn ObjectStore> {
 }
 
 pub fn s3_bucket(url: &str, bucket: &str, key_id: &str, secret: &str) -> Arc<dyn ObjectStore> {
-    Arc::new(
-        AmazonS3Builder::new()
-            .with_endpoint(url)
-            .with_bucket_name(bucket)
-            .with_region("us-east-1")
-            .with_access_key_id(key_id)
-            .with_secret_access_key(secret)
-            .with_client_options(ClientOptions::new().with_allow_http(true))
-            // Every failure is counted, none hidden by the client's own retries.
-            .with_retry(RetryConfig {
-                max_retries: 0,
-                ..Default::default()
-            })
-            .build()
-            .unwrap(),
-    )
+    super::s3_client(url, bucket, key_id, secret)
 }
