@@ -98,6 +98,16 @@ impl CachedStore {
         forget(&self.cache, &self.scope, location).await;
     }
 
+    /// What names block `index` of `location` at the version `meta` tells.
+    fn block_key(&self, location: &Path, meta: &ObjectMeta, index: u64) -> BlockKey {
+        BlockKey {
+            scope: self.scope.clone(),
+            path: Arc::from(location.as_ref()),
+            version: version_of(meta),
+            index,
+        }
+    }
+
     async fn forget_meta(&self, location: &Path) {
         self.cache
             .metadata
@@ -212,12 +222,7 @@ impl CachedStore {
         stats
             .bytes_fetched
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        let key = BlockKey {
-            scope: self.scope.clone(),
-            path: Arc::from(location.as_ref()),
-            version: version_of(&meta.meta),
-            index,
-        };
+        let key = self.block_key(location, &meta.meta, index);
         if let Some(disk) = &self.cache.disk {
             disk.put_behind(key.clone(), bytes.clone());
         }
@@ -228,12 +233,7 @@ impl CachedStore {
     /// One block, from memory or (once, however many ask) from the backend.
     async fn block(&self, location: &Path, meta: &ObjectMeta, index: u64) -> Result<Bytes> {
         let size = self.cache.config.block_size;
-        let key = BlockKey {
-            scope: self.scope.clone(),
-            path: Arc::from(location.as_ref()),
-            version: version_of(meta),
-            index,
-        };
+        let key = self.block_key(location, meta, index);
         if let Some(b) = self.cache.blocks.get(&key).await {
             self.cache.stats.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(b);
@@ -291,12 +291,7 @@ impl CachedStore {
     ) -> Result<Bytes> {
         let size = self.cache.config.block_size;
         let index = range.start / size;
-        let key = BlockKey {
-            scope: self.scope.clone(),
-            path: Arc::from(location.as_ref()),
-            version: version_of(meta),
-            index,
-        };
+        let key = self.block_key(location, meta, index);
         let within = (range.start - index * size)..(range.end - index * size);
         // A reader going on from here into the next block is then seen as sequential.
         self.cache
