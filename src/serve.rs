@@ -161,17 +161,27 @@ async fn first_start(
             );
             write_private(&credentials, text.as_bytes())
                 .with_context(|| format!("writing {}", credentials.display()))?;
-            // Printed once, to the terminal only; the log never sees secrets.
+            // Printed once, and only to a terminal: under a container engine or systemd,
+            // standard output is a log, and the log never sees secrets.
             let mut out = std::io::stdout().lock();
             writeln!(out, "Archway: first start in {}", data_dir.display())?;
-            writeln!(
-                out,
-                "  admin credentials (shown once, kept in {} mode 0600):",
-                credentials.display()
-            )?;
-            writeln!(out, "    aws_access_key_id     = {}", key.key.access_key_id)?;
-            writeln!(out, "    aws_secret_access_key = {}", key.secret_access_key)?;
-            writeln!(out, "    archway_api_token     = {}", token.secret)?;
+            if std::io::IsTerminal::is_terminal(&out) {
+                writeln!(
+                    out,
+                    "  admin credentials (shown once, kept in {} mode 0600):",
+                    credentials.display()
+                )?;
+                writeln!(out, "    aws_access_key_id     = {}", key.key.access_key_id)?;
+                writeln!(out, "    aws_secret_access_key = {}", key.secret_access_key)?;
+                writeln!(out, "    archway_api_token     = {}", token.secret)?;
+            } else {
+                writeln!(
+                    out,
+                    "  admin credentials written to {} (mode 0600; not printed: standard \
+                     output is not a terminal)",
+                    credentials.display()
+                )?;
+            }
             out.flush()?;
 
             if let Some((backend, prefix)) = state.dataplane.workspace_location("workspace") {
