@@ -505,6 +505,59 @@ async fn a_killed_mount_leaves_no_stale_mount() {
     assert!(!is_mounted(&mp));
 }
 
+/// A container's view: the mount point is itself a bind mount (a Kubernetes hostPath, a compose
+/// bind with `rshared`) and `archway mount` mounts on top of it. Unmounting — on SIGTERM, or
+/// with `archway unmount`, also the `unmount --lazy` a DaemonSet runs before it mounts — takes
+/// the FUSE mount away and never the bind mount beneath.
+#[tokio::test(flavor = "multi_thread")]
+async fn unmounting_leaves_a_bind_mount_beneath_the_mount_point_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut gw = Gateway::start(&data, &[]).await;
+    assert!(gw.stop().success());
+    let host = dir.path().join("host");
+    let mp = dir.path().join("mnt");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::create_dir_all(&mp).unwrap();
+    std::fs::write(host.join("marker"), b"the host folder").unwrap();
+    sh(&format!("mount --bind '{}' '{}'", host.display(), mp.display()));
+    struct Unbind(std::path::PathBuf);
+    impl Drop for Unbind {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unbind = Unbind(mp.clone());
+    let bound = || std::fs::read(mp.join("marker")).ok() == Some(b"the host folder".to_vec());
+    assert!(bound());
+
+    // Nothing of ours is mounted: `archway unmount` refuses, naming what is there.
+    let out = Command::new(BIN).arg("unmount").arg("--lazy").arg(&mp).output().unwrap();
+    assert!(!out.status.success(), "unmount of a bind mount succeeded");
+    assert!(
+        text(&out.stderr).contains("not a FUSE mount made by `archway mount`; left alone"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(bound(), "the bind mount went");
+
+    // Mounted on top, then stopped with SIGTERM: the bind mount is back in view.
+    let mut m = Mount::start(&mp, &["--data-dir", data.to_str().unwrap()]);
+    assert!(mp.join("demo/README.txt").exists());
+    assert!(!mp.join("marker").exists());
+    assert!(m.signal("-TERM").success(), "{}", m.log());
+    assert!(bound(), "stopping the mount took the bind mount beneath with it");
+
+    // Mounted again, then `archway unmount`: the same.
+    let m = Mount::start(&mp, &["--data-dir", data.to_str().unwrap()]);
+    assert!(mp.join("demo/README.txt").exists());
+    let out = Command::new(BIN).arg("unmount").arg(&mp).output().unwrap();
+    assert!(out.status.success(), "unmount: {}", text(&out.stderr));
+    drop(m);
+    wait_for("the FUSE mount to go", || bound());
+    assert!(bound(), "archway unmount took the bind mount beneath with it");
+}
+
 #[test]
 fn cache_options_out_of_range_are_refused_by_their_flags() {
     let dir = tempfile::tempdir().unwrap();

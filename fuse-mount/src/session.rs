@@ -217,17 +217,37 @@ impl Mounted {
     }
 }
 
-/// Whether a filesystem is mounted at `path` (per /proc/self/mountinfo).
+/// Whether a FUSE filesystem — what `archway mount` makes — is mounted on top at `path` (per
+/// /proc/self/mountinfo). Another filesystem there is not: a container's bind mount of the
+/// mount point (a Kubernetes hostPath, a compose bind with `rshared`) must outlive every
+/// mount and unmount made on top of it.
 pub fn is_mounted(path: &Path) -> bool {
-    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
+    mount_type(path).is_some_and(|t| is_fuse(&t))
+}
+
+fn is_fuse(fstype: &str) -> bool {
+    fstype == "fuse" || fstype.starts_with("fuse.")
+}
+
+/// The type of the filesystem mounted on top at `path` ("fuse", "ext4", ...): the last line of
+/// /proc/self/mountinfo that names it. None when nothing is mounted there.
+pub fn mount_type(path: &Path) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    table.lines().any(|line| {
-        line.split(' ')
-            .nth(4)
-            .is_some_and(|mp| Path::new(&unescape_mount_path(mp)) == want)
-    })
+    top_mount_type(&table, &want)
+}
+
+fn top_mount_type(table: &str, want: &Path) -> Option<String> {
+    table
+        .lines()
+        .filter(|line| {
+            line.split(' ')
+                .nth(4)
+                .is_some_and(|mp| Path::new(&unescape_mount_path(mp)) == want)
+        })
+        // After the optional fields, " - " and then the filesystem type.
+        .filter_map(|line| line.split_once(" - ")?.1.split(' ').next().map(str::to_string))
+        .last()
 }
 
 /// Mount tables write space, tab, newline and backslash as octal escapes (`\040`).
@@ -275,8 +295,18 @@ pub fn detach_if_dead(mountpoint: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Unmounts a FUSE mount (also a dead one: "Transport endpoint is not connected").
+/// Unmounts a FUSE mount (also a dead one: "Transport endpoint is not connected"). Any other
+/// filesystem at `mountpoint` is left alone, with an error that names it.
 pub fn unmount(mountpoint: &Path, lazy: bool) -> io::Result<()> {
+    if let Some(fstype) = mount_type(mountpoint).filter(|t| !is_fuse(t)) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is a {fstype} mount, not a FUSE mount made by `archway mount`; left alone",
+                mountpoint.display()
+            ),
+        ));
+    }
     if !is_mounted(mountpoint) {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
@@ -325,6 +355,22 @@ mod tests {
         assert_eq!(unescape_mount_path("/mnt/a\\040b"), "/mnt/a b");
         assert_eq!(unescape_mount_path("/plain"), "/plain");
         assert_eq!(unescape_mount_path("/odd\\"), "/odd\\");
-        assert!(is_mounted(Path::new("/")) || !Path::new("/proc/self/mountinfo").exists());
+        assert!(mount_type(Path::new("/")).is_some() || !Path::new("/proc/self/mountinfo").exists());
+    }
+
+    #[test]
+    fn only_a_fuse_mount_on_top_counts_as_mounted() {
+        // A bind mount of the mount point (a container's hostPath), then a FUSE mount on it.
+        let table = "\
+            24 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n\
+            40 24 8:1 /srv/mnt /mnt/archway rw,relatime shared:9 - ext4 /dev/sda1 rw\n\
+            41 40 0:50 / /mnt/archway rw,nosuid,nodev shared:10 - fuse archway rw,user_id=0\n";
+        let at = Path::new("/mnt/archway");
+        assert_eq!(top_mount_type(table, at).as_deref(), Some("fuse"));
+        let bind_only: String = table.lines().take(2).map(|l| format!("{l}\n")).collect();
+        assert_eq!(top_mount_type(&bind_only, at).as_deref(), Some("ext4"));
+        assert!(!is_fuse("ext4"));
+        assert!(is_fuse("fuse") && is_fuse("fuse.archway") && !is_fuse("fuseblk"));
+        assert_eq!(top_mount_type(table, Path::new("/elsewhere")), None);
     }
 }

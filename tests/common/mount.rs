@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 
 use super::BIN;
 
-/// Whether `mountpoint` is in the mount table now.
+/// Whether a FUSE mount is at `mountpoint` now (a bind mount beneath one does not count).
 pub fn is_mounted(mountpoint: &Path) -> bool {
     let table = std::fs::read_to_string("/proc/self/mounts").unwrap();
     let want = mountpoint.to_str().unwrap();
-    table
-        .lines()
-        .any(|l| l.split_whitespace().nth(1) == Some(want))
+    table.lines().any(|l| {
+        let mut fields = l.split_whitespace();
+        fields.nth(1) == Some(want) && fields.next().is_some_and(|t| t.starts_with("fuse"))
+    })
 }
 
 pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
