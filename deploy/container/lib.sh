@@ -46,3 +46,16 @@ CONF
         export CONTAINERS_CONF="$container_state/containers.conf"
     fi
 }
+
+# podman-compose (PyPI, pinned) in a virtual environment of ours: Debian's is too old for
+# compose profiles. Prints its path.
+compose_tool() {
+    local venv="$container_state/compose-venv" want="podman-compose==1.6.0"
+    if [ "$(cat "$venv/installed" 2>/dev/null)" != "$want" ]; then
+        log "installing $want into $venv"
+        python3 -m venv "$venv" >&2
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check "$want" >&2
+        echo "$want" >"$venv/installed"
+    fi
+    echo "$venv/bin/podman-compose"
+}
