@@ -135,11 +135,21 @@ async fn first_start(
     let credentials = data_dir.join("credentials");
     match catalog.get_user(ADMIN_USER).await {
         Ok(_) => {}
-        Err(CatalogError::NotFound { .. }) => {
+        Err(CatalogError::NotFound { .. }) => 'first: {
             let endpoint = endpoint_url(config);
-            catalog
+            match catalog
                 .create_user(ADMIN_USER, "Archway administrator", true)
-                .await?;
+                .await
+            {
+                Ok(_) => {}
+                // Replicas on one PostgreSQL catalogue started at once: another one made the
+                // admin (and makes its credentials and workspace) first.
+                Err(CatalogError::AlreadyExists { .. }) => {
+                    tracing::info!("another replica made the admin first");
+                    break 'first;
+                }
+                Err(e) => return Err(e.into()),
+            }
             let key = catalog
                 .create_access_key(ADMIN_USER, "created on first start")
                 .await?;

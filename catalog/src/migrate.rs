@@ -47,11 +47,26 @@ fn migrations(dialect: Dialect) -> &'static [(i64, &'static str)] {
 
 pub(crate) async fn run(pool: &AnyPool, dialect: Dialect) -> Result<i64, CatalogError> {
     let db = CatalogError::db;
-    pool.execute(
-        "CREATE TABLE IF NOT EXISTS archway_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-    )
-    .await
-    .map_err(db("create schema table"))?;
+    const SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS archway_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+    if dialect == Dialect::Postgres {
+        // Under the lock too: two replicas creating the table at once both pass IF NOT EXISTS
+        // and one fails on PostgreSQL's catalogue ("duplicate key value violates unique
+        // constraint pg_type_typname_nsp_index").
+        let mut tx = pool.begin().await.map_err(db("create schema table"))?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PG_LOCK_KEY)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("create schema table"))?;
+        tx.execute(SCHEMA_TABLE)
+            .await
+            .map_err(db("create schema table"))?;
+        tx.commit().await.map_err(db("create schema table"))?;
+    } else {
+        pool.execute(SCHEMA_TABLE)
+            .await
+            .map_err(db("create schema table"))?;
+    }
 
     let mut current = current_version(pool).await?;
     let newest = latest(dialect);

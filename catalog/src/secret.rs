@@ -49,9 +49,27 @@ impl SecretBox {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(io)?;
                 }
-                write_private(path, hex::encode(&key).as_bytes()).map_err(io)?;
-                tracing::info!(path = %path.display(), "created the catalogue secret key");
-                key
+                // Several replicas sharing the file may start at once: the key is written whole
+                // under a name of its own, then linked into place only if no other replica's
+                // key is there already. The one that loses the race uses the winner's key.
+                let pending = path.with_extension(format!(
+                    "{}.{}.pending",
+                    std::process::id(),
+                    hex::encode(random_bytes(4))
+                ));
+                write_private(&pending, hex::encode(&key).as_bytes()).map_err(io)?;
+                let linked = std::fs::hard_link(&pending, path);
+                let _ = std::fs::remove_file(&pending);
+                match linked {
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "created the catalogue secret key");
+                        key
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        return Self::load_or_create(path);
+                    }
+                    Err(e) => return Err(io(e)),
+                }
             }
             Err(e) => return Err(io(e)),
         };
@@ -210,6 +228,32 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn replicas_creating_a_shared_key_file_at_once_all_get_the_same_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("keys/secret.key");
+            let boxes: Vec<SecretBox> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| s.spawn(|| SecretBox::load_or_create(&path).unwrap()))
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let sealed = boxes[0].seal("x", b"y").unwrap();
+            for b in &boxes {
+                assert_eq!(b.open("x", &sealed).unwrap(), b"y", "a replica holds another key");
+            }
+            let on_disk = SecretBox::load_or_create(&path).unwrap();
+            assert_eq!(on_disk.open("x", &sealed).unwrap(), b"y");
+            // Nothing is left behind but the key.
+            let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, vec![std::ffi::OsString::from("secret.key")]);
         }
     }
 

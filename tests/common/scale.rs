@@ -106,8 +106,8 @@ impl Haproxy {
 
 /// Three replicas on one fresh PostgreSQL database and one secret key, each serving the
 /// archive folder `archive/sky` as volume `sky` and keeping workspaces in the shared folder
-/// `shared`; started one after the other (the first creates the admin, its workspace, and
-/// writes the credentials).
+/// `shared`; started all at once (one of them creates the admin and its workspace and writes
+/// the credentials: it is returned first).
 pub async fn replicas(dir: &Path) -> Vec<Gateway> {
     replicas_n(dir, 3).await
 }
@@ -121,7 +121,7 @@ pub async fn replicas_n(dir: &Path, n: usize) -> Vec<Gateway> {
     let shared = dir.join("shared");
     std::fs::create_dir_all(&shared).unwrap();
     let key_file = dir.join("secret.key");
-    let mut out = Vec::new();
+    let mut starts = Vec::new();
     for i in 0..n {
         let config = dir.join(format!("replica{i}.toml"));
         std::fs::write(
@@ -140,9 +140,23 @@ pub async fn replicas_n(dir: &Path, n: usize) -> Vec<Gateway> {
         .unwrap();
         let data: PathBuf = dir.join(format!("replica{i}"));
         let config = config.to_str().unwrap().to_string();
-        out.push(Gateway::start(&data, &["--config", &config]).await);
+        starts.push(async move { Gateway::start(&data, &["--config", &config]).await });
     }
-    out
+    // All at once, as a Deployment's pods start on a fresh install: the first start (catalogue
+    // migrations, the shared secret key file, the admin, the declared volumes) is raced.
+    let mut gws = futures::future::join_all(starts).await;
+    // The first start happened once: one replica made the admin and wrote its credentials;
+    // that one goes first, as callers take the admin's credentials from replica 0.
+    let bootstrapped: Vec<usize> = (0..n)
+        .filter(|&i| gws[i].data_dir.join("credentials").exists())
+        .collect();
+    assert_eq!(
+        bootstrapped.len(),
+        1,
+        "replicas {bootstrapped:?} each made the admin's credentials"
+    );
+    gws.swap(0, bootstrapped[0]);
+    gws
 }
 
 pub fn s3(url: &str, key_id: &str, secret: &str) -> Arc<dyn ObjectStore> {

@@ -98,30 +98,39 @@ impl Catalog {
     pub async fn upsert_volume(&self, new: NewVolume) -> Result<(Volume, bool)> {
         let _changing = self.changing();
         match self.get_volume(&new.id).await {
-            Err(CatalogError::NotFound { .. }) => Ok((self.create_volume(new).await?, true)),
+            Err(CatalogError::NotFound { .. }) => match self.create_volume(new.clone()).await {
+                Ok(v) => Ok((v, true)),
+                // Another process declared it meanwhile (replicas on one PostgreSQL catalogue
+                // starting at once): bring it in line like any existing volume.
+                Err(CatalogError::AlreadyExists { .. }) => self.bring_in_line(new).await,
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
-            Ok(_) => {
-                let read_only = new.read_only.unwrap_or(new.kind == VolumeKind::Archive);
-                let patch = VolumePatch {
-                    title: Some(new.title),
-                    description: Some(new.description),
-                    mission: Some(new.mission),
-                    instrument: Some(new.instrument),
-                    tags: Some(new.tags),
-                    license: Some(new.license),
-                    dataproduct_type: Some(new.dataproduct_type),
-                    calib_level: Some(new.calib_level),
-                    backend: Some(new.backend),
-                    prefix: Some(new.prefix),
-                    kind: Some(new.kind),
-                    read_only: Some(read_only),
-                    public_read: Some(new.public_read),
-                    owner: Some(new.owner),
-                    extra: Some(new.extra),
-                };
-                Ok((self.update_volume(&new.id, patch).await?, false))
-            }
+            Ok(_) => self.bring_in_line(new).await,
         }
+    }
+
+    /// Sets every field of the existing volume `new.id` to `new`'s.
+    async fn bring_in_line(&self, new: NewVolume) -> Result<(Volume, bool)> {
+        let read_only = new.read_only.unwrap_or(new.kind == VolumeKind::Archive);
+        let patch = VolumePatch {
+            title: Some(new.title),
+            description: Some(new.description),
+            mission: Some(new.mission),
+            instrument: Some(new.instrument),
+            tags: Some(new.tags),
+            license: Some(new.license),
+            dataproduct_type: Some(new.dataproduct_type),
+            calib_level: Some(new.calib_level),
+            backend: Some(new.backend),
+            prefix: Some(new.prefix),
+            kind: Some(new.kind),
+            read_only: Some(read_only),
+            public_read: Some(new.public_read),
+            owner: Some(new.owner),
+            extra: Some(new.extra),
+        };
+        Ok((self.update_volume(&new.id, patch).await?, false))
     }
 
     pub async fn delete_volume(&self, id: &str) -> Result<()> {
