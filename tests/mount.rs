@@ -520,7 +520,11 @@ async fn unmounting_leaves_a_bind_mount_beneath_the_mount_point_alone() {
     std::fs::create_dir_all(&host).unwrap();
     std::fs::create_dir_all(&mp).unwrap();
     std::fs::write(host.join("marker"), b"the host folder").unwrap();
-    sh(&format!("mount --bind '{}' '{}'", host.display(), mp.display()));
+    sh(&format!(
+        "mount --bind '{}' '{}'",
+        host.display(),
+        mp.display()
+    ));
     struct Unbind(std::path::PathBuf);
     impl Drop for Unbind {
         fn drop(&mut self) {
@@ -532,7 +536,12 @@ async fn unmounting_leaves_a_bind_mount_beneath_the_mount_point_alone() {
     assert!(bound());
 
     // Nothing of ours is mounted: `archway unmount` refuses, naming what is there.
-    let out = Command::new(BIN).arg("unmount").arg("--lazy").arg(&mp).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("unmount")
+        .arg("--lazy")
+        .arg(&mp)
+        .output()
+        .unwrap();
     assert!(!out.status.success(), "unmount of a bind mount succeeded");
     assert!(
         text(&out.stderr).contains("not a FUSE mount made by `archway mount`; left alone"),
@@ -546,7 +555,10 @@ async fn unmounting_leaves_a_bind_mount_beneath_the_mount_point_alone() {
     assert!(mp.join("demo/README.txt").exists());
     assert!(!mp.join("marker").exists());
     assert!(m.signal("-TERM").success(), "{}", m.log());
-    assert!(bound(), "stopping the mount took the bind mount beneath with it");
+    assert!(
+        bound(),
+        "stopping the mount took the bind mount beneath with it"
+    );
 
     // Mounted again, then `archway unmount`: the same.
     let m = Mount::start(&mp, &["--data-dir", data.to_str().unwrap()]);
@@ -554,8 +566,11 @@ async fn unmounting_leaves_a_bind_mount_beneath_the_mount_point_alone() {
     let out = Command::new(BIN).arg("unmount").arg(&mp).output().unwrap();
     assert!(out.status.success(), "unmount: {}", text(&out.stderr));
     drop(m);
-    wait_for("the FUSE mount to go", || bound());
-    assert!(bound(), "archway unmount took the bind mount beneath with it");
+    wait_for("the FUSE mount to go", bound);
+    assert!(
+        bound(),
+        "archway unmount took the bind mount beneath with it"
+    );
 }
 
 #[test]

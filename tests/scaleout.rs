@@ -357,3 +357,91 @@ async fn a_rolling_restart_behind_haproxy_serves_every_request() {
     );
     assert!(failed.is_empty(), "requests failed: {failed:?}");
 }
+
+/// Client addresses survive the load balancer: a gateway that trusts HAProxy's address
+/// (`server.trusted_proxies`) logs the client HAProxy names in `X-Forwarded-For`, not
+/// HAProxy; an `X-Forwarded-For` a client sends itself is believed neither through HAProxy
+/// (which appends the address it saw) nor straight to the gateway (the client is not a
+/// trusted proxy). Clients are told apart by their source address on loopback (127.0.0.2,
+/// 127.0.0.3), HAProxy connecting from 127.0.0.1.
+#[tokio::test(flavor = "multi_thread")]
+async fn client_addresses_survive_the_load_balancer_and_claimed_ones_are_not_believed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\naccess_log = true\n",
+    )
+    .unwrap();
+    let gw = Gateway::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    )
+    .await;
+    let lb = Haproxy::start(dir.path(), &[&gw]);
+    let from = |source: &str| {
+        reqwest::Client::builder()
+            .local_address(source.parse::<std::net::IpAddr>().unwrap())
+            .build()
+            .unwrap()
+    };
+    let claimed = "198.51.100.7";
+    let requests = [
+        ("through-haproxy", "127.0.0.2", &lb.url, Some(claimed)),
+        ("through-haproxy-plain", "127.0.0.2", &lb.url, None),
+        ("straight", "127.0.0.3", &gw.url, Some(claimed)),
+        // The trusted address itself, as a proxy in front would send it: believed.
+        ("from-the-proxy", "127.0.0.1", &gw.url, Some("192.0.2.44")),
+    ];
+    for (name, source, url, header) in requests {
+        let mut req = from(source).get(format!("{url}/whoami/{name}"));
+        if let Some(h) = header {
+            req = req.header("x-forwarded-for", h);
+        }
+        let status = req.send().await.unwrap().status();
+        assert!(status.is_client_error(), "{name}: {status}");
+    }
+
+    let client_of = |log: &str, name: &str| -> Option<String> {
+        log.lines()
+            .filter(|l| {
+                l.contains("archway::access") && l.contains(&format!("path=/whoami/{name} "))
+            })
+            .find_map(|l| {
+                let rest = &l[l.find("client=")? + "client=".len()..];
+                Some(rest.split_whitespace().next()?.to_string())
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = std::fs::read_to_string(&gw.stderr).unwrap();
+        if requests
+            .iter()
+            .all(|(name, ..)| client_of(&log, name).is_some())
+        {
+            break log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "access log lines missing:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        client_of(&log, "through-haproxy").as_deref(),
+        Some("127.0.0.2")
+    );
+    assert_eq!(
+        client_of(&log, "through-haproxy-plain").as_deref(),
+        Some("127.0.0.2")
+    );
+    assert_eq!(client_of(&log, "straight").as_deref(), Some("127.0.0.3"));
+    assert_eq!(
+        client_of(&log, "from-the-proxy").as_deref(),
+        Some("192.0.2.44")
+    );
+    assert!(
+        !log.contains(claimed),
+        "a claimed address reached the log:\n{log}"
+    );
+}

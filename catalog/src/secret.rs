@@ -244,7 +244,11 @@ mod tests {
             });
             let sealed = boxes[0].seal("x", b"y").unwrap();
             for b in &boxes {
-                assert_eq!(b.open("x", &sealed).unwrap(), b"y", "a replica holds another key");
+                assert_eq!(
+                    b.open("x", &sealed).unwrap(),
+                    b"y",
+                    "a replica holds another key"
+                );
             }
             let on_disk = SecretBox::load_or_create(&path).unwrap();
             assert_eq!(on_disk.open("x", &sealed).unwrap(), b"y");

@@ -238,16 +238,23 @@ pub fn mount_type(path: &Path) -> Option<String> {
 }
 
 fn top_mount_type(table: &str, want: &Path) -> Option<String> {
+    // The newest mount at a path is listed last.
     table
         .lines()
+        .rev()
         .filter(|line| {
             line.split(' ')
                 .nth(4)
                 .is_some_and(|mp| Path::new(&unescape_mount_path(mp)) == want)
         })
         // After the optional fields, " - " and then the filesystem type.
-        .filter_map(|line| line.split_once(" - ")?.1.split(' ').next().map(str::to_string))
-        .last()
+        .find_map(|line| {
+            line.split_once(" - ")?
+                .1
+                .split(' ')
+                .next()
+                .map(str::to_string)
+        })
 }
 
 /// Mount tables write space, tab, newline and backslash as octal escapes (`\040`).
@@ -355,7 +362,9 @@ mod tests {
         assert_eq!(unescape_mount_path("/mnt/a\\040b"), "/mnt/a b");
         assert_eq!(unescape_mount_path("/plain"), "/plain");
         assert_eq!(unescape_mount_path("/odd\\"), "/odd\\");
-        assert!(mount_type(Path::new("/")).is_some() || !Path::new("/proc/self/mountinfo").exists());
+        assert!(
+            mount_type(Path::new("/")).is_some() || !Path::new("/proc/self/mountinfo").exists()
+        );
     }
 
     #[test]

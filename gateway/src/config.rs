@@ -35,6 +35,12 @@ pub struct ServerConfig {
     /// The largest array answer (cutout, binned image) accepted from a peer gateway; it
     /// streams through without being held in memory.
     pub max_peer_answer_bytes: u64,
+    /// Load balancers and proxies (addresses or CIDR networks) whose `X-Forwarded-For` names
+    /// the client. Empty: the header is never believed, the connection's peer is the client.
+    pub trusted_proxies: Vec<crate::client_addr::TrustedProxy>,
+    /// One log line per request (target `archway::access`, level info): client, method, path
+    /// without the query (which may hold a presigned URL's signature), status, duration.
+    pub access_log: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -56,6 +62,8 @@ impl Default for ServerConfig {
             domain: None,
             peer_timeout: Duration::from_secs(600),
             max_peer_answer_bytes: 4 * 1024 * 1024 * 1024,
+            trusted_proxies: Vec::new(),
+            access_log: false,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod api;
 pub mod auth;
 pub mod body;
 pub mod client;
+pub mod client_addr;
 pub mod config;
 pub mod error;
 pub mod metrics;

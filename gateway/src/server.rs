@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::TlsConfig;
+use crate::client_addr::PeerAddr;
 
 /// How long open connections get to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -86,7 +87,14 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        // Every request knows the connection's peer; the router resolves the client from it.
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(PeerAddr(peer));
+                req
+            },
+        ));
         match &tls {
             None => {
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);

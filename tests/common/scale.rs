@@ -58,7 +58,8 @@ impl Haproxy {
     /// replica, or gets no answer from it, is sent to another (`redispatch`, `retry-on`).
     /// HAProxy retries only requests it holds whole: bodies up to `tune.bufsize` (128 KiB
     /// here) are buffered first (`http-buffer-request`); a larger upload cut off mid-body
-    /// fails to its client, which retries it.
+    /// fails to its client, which retries it. Each request carries its client's address in
+    /// `X-Forwarded-For` (`option forwardfor`).
     pub fn start(dir: &Path, replicas: &[&Gateway]) -> Haproxy {
         let port = free_port();
         let servers: String = replicas
@@ -73,7 +74,7 @@ impl Haproxy {
             "global\n    maxconn 512\n    tune.bufsize 131072\n\
              defaults\n    mode http\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n    option http-keep-alive\n\
              frontend s3\n    bind 127.0.0.1:{port}\n    default_backend replicas\n\
-             backend replicas\n    balance uri\n    hash-type consistent\n    option httpchk GET /healthz\n\
+             backend replicas\n    balance uri\n    hash-type consistent\n    option httpchk GET /healthz\n    option forwardfor\n\
              option redispatch\n    retries 3\n    retry-on conn-failure empty-response\n\
              option http-buffer-request\n{servers}"
         );

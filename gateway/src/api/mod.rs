@@ -27,6 +27,7 @@ use utoipa_axum::routes;
 use archway_catalog::{Access, User, Volume};
 
 use crate::auth::Caller;
+use crate::client_addr::{ClientAddr, PeerAddr};
 use crate::error::{ApiError, ErrorBody};
 use crate::metrics::status_class;
 
@@ -113,6 +114,7 @@ pub fn router(state: AppState) -> axum::Router {
         .fallback_service(s3)
         .layer(axum::Extension(OpenApiJson(doc)))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn_with_state(state.clone(), client_addr))
         .layer(middleware::from_fn(move |req, next| {
             with_timeout(timeout, req, next)
         }))
@@ -186,15 +188,47 @@ impl axum::body::HttpBody for Watched {
 #[derive(Clone, Debug)]
 struct OpenApiJson(std::sync::Arc<String>);
 
-/// Counts and times every request by route template and status class.
+/// Resolves who the client is ([`crate::client_addr`]) for everything after it: the
+/// connection's peer, or the address a trusted proxy names.
+async fn client_addr(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if let Some(PeerAddr(peer)) = req.extensions().get::<PeerAddr>().copied() {
+        let client =
+            crate::client_addr::resolve(peer.ip(), req.headers(), &state.server.trusted_proxies);
+        req.extensions_mut().insert(ClientAddr(client));
+    }
+    next.run(req).await
+}
+
+/// Counts and times every request by route template and status class; with
+/// `server.access_log`, logs it with its client.
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let op = match req.extensions().get::<MatchedPath>() {
         Some(p) => format!("{} {}", req.method(), p.as_str()),
         None => "s3".to_string(),
     };
+    let access = state.server.access_log.then(|| {
+        (
+            req.extensions().get::<ClientAddr>().copied(),
+            req.method().clone(),
+            // The path only: a presigned URL's query holds its signature.
+            req.uri().path().to_string(),
+        )
+    });
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16();
+    if let Some((client, method, path)) = access {
+        let client = client.map_or_else(|| "-".to_string(), |c| c.to_string());
+        tracing::info!(
+            target: "archway::access",
+            client = %client,
+            method = %method,
+            path = %path,
+            status,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "request"
+        );
+    }
     state
         .metrics
         .http_requests
