@@ -445,3 +445,79 @@ async fn client_addresses_survive_the_load_balancer_and_claimed_ones_are_not_bel
         "a claimed address reached the log:\n{log}"
     );
 }
+
+/// Uploads in progress stay with the replica that began them (doc/deploy.md): HAProxy hashes
+/// the path, not the query, so every part of an upload reaches that replica while it lives.
+/// Killing it loses the upload, clearly — once HAProxy has routed around the dead replica, the
+/// next part is refused with `NoSuchUpload` and a message that says to start again — with
+/// nothing partial visible; the upload started again
+/// completes on the replica that now serves the key, and reads back whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_multipart_upload_cut_by_a_killed_replica_fails_clearly_and_completes_when_begun_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = balanced(dir.path()).await;
+    let key = Key::from("big/cut-short.bin");
+    let part = |n: u8| PutPayload::from(vec![n; 5 * 1024 * 1024]);
+
+    let mut upload = b.workspace.put_multipart(&key).await.unwrap();
+    upload.put_part(part(1)).await.unwrap();
+    let holders: Vec<usize> = (0..b.gws.len())
+        .filter(|&i| {
+            std::fs::read_dir(b.gws[i].data_dir.join("uploads"))
+                .map(|d| d.count() > 0)
+                .unwrap_or(false)
+        })
+        .collect();
+    assert_eq!(
+        holders.len(),
+        1,
+        "the upload's parts are on replicas {holders:?}"
+    );
+    let holder = holders[0];
+    b.gws[holder].child.as_mut().unwrap().kill().unwrap();
+    b.gws[holder].child.as_mut().unwrap().wait().unwrap();
+
+    // Until HAProxy takes the dead replica out (two failed checks, 500 ms apart), a part may
+    // reach it and fail in transit (a body too large for HAProxy to hold and send elsewhere);
+    // a client tries again, as it would.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let err = loop {
+        let err = upload.put_part(part(2)).await.unwrap_err().to_string();
+        if err.contains("NoSuchUpload") || Instant::now() > deadline {
+            break err;
+        }
+        eprintln!("a part in transit when HAProxy had not yet routed around the kill: {err}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        err.contains("NoSuchUpload") && err.contains("start the upload again"),
+        "the part after the kill failed unclearly: {err}"
+    );
+    eprintln!("the part after the kill: {err}");
+    let _ = upload.abort().await;
+    assert!(
+        matches!(
+            b.workspace.head(&key).await,
+            Err(archway_dataplane::object_store::Error::NotFound { .. })
+        ),
+        "a partial object is visible"
+    );
+
+    let mut again = b.workspace.put_multipart(&key).await.unwrap();
+    again.put_part(part(1)).await.unwrap();
+    again.put_part(part(2)).await.unwrap();
+    again
+        .put_part(PutPayload::from(vec![3u8; 1000]))
+        .await
+        .unwrap();
+    again.complete().await.unwrap();
+    let got = b.workspace.get(&key).await.unwrap().bytes().await.unwrap();
+    assert_eq!(got.len(), 10 * 1024 * 1024 + 1000);
+    assert!(got[..5 * 1024 * 1024].iter().all(|&x| x == 1));
+    assert!(
+        got[5 * 1024 * 1024..10 * 1024 * 1024]
+            .iter()
+            .all(|&x| x == 2)
+    );
+    assert!(got[10 * 1024 * 1024..].iter().all(|&x| x == 3));
+}

@@ -93,7 +93,11 @@ pub enum DataplaneError {
         #[source]
         source: BodyError,
     },
-    #[error("no multipart upload `{upload_id}` for this key")]
+    #[error(
+        "no multipart upload `{upload_id}` for this key: it was completed, aborted or expired, \
+         or it began on another gateway replica (an upload in progress stays with the replica \
+         that began it); start the upload again"
+    )]
     NoSuchUpload { upload_id: String },
     #[error("upload `{upload_id}`: {message}")]
     InvalidPart { upload_id: String, message: String },
