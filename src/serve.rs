@@ -278,6 +278,60 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Least privilege, checked at every start: a gateway running as root, and a data directory or
+/// secret file (the catalogue key, the admin's credentials, TLS key) that other users may read
+/// or that others than its owner may change. Warnings, not refusals: a Kubernetes Secret
+/// mounted with an `fsGroup` is group-readable by design.
+#[allow(clippy::disallowed_methods)] // start-up
+fn privilege_warnings(config: &Config, data_dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut out = Vec::new();
+    // The owner of /proc/self is the process's effective user.
+    if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
+        out.push(
+            "archway serve runs as root: it needs no privilege, so run it as an unprivileged \
+             user that owns the data directory (the container image runs as user 10001, \
+             deploy/systemd/archway.service as a dynamic user)"
+                .to_string(),
+        );
+    }
+    let mode = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o777)
+    };
+    if let Some(m) = mode(data_dir)
+        && m & 0o007 != 0
+    {
+        out.push(format!(
+            "the data directory {} has mode {m:04o}: other users may enter it; chmod o-rwx it \
+             (it holds the catalogue, uploads in progress and the cache)",
+            data_dir.display()
+        ));
+    }
+    let mut secrets = vec![
+        (
+            "catalogue secret key",
+            config.catalog.resolved_secret_key_file(data_dir),
+        ),
+        ("admin credentials", data_dir.join("credentials")),
+    ];
+    if let Some(tls) = &config.server.tls {
+        secrets.push(("TLS key", tls.key.clone()));
+    }
+    for (what, path) in secrets {
+        if let Some(m) = mode(&path)
+            && m & 0o027 != 0
+        {
+            out.push(format!(
+                "the {what} {} has mode {m:04o}: others may read or change it; chmod 600 it",
+                path.display()
+            ));
+        }
+    }
+    out
+}
+
 pub fn endpoint_url(config: &Config) -> String {
     let scheme = if config.server.tls.is_some() {
         "https"
@@ -323,6 +377,9 @@ pub async fn serve(source: Source) -> Result<()> {
         out.flush()?;
     }
     tracing::info!(address = %local, tls = tls.is_some(), "listening");
+    for warning in privilege_warnings(config, &data_dir) {
+        tracing::warn!("{warning}");
+    }
     let router = archway_gateway::router(opened.state.clone());
     archway_gateway::server::serve(listener, router, tls, stop).await;
     opened.state.dataplane.catalog().close().await;

@@ -476,6 +476,7 @@ async fn a_multipart_upload_cut_by_a_killed_replica_fails_clearly_and_completes_
     let holder = holders[0];
     b.gws[holder].child.as_mut().unwrap().kill().unwrap();
     b.gws[holder].child.as_mut().unwrap().wait().unwrap();
+    let killed = Instant::now();
 
     // Until HAProxy takes the dead replica out (two failed checks, 500 ms apart), a part may
     // reach it and fail in transit (a body too large for HAProxy to hold and send elsewhere);
@@ -493,7 +494,10 @@ async fn a_multipart_upload_cut_by_a_killed_replica_fails_clearly_and_completes_
         err.contains("NoSuchUpload") && err.contains("start the upload again"),
         "the part after the kill failed unclearly: {err}"
     );
-    eprintln!("the part after the kill: {err}");
+    eprintln!(
+        "the part {:?} after the kill (HAProxy routes the upload's path elsewhere): {err}",
+        killed.elapsed()
+    );
     let _ = upload.abort().await;
     assert!(
         matches!(

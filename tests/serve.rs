@@ -12,6 +12,66 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
+/// On a terminal the first start shows the admin's credentials once; `script` gives the
+/// gateway one (a pseudo-terminal), as a person starting it by hand has.
+#[test]
+fn first_start_on_a_terminal_shows_the_credentials_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = common::free_port();
+    let command = format!(
+        "exec {} serve --data-dir '{}' --listen 127.0.0.1:{port}",
+        common::BIN,
+        data.display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("script (util-linux)");
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&seen).contains("listening on") {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    let out = reader.join().unwrap();
+    let _ = std::process::Command::new("pkill")
+        .args(["-TERM", "-f", &format!("--listen 127.0.0.1:{port}")])
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
+    let creds = std::fs::read_to_string(data.join("credentials")).unwrap();
+    let value = |key: &str| {
+        creds
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+            .unwrap()
+            .to_string()
+    };
+    for key in [
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "archway_api_token",
+    ] {
+        assert!(
+            out.contains(&value(key)),
+            "{key} not shown on the terminal:\n{out}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn first_start_prints_credentials_once_and_serves_the_demo() {
     let dir = tempfile::tempdir().unwrap();
@@ -21,10 +81,20 @@ async fn first_start_prints_credentials_once_and_serves_the_demo() {
     let key_id = gw.credential("aws_access_key_id");
     let secret = gw.credential("aws_secret_access_key");
     let token = gw.credential("archway_api_token");
+    // Standard output is a file here, as under a container engine or systemd: a log. It names
+    // the credentials file and holds no secret.
     assert!(
-        out.contains(&key_id) && out.contains(&secret) && out.contains(&token),
+        !out.contains(&secret) && !out.contains(&token),
+        "a secret reached standard output: {out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "admin credentials written to {}",
+            data.join("credentials").display()
+        )),
         "{out}"
     );
+    assert!(!key_id.is_empty());
     assert!(out.contains("listening on http://127.0.0.1:"), "{out}");
 
     // The credentials file: AWS shared-credentials format, profile [archway], mode 0600.
@@ -735,4 +805,43 @@ async fn an_expect_continue_body_never_asked_for_closes_the_connection() {
         );
     });
     blocking.await.unwrap();
+}
+
+/// Least privilege, checked at start: running as root, a data directory other users may enter
+/// and a secret file others may read are each named in a warning; files kept private are not.
+#[tokio::test]
+async fn serve_warns_at_start_about_root_and_loose_modes() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut gw = Gateway::start(&data, &[]).await;
+    assert!(gw.stop().success());
+    let first = std::fs::read_to_string(&gw.stderr).unwrap();
+    assert!(!first.contains("has mode"), "{first}");
+
+    let chmod = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    chmod(&data, 0o755);
+    chmod(&data.join("secret.key"), 0o644);
+    let mut gw = Gateway::start(&data, &[]).await;
+    assert!(gw.stop().success());
+    let log = std::fs::read_to_string(&gw.stderr).unwrap();
+    let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+    assert_eq!(log.contains("archway serve runs as root"), root, "{log}");
+    assert!(
+        log.contains(&format!(
+            "the data directory {} has mode 0755: other users may enter it",
+            data.display()
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "the catalogue secret key {} has mode 0644: others may read or change it",
+            data.join("secret.key").display()
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("the admin credentials"), "{log}");
 }
