@@ -87,7 +87,18 @@ pub async fn open_with(
         .await
         .with_context(|| format!("opening the catalogue for {}", data_dir.display()))?;
     let dataplane = Dataplane::new(catalog.clone(), config.dataplane()).await?;
+    let audit = if bootstrap {
+        archway_dataplane::audit::AuditLog::open(&config.audit).with_context(|| {
+            format!(
+                "opening the audit trail {} (audit.path)",
+                config.audit.path.as_deref().unwrap_or_default()
+            )
+        })?
+    } else {
+        archway_dataplane::audit::AuditLog::disabled()
+    };
     let state = AppState {
+        audit,
         dataplane: Arc::new(dataplane),
         metrics: Arc::new(Metrics::new()),
         server: Arc::new(ServerConfig {

@@ -47,6 +47,9 @@ pub struct Config {
     /// Volumes declared here are created, or brought in line, in the catalogue at start.
     #[serde(default)]
     pub volumes: Vec<NewVolume>,
+    /// The audit trail: one JSON line per request.
+    #[serde(default)]
+    pub audit: archway_dataplane::audit::AuditConfig,
 }
 
 /// One thing wrong with a configuration.
@@ -183,6 +186,7 @@ impl Config {
         section("catalog", self.catalog.problems());
         section("limits", self.limits.problems());
         section("cache", self.cache.problems());
+        section("audit", self.audit.problems());
         for (name, backend) in &self.backends {
             section(&format!("backends.{name}"), backend.problems());
         }

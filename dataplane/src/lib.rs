@@ -12,6 +12,7 @@
 //! errors, HTTP statuses or errno, each in one place.
 
 pub mod attributes;
+pub mod audit;
 pub mod backend;
 mod checked;
 pub mod checksum;

@@ -60,6 +60,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if let Some(LocalIdentity(p)) = parts.extensions.get::<LocalIdentity>() {
+            crate::audit::note_principal(p, Some("local"));
             return Ok(Caller(p.clone()));
         }
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
@@ -79,7 +80,10 @@ impl FromRequestParts<AppState> for Caller {
                 ApiError::unauthorized("the Authorization header is not `Bearer <token>`")
             })?;
         match state.dataplane.catalog().authenticate_token(token).await? {
-            Some(p) => Ok(Caller(p)),
+            Some(p) => {
+                crate::audit::note_principal(&p, Some("bearer"));
+                Ok(Caller(p))
+            }
             None => Err(ApiError::unauthorized(
                 "the API token is unknown, revoked or expired",
             )),

@@ -11,6 +11,7 @@
 //! mount's metrics).
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod client;

@@ -23,6 +23,8 @@ pub struct Metrics {
     cache_evictions: IntCounterVec,
     cache_disk_faults: IntCounterVec,
     cache_held: IntGaugeVec,
+    pub requests_denied: IntCounterVec,
+    audit_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -118,6 +120,27 @@ impl Metrics {
             &["tier"],
         )
         .expect("valid metric definition");
+        let requests_denied = IntCounterVec::new(
+            Opts::new(
+                "archway_requests_denied_total",
+                "Requests refused (401, 403) by front (s3, api) and reason: the error code the \
+                 client got (AccessDenied, SignatureDoesNotMatch, InvalidAccessKeyId, \
+                 Unauthorized, Forbidden, ...)",
+            ),
+            &["front", "reason"],
+        )
+        .expect("valid metric definition");
+        let audit_dropped = IntCounter::new(
+            "archway_audit_dropped_total",
+            "Audit records dropped because the trail's writer was behind (see [audit])",
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(requests_denied.clone()))
+            .expect("metric registered once");
+        registry
+            .register(Box::new(audit_dropped.clone()))
+            .expect("metric registered once");
         registry
             .register(Box::new(cache_held.clone()))
             .expect("metric registered once");
@@ -155,7 +178,15 @@ impl Metrics {
             cache_evictions,
             cache_disk_faults,
             cache_held,
+            requests_denied,
+            audit_dropped,
         }
+    }
+
+    /// Brings `archway_audit_dropped_total` up to the trail's own count (at each scrape).
+    pub fn observe_audit(&self, dropped: u64) {
+        self.audit_dropped
+            .inc_by(dropped.saturating_sub(self.audit_dropped.get()));
     }
 
     /// Brings the cache metrics up to the cache's own counters (called at each scrape).

@@ -3,14 +3,17 @@
 use std::sync::Arc;
 
 use archway_dataplane::Dataplane;
+use archway_dataplane::audit::AuditLog;
 
 use crate::ServerConfig;
 use crate::metrics::Metrics;
 
-/// The dataplane (every data and catalogue operation), the metrics and the `[server]` section.
+/// The dataplane (every data and catalogue operation), the metrics, the `[server]` section and
+/// the audit trail.
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub dataplane: Arc<Dataplane>,
     pub metrics: Arc<Metrics>,
     pub server: Arc<ServerConfig>,
+    pub audit: AuditLog,
 }

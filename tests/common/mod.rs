@@ -61,6 +61,17 @@ impl Gateway {
 
     /// Starts `archway serve` on `port` (a restart where a load balancer expects it).
     pub async fn start_on(data_dir: &Path, port: u16, extra: &[&str]) -> Gateway {
+        Self::start_with_env(data_dir, port, extra, &[]).await
+    }
+
+    /// [`Gateway::start_on`] with `ARCHWAY_*` and other variables set for the process (the
+    /// embedded default configured from the environment).
+    pub async fn start_with_env(
+        data_dir: &Path,
+        port: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Gateway {
         static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let stdout = data_dir.with_extension(format!("{port}.{n}.stdout"));
@@ -72,6 +83,7 @@ impl Gateway {
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()

@@ -114,6 +114,10 @@ pub fn router(state: AppState) -> axum::Router {
         .fallback_service(s3)
         .layer(axum::Extension(OpenApiJson(doc)))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::audit::layer,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), client_addr))
         .layer(middleware::from_fn(move |req, next| {
             with_timeout(timeout, req, next)
@@ -302,6 +306,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
     responses((status = 200, description = "Metrics", content_type = "text/plain", body = String))
 )]
 async fn metrics(State(state): State<AppState>) -> Response {
+    state.metrics.observe_audit(state.audit.dropped());
     if let Some(cache) = state.dataplane.cache() {
         let held = cache.memory_bytes().await;
         state

@@ -67,6 +67,7 @@ async fn reduce(
     State(state): State<AppState>,
     StrictJson(req): StrictJson<ReduceRequest>,
 ) -> Result<Response, ApiError> {
+    crate::audit::note_target(&req.volume, Some(&req.key));
     let volume = state
         .dataplane
         .open(caller.who(), &req.volume, Op::Get)
@@ -157,6 +158,7 @@ async fn reduce_batch(
     State(state): State<AppState>,
     StrictJson(req): StrictJson<BatchRequest>,
 ) -> Result<Response, ApiError> {
+    crate::audit::note_target(&req.volume, None);
     if let Some((field, message)) = req.problem() {
         return Err(ApiError::bad_request(Some(field.into()), message));
     }

@@ -60,13 +60,22 @@ impl S3Auth for CatalogAuth {
     }
 }
 
-/// Lets every request through to the operation, where the dataplane checks access.
+/// Lets every request through to the operation, where the dataplane checks access; tells the
+/// audit trail which operation on which bucket and key it is.
 #[derive(Debug, Clone, Copy)]
 pub struct DataplaneDecides;
 
 #[async_trait::async_trait]
 impl S3Access for DataplaneDecides {
-    async fn check(&self, _cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        crate::audit::note_op(cx.s3_op().name());
+        match cx.s3_path() {
+            s3s::path::S3Path::Root => {}
+            s3s::path::S3Path::Bucket { bucket } => crate::audit::note_target(bucket, None),
+            s3s::path::S3Path::Object { bucket, key } => {
+                crate::audit::note_target(bucket, Some(key))
+            }
+        }
         Ok(())
     }
 }
@@ -90,7 +99,10 @@ impl S3Front {
             .access_key_secret(&c.access_key)
             .await
         {
-            Ok(Some((p, _))) => Ok(Some(p)),
+            Ok(Some((p, _))) => {
+                crate::audit::note_principal(&p, None);
+                Ok(Some(p))
+            }
             Ok(None) => Err(with_request_id(s3_error!(InvalidAccessKeyId))),
             Err(e) => Err(catalog_unavailable(e)),
         }
