@@ -14,7 +14,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use archway_cache::{BlockCache, CacheConfig, CachedStore};
 use archway_catalog::{Access, Principal, VolumeQuery};
+use archway_dataplane::audit::{AuditConfig, AuditLog};
 use archway_dataplane::{BackendConfig, Op, Secret};
+use archway_fuse::fs::FileAudit;
 use archway_fuse::session::{self, MountOptions};
 use archway_fuse::{Fs, FsConfig, MountMetrics, MountVolume, Writes};
 use secrecy::{ExposeSecret, SecretString};
@@ -118,6 +120,11 @@ pub struct MountArgs {
     /// Do not ask fusermount3 to unmount when this process dies.
     #[arg(long)]
     pub no_auto_unmount: bool,
+    /// Keep an audit record of every open file, written at its last close with the bytes read
+    /// and written (doc/audit.md), in FILE (appended to, rotated past 100 MiB, 5 kept) or `-`
+    /// for standard output. Give the mount a file of its own: one writer per file.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<String>,
 }
 
 fn parse_umask(s: &str) -> Result<u16, String> {
@@ -151,9 +158,11 @@ pub fn run_unmount(mountpoint: &Path, lazy: bool) -> Result<()> {
 /// mount process with its standard input a pipe from it): when the pipe closes, the mount
 /// process has ended, and a mount it left dead is detached ([`session::detach_if_dead`]).
 pub fn watch_and_unmount(mountpoint: &Path) -> Result<()> {
+    // The mount this watchdog is for: it starts once the mount is up.
+    let watched = session::fuse_mount_id(mountpoint);
     let mut sink = Vec::new();
     let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
-    session::detach_if_dead(mountpoint)
+    session::detach_if_dead(mountpoint, watched)
         .with_context(|| format!("detaching {}", mountpoint.display()))
 }
 
@@ -278,18 +287,40 @@ async fn mount_and_serve(args: &MountArgs, notify: bool) -> Result<()> {
     // Say what is missing (/dev/fuse, the permission, the mount point) before anything else.
     session::preflight(&opts)?;
     let metrics = MountMetrics::new();
-    let (volumes, fs_config, closer) = if let Some(gateway) = &args.gateway {
-        (remote_volumes(args, gateway).await?, fs_config(args)?, None)
+    if notify && args.audit_log.as_deref() == Some("-") {
+        bail!(
+            "--audit-log -: a background mount has no standard output to write to; give a \
+             file, or add --foreground"
+        );
+    }
+    let audit = match &args.audit_log {
+        Some(path) => Some(
+            AuditLog::open(&AuditConfig {
+                path: Some(path.clone()),
+                ..Default::default()
+            })
+            .with_context(|| format!("opening the audit trail {path} (--audit-log)"))?,
+        ),
+        None => None,
+    };
+    let (volumes, fs_config, closer, principal, auth) = if let Some(gateway) = &args.gateway {
+        let (volumes, principal) = remote_volumes(args, gateway, audit.is_some()).await?;
+        let auth = if args.anonymous { "anonymous" } else { "sigv4" };
+        (volumes, fs_config(args)?, None, principal, auth)
     } else {
         let (volumes, config, opened) = local_volumes(args).await?;
-        (volumes, config, Some(opened))
+        (volumes, config, Some(opened), None, "local")
     };
     if volumes.is_empty() {
         bail!("no volumes to mount: you may read none, or every --volume was refused");
     }
     let names: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
     tracing::info!(volumes = ?names, "volumes");
-    let fs = Arc::new(Fs::new(volumes, fs_config, metrics.clone()));
+    let mut fs = Fs::new(volumes, fs_config, metrics.clone());
+    if let Some(log) = audit {
+        fs = fs.with_audit(FileAudit::new(log, principal, auth));
+    }
+    let fs = Arc::new(fs);
     // The mount point as /proc/mounts will list it.
     let absolute =
         std::fs::canonicalize(&args.mountpoint).unwrap_or_else(|_| args.mountpoint.clone());
@@ -410,7 +441,13 @@ fn signed_backend(
 }
 
 /// The volumes of a remote gateway: named ones, or those the catalogue says we may read.
-async fn remote_volumes(args: &MountArgs, gateway: &str) -> Result<Vec<MountVolume>> {
+/// The volumes to mount through `gateway`, and (with `whoami`, where an API token says it) the
+/// user the mount acts as.
+async fn remote_volumes(
+    args: &MountArgs,
+    gateway: &str,
+    whoami: bool,
+) -> Result<(Vec<MountVolume>, Option<String>)> {
     let (backend, token) = if args.anonymous {
         // Unsigned requests: the gateway serves them for public volumes only.
         let backend = BackendConfig {
@@ -422,9 +459,17 @@ async fn remote_volumes(args: &MountArgs, gateway: &str) -> Result<Vec<MountVolu
     } else {
         signed_backend(args, gateway)?
     };
+    let mut principal = None;
     let listed = match &token {
         Some(t) => {
             let client = archway_gateway::ApiClient::remote(gateway, Some(t.clone()))?;
+            if whoami {
+                let me: archway_catalog::User = client
+                    .json(http::Method::GET, "/api/v1/whoami", None::<&()>)
+                    .await
+                    .with_context(|| format!("asking {gateway} who the API token is"))?;
+                principal = Some(me.name);
+            }
             let list: archway_gateway::api::VolumeList = client
                 .json(
                     http::Method::GET,
@@ -513,7 +558,8 @@ async fn remote_volumes(args: &MountArgs, gateway: &str) -> Result<Vec<MountVolu
                 writes,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()
+        .map(|volumes| (volumes, principal))
 }
 
 /// The profile's keys from the AWS shared credentials file, if there is one.

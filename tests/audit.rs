@@ -235,3 +235,78 @@ async fn an_s3_get_an_upload_a_reduce_and_refusals_each_leave_their_record() {
         assert!(metrics.contains(line), "{line} missing:\n{metrics}");
     }
 }
+
+/// `archway mount --audit-log FILE`: one record per open file at its last close, with the
+/// bytes read and written through it, the mount's user (from its API token) and the volume
+/// and key; the gateway's own trail meanwhile has the S3 requests the mount made.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mounted_file_read_and_one_written_each_leave_a_record_at_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let gateway_trail = dir.path().join("gateway.jsonl");
+    let gw = Gateway::start_with_env(
+        &data,
+        free_port(),
+        &[],
+        &[("ARCHWAY_AUDIT__PATH", gateway_trail.to_str().unwrap())],
+    )
+    .await;
+    let mount_trail = dir.path().join("mount.jsonl");
+    let mp = dir.path().join("mnt");
+    let credentials = data.join("credentials");
+    let mut m = common::mount::Mount::start(
+        &mp,
+        &[
+            "--gateway",
+            &gw.url,
+            "--credentials-file",
+            credentials.to_str().unwrap(),
+            "--profile",
+            "archway",
+            "--audit-log",
+            mount_trail.to_str().unwrap(),
+        ],
+    );
+    let fits = std::fs::read(data.join("demo/images/field1.fits")).unwrap();
+    assert_eq!(
+        std::fs::read(mp.join("demo/images/field1.fits")).unwrap(),
+        fits
+    );
+    std::fs::write(mp.join("workspace/from-mount.txt"), vec![b'm'; 4321]).unwrap();
+    let denied = std::fs::write(mp.join("demo/not-allowed.txt"), b"x");
+    assert!(denied.is_err());
+
+    let records = records_until(&mount_trail, |r| r.len() >= 3).await;
+    for r in &records {
+        eprintln!("{r}");
+    }
+    let read = find(&records, |r| r["op"] == "read").unwrap();
+    assert_eq!(read["front"], "fuse");
+    assert_eq!(read["principal"], "admin");
+    assert_eq!(read["auth"], "sigv4");
+    assert_eq!(read["volume"], "demo");
+    assert_eq!(read["key"], "images/field1.fits");
+    assert_eq!(read["bytes_out"], fits.len() as u64);
+    assert_eq!(read["bytes_in"], 0);
+    assert_eq!(read["status"], 200);
+    let write = find(&records, |r| r["op"] == "write").unwrap();
+    assert_eq!(write["volume"], "workspace");
+    assert_eq!(write["key"], "from-mount.txt");
+    assert_eq!(write["bytes_in"], 4321);
+    assert_eq!(write["status"], 200);
+    let refused = find(&records, |r| r["status"] == 403).unwrap();
+    assert_eq!(refused["op"], "write");
+    assert_eq!(refused["volume"], "demo");
+    assert_eq!(refused["key"], "not-allowed.txt");
+    assert!(m.signal("-TERM").success());
+
+    // The gateway saw the mount's S3 requests as the same user.
+    let gateway = records_until(&gateway_trail, |r| {
+        r.iter()
+            .any(|r| r["op"] == "PutObject" && r["key"] == "from-mount.txt")
+    })
+    .await;
+    let put = find(&gateway, |r| r["op"] == "PutObject").unwrap();
+    assert_eq!(put["principal"], "admin");
+    assert_eq!(put["bytes_in"], 4321);
+}

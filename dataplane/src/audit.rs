@@ -98,6 +98,21 @@ impl AuditRecord {
     }
 }
 
+/// A fresh request id: 16 hex digits, as the S3 front's `x-amz-request-id`.
+pub fn fresh_id() -> String {
+    let mut raw = [0u8; 8];
+    // An id is for matching a record or a log line; without randomness it is still unique
+    // enough by time.
+    if getrandom::fill(&mut raw).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        raw = t.to_be_bytes();
+    }
+    hex::encode_upper(raw)
+}
+
 /// Where records are queued; cheap to clone. [`AuditLog::disabled`] takes records and drops
 /// them without a thread.
 #[derive(Clone, Debug)]

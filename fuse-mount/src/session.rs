@@ -238,6 +238,11 @@ pub fn mount_type(path: &Path) -> Option<String> {
 }
 
 fn top_mount_type(table: &str, want: &Path) -> Option<String> {
+    top_mount(table, want).map(|(_, t)| t)
+}
+
+/// The id (mountinfo's first field) and type of the filesystem mounted on top at `want`.
+fn top_mount(table: &str, want: &Path) -> Option<(u64, String)> {
     // The newest mount at a path is listed last.
     table
         .lines()
@@ -249,12 +254,20 @@ fn top_mount_type(table: &str, want: &Path) -> Option<String> {
         })
         // After the optional fields, " - " and then the filesystem type.
         .find_map(|line| {
-            line.split_once(" - ")?
-                .1
-                .split(' ')
-                .next()
-                .map(str::to_string)
+            let id = line.split(' ').next()?.parse().ok()?;
+            let fstype = line.split_once(" - ")?.1.split(' ').next()?;
+            Some((id, fstype.to_string()))
         })
+}
+
+/// The mount id of the FUSE mount on top at `path`, if one is: a later mount at the same place
+/// has another.
+pub fn fuse_mount_id(path: &Path) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    top_mount(&table, &want)
+        .filter(|(_, t)| is_fuse(t))
+        .map(|(id, _)| id)
 }
 
 /// Mount tables write space, tab, newline and backslash as octal escapes (`\040`).
@@ -284,10 +297,13 @@ fn unescape_mount_path(s: &str) -> String {
 /// the OOM killer) and `mountpoint` is left dead ("Transport endpoint is not connected"),
 /// detaches it. fusermount3's own auto-unmount does the same, but can miss a process killed
 /// while the kernel is still tearing its connection down; this waits for that (up to 10 s).
-/// A live mount (a new one at the same place) is never touched.
-pub fn detach_if_dead(mountpoint: &Path) -> io::Result<()> {
+/// Only the mount `watched` (its [`fuse_mount_id`], read while the mount was live) is looked
+/// at: a new mount at the same place is never touched, not even listed (a listing holds it open,
+/// and an unmount racing it would find it busy).
+pub fn detach_if_dead(mountpoint: &Path, watched: Option<u64>) -> io::Result<()> {
     for _ in 0..100 {
-        if !is_mounted(mountpoint) {
+        let now = fuse_mount_id(mountpoint);
+        if now.is_none() || now != watched {
             return Ok(());
         }
         // Listing asks the filesystem itself (attributes may come from the kernel's cache).
@@ -381,5 +397,6 @@ mod tests {
         assert!(!is_fuse("ext4"));
         assert!(is_fuse("fuse") && is_fuse("fuse.archway") && !is_fuse("fuseblk"));
         assert_eq!(top_mount_type(table, Path::new("/elsewhere")), None);
+        assert_eq!(top_mount(table, at), Some((41, "fuse".to_string())));
     }
 }

@@ -64,16 +64,7 @@ pub fn request_id() -> String {
 
 /// A fresh request id: 16 hex digits.
 pub fn fresh_request_id() -> String {
-    let mut raw = [0u8; 8];
-    // An id is for matching a log line; without randomness it is still unique enough by time.
-    if getrandom::fill(&mut raw).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        raw = t.to_be_bytes();
-    }
-    hex::encode_upper(raw)
+    archway_dataplane::audit::fresh_id()
 }
 
 impl ApiError {

@@ -20,9 +20,12 @@ impl Fs {
             });
         }
         if mode.write || mode.truncate {
-            self.writable(volume)?;
+            self.writable_audited(volume, &key)?;
             let spool = self.spool_for(ino, volume, &key, mode.truncate).await?;
             let fh = self.new_fh(Handle::Write { ino, spool });
+            if let Some(a) = &self.audit {
+                a.opened(fh, true, &self.volume(volume).name, &key);
+            }
             return Ok(Opened {
                 fh,
                 keep_cache: false,
@@ -46,7 +49,20 @@ impl Fs {
         let size = node.size;
         drop(t);
         let fh = self.new_fh(Handle::Read { ino, version, size });
+        if let Some(a) = &self.audit {
+            a.opened(fh, false, &self.volume(volume).name, &key);
+        }
         Ok(Opened { fh, keep_cache })
+    }
+
+    /// [`Fs::writable`], with a refusal kept in the audit trail (the open that never got a
+    /// handle).
+    pub(super) fn writable_audited(&self, volume: usize, key: &str) -> Result<()> {
+        let r = self.writable(volume);
+        if let (Some(a), Err(e)) = (&self.audit, &r) {
+            a.refused(&self.volume(volume).name, key, e);
+        }
+        r
     }
 
     pub(super) async fn getattr_refresh(&self, ino: u64) -> Result<Attr> {
@@ -151,6 +167,14 @@ impl Fs {
 
     /// Reads `size` bytes at `offset` through the handle (fewer at the end of the file).
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes> {
+        let r = self.read_at(fh, offset, size).await;
+        if let (Some(a), Ok(data)) = (&self.audit, &r) {
+            a.moved(fh, data.len() as u64, 0);
+        }
+        r
+    }
+
+    async fn read_at(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes> {
         let (ino, version, file_size, spool) = match self.handles().get(&fh) {
             Some(Handle::Read { ino, version, size }) => (*ino, version.clone(), *size, None),
             Some(Handle::Write { ino, spool }) => (*ino, None, 0, Some(spool.clone())),
@@ -230,6 +254,9 @@ impl Fs {
             node.mtime = SystemTime::now();
         }
         self.metrics.written_bytes.inc_by(n as u64);
+        if let Some(a) = &self.audit {
+            a.moved(fh, 0, n as u64);
+        }
         Ok(n as u32)
     }
 
@@ -248,6 +275,14 @@ impl Fs {
 
     /// The last close of a handle.
     pub async fn release(&self, fh: u64) -> Result<()> {
+        let r = self.release_handle(fh).await;
+        if let Some(a) = &self.audit {
+            a.released(fh, &r);
+        }
+        r
+    }
+
+    async fn release_handle(&self, fh: u64) -> Result<()> {
         let handle = self.handles().remove(&fh);
         let Some(Handle::Write { ino, spool }) = handle else {
             return Ok(());

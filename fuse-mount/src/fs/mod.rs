@@ -17,12 +17,14 @@ use object_store::list::PaginatedListOptions;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 
+mod audit;
 mod dir;
 mod file;
 mod inodes;
 mod names;
 mod xattr;
 
+pub use audit::FileAudit;
 pub use xattr::USER as XATTR_USER;
 
 use dir::{DirStream, Listed};
@@ -97,6 +99,7 @@ pub struct Fs {
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
     started: SystemTime,
+    audit: Option<FileAudit>,
 }
 
 impl std::fmt::Debug for Fs {
@@ -205,7 +208,14 @@ impl Fs {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             started,
+            audit: None,
         }
+    }
+
+    /// Keeps an audit record of every open file (at its release).
+    pub fn with_audit(mut self, audit: FileAudit) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     pub fn config(&self) -> &FsConfig {

@@ -7,7 +7,7 @@ impl Fs {
     pub async fn create(&self, parent: u64, name: &str) -> Result<(Attr, Opened)> {
         check_name(name)?;
         let (volume, key) = self.child_key(parent, name)?;
-        self.writable(volume)?;
+        self.writable_audited(volume, &key)?;
         let spool = Arc::new(
             Spool::create(&self.config.spool_dir)
                 .await
@@ -40,6 +40,9 @@ impl Fs {
             (ino, self.attr_of(ino, node))
         };
         let fh = self.new_fh(Handle::Write { ino, spool });
+        if let Some(a) = &self.audit {
+            a.opened(fh, true, &self.volume(volume).name, &key);
+        }
         Ok((
             attr,
             Opened {
