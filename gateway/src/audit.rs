@@ -80,13 +80,13 @@ pub fn note_target(volume: &str, key: Option<&str>) {
 fn auth_kind(headers: &HeaderMap, query: Option<&str>, api: bool) -> &'static str {
     let authorization = headers
         .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if authorization.starts_with("AWS4-HMAC-SHA256") {
+        .map(|v| v.as_bytes())
+        .unwrap_or(b"");
+    if authorization.starts_with(b"AWS4-HMAC-SHA256") {
         "sigv4"
     } else if query.is_some_and(|q| q.contains("X-Amz-Signature=")) {
         "sigv4-presigned"
-    } else if authorization.starts_with("AWS ") {
+    } else if authorization.starts_with(b"AWS ") {
         "sigv2"
     } else if api && !authorization.is_empty() {
         "bearer"
