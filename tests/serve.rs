@@ -263,6 +263,26 @@ async fn api_statuses_name_the_problem() {
     .await
     .unwrap();
     let bob = t["secret"].as_str().unwrap().to_string();
+    // A lifetime beyond any date a client can read (found by fuzzing: its answer could not be
+    // written out) is refused, naming the field; nothing is made.
+    let r = send(
+        reqwest::Method::POST,
+        "/api/v1/users/bob/tokens",
+        &admin,
+        Some(json!({"name": "forever", "ttl": "0000000000000000000000000391635707d"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "ttl", "{body}");
+    let tokens: Value = send(reqwest::Method::GET, "/api/v1/users/bob/tokens", &admin, None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!tokens.to_string().contains("forever"), "{tokens}");
 
     let new_volume =
         json!({"id": "gaia-dr3", "backend": "demo", "title": "Gaia DR3", "mission": "Gaia"});

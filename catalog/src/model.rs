@@ -35,12 +35,18 @@ impl Timestamp {
     }
 }
 
+/// 9999-12-31T23:59:59.999Z, the last instant RFC 3339 can write.
+const LAST_RFC3339_MS: i64 = 253_402_300_799_999;
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never an error (serializers panic on one): instants RFC 3339 cannot write are
+        // written at its last one.
+        let at = Timestamp(self.0.min(LAST_RFC3339_MS));
         write!(
             f,
             "{}",
-            humantime::format_rfc3339_millis(self.to_system_time())
+            humantime::format_rfc3339_millis(at.to_system_time())
         )
     }
 }
@@ -573,6 +579,13 @@ pub(crate) fn validate_descriptive(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_timestamp_writes_out_as_rfc3339() {
+        assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(Timestamp(i64::MAX).to_string(), "9999-12-31T23:59:59.999Z");
+        assert!(serde_json::to_string(&Timestamp(i64::MAX)).is_ok());
+    }
 
     #[test]
     fn volume_ids_follow_bucket_rules() {

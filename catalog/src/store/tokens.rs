@@ -6,6 +6,10 @@ use super::*;
 use crate::model::*;
 use crate::{CatalogError, Result, secret};
 
+/// The longest lifetime a token may be given: its expiry must stay a date every client can
+/// read (a TTL of 10^20 days once made a token whose expiry could not be written out).
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(100 * 366 * 24 * 3600);
+
 impl Catalog {
     pub async fn create_token(
         &self,
@@ -14,6 +18,17 @@ impl Catalog {
         ttl: Option<Duration>,
     ) -> Result<NewApiToken> {
         let _changing = self.changing();
+        if let Some(ttl) = ttl
+            && (ttl.is_zero() || ttl > MAX_TOKEN_TTL)
+        {
+            return Err(CatalogError::invalid(
+                "ttl",
+                format!(
+                    "a token's lifetime must be longer than zero and at most 100 years (`{}`)",
+                    humantime::format_duration(ttl)
+                ),
+            ));
+        }
         self.get_user(user).await?;
         let (id, secret) = secret::new_token();
         let now = Timestamp::now();
