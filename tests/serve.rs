@@ -276,12 +276,17 @@ async fn api_statuses_name_the_problem() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["field"], "ttl", "{body}");
-    let tokens: Value = send(reqwest::Method::GET, "/api/v1/users/bob/tokens", &admin, None)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tokens: Value = send(
+        reqwest::Method::GET,
+        "/api/v1/users/bob/tokens",
+        &admin,
+        None,
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     assert!(!tokens.to_string().contains("forever"), "{tokens}");
 
     let new_volume =

@@ -1,101 +1,14 @@
-//! Fuzzes the disk tier's block files. An object is read through a disk-tiered cache so its
-//! blocks are written to disk; one block file (chosen by the first input byte) is replaced by
-//! the rest of the input; a new cache over the same directory rebuilds its index from the files
-//! and the object is read again. Whatever the file holds, the bytes read must be the object's:
-//! a damaged, truncated or forged block is detected (header, length, per-piece CRC) and fetched
-//! again, never served. A panic, a hang or other bytes is a bug.
+//! Fuzzes the disk cache's block files (`fuzz/common/cache_block_files.rs` says what is
+//! checked: a forged block file is never served).
 #![no_main]
-#![allow(clippy::disallowed_methods)] // a fuzz target owns its runtime and may block
 
-use std::sync::Arc;
-use std::time::Duration;
+#[path = "../common/cache_block_files.rs"]
+mod cache_block_files;
 
-use archway_cache::{BlockCache, CacheConfig, CachedStore};
 use libfuzzer_sys::fuzz_target;
-use object_store::memory::InMemory;
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-
-const BLOCK: u64 = 4096;
-
-fn config(dir: &std::path::Path) -> CacheConfig {
-    CacheConfig {
-        block_size: BLOCK,
-        memory_bytes: 64 * BLOCK,
-        disk_bytes: 1 << 20,
-        dir: Some(dir.to_path_buf()),
-        ..Default::default()
-    }
-}
-
-fn block_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out: Vec<_> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .flat_map(|shard| std::fs::read_dir(shard.path()).into_iter().flatten().flatten())
-        .map(|f| f.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "blk"))
-        .collect();
-    out.sort();
-    out
-}
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&pick, forged)) = data.split_first() else {
-        return;
-    };
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-    else {
-        return;
-    };
-    let Ok(dir) = tempfile::tempdir() else {
-        return;
-    };
-    rt.block_on(async {
-        let object: Vec<u8> = (0..3 * BLOCK + 100).map(|i| (i * 31 % 251) as u8).collect();
-        let backend: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let path = Path::from("volume/object.fits");
-        backend
-            .put(&path, PutPayload::from(object.clone()))
-            .await
-            .expect("put");
-        let cache = BlockCache::new(config(dir.path())).await;
-        let store = CachedStore::new(backend.clone(), cache.clone(), "fuzz/volume");
-        let first = store.get(&path).await.expect("get").bytes().await.expect("body");
-        assert!(first == object, "the first read returned other bytes");
-        for _ in 0..500 {
-            if cache.disk_bytes() >= object.len() as u64 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        drop((store, cache));
-
-        let files = block_files(dir.path());
-        if files.is_empty() {
-            return;
-        }
-        let victim = &files[pick as usize % files.len()];
-        std::fs::write(victim, forged).expect("replacing a block file");
-
-        let cache = BlockCache::new(config(dir.path())).await;
-        let store = CachedStore::new(backend.clone(), cache.clone(), "fuzz/volume");
-        let again = store.get(&path).await.expect("get").bytes().await.expect("body");
-        assert!(again == object, "a forged block file was served");
-        // Ranged reads across the pieces too.
-        for (start, end) in [(0, 10), (BLOCK - 5, BLOCK + 5), (2 * BLOCK + 7, 3 * BLOCK + 100)] {
-            let got = store
-                .get_range(&path, start..end)
-                .await
-                .expect("ranged get");
-            assert!(
-                got[..] == object[start as usize..end as usize],
-                "a forged block file was served in a range"
-            );
-        }
-    });
+    if let Err(e) = cache_block_files::exercise(data) {
+        panic!("{e}");
+    }
 });

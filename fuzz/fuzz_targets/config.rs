@@ -1,25 +1,13 @@
-//! Fuzzes the configuration parser: any text as `archway.toml`, and after a line `#ENV` any
-//! `NAME=value` lines as `ARCHWAY_NAME=value` overrides. A refusal must name at least one
-//! problem; an accepted configuration must give the dataplane its share without a panic.
+//! Fuzzes the configuration parser (`fuzz/common/config.rs` says what is checked).
 #![no_main]
+
+#[path = "../common/config.rs"]
+mod config;
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let (toml, env) = text.split_once("\n#ENV\n").unwrap_or((text, ""));
-    let env: Vec<(String, String)> = env
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (format!("ARCHWAY_{k}"), v.to_string()))
-        .collect();
-    match archway_config::Config::parse(toml, env) {
-        Ok(config) => {
-            let _ = config.dataplane();
-            let _ = config.server.listen_addr();
-        }
-        Err(problems) => assert!(!problems.is_empty(), "refused without a problem"),
+    if let Err(e) = config::exercise(data) {
+        panic!("{e}");
     }
 });
