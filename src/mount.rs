@@ -440,9 +440,8 @@ fn signed_backend(
     Ok((backend, token))
 }
 
-/// The volumes of a remote gateway: named ones, or those the catalogue says we may read.
-/// The volumes to mount through `gateway`, and (with `whoami`, where an API token says it) the
-/// user the mount acts as.
+/// The volumes of a remote gateway — named ones, or those the catalogue says we may read —
+/// and (with `whoami`, where an API token says it) the user the mount acts as.
 async fn remote_volumes(
     args: &MountArgs,
     gateway: &str,

@@ -229,19 +229,30 @@ fn is_fuse(fstype: &str) -> bool {
     fstype == "fuse" || fstype.starts_with("fuse.")
 }
 
-/// The type of the filesystem mounted on top at `path` ("fuse", "ext4", ...): the last line of
-/// /proc/self/mountinfo that names it. None when nothing is mounted there.
+/// The type of the filesystem mounted on top at `path` ("fuse", "ext4", ...). None when
+/// nothing is mounted there.
 pub fn mount_type(path: &Path) -> Option<String> {
+    top_mount_at(path).map(|(_, t)| t)
+}
+
+/// The mount id of the FUSE mount on top at `path`, if one is: a later mount at the same place
+/// has another.
+pub fn fuse_mount_id(path: &Path) -> Option<u64> {
+    top_mount_at(path)
+        .filter(|(_, t)| is_fuse(t))
+        .map(|(id, _)| id)
+}
+
+/// The id and type of the filesystem mounted on top at `path`, from one read of
+/// /proc/self/mountinfo.
+fn top_mount_at(path: &Path) -> Option<(u64, String)> {
     let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    top_mount_type(&table, &want)
+    top_mount(&table, &want)
 }
 
-fn top_mount_type(table: &str, want: &Path) -> Option<String> {
-    top_mount(table, want).map(|(_, t)| t)
-}
-
-/// The id (mountinfo's first field) and type of the filesystem mounted on top at `want`.
+/// The id (mountinfo's first field) and type of the filesystem mounted on top at `want`: the
+/// last line of the table that names it.
 fn top_mount(table: &str, want: &Path) -> Option<(u64, String)> {
     // The newest mount at a path is listed last.
     table
@@ -258,16 +269,6 @@ fn top_mount(table: &str, want: &Path) -> Option<(u64, String)> {
             let fstype = line.split_once(" - ")?.1.split(' ').next()?;
             Some((id, fstype.to_string()))
         })
-}
-
-/// The mount id of the FUSE mount on top at `path`, if one is: a later mount at the same place
-/// has another.
-pub fn fuse_mount_id(path: &Path) -> Option<u64> {
-    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let want = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    top_mount(&table, &want)
-        .filter(|(_, t)| is_fuse(t))
-        .map(|(id, _)| id)
 }
 
 /// Mount tables write space, tab, newline and backslash as octal escapes (`\040`).
@@ -321,20 +322,24 @@ pub fn detach_if_dead(mountpoint: &Path, watched: Option<u64>) -> io::Result<()>
 /// Unmounts a FUSE mount (also a dead one: "Transport endpoint is not connected"). Any other
 /// filesystem at `mountpoint` is left alone, with an error that names it.
 pub fn unmount(mountpoint: &Path, lazy: bool) -> io::Result<()> {
-    if let Some(fstype) = mount_type(mountpoint).filter(|t| !is_fuse(t)) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "{} is a {fstype} mount, not a FUSE mount made by `archway mount`; left alone",
-                mountpoint.display()
-            ),
-        ));
-    }
-    if !is_mounted(mountpoint) {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("nothing is mounted at {}", mountpoint.display()),
-        ));
+    match mount_type(mountpoint) {
+        None => {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("nothing is mounted at {}", mountpoint.display()),
+            ));
+        }
+        Some(fstype) if !is_fuse(&fstype) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is a {fstype} mount, not a FUSE mount made by `archway mount`; left \
+                     alone",
+                    mountpoint.display()
+                ),
+            ));
+        }
+        Some(_) => {}
     }
     let mut tried = Vec::new();
     for program in ["fusermount3", "fusermount", "umount"] {
@@ -391,12 +396,11 @@ mod tests {
             40 24 8:1 /srv/mnt /mnt/archway rw,relatime shared:9 - ext4 /dev/sda1 rw\n\
             41 40 0:50 / /mnt/archway rw,nosuid,nodev shared:10 - fuse archway rw,user_id=0\n";
         let at = Path::new("/mnt/archway");
-        assert_eq!(top_mount_type(table, at).as_deref(), Some("fuse"));
+        assert_eq!(top_mount(table, at), Some((41, "fuse".to_string())));
         let bind_only: String = table.lines().take(2).map(|l| format!("{l}\n")).collect();
-        assert_eq!(top_mount_type(&bind_only, at).as_deref(), Some("ext4"));
+        assert_eq!(top_mount(&bind_only, at), Some((40, "ext4".to_string())));
         assert!(!is_fuse("ext4"));
         assert!(is_fuse("fuse") && is_fuse("fuse.archway") && !is_fuse("fuseblk"));
-        assert_eq!(top_mount_type(table, Path::new("/elsewhere")), None);
-        assert_eq!(top_mount(table, at), Some((41, "fuse".to_string())));
+        assert_eq!(top_mount(table, Path::new("/elsewhere")), None);
     }
 }

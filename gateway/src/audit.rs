@@ -33,7 +33,7 @@ use crate::state::AppState;
 struct Pending {
     op: Option<String>,
     principal: Option<String>,
-    auth: Option<&'static str>,
+    auth: &'static str,
     volume: Option<String>,
     key: Option<String>,
 }
@@ -55,7 +55,7 @@ fn with(f: impl FnOnce(&mut Pending)) {
 pub fn note_principal(p: &Principal, auth: Option<&'static str>) {
     with(|s| {
         s.principal = Some(p.user.clone());
-        if auth.is_some() {
+        if let Some(auth) = auth {
             s.auth = auth;
         }
     });
@@ -118,7 +118,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let path = path.to_string();
     let started = Instant::now();
     let pending = Pending {
-        auth: Some(auth_kind(req.headers(), req.uri().query(), api)),
+        auth: auth_kind(req.headers(), req.uri().query(), api),
         op: req
             .extensions()
             .get::<MatchedPath>()
@@ -173,7 +173,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         front: front.to_string(),
         op: p.op.unwrap_or_else(|| "-".to_string()),
         principal: p.principal,
-        auth: p.auth.unwrap_or("anonymous").to_string(),
+        auth: p.auth.to_string(),
         source,
         volume: p.volume,
         key: p.key,
@@ -190,8 +190,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
             on_end: Some(Box::new(move |n| {
                 record.bytes_out = n;
                 record.bytes_in = bytes_in.load(Ordering::Relaxed);
-                // Microseconds are plenty, and keep the line short.
-                record.duration_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1000.0;
+                record.duration_ms = AuditRecord::millis_since(started);
                 record.time = AuditRecord::now();
                 log.record(record);
             })),

@@ -75,42 +75,38 @@ impl FileAudit {
             Ok(()) => 200,
             Err(e) => status_of(e),
         };
-        let op = if f.write { "write" } else { "read" };
-        self.emit(op, f.volume, f.key, f.written, f.read, status, f.opened);
+        self.emit(f, status);
     }
 
     /// An open for writing refused before it got a handle (a read-only volume, no write
     /// access): its record at once.
     pub(super) fn refused(&self, volume: &str, key: &str, e: &FsError) {
-        let (volume, key) = (volume.to_string(), key.to_string());
-        self.emit("write", volume, key, 0, 0, status_of(e), Instant::now());
+        let f = OpenFile {
+            write: true,
+            volume: volume.to_string(),
+            key: key.to_string(),
+            opened: Instant::now(),
+            read: 0,
+            written: 0,
+        };
+        self.emit(f, status_of(e));
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn emit(
-        &self,
-        op: &str,
-        volume: String,
-        key: String,
-        written: u64,
-        read: u64,
-        status: u16,
-        since: Instant,
-    ) {
+    fn emit(&self, f: OpenFile, status: u16) {
         self.log.record(AuditRecord {
             time: AuditRecord::now(),
             request_id: archway_dataplane::audit::fresh_id(),
             front: "fuse".into(),
-            op: op.into(),
+            op: if f.write { "write" } else { "read" }.into(),
             principal: self.principal.clone(),
             auth: self.auth.into(),
             source: None,
-            volume: Some(volume),
-            key: Some(key),
-            bytes_in: written,
-            bytes_out: read,
+            volume: Some(f.volume),
+            key: Some(f.key),
+            bytes_in: f.written,
+            bytes_out: f.read,
             status,
-            duration_ms: (since.elapsed().as_secs_f64() * 1e6).round() / 1000.0,
+            duration_ms: AuditRecord::millis_since(f.opened),
         });
     }
 }
