@@ -177,6 +177,11 @@ pub enum KeyCommand {
         user: String,
         #[arg(long, default_value = "")]
         description: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Lifetime, e.g. 30d (default: until revoked).
+        #[arg(long)]
+        ttl: Option<String>,
     },
     List {
         user: String,
@@ -197,6 +202,8 @@ pub enum TokenCommand {
         /// Lifetime, e.g. 30d (default: until revoked).
         #[arg(long)]
         ttl: Option<String>,
+        #[command(flatten)]
+        scope: ScopeArgs,
     },
     List {
         user: String,
@@ -205,6 +212,23 @@ pub enum TokenCommand {
         user: String,
         id: String,
     },
+}
+
+/// What a new key or token is limited to, within its user's rights.
+#[derive(clap::Args, Debug, Default)]
+pub struct ScopeArgs {
+    /// Limit it to reading: writes, deletes and catalogue changes are refused.
+    #[arg(long)]
+    read_only: bool,
+    /// Limit it to this volume (repeat for more); elsewhere it reads public volumes only.
+    #[arg(long = "volume", value_name = "VOLUME")]
+    volumes: Vec<String>,
+}
+
+impl ScopeArgs {
+    fn volumes(&self) -> Option<Vec<String>> {
+        (!self.volumes.is_empty()).then(|| self.volumes.clone())
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -283,6 +307,7 @@ pub(crate) async fn connect(target: &Target) -> Result<ApiClient> {
     let identity = Principal {
         user: "local".into(),
         admin: true,
+        scope: Default::default(),
     };
     Ok(ApiClient::local(
         archway_gateway::router(opened.state),
@@ -572,9 +597,17 @@ async fn user(client: &ApiClient, cmd: UserCommand) -> Result<()> {
             eprintln!("removed user `{name}` with their keys, tokens, memberships and grants");
             Ok(())
         }
-        UserCommand::Key(KeyCommand::Create { user, description }) => {
+        UserCommand::Key(KeyCommand::Create {
+            user,
+            description,
+            scope,
+            ttl,
+        }) => {
             let body = NewKey {
                 description,
+                read_only: scope.read_only,
+                volumes: scope.volumes(),
+                ttl,
                 ..Default::default()
             };
             let path = format!("{}/keys", user_path(&user));
@@ -597,8 +630,18 @@ async fn user(client: &ApiClient, cmd: UserCommand) -> Result<()> {
             eprintln!("revoked access key {access_key_id}");
             Ok(())
         }
-        UserCommand::Token(TokenCommand::Create { user, name, ttl }) => {
-            let body = NewToken { name, ttl };
+        UserCommand::Token(TokenCommand::Create {
+            user,
+            name,
+            ttl,
+            scope,
+        }) => {
+            let body = NewToken {
+                name,
+                ttl,
+                read_only: scope.read_only,
+                volumes: scope.volumes(),
+            };
             let path = format!("{}/tokens", user_path(&user));
             print(
                 &client

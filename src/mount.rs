@@ -649,6 +649,7 @@ async fn local_volumes(
     let admin = Principal {
         user: crate::serve::ADMIN_USER.into(),
         admin: true,
+        scope: Default::default(),
     };
     let dataplane = &opened.state.dataplane;
     let all = dataplane

@@ -99,6 +99,7 @@ pub async fn open_with(
     };
     let state = AppState {
         audit,
+        identity: Arc::new(archway_gateway::Identity::new(&config.auth)),
         dataplane: Arc::new(dataplane),
         metrics: Arc::new(Metrics::new()),
         server: Arc::new(ServerConfig {
@@ -118,7 +119,8 @@ pub async fn open_with(
             tracing::info!(volume = %v.id, created, "configured volume");
         }
         warn_about_orphans(&state).await?;
-        // Abandoned multipart uploads go at start and then every hour.
+        // Abandoned multipart uploads, and keys and tokens expired for a day (temporary keys
+        // pile up with every sign-in), go at start and then every hour.
         let dataplane = state.dataplane.clone();
         let expiry = config.limits.upload_expiry;
         tokio::spawn(async move {
@@ -127,6 +129,15 @@ pub async fn open_with(
                 tick.tick().await;
                 if let Err(e) = dataplane.expire_uploads(expiry).await {
                     tracing::warn!(error = %e, "expiring abandoned uploads failed");
+                }
+                match dataplane
+                    .catalog()
+                    .sweep_expired_credentials(std::time::Duration::from_secs(86_400))
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "removed expired keys and tokens"),
+                    Err(e) => tracing::warn!(error = %e, "removing expired keys and tokens failed"),
                 }
             }
         });
@@ -261,6 +272,7 @@ async fn warn_about_orphans(state: &AppState) -> Result<()> {
     let admin = archway_catalog::Principal {
         user: ADMIN_USER.into(),
         admin: true,
+        scope: Default::default(),
     };
     let all = state
         .dataplane

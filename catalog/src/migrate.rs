@@ -17,6 +17,7 @@ const SQLITE: &[(i64, &str)] = &[
     ),
     (3, include_str!("../migrations/sqlite/0003_cors.sql")),
     (4, include_str!("../migrations/sqlite/0004_generation.sql")),
+    (5, include_str!("../migrations/sqlite/0005_scopes.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -29,6 +30,7 @@ const POSTGRES: &[(i64, &str)] = &[
         4,
         include_str!("../migrations/postgres/0004_generation.sql"),
     ),
+    (5, include_str!("../migrations/postgres/0005_scopes.sql")),
 ];
 
 /// An arbitrary constant naming Archway's migration lock among other advisory locks.

@@ -342,6 +342,16 @@ pub struct AccessKey {
     pub user: String,
     pub description: String,
     pub created_at: Timestamp,
+    /// What the key is limited to, beyond its user's rights.
+    #[serde(flatten)]
+    pub scope: Scope,
+    /// When the key stops working (None: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    /// A temporary key (from `AssumeRoleWithWebIdentity`): its requests must carry the
+    /// session token it was issued with.
+    #[serde(default)]
+    pub temporary: bool,
 }
 
 /// A freshly created access key with its secret, returned once.
@@ -369,6 +379,9 @@ pub struct ApiToken {
     pub name: String,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
+    /// What the token is limited to, beyond its user's rights.
+    #[serde(flatten)]
+    pub scope: Scope,
 }
 
 /// A freshly created token with its secret form, returned once.
@@ -448,10 +461,115 @@ pub struct Grant {
 }
 
 /// An authenticated caller, as the dataplane and the fronts see it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
     pub user: String,
+    /// The user's admin role. Catalogue-wide changes need it *and* a full scope
+    /// ([`Principal::acts_as_admin`]).
     pub admin: bool,
+    /// What the credential the caller used is limited to (full for an unscoped one).
+    #[serde(default, skip_serializing_if = "Scope::is_full")]
+    pub scope: Scope,
+}
+
+impl Principal {
+    /// A caller with the user's full rights.
+    pub fn full(user: impl Into<String>, admin: bool) -> Self {
+        Principal {
+            user: user.into(),
+            admin,
+            scope: Scope::default(),
+        }
+    }
+
+    /// Whether the caller may make catalogue-wide changes: the admin role, through a
+    /// credential that is not limited to reading or to some volumes.
+    pub fn acts_as_admin(&self) -> bool {
+        self.admin && self.scope.is_full()
+    }
+}
+
+/// What a credential (access key, API token) is limited to, within its user's rights. A
+/// scope only ever takes rights away: outside its volumes a credential is worth what an
+/// anonymous caller is (public volumes can be read), and read-only caps every level at read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Scope {
+    /// Reading only: writes, deletes and catalogue changes are refused.
+    #[serde(default)]
+    pub read_only: bool,
+    /// Only these volumes (absent: every volume the user may reach).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<Vec<String>>,
+}
+
+impl Scope {
+    /// Whether the scope limits nothing.
+    pub fn is_full(&self) -> bool {
+        !self.read_only && self.volumes.is_none()
+    }
+
+    /// Whether the scope reaches `volume` at all.
+    pub fn covers(&self, volume: &str) -> bool {
+        self.volumes
+            .as_ref()
+            .is_none_or(|v| v.iter().any(|id| id == volume))
+    }
+
+    /// `level` (the user's on `volume`) as this scope leaves it.
+    pub fn limit(&self, volume: &Volume, level: Option<Access>) -> Option<Access> {
+        let level = if self.covers(&volume.id) {
+            level
+        } else {
+            volume.public_read.then_some(Access::Read)
+        };
+        if self.read_only {
+            level.map(|l| l.min(Access::Read))
+        } else {
+            level
+        }
+    }
+
+    /// Checks the volume ids of a new scope (a stored scope is not checked again: a volume
+    /// removed later simply matches nothing).
+    pub fn validate(&self) -> Result<(), CatalogError> {
+        if let Some(volumes) = &self.volumes {
+            if volumes.is_empty() {
+                return Err(CatalogError::invalid(
+                    "volumes",
+                    "a scope limited to volumes must name at least one",
+                ));
+            }
+            for v in volumes {
+                validate_volume_id(v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The scope as stored: (read_only, JSON list of volumes or NULL).
+    pub fn to_columns(&self) -> (i64, Option<String>) {
+        (
+            i64::from(self.read_only),
+            self.volumes
+                .as_ref()
+                .map(|v| serde_json::to_string(v).unwrap_or_else(|_| "[]".to_string())),
+        )
+    }
+
+    /// The scope from its stored columns.
+    pub fn from_columns(read_only: i64, volumes: Option<String>) -> Result<Self, String> {
+        let volumes = match volumes {
+            Some(text) => Some(
+                serde_json::from_str::<Vec<String>>(&text)
+                    .map_err(|e| format!("stored scope volumes `{text}`: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok(Scope {
+            read_only: read_only != 0,
+            volumes,
+        })
+    }
 }
 
 /// Checks a volume id: a valid S3 bucket name (the DNS-compatible rules) that is not reserved.

@@ -181,6 +181,11 @@ pub(crate) fn new_token() -> (String, String) {
     (id, secret)
 }
 
+/// A temporary key's session token: 48 random bytes, URL-safe (it may travel in a query).
+pub(crate) fn new_session_token() -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes(48))
+}
+
 pub(crate) fn format_token(id: &str, secret: &str) -> String {
     format!("awt_{id}_{secret}")
 }

@@ -145,6 +145,7 @@ both!(
     upsert_keeps_scan,
     cors_rules,
     the_view_follows_every_change_at_once,
+    scoped_expiring_and_temporary_credentials,
 );
 
 fn new_volume(id: &str) -> NewVolume {
@@ -278,6 +279,7 @@ async fn search_and_filters(c: &Catalog) {
     let admin = Principal {
         user: "root".into(),
         admin: true,
+        scope: Default::default(),
     };
     let ids = |r: Vec<(Volume, Access)>| r.into_iter().map(|(v, _)| v.id).collect::<Vec<_>>();
     let q = |text: &str| VolumeQuery {
@@ -443,7 +445,13 @@ async fn users_keys_tokens(c: &Catalog) {
             .is_none()
     );
     let imported = c
-        .import_access_key("alice", "AKIMPORTED00000001", "0123456789abcdef0123", "")
+        .import_access_key(
+            "alice",
+            "AKIMPORTED00000001",
+            "0123456789abcdef0123",
+            "",
+            &Default::default(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -563,6 +571,7 @@ async fn access_rules(c: &Catalog) {
     let admin = Principal {
         user: "root".into(),
         admin: true,
+        scope: Default::default(),
     };
     assert_eq!(c.access(Some(&carol), &private).await.unwrap(), None);
     assert_eq!(
@@ -785,6 +794,7 @@ async fn the_view_follows_every_change_at_once(c: &Catalog) {
     let user = |name: &str| Principal {
         user: name.into(),
         admin: false,
+        scope: Default::default(),
     };
     c.create_user("vic", "", false).await.unwrap();
     assert!(!c.principal("vic").await.unwrap().admin);
@@ -915,6 +925,7 @@ async fn changes_elsewhere_reach_the_view(db: &TestDb) {
     let wanda = Principal {
         user: "wanda".into(),
         admin: false,
+        scope: Default::default(),
     };
     let took = seen_within(&b, |v| {
         v.volume("elsewhere")
@@ -951,4 +962,152 @@ async fn changes_elsewhere_reach_the_view(db: &TestDb) {
             "a change never reached a view that only notifications refresh"
         );
     }
+}
+
+/// Keys and tokens limited to reading and to volumes, expiring keys, and temporary keys with
+/// their session token: stored, listed and enforced the same on both databases.
+async fn scoped_expiring_and_temporary_credentials(c: &Catalog) {
+    c.create_user("sam", "", false).await.unwrap();
+    for id in ["sky", "other", "open"] {
+        let mut nv = new_volume(id);
+        nv.kind = VolumeKind::Workspace;
+        nv.read_only = Some(false);
+        nv.owner = Some("sam".into());
+        nv.public_read = id == "open";
+        c.create_volume(nv).await.unwrap();
+    }
+    let scope = Scope {
+        read_only: true,
+        volumes: Some(vec!["sky".into()]),
+    };
+    let terms = Terms {
+        scope: scope.clone(),
+        ttl: Some(Duration::from_secs(3600)),
+    };
+    let key = c.create_access_key_with("sam", "ro", &terms).await.unwrap();
+    assert_eq!(key.key.scope, scope);
+    assert!(key.key.expires_at.is_some() && !key.key.temporary);
+    let listed = c.list_access_keys(Some("sam")).await.unwrap();
+    assert_eq!(listed, vec![key.key.clone()]);
+
+    let auth = c
+        .access_key_auth(&key.key.access_key_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(auth.principal.scope, scope);
+    assert!(!auth.principal.acts_as_admin());
+    let level = |p: &Principal, id: &str| {
+        let (c, p, id) = (c.clone(), p.clone(), id.to_string());
+        async move {
+            let v = c.get_volume(&id).await.unwrap();
+            c.access(Some(&p), &v).await.unwrap()
+        }
+    };
+    // The owner's admin level is cut to read on its volume; elsewhere only public reads.
+    assert_eq!(level(&auth.principal, "sky").await, Some(Access::Read));
+    assert_eq!(level(&auth.principal, "other").await, None);
+    assert_eq!(level(&auth.principal, "open").await, Some(Access::Read));
+    let full = c.principal("sam").await.unwrap();
+    assert_eq!(level(&full, "other").await, Some(Access::Admin));
+    // Listing follows the scope too.
+    let seen: Vec<(String, Access)> = c
+        .list_volumes(Some(&auth.principal), &VolumeQuery::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(v, a)| (v.id, a))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![("open".into(), Access::Read), ("sky".into(), Access::Read)]
+    );
+
+    // Tokens carry scopes the same way.
+    let t = c
+        .create_token_with(
+            "sam",
+            "viewer",
+            &Terms {
+                scope: Scope {
+                    read_only: false,
+                    volumes: Some(vec!["other".into()]),
+                },
+                ttl: None,
+            },
+        )
+        .await
+        .unwrap();
+    let p = c.authenticate_token(&t.secret).await.unwrap().unwrap();
+    assert_eq!(level(&p, "other").await, Some(Access::Admin));
+    assert_eq!(level(&p, "sky").await, None);
+    assert_eq!(c.list_tokens(Some("sam")).await.unwrap()[0].scope, p.scope);
+
+    // A temporary key needs its session token; a long-term key refuses one.
+    let (temp, session) = c
+        .create_session_key(
+            "sam",
+            "sts",
+            &Terms {
+                scope: Scope::default(),
+                ttl: Some(Duration::from_millis(300)),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(temp.key.temporary && temp.key.access_key_id.starts_with("ASIA"));
+    let view = c.view().await.unwrap();
+    let id = temp.key.access_key_id.as_str();
+    assert_eq!(view.session_problem(id, Some(&session)), None);
+    assert_eq!(
+        view.session_problem(id, None),
+        Some(SessionProblem::Missing)
+    );
+    assert_eq!(
+        view.session_problem(id, Some("forged")),
+        Some(SessionProblem::Wrong)
+    );
+    assert_eq!(
+        view.session_problem(&key.key.access_key_id, Some(&session)),
+        Some(SessionProblem::Unexpected)
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(matches!(
+        c.view().await.unwrap().session_problem(id, Some(&session)),
+        Some(SessionProblem::Expired {
+            temporary: true,
+            ..
+        })
+    ));
+    assert!(c.access_key_auth(id).await.unwrap().is_none());
+    // Expired credentials are swept once past the grace period.
+    assert_eq!(
+        c.sweep_expired_credentials(Duration::ZERO).await.unwrap(),
+        1
+    );
+    assert!(c.get_access_key(id).await.is_err());
+
+    // Bad terms name the field.
+    let bad = Terms {
+        scope: Scope {
+            read_only: false,
+            volumes: Some(vec![]),
+        },
+        ttl: None,
+    };
+    assert!(matches!(
+        c.create_access_key_with("sam", "", &bad).await.unwrap_err(),
+        CatalogError::Invalid {
+            field: "volumes",
+            ..
+        }
+    ));
+    let bad = Terms {
+        ttl: Some(Duration::ZERO),
+        ..Default::default()
+    };
+    assert!(matches!(
+        c.create_token_with("sam", "", &bad).await.unwrap_err(),
+        CatalogError::Invalid { field: "ttl", .. }
+    ));
 }

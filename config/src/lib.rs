@@ -50,6 +50,9 @@ pub struct Config {
     /// The audit trail: one JSON line per request.
     #[serde(default)]
     pub audit: archway_dataplane::audit::AuditConfig,
+    /// Identity providers (OpenID Connect) and temporary S3 credentials.
+    #[serde(default)]
+    pub auth: archway_gateway::AuthConfig,
 }
 
 /// One thing wrong with a configuration.
@@ -187,6 +190,7 @@ impl Config {
         section("limits", self.limits.problems());
         section("cache", self.cache.problems());
         section("audit", self.audit.problems());
+        section("auth", self.auth.problems());
         for (name, backend) in &self.backends {
             section(&format!("backends.{name}"), backend.problems());
         }

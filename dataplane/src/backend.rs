@@ -44,7 +44,7 @@ impl fmt::Debug for Secret {
 /// | `gs://bucket/prefix` | Google Cloud Storage | `service_account_path`, `anonymous` |
 /// | `az://container/prefix` | Azure Blob Storage | `account`, `access_key`, `anonymous` |
 /// | `http(s)://host/path` | HTTP / WebDAV archive | — |
-/// | `archway+http(s)://host:port` | a peer Archway gateway (its S3 front) | `access_key_id`, `secret_access_key`, `token`, `region`, `anonymous` |
+/// | `archway+http(s)://host:port` | a peer Archway gateway (its S3 front) | `access_key_id`, `secret_access_key`, `session_token`, `token`, `region`, `anonymous` |
 ///
 /// Unset credentials fall back to the standard environment of each SDK (`AWS_*`,
 /// `GOOGLE_*`, `AZURE_*`).
@@ -191,7 +191,7 @@ impl BackendConfig {
             self.secret_access_key.is_some(),
             &[S3, Peer],
         );
-        only("session_token", self.session_token.is_some(), &[S3]);
+        only("session_token", self.session_token.is_some(), &[S3, Peer]);
         only("path_style", self.path_style.is_some(), &[S3]);
         only("anonymous", self.anonymous, &[S3, Gcs, Azure, Peer]);
         only("links", self.links != crate::posix::Links::Skip, &[File]);

@@ -139,6 +139,7 @@ pub async fn fixture_with(
     let p = |user: &str, admin| Principal {
         user: user.into(),
         admin,
+        scope: Default::default(),
     };
     Fixture {
         dataplane,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::catalog::{
     Access, AccessKey, ApiToken, CatalogError, CorsRule, Grant, Group, NewAccessKey, NewApiToken,
-    NewVolume, Principal, Subject, User, Volume, VolumeKind, VolumePatch, VolumeQuery,
+    NewVolume, Principal, Subject, Terms, User, Volume, VolumeKind, VolumePatch, VolumeQuery,
 };
 use crate::listing::ListRequest;
 use crate::{Dataplane, DataplaneError, Op, Result};
@@ -41,26 +41,28 @@ fn not_permitted(
     }
 }
 
-/// The caller, when they hold the admin role.
+/// The caller, when they hold the admin role through an unscoped credential.
 fn admin<'a>(who: Option<&'a Principal>, action: &str) -> Result<&'a Principal> {
     match who {
-        Some(p) if p.admin => Ok(p),
+        Some(p) if p.acts_as_admin() => Ok(p),
         _ => Err(not_permitted(who, action, ADMIN_ROLE)),
     }
 }
 
-/// The caller, when they are `user` or an admin (keys and tokens).
+/// The caller, when they are `user` or an admin (keys and tokens), through an unscoped
+/// credential: a scoped one must not mint credentials wider than itself.
 fn self_or_admin<'a>(
     who: Option<&'a Principal>,
     user: &str,
     action: &str,
 ) -> Result<&'a Principal> {
     match who {
-        Some(p) if p.admin || p.user == user => Ok(p),
+        Some(p) if p.acts_as_admin() || (p.user == user && p.scope.is_full()) => Ok(p),
         _ => Err(not_permitted(
             who,
             format!("{action} of `{user}`"),
-            "being that user or the admin role",
+            "being that user or the admin role, through a credential that is not read-only \
+             or limited to volumes",
         )),
     }
 }
@@ -148,18 +150,20 @@ impl Dataplane {
             Ok(v) => {
                 return Err(DataplaneError::VolumeExists {
                     volume: id.to_string(),
-                    yours: who.admin || v.owner.as_deref() == Some(who.user.as_str()),
+                    yours: who.acts_as_admin() || v.owner.as_deref() == Some(who.user.as_str()),
                 });
             }
             Err(CatalogError::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        let allowed = who.admin || self.catalog().get_user(&who.user).await?.create_workspaces;
+        let allowed = who.scope.is_full()
+            && (who.admin || self.catalog().get_user(&who.user).await?.create_workspaces);
         if !allowed {
             return Err(not_permitted(
                 Some(who),
                 "creating workspace volumes",
-                "the admin role or the create_workspaces right",
+                "the admin role or the create_workspaces right, through a credential that is \
+                 not read-only or limited to volumes",
             ));
         }
         crate::catalog::validate_volume_id(id)?;
@@ -397,6 +401,81 @@ impl Dataplane {
         Ok(self.catalog().delete_user(name).await?)
     }
 
+    // ----- sign-in through an identity provider -----
+
+    /// The caller a front verified through an identity provider (an OpenID Connect token from
+    /// `provider`): the user `name`, created now when missing if `create`, with their group
+    /// memberships set to the groups among `groups` (when the provider lists them) that
+    /// exist in Archway. Which volumes they may use is decided as for any other user.
+    pub async fn sign_in(
+        &self,
+        name: &str,
+        create: bool,
+        groups: Option<&[String]>,
+        provider: &str,
+    ) -> Result<Principal> {
+        let catalog = self.catalog();
+        match catalog.principal(name).await {
+            Ok(_) => {}
+            Err(CatalogError::NotFound { .. }) if create => {
+                if let Err(e) = crate::catalog::validate_name("name", name) {
+                    return Err(CatalogError::invalid(
+                        "user_claim",
+                        format!(
+                            "the identity token names user `{name}`, which Archway cannot take: {e}"
+                        ),
+                    )
+                    .into());
+                }
+                match catalog.create_user(name, "", false).await {
+                    Ok(_) => {
+                        tracing::info!(user = %name, %provider, "user created on first sign-in")
+                    }
+                    // Another request (or replica) created them first.
+                    Err(CatalogError::AlreadyExists { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(CatalogError::NotFound { .. }) => {
+                return Err(not_permitted(
+                    None,
+                    format!("signing in as `{name}` through {provider}"),
+                    "an Archway user of that name (an admin creates it, or the issuer's \
+                     create_users creates it on first sign-in)",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(groups) = groups {
+            let user = catalog.get_user(name).await?;
+            let existing: std::collections::HashSet<String> = catalog
+                .list_groups()
+                .await?
+                .into_iter()
+                .map(|g| g.name)
+                .collect();
+            let wanted: std::collections::HashSet<&str> = groups
+                .iter()
+                .map(String::as_str)
+                .filter(|g| existing.contains(*g))
+                .collect();
+            for g in &wanted {
+                if !user.groups.iter().any(|have| have == g) {
+                    catalog.add_member(g, name).await?;
+                }
+            }
+            for have in &user.groups {
+                if !wanted.contains(have.as_str()) {
+                    match catalog.remove_member(have, name).await {
+                        Ok(_) | Err(CatalogError::NotFound { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+        Ok(catalog.principal(name).await?)
+    }
+
     // ----- access keys -----
 
     pub async fn access_keys(&self, who: Option<&Principal>, user: &str) -> Result<Vec<AccessKey>> {
@@ -405,25 +484,49 @@ impl Dataplane {
         Ok(self.catalog().list_access_keys(Some(user)).await?)
     }
 
-    /// A new key pair for `user`; `import` brings an existing pair (admins only).
+    /// A new key pair for `user`, limited by `terms`; `import` brings an existing pair
+    /// (admins only).
     pub async fn create_access_key(
         &self,
         who: Option<&Principal>,
         user: &str,
         description: &str,
+        terms: &Terms,
         import: Option<(&str, &str)>,
     ) -> Result<NewAccessKey> {
         self_or_admin(who, user, "creating access keys")?;
         match import {
-            None => Ok(self.catalog().create_access_key(user, description).await?),
+            None => Ok(self
+                .catalog()
+                .create_access_key_with(user, description, terms)
+                .await?),
             Some((id, secret)) => {
                 admin(who, "importing a key pair")?;
                 Ok(self
                     .catalog()
-                    .import_access_key(user, id, secret, description)
+                    .import_access_key(user, id, secret, description, terms)
                     .await?)
             }
         }
+    }
+
+    /// Temporary S3 credentials for the caller (STS `AssumeRoleWithWebIdentity`, once the
+    /// front has verified the caller's identity token): a key, secret and session token with
+    /// the caller's rights, ending after `lifetime`. Returns the key and the session token.
+    pub async fn create_session_key(
+        &self,
+        who: &Principal,
+        description: &str,
+        lifetime: Duration,
+    ) -> Result<(NewAccessKey, String)> {
+        let terms = Terms {
+            scope: who.scope.clone(),
+            ttl: Some(lifetime),
+        };
+        Ok(self
+            .catalog()
+            .create_session_key(&who.user, description, &terms)
+            .await?)
     }
 
     pub async fn revoke_access_key(
@@ -457,10 +560,10 @@ impl Dataplane {
         who: Option<&Principal>,
         user: &str,
         name: &str,
-        ttl: Option<Duration>,
+        terms: &Terms,
     ) -> Result<NewApiToken> {
         self_or_admin(who, user, "creating API tokens")?;
-        Ok(self.catalog().create_token(user, name, ttl).await?)
+        Ok(self.catalog().create_token_with(user, name, terms).await?)
     }
 
     pub async fn revoke_token(&self, who: Option<&Principal>, user: &str, id: &str) -> Result<()> {

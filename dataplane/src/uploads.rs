@@ -174,7 +174,7 @@ impl Dataplane {
             return Err(missing());
         }
         let caller = who.map(|p| p.user.as_str());
-        let admin = who.is_some_and(|p| p.admin);
+        let admin = who.is_some_and(|p| p.acts_as_admin());
         if !admin && meta.user.as_deref() != caller {
             return Err(DataplaneError::AccessDenied {
                 volume: volume.to_string(),

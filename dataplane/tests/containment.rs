@@ -62,6 +62,7 @@ async fn fixture(root: &Path, links: Links) -> Fixture {
         admin: Principal {
             user: "root".into(),
             admin: true,
+            scope: Default::default(),
         },
         _dir: dir,
     }

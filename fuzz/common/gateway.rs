@@ -88,6 +88,7 @@ pub fn world() -> &'static World {
                 metrics: Arc::new(Metrics::new()),
                 server: Arc::new(config.server.clone()),
                 audit: AuditLog::disabled(),
+                identity: Default::default(),
             };
             (archway_gateway::router(state), token.to_string())
         });

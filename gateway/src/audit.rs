@@ -82,10 +82,16 @@ fn auth_kind(headers: &HeaderMap, query: Option<&str>, api: bool) -> &'static st
         .get(axum::http::header::AUTHORIZATION)
         .map(|v| v.as_bytes())
         .unwrap_or(b"");
+    let session = headers.contains_key("x-amz-security-token")
+        || query.is_some_and(|q| q.contains("X-Amz-Security-Token="));
     if authorization.starts_with(b"AWS4-HMAC-SHA256") {
-        "sigv4"
+        if session { "sigv4-session" } else { "sigv4" }
     } else if query.is_some_and(|q| q.contains("X-Amz-Signature=")) {
-        "sigv4-presigned"
+        if session {
+            "sigv4-presigned-session"
+        } else {
+            "sigv4-presigned"
+        }
     } else if authorization.starts_with(b"AWS ") {
         "sigv2"
     } else if api && !authorization.is_empty() {

@@ -1,4 +1,5 @@
-//! Who is calling: the HTTP API's bearer tokens, and the identity an in-process caller (the
+//! Who is calling: the HTTP API's bearer tokens (Archway API tokens, or OpenID Connect tokens
+//! from the configured issuers), and the identity an in-process caller (the
 //! CLI on a local data directory) places on a request. Authentication only: what a caller may
 //! do is decided by the dataplane.
 
@@ -9,6 +10,7 @@ use axum::http::request::Parts;
 use archway_catalog::Principal;
 
 use crate::error::ApiError;
+use crate::oidc::{Identity, TokenError};
 use crate::state::AppState;
 
 /// An identity placed on a request by an in-process caller (the CLI working on a local data
@@ -79,6 +81,19 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header is not `Bearer <token>`")
             })?;
+        if state.identity.enabled() && Identity::looks_like_jwt(token) {
+            let claims = state.identity.verify(token).await.map_err(|e| match e {
+                TokenError::Fetch(_) => ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "IdentityProviderUnavailable",
+                    e.to_string(),
+                ),
+                _ => ApiError::unauthorized(format!("the OpenID Connect token is refused: {e}")),
+            })?;
+            let p = state.identity.principal(&state.dataplane, &claims).await?;
+            crate::audit::note_principal(&p, Some("oidc"));
+            return Ok(Caller(p));
+        }
         match state.dataplane.catalog().authenticate_token(token).await? {
             Some(p) => {
                 crate::audit::note_principal(&p, Some("bearer"));

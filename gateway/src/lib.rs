@@ -1,7 +1,8 @@
 //! The gateway: the network face of Archway.
 //!
 //! It owns everything that speaks HTTP: the JSON API ([`api`]), the S3 front ([`s3`]),
-//! authentication of API callers ([`auth`]), request bodies ([`body`]), health and Prometheus
+//! authentication of API callers ([`auth`]), OpenID Connect tokens ([`oidc`]) and the STS
+//! endpoint that trades them for temporary S3 credentials ([`sts`]), request bodies ([`body`]), health and Prometheus
 //! metrics ([`metrics`]), TLS and connection handling ([`server`]), reductions forwarded to peer
 //! gateways ([`peer`]), and a client of the API ([`client`]) that the CLI uses for both remote
 //! gateways and local data directories. Fronts only translate: every access decision is the
@@ -19,13 +20,16 @@ pub mod client_addr;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod oidc;
 pub mod peer;
 pub mod s3;
 pub mod server;
 pub mod state;
+pub mod sts;
 
 pub use api::router;
 pub use client::{ApiClient, ClientError};
 pub use config::{ServerConfig, TlsConfig};
 pub use metrics::Metrics;
+pub use oidc::{AuthConfig, Identity};
 pub use state::AppState;

@@ -18,7 +18,8 @@ mod users;
 mod view;
 mod volumes;
 
-pub use view::{CatalogView, DEFAULT_REFRESH_INTERVAL};
+pub use keys::{KeyAuth, Terms};
+pub use view::{CatalogView, DEFAULT_REFRESH_INTERVAL, SessionProblem};
 
 use crate::secret::SecretBox;
 use crate::{CatalogConfig, CatalogError, Dialect, Result, migrate, redact_url};

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use sqlx::AssertSqlSafe;
 
+use super::keys::KeyAuth;
 use super::*;
 use crate::cors::CorsRule;
 use crate::model::*;
@@ -37,23 +38,41 @@ const RELISTEN_EVERY: Duration = Duration::from_secs(30);
 /// The PostgreSQL channel the change triggers notify.
 pub(super) const CHANNEL: &str = "archway_catalog";
 
+/// Why a signed request's key and session token do not go together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionProblem {
+    /// The key expired (a temporary key's session ended, or a key created with a TTL).
+    Expired { temporary: bool, at: Timestamp },
+    /// A temporary key without its session token.
+    Missing,
+    /// A temporary key with another session token.
+    Wrong,
+    /// A long-term key with a session token.
+    Unexpected,
+}
+
 /// A user as access decisions see them.
 #[derive(Clone, Debug)]
 struct UserFacts {
     admin: bool,
 }
 
-/// An access key: its user and its opened secret (or why it cannot be opened).
+/// An access key: its user, its opened secret (or why it cannot be opened), its scope (or
+/// why it cannot be read), when it expires and, for a temporary key, its session token's hash.
 struct KeyFacts {
     user: String,
     secret: std::result::Result<String, String>,
+    scope: std::result::Result<Scope, String>,
+    expires_at: Option<i64>,
+    session_token_hash: Option<String>,
 }
 
-/// An API token: its user, the hash of its secret and when it expires.
+/// An API token: its user, the hash of its secret, when it expires and its scope.
 struct TokenFacts {
     user: String,
     hash: String,
     expires_at: Option<i64>,
+    scope: std::result::Result<Scope, String>,
 }
 
 /// One consistent picture of the records every request consults.
@@ -120,10 +139,7 @@ impl CatalogView {
     /// The principal for a user name.
     pub fn principal(&self, user: &str) -> Result<Principal> {
         match self.users.get(user) {
-            Some(u) => Ok(Principal {
-                user: user.to_string(),
-                admin: u.admin,
-            }),
+            Some(u) => Ok(Principal::full(user, u.admin)),
             None => Err(CatalogError::NotFound {
                 kind: "user",
                 id: user.to_string(),
@@ -131,8 +147,18 @@ impl CatalogView {
         }
     }
 
-    /// What `principal` (None: anonymous) may do with `volume`; None when nothing.
+    /// What `principal` (None: anonymous) may do with `volume`, within the scope of the
+    /// credential it used; None when nothing.
     pub fn access(&self, principal: Option<&Principal>, volume: &Volume) -> Option<Access> {
+        let level = self.user_access(principal, volume);
+        match principal {
+            Some(p) => p.scope.limit(volume, level),
+            None => level,
+        }
+    }
+
+    /// What the user behind `principal` may do with `volume`, whatever the credential's scope.
+    fn user_access(&self, principal: Option<&Principal>, volume: &Volume) -> Option<Access> {
         let granted = match principal {
             Some(p) if !p.admin => {
                 let groups = self
@@ -156,26 +182,62 @@ impl CatalogView {
         super::access::level_for(principal, volume, granted)
     }
 
-    /// The user and secret of access key `id`; None when there is no such key.
-    pub fn access_key(&self, id: &str) -> Result<Option<(Principal, String)>> {
+    /// The user (with the key's scope), secret and session of access key `id`; None when
+    /// there is no such key or it expired.
+    pub fn access_key(&self, id: &str) -> Result<Option<KeyAuth>> {
         let Some(key) = self.keys.get(id) else {
             return Ok(None);
         };
-        let secret = key
-            .secret
-            .clone()
-            .map_err(|message| CatalogError::Corrupt {
-                what: format!("access key {id}"),
-                message,
-            })?;
+        if key.expires_at.is_some_and(|e| e <= Timestamp::now().0) {
+            return Ok(None);
+        }
+        let corrupt = |message: String| CatalogError::Corrupt {
+            what: format!("access key {id}"),
+            message,
+        };
+        let secret = key.secret.clone().map_err(corrupt)?;
+        let scope = key.scope.clone().map_err(corrupt)?;
         // The key's user is in the view: the foreign key holds in the same snapshot.
-        let Ok(principal) = self.principal(&key.user) else {
+        let Ok(mut principal) = self.principal(&key.user) else {
             return Ok(None);
         };
-        Ok(Some((principal, secret)))
+        principal.scope = scope;
+        Ok(Some(KeyAuth {
+            principal,
+            secret,
+            session_token_hash: key.session_token_hash.clone(),
+        }))
     }
 
-    /// The principal a bearer token authenticates; None for an unknown, wrong or expired one.
+    /// What is wrong with the session of a request signed with access key `id` that carries
+    /// the session token `token`, if anything (None also for an unknown key: SigV4 says so).
+    pub fn session_problem(&self, id: &str, token: Option<&str>) -> Option<SessionProblem> {
+        let key = self.keys.get(id)?;
+        let temporary = key.session_token_hash.is_some();
+        if let Some(e) = key.expires_at
+            && e <= Timestamp::now().0
+        {
+            return Some(SessionProblem::Expired {
+                temporary,
+                at: Timestamp(e),
+            });
+        }
+        let matches = KeyAuth {
+            principal: Principal::default(),
+            secret: String::new(),
+            session_token_hash: key.session_token_hash.clone(),
+        }
+        .session_matches(token);
+        match (matches, temporary, token.is_some()) {
+            (true, _, _) => None,
+            (false, true, false) => Some(SessionProblem::Missing),
+            (false, true, true) => Some(SessionProblem::Wrong),
+            (false, false, _) => Some(SessionProblem::Unexpected),
+        }
+    }
+
+    /// The principal (with the token's scope) a bearer token authenticates; None for an
+    /// unknown, wrong or expired one, or one whose stored scope cannot be read.
     pub fn token(&self, token: &str) -> Option<Principal> {
         let (id, secret) = secret::split_token(token)?;
         let facts = self.tokens.get(id)?;
@@ -185,7 +247,9 @@ impl CatalogView {
         if facts.expires_at.is_some_and(|e| e <= Timestamp::now().0) {
             return None;
         }
-        self.principal(&facts.user).ok()
+        let mut principal = self.principal(&facts.user).ok()?;
+        principal.scope = facts.scope.clone().ok()?;
+        Some(principal)
     }
 
     /// The CORS rules of `volume`; None when it has none (or does not exist).
@@ -360,10 +424,13 @@ impl Catalog {
                 .push((subject, level));
         }
 
-        let rows = sqlx::query("SELECT id, user_name, sealed_secret FROM access_keys")
-            .fetch_all(pool)
-            .await
-            .map_err(CatalogError::db("load access keys"))?;
+        let rows = sqlx::query(
+            "SELECT id, user_name, sealed_secret, read_only, volumes, expires_at, \
+             session_token_hash FROM access_keys",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(CatalogError::db("load access keys"))?;
         let mut keys = HashMap::with_capacity(rows.len());
         for row in &rows {
             let id: String = get(row, "id")?;
@@ -374,14 +441,25 @@ impl Catalog {
                 .open(&id, &sealed)
                 .and_then(|plain| String::from_utf8(plain).map_err(|_| CatalogError::Crypto))
                 .map_err(|e| e.to_string());
-            let user = get(row, "user_name")?;
-            keys.insert(id, KeyFacts { user, secret });
+            let scope = Scope::from_columns(get(row, "read_only")?, get(row, "volumes")?);
+            keys.insert(
+                id,
+                KeyFacts {
+                    user: get(row, "user_name")?,
+                    secret,
+                    scope,
+                    expires_at: get(row, "expires_at")?,
+                    session_token_hash: get(row, "session_token_hash")?,
+                },
+            );
         }
 
-        let rows = sqlx::query("SELECT id, user_name, secret_hash, expires_at FROM api_tokens")
-            .fetch_all(pool)
-            .await
-            .map_err(CatalogError::db("load tokens"))?;
+        let rows = sqlx::query(
+            "SELECT id, user_name, secret_hash, expires_at, read_only, volumes FROM api_tokens",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(CatalogError::db("load tokens"))?;
         let mut tokens = HashMap::with_capacity(rows.len());
         for row in &rows {
             tokens.insert(
@@ -390,6 +468,7 @@ impl Catalog {
                     user: get(row, "user_name")?,
                     hash: get(row, "secret_hash")?,
                     expires_at: get(row, "expires_at")?,
+                    scope: Scope::from_columns(get(row, "read_only")?, get(row, "volumes")?),
                 },
             );
         }

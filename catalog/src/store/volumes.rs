@@ -274,6 +274,19 @@ impl Catalog {
             }
             None => conditions.push("v.public_read = 1".to_string()),
         }
+        // A credential limited to some volumes sees those, and public ones.
+        if let Some(scoped) = principal.and_then(|p| p.scope.volumes.as_ref()) {
+            let ids: Vec<String> = scoped
+                .iter()
+                .map(|id| arg(&mut binds, id.clone()))
+                .collect();
+            let within = if ids.is_empty() {
+                String::new()
+            } else {
+                format!(" OR v.id IN ({})", ids.join(", "))
+            };
+            conditions.push(format!("(v.public_read = 1{within})"));
+        }
         let where_clause = if conditions.is_empty() {
             String::new()
         } else {
@@ -310,8 +323,12 @@ impl Catalog {
             {
                 continue;
             }
-            let Some(access) = level_for(principal, &volume, granted.get(&volume.id).copied())
-            else {
+            let level = level_for(principal, &volume, granted.get(&volume.id).copied());
+            let level = match principal {
+                Some(p) => p.scope.limit(&volume, level),
+                None => level,
+            };
+            let Some(access) = level else {
                 continue;
             };
             if skip > 0 {

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use archway_catalog::{Access, AccessKey, ApiToken, Group, NewAccessKey, NewApiToken, User};
+use archway_catalog::{
+    Access, AccessKey, ApiToken, Group, NewAccessKey, NewApiToken, Scope, Terms, User,
+};
 
 use super::AppState;
 use crate::auth::Caller;
@@ -65,6 +67,15 @@ pub struct NewKey {
     )]
     #[schema(value_type = Option<String>)]
     pub secret_access_key: Option<SecretString>,
+    /// Limit the key to reading.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    /// Limit the key to these volumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<Vec<String>>,
+    /// Lifetime such as `30d` or `12h`; none means until revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
 }
 
 /// Writes a secret in clear: only for the request that carries it to the gateway.
@@ -82,6 +93,31 @@ pub struct NewToken {
     /// Lifetime such as `30d` or `12h`; none means until revoked.
     #[serde(default)]
     pub ttl: Option<String>,
+    /// Limit the token to reading.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+    /// Limit the token to these volumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<Vec<String>>,
+}
+
+/// The terms of a new key or token, from its request's fields.
+fn terms(
+    read_only: bool,
+    volumes: &Option<Vec<String>>,
+    ttl: Option<&str>,
+) -> Result<Terms, ApiError> {
+    let ttl = ttl
+        .map(humantime::parse_duration)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(Some("ttl".into()), format!("invalid ttl: {e}")))?;
+    Ok(Terms {
+        scope: Scope {
+            read_only,
+            volumes: volumes.clone(),
+        },
+        ttl,
+    })
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -295,9 +331,10 @@ async fn create_key(
             ));
         }
     };
+    let terms = terms(new.read_only, &new.volumes, new.ttl.as_deref())?;
     let key = state
         .dataplane
-        .create_access_key(caller.who(), &name, &new.description, import)
+        .create_access_key(caller.who(), &name, &new.description, &terms, import)
         .await?;
     tracing::info!(user = %name, access_key_id = %key.key.access_key_id, by = %caller.0.user, "access key created");
     Ok((StatusCode::CREATED, Json(key)).into_response())
@@ -375,15 +412,10 @@ async fn create_token(
     Path(name): Path<String>,
     StrictJson(new): StrictJson<NewToken>,
 ) -> Result<Response, ApiError> {
-    let ttl = new
-        .ttl
-        .as_deref()
-        .map(humantime::parse_duration)
-        .transpose()
-        .map_err(|e| ApiError::bad_request(Some("ttl".into()), format!("invalid ttl: {e}")))?;
+    let terms = terms(new.read_only, &new.volumes, new.ttl.as_deref())?;
     let token = state
         .dataplane
-        .create_token(caller.who(), &name, &new.name, ttl)
+        .create_token(caller.who(), &name, &new.name, &terms)
         .await?;
     tracing::info!(user = %name, token = %token.token.id, by = %caller.0.user, "token created");
     Ok((StatusCode::CREATED, Json(token)).into_response())

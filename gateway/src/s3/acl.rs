@@ -186,6 +186,7 @@ mod tests {
         let alice = Principal {
             user: "alice".into(),
             admin: false,
+            scope: Default::default(),
         };
         let (owner, all) = policy(&acl(Access::Admin, true, grants), Some(&alice));
         assert_eq!(owner.id.as_deref(), Some("alice"));
@@ -203,6 +204,7 @@ mod tests {
         let carol = Principal {
             user: "carol".into(),
             admin: false,
+            scope: Default::default(),
         };
         let (_, own) = policy(&acl(Access::Read, false, Vec::new()), Some(&carol));
         assert_eq!(

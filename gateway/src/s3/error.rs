@@ -107,6 +107,14 @@ pub fn catalog_unavailable(e: CatalogError) -> S3Error {
     err
 }
 
+/// Text as XML character data or an attribute value.
+pub fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 /// An S3 XML error answered by the gateway itself (outside `s3s`: refused routes, CORS).
 pub fn xml_response(
     status: http::StatusCode,
@@ -115,12 +123,7 @@ pub fn xml_response(
     request_id: &str,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let escape = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
+    let escape = xml_escape;
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message>\
          <RequestId>{}</RequestId></Error>",

@@ -30,10 +30,10 @@ use s3s::auth::{Credentials, S3Auth, SecretKey};
 use s3s::dto::StreamingBlob;
 use s3s::{S3Result, s3_error};
 
-use archway_catalog::{Catalog, Principal};
+use archway_catalog::{Catalog, Principal, SessionProblem};
 use archway_dataplane::Dataplane;
 
-pub use error::dataplane_error;
+pub use error::{dataplane_error, xml_escape};
 pub use host::BucketDomain;
 
 use crate::metrics::Metrics;
@@ -169,6 +169,57 @@ impl<S: Stream + Send> Stream for SyncStream<S> {
     }
 }
 
+/// What is wrong with a signed request's session (a temporary key without its session token,
+/// a long-term key with one, an expired key), as the S3 error to answer; None when nothing is
+/// or the request is unsigned. The signature itself is s3s's to check.
+async fn session_problem(
+    dataplane: &Dataplane,
+    signed: Option<(String, Option<String>)>,
+) -> Option<(StatusCode, &'static str, String)> {
+    let (key, token) = signed?;
+    let view = match dataplane.catalog().view().await {
+        Ok(v) => v,
+        // The signature check reports the catalogue's state.
+        Err(_) => return None,
+    };
+    let problem = view.session_problem(&key, token.as_deref())?;
+    Some(match problem {
+        SessionProblem::Expired {
+            temporary: true,
+            at,
+        } => (
+            StatusCode::BAD_REQUEST,
+            "ExpiredToken",
+            format!("The provided token has expired (the session of {key} ended at {at})."),
+        ),
+        SessionProblem::Expired {
+            temporary: false,
+            at,
+        } => (
+            StatusCode::FORBIDDEN,
+            "InvalidAccessKeyId",
+            format!("The AWS access key Id you provided expired at {at}."),
+        ),
+        SessionProblem::Missing => (
+            StatusCode::FORBIDDEN,
+            "InvalidToken",
+            format!(
+                "{key} is a temporary key: its requests must carry its session token (X-Amz-Security-Token)."
+            ),
+        ),
+        SessionProblem::Wrong => (
+            StatusCode::BAD_REQUEST,
+            "InvalidToken",
+            "The provided token is malformed or otherwise invalid.".to_string(),
+        ),
+        SessionProblem::Unexpected => (
+            StatusCode::BAD_REQUEST,
+            "InvalidToken",
+            format!("{key} is a long-term key: a request signed with it carries no session token."),
+        ),
+    })
+}
+
 /// Builds the S3 service over `front`; `domain` enables virtual-hosted-style requests.
 pub fn service(
     front: S3Front,
@@ -224,9 +275,11 @@ pub fn fallback(
         .map(Arc::new);
     let s3 = service(front, domain, state.server.max_s3_xml_body_bytes);
     let dataplane = state.dataplane.clone();
+    let identity = state.identity.clone();
     tower::service_fn(move |req: Request| {
         let mut s3 = s3.clone();
         let dataplane = dataplane.clone();
+        let identity = identity.clone();
         let domain = cors_domain.clone();
         // One id per request: in error bodies (RequestId) and on every answer, as S3 does.
         let id = crate::error::fresh_request_id();
@@ -249,7 +302,9 @@ pub fn fallback(
             {
                 req.headers_mut().insert("x-amz-date", v);
             }
-            let mut response = if req.method() == axum::http::Method::OPTIONS {
+            let mut response = if crate::sts::is_sts(&req) {
+                crate::sts::handle(&identity, &dataplane, req, &id).await
+            } else if req.method() == axum::http::Method::OPTIONS {
                 let (headers, bucket) = (req.headers().clone(), cors::bucket_of(&req, domain));
                 drop(req);
                 cors::preflight(&dataplane, &headers, bucket, &id).await
@@ -272,6 +327,13 @@ pub fn fallback(
                     "The Content-MD5 you specified was invalid: it is empty",
                     &id,
                 )
+            } else if let Some((status, code, message)) = session_problem(
+                &dataplane,
+                route::signing_key(req.headers(), req.uri().query()),
+            )
+            .await
+            {
+                error::xml_response(status, code, &message, &id)
             } else if let Some(sub) = route::unsupported(req.uri().query()) {
                 error::xml_response(
                     StatusCode::NOT_IMPLEMENTED,

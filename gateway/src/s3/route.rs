@@ -214,3 +214,94 @@ mod tests {
         assert_eq!(amz_date_from("Tue, 01 Foo 2026 11:30:05 GMT"), None);
     }
 }
+
+/// The access key a request is signed with and the session token it carries, if any: from
+/// the `Authorization` header (SigV4 `Credential=KEY/…`, or SigV2 `AWS KEY:…`) and the
+/// `X-Amz-Security-Token` header, or from a presigned URL's `X-Amz-Credential` (or
+/// `AWSAccessKeyId`) and `X-Amz-Security-Token` parameters. None for an unsigned request.
+pub(super) fn signing_key(
+    headers: &http::HeaderMap,
+    query: Option<&str>,
+) -> Option<(String, Option<String>)> {
+    let header_token = headers
+        .get("x-amz-security-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(auth) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let key = if let Some(rest) = auth.strip_prefix("AWS4-HMAC-SHA256") {
+            rest.split(',').find_map(|part| {
+                let value = part.trim().strip_prefix("Credential=")?;
+                value.split('/').next().map(str::to_string)
+            })
+        } else {
+            auth.strip_prefix("AWS ")
+                .and_then(|rest| rest.split(':').next())
+                .map(|k| k.trim().to_string())
+        };
+        return key.map(|k| (k, header_token));
+    }
+    let mut key = None;
+    let mut token = header_token;
+    for pair in query?.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decoded = || {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8()
+                .ok()
+                .map(|s| s.into_owned())
+        };
+        if k.eq_ignore_ascii_case("X-Amz-Credential") {
+            key = decoded().and_then(|c| c.split('/').next().map(str::to_string));
+        } else if k.eq_ignore_ascii_case("AWSAccessKeyId") {
+            key = decoded();
+        } else if k.eq_ignore_ascii_case("X-Amz-Security-Token") {
+            token = decoded();
+        }
+    }
+    key.map(|k| (k, token))
+}
+
+#[cfg(test)]
+mod signing_key_tests {
+    use super::signing_key;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn signing_key_reads_sigv4_headers_presigned_queries_and_sigv2() {
+        let h = headers(&[
+            (
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=ASIAKEY/20261202/us-east-1/s3/aws4_request, \
+                 SignedHeaders=host, Signature=ab",
+            ),
+            ("x-amz-security-token", "tok"),
+        ]);
+        assert_eq!(
+            signing_key(&h, None),
+            Some(("ASIAKEY".into(), Some("tok".into())))
+        );
+        let q = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKID%2F20261202%2Fus-east-1\
+                 %2Fs3%2Faws4_request&X-Amz-Security-Token=a%2Bb&X-Amz-Signature=00";
+        assert_eq!(
+            signing_key(&http::HeaderMap::new(), Some(q)),
+            Some(("AKID".into(), Some("a+b".into())))
+        );
+        let h = headers(&[("authorization", "AWS AKV2:c2ln")]);
+        assert_eq!(signing_key(&h, None), Some(("AKV2".into(), None)));
+        assert_eq!(
+            signing_key(&http::HeaderMap::new(), Some("list-type=2")),
+            None
+        );
+        assert_eq!(signing_key(&http::HeaderMap::new(), None), None);
+    }
+}
