@@ -182,7 +182,7 @@ fn boto3(mode: &str, url: &str, token: &str, bucket: &str, key: &str) -> Value {
 
 /// A gateway over `dir` configured to trust `issuer`, with the volume `sky` over a folder
 /// holding `obs/field.fits`, readable by the group `xmm`.
-async fn gateway_trusting(dir: &Path, issuer: &str) -> (Gateway, Vec<u8>) {
+async fn gateway_trusting(dir: &Path, issuer: &str, sts_max: &str) -> (Gateway, Vec<u8>) {
     let files = dir.join("sky");
     std::fs::create_dir_all(files.join("obs")).unwrap();
     let content: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -193,7 +193,7 @@ async fn gateway_trusting(dir: &Path, issuer: &str) -> (Gateway, Vec<u8>) {
         format!(
             r#"
 [auth]
-sts_max_duration = "5s"
+sts_max_duration = "{sts_max}"
 
 [[auth.oidc]]
 issuer = "{issuer}"
@@ -226,7 +226,7 @@ async fn boto3_trades_an_oidc_token_for_temporary_credentials_that_expire() {
     let issuer = start_issuer().await;
     let k1 = SigningKey::new("k1");
     *issuer.keys.lock().unwrap() = vec![k1.jwk()];
-    let (gw, content) = gateway_trusting(tmp.path(), &issuer.url).await;
+    let (gw, content) = gateway_trusting(tmp.path(), &issuer.url, "5s").await;
 
     // A token for a user Archway has not seen: created on first sign-in, in group xmm.
     let token = k1.sign(&claims(
@@ -301,7 +301,7 @@ async fn the_api_takes_oidc_bearer_tokens_across_a_key_rotation() {
     let issuer = start_issuer().await;
     let (k1, k2) = (SigningKey::new("k1"), SigningKey::new("k2"));
     *issuer.keys.lock().unwrap() = vec![k1.jwk()];
-    let (gw, _) = gateway_trusting(tmp.path(), &issuer.url).await;
+    let (gw, _) = gateway_trusting(tmp.path(), &issuer.url, "1h").await;
     let http = reqwest::Client::new();
     let volumes = |token: String| {
         let (http, url) = (http.clone(), gw.url.clone());
@@ -365,6 +365,104 @@ async fn the_api_takes_oidc_bearer_tokens_across_a_key_rotation() {
             .contains("audience"),
         "{body}"
     );
+}
+
+/// The aws cli `scripts/test-services` installed (`ARCHWAY_TEST_AWS`), else the one next to
+/// the test's Python, else the one on PATH.
+fn aws_cli() -> std::path::PathBuf {
+    if let Some(aws) = std::env::var_os("ARCHWAY_TEST_AWS") {
+        return aws.into();
+    }
+    let python = std::path::PathBuf::from(python());
+    match python.parent() {
+        Some(dir) if dir.join("aws").exists() => dir.join("aws"),
+        _ => "aws".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn archway_mount_reads_with_aws_cli_temporary_credentials_and_an_oidc_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let issuer = start_issuer().await;
+    let k1 = SigningKey::new("k1");
+    *issuer.keys.lock().unwrap() = vec![k1.jwk()];
+    let (gw, content) = gateway_trusting(tmp.path(), &issuer.url, "1h").await;
+    let token = k1.sign(&claims(&issuer.url, "archway", "carol", &["xmm"]));
+
+    let out = Command::new(aws_cli())
+        .args([
+            "sts",
+            "assume-role-with-web-identity",
+            "--role-arn",
+            "arn:aws:iam::000000000000:role/datalab",
+            "--role-session-name",
+            "mount",
+            "--web-identity-token",
+            &token,
+            "--endpoint-url",
+            &gw.url,
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+        ])
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "aws sts (is the aws cli installed? scripts/test-services sets ARCHWAY_TEST_AWS): {}",
+        text(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = &answer["Credentials"];
+    let (id, secret, session) = (
+        c["AccessKeyId"].as_str().unwrap(),
+        c["SecretAccessKey"].as_str().unwrap(),
+        c["SessionToken"].as_str().unwrap(),
+    );
+
+    // The mount signs with the temporary key and its session token, and asks the catalogue
+    // which volumes to show with the OpenID Connect token.
+    let mp = tmp.path().join("mnt");
+    let mut m = common::mount::Mount::start(
+        &mp,
+        &[
+            "--gateway",
+            &gw.url,
+            "--access-key-id",
+            id,
+            "--secret-access-key",
+            secret,
+            "--session-token",
+            session,
+            "--token",
+            &token,
+        ],
+    );
+    let read = tokio::task::spawn_blocking({
+        let f = mp.join("sky/obs/field.fits");
+        move || std::fs::read(f)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        read == content,
+        "the mount read other bytes; log:\n{}",
+        m.log()
+    );
+    assert!(m.signal("-TERM").success(), "{}", m.log());
+
+    // Without the session token the same key is refused.
+    let store = s3_client(&gw.url, "sky", id, secret);
+    let err = store
+        .get(&Key::from("obs/field.fits"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("InvalidToken"), "{err}");
 }
 
 /// `archway catalog ARGS` against `gw` with `token`; the JSON it printed, or the failure.
