@@ -6,38 +6,10 @@
 
 mod common;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
-
 use archway_dataplane::object_store::path::Path as Key;
 use archway_dataplane::object_store::{ObjectStoreExt, PutPayload};
-use common::{Gateway, free_port, s3_client};
+use common::{Gateway, free_port, records_until, s3_client};
 use serde_json::Value;
-
-/// The records in the trail, waiting (up to 10 s) until `done` holds for them.
-async fn records_until(path: &Path, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let records: Vec<Value> = std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect();
-        if done(&records) {
-            return records;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "records missing; the trail holds:\n{}",
-            records
-                .iter()
-                .map(|r| r.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn find(records: &[Value], what: impl Fn(&Value) -> bool) -> Option<&Value> {
     records.iter().find(|r| what(r))

@@ -24,7 +24,7 @@ use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{BIN, Gateway, free_port, s3_client, text};
+use common::{BIN, Gateway, free_port, records_until, s3_client, text};
 use serde_json::{Value, json};
 
 fn python() -> String {
@@ -181,7 +181,8 @@ fn boto3(mode: &str, url: &str, token: &str, bucket: &str, key: &str) -> Value {
 }
 
 /// A gateway over `dir` configured to trust `issuer`, with the volume `sky` over a folder
-/// holding `obs/field.fits`, readable by the group `xmm`.
+/// holding `obs/field.fits`, readable by the group `xmm`, and its audit trail in
+/// `dir/audit.jsonl`.
 async fn gateway_trusting(dir: &Path, issuer: &str, sts_max: &str) -> (Gateway, Vec<u8>) {
     let files = dir.join("sky");
     std::fs::create_dir_all(files.join("obs")).unwrap();
@@ -192,6 +193,9 @@ async fn gateway_trusting(dir: &Path, issuer: &str, sts_max: &str) -> (Gateway, 
         &config,
         format!(
             r#"
+[audit]
+path = "{audit}"
+
 [auth]
 sts_max_duration = "{sts_max}"
 
@@ -210,7 +214,8 @@ title = "Sky survey"
 backend = "sky"
 kind = "archive"
 "#,
-            files = files.display()
+            files = files.display(),
+            audit = dir.join("audit.jsonl").display(),
         ),
     )
     .unwrap();
@@ -293,6 +298,74 @@ async fn boto3_trades_an_oidc_token_for_temporary_credentials_that_expire() {
         boto3("refuse", &gw.url, &odd, "", "")["code"],
         "IDPRejectedClaim"
     );
+
+    // Each refused credential is counted by its reason, though S3 and STS answer them 400.
+    let metrics = reqwest::get(format!("{}/metrics", gw.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "archway_requests_denied_total{front=\"s3\",reason=\"InvalidToken\"} 1",
+        "archway_requests_denied_total{front=\"s3\",reason=\"ExpiredToken\"} 1",
+        "archway_requests_denied_total{front=\"s3\",reason=\"InvalidIdentityToken\"} 3",
+        "archway_requests_denied_total{front=\"s3\",reason=\"ExpiredTokenException\"} 1",
+        "archway_requests_denied_total{front=\"s3\",reason=\"IDPRejectedClaim\"} 1",
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in\n{metrics}");
+    }
+
+    // The trail has the exchange as alice through OIDC, her GET with the session key, and the
+    // refusals without the session token and after expiry.
+    let trail = tmp.path().join("audit.jsonl");
+    let find = |records: &[Value], op: &str, auth: &str, status: u64| {
+        records
+            .iter()
+            .find(|r| r["op"] == op && r["auth"] == auth && r["status"] == status)
+            .cloned()
+    };
+    let records = records_until(&trail, |r| {
+        r.iter().filter(|r| r["status"] == 400).count() >= 6
+            && r.iter().filter(|r| r["status"] == 403).count() >= 1
+    })
+    .await;
+    let exchange = find(&records, "AssumeRoleWithWebIdentity", "oidc", 200).unwrap();
+    let refused = records
+        .iter()
+        .filter(|r| r["op"] == "AssumeRoleWithWebIdentity" && r["status"] == 400)
+        .collect::<Vec<_>>();
+    assert!(
+        !refused.is_empty()
+            && refused
+                .iter()
+                .all(|r| r["auth"] == "oidc" && r["principal"].is_null()),
+        "{refused:?}"
+    );
+    assert_eq!(exchange["principal"], "alice", "{exchange}");
+    assert_eq!(exchange["front"], "s3", "{exchange}");
+    let get = find(&records, "GetObject", "sigv4-session", 200).unwrap();
+    assert_eq!(
+        (
+            &get["principal"],
+            &get["volume"],
+            &get["key"],
+            &get["bytes_out"]
+        ),
+        (
+            &json!("alice"),
+            &json!("sky"),
+            &json!("obs/field.fits"),
+            &json!(content.len())
+        ),
+        "{get}"
+    );
+    let written = std::fs::read_to_string(&trail).unwrap();
+    assert!(
+        !written.contains(&token[token.len() - 40..]),
+        "the identity token reached the trail"
+    );
+    eprintln!("sample audit records:\n{written}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -364,6 +437,31 @@ async fn the_api_takes_oidc_bearer_tokens_across_a_key_rotation() {
             .unwrap()
             .contains("audience"),
         "{body}"
+    );
+
+    // The trail names bob and how he signed in; the refused tokens are recorded as tried
+    // OpenID Connect sign-ins of nobody.
+    let records = records_until(&tmp.path().join("audit.jsonl"), |r| {
+        r.iter()
+            .filter(|r| r["front"] == "api" && r["auth"] == "oidc")
+            .count()
+            >= 5
+    })
+    .await;
+    let oidc: Vec<_> = records
+        .iter()
+        .filter(|r| r["front"] == "api" && r["auth"] == "oidc")
+        .map(|r| (r["principal"].clone(), r["status"].clone()))
+        .collect();
+    assert_eq!(
+        oidc,
+        vec![
+            (json!("bob"), json!(200)),
+            (json!("bob"), json!(200)),
+            (json!("bob"), json!(200)),
+            (Value::Null, json!(401)),
+            (Value::Null, json!(401)),
+        ]
     );
 }
 
@@ -614,6 +712,21 @@ async fn scoped_keys_and_tokens_read_only_limited_to_volumes_and_expiring() {
     )
     .unwrap_err();
     assert!(err.contains("Not_A_Bucket"), "{err}");
+    // A well-formed name of no volume: refused, rather than a key that reaches nothing.
+    let err = cli(
+        &gw,
+        &admin,
+        &[
+            "user",
+            "token",
+            "create",
+            "admin",
+            "--volume",
+            "no-such-volume",
+        ],
+    )
+    .unwrap_err();
+    assert!(err.contains("no-such-volume"), "{err}");
     let err = cli(
         &gw,
         &admin,

@@ -507,6 +507,37 @@ mod tests {
     }
 
     #[test]
+    fn the_examples_commented_oidc_issuer_is_valid_when_uncommented() {
+        // The `[[auth.oidc]]` entry is commented out (there is no issuer to trust by default);
+        // uncommented, every key it shows must parse and pass the checks.
+        let mut inside = false;
+        let text: String = EXAMPLE
+            .lines()
+            .map(|line| {
+                if line == "# [[auth.oidc]]" {
+                    inside = true;
+                } else if !line.starts_with('#') {
+                    inside = false;
+                }
+                match line.strip_prefix("# ") {
+                    Some(rest) if inside && !rest.starts_with("# ") => rest.to_string(),
+                    _ => line.to_string(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::parse(&text, no_env()).unwrap_or_else(|p| panic!("{p:#?}"));
+        let o = &c.auth.oidc[..];
+        assert_eq!(o.len(), 1, "{text}");
+        assert_eq!(o[0].issuer, "https://sso.example.org/realms/datalabs");
+        assert_eq!(o[0].groups_claim.as_deref(), Some("groups"));
+        assert_eq!(
+            c.auth.sts_max_duration,
+            std::time::Duration::from_secs(12 * 3600)
+        );
+    }
+
+    #[test]
     fn every_problem_is_reported_with_path_and_line() {
         let text = r#"
 [server]

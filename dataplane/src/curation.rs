@@ -495,6 +495,7 @@ impl Dataplane {
         import: Option<(&str, &str)>,
     ) -> Result<NewAccessKey> {
         self_or_admin(who, user, "creating access keys")?;
+        self.check_scope_volumes(who, terms).await?;
         match import {
             None => Ok(self
                 .catalog()
@@ -563,7 +564,18 @@ impl Dataplane {
         terms: &Terms,
     ) -> Result<NewApiToken> {
         self_or_admin(who, user, "creating API tokens")?;
+        self.check_scope_volumes(who, terms).await?;
         Ok(self.catalog().create_token_with(user, name, terms).await?)
+    }
+
+    /// A credential may only be limited to volumes the caller can see: a misspelt volume
+    /// would otherwise make a key that silently reaches nothing.
+    async fn check_scope_volumes(&self, who: Option<&Principal>, terms: &Terms) -> Result<()> {
+        terms.scope.validate()?;
+        for v in terms.scope.volumes.iter().flatten() {
+            self.volume(who, v).await?;
+        }
+        Ok(())
     }
 
     pub async fn revoke_token(&self, who: Option<&Principal>, user: &str, id: &str) -> Result<()> {

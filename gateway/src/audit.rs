@@ -66,6 +66,11 @@ pub fn note_op(op: &str) {
     with(|s| s.op = Some(op.to_string()));
 }
 
+/// How the request tries to authenticate, before it is known whether it does.
+pub fn note_auth(auth: &'static str) {
+    with(|s| s.auth = auth);
+}
+
 /// The volume and object the request is about.
 pub fn note_target(volume: &str, key: Option<&str>) {
     with(|s| {
@@ -204,13 +209,26 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     })
 }
 
-/// Counts a refusal (401, 403) in `archway_requests_denied_total` by its error code.
+/// Refusals of a credential that S3 and STS answer with 400 rather than 401/403.
+const CREDENTIAL_REFUSALS_400: &[&str] = &[
+    "ExpiredToken",
+    "InvalidIdentityToken",
+    "ExpiredTokenException",
+    "IDPRejectedClaim",
+];
+
+/// Counts a refusal (401, 403, and the 400s that refuse a credential) in
+/// `archway_requests_denied_total` by its error code.
 async fn count_refusal(state: &AppState, front: &str, response: Response) -> Response {
     let status = response.status();
-    if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
+    let bad_request = status == StatusCode::BAD_REQUEST;
+    if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN && !bad_request {
         return response;
     }
     let (reason, response) = error_code(response).await;
+    if bad_request && !CREDENTIAL_REFUSALS_400.contains(&reason.as_str()) {
+        return response;
+    }
     state
         .metrics
         .requests_denied

@@ -82,6 +82,7 @@ impl FromRequestParts<AppState> for Caller {
                 ApiError::unauthorized("the Authorization header is not `Bearer <token>`")
             })?;
         if state.identity.enabled() && Identity::looks_like_jwt(token) {
+            crate::audit::note_auth("oidc");
             let claims = state.identity.verify(token).await.map_err(|e| match e {
                 TokenError::Fetch(_) => ApiError::new(
                     axum::http::StatusCode::SERVICE_UNAVAILABLE,

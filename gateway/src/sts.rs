@@ -81,6 +81,7 @@ pub async fn handle(
 ) -> Response {
     let bad = |code: &str, message: &str| error(StatusCode::BAD_REQUEST, code, message, request_id);
     crate::audit::note_op("AssumeRoleWithWebIdentity");
+    crate::audit::note_auth("oidc");
     let mut params: Vec<(String, String)> = req
         .uri()
         .query()
