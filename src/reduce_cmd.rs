@@ -61,6 +61,10 @@ pub struct ReduceArgs {
     /// auto, cpu or cuda.
     #[arg(long, default_value = "auto", value_parser = parse_engine)]
     pub engine: Engine,
+    /// Where the data is at a site that cannot reduce it (a peer without a token, an older
+    /// gateway), read it from there and reduce it at the last site that can. Off: refused.
+    #[arg(long)]
+    pub allow_pull: bool,
     #[command(flatten)]
     pub target: Target,
 }
@@ -130,6 +134,7 @@ pub async fn run(args: ReduceArgs) -> Result<()> {
             archway_compute::array::ArrayFormat::Fits
         },
         engine: args.engine,
+        allow_pull: args.allow_pull,
     };
     if args.glob.is_some() || key.is_empty() || key.ends_with('/') {
         let batch_req = BatchRequest::over(req, args.glob.clone(), BatchFormat::Ndjson);

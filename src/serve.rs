@@ -100,6 +100,7 @@ pub async fn open_with(
     let state = AppState {
         audit,
         identity: Arc::new(archway_gateway::Identity::new(&config.auth)),
+        site_id: Default::default(),
         dataplane: Arc::new(dataplane),
         metrics: Arc::new(Metrics::new()),
         server: Arc::new(ServerConfig {

@@ -5,9 +5,10 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
-use common::{BIN, Gateway, text};
+use common::{BIN, Gateway, free_port, text};
 use serde_json::{Value, json};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/compute/tests/fixtures");
@@ -374,6 +375,214 @@ async fn a_reduction_on_a_peer_volume_runs_at_the_peer() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 422);
+}
+
+/// A `[backends.NAME]` over the gateway `gw` (its admin's keys and token, or no token) and a
+/// volume `id` over its volume `remote`.
+fn peer_volume(name: &str, gw: &Gateway, token: bool, id: &str, remote: &str) -> String {
+    let token = if token {
+        format!("token = \"{}\"\n", gw.credential("archway_api_token"))
+    } else {
+        String::new()
+    };
+    format!(
+        "[backends.{name}]\nurl = \"archway+{url}\"\naccess_key_id = \"{key}\"\n\
+         secret_access_key = \"{secret}\"\n{token}\n\
+         [[volumes]]\nid = \"{id}\"\nbackend = \"{name}\"\nprefix = \"{remote}\"\n\n",
+        url = gw.url,
+        key = gw.credential("aws_access_key_id"),
+        secret = gw.credential("aws_secret_access_key"),
+    )
+}
+
+/// Starts a gateway in `dir/name` with `config` as its configuration file.
+async fn gateway_with(dir: &Path, name: &str, port: u16, config: &str) -> Gateway {
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(&file, config).unwrap();
+    Gateway::start_on(&dir.join(name), port, &["--config", file.to_str().unwrap()]).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reduction_chases_the_data_through_every_hop() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A holds the data; B has `remote-demo` over A's demo; C has `far-demo` over B's
+    // `remote-demo`; D has `farthest-demo` over C's `far-demo`. B allows two hops before it.
+    let a_port = free_port();
+    let mut a = Gateway::start_on(&d.join("a"), a_port, &[]).await;
+    let image = fits_image(2048, 1024, |i| (i % 1000) as f32 * 0.5);
+    std::fs::write(d.join("a/demo/big.fits"), &image).unwrap();
+    let b = gateway_with(
+        d,
+        "b",
+        free_port(),
+        &format!(
+            "[server]\npeer_max_hops = 2\n\n{}{}{}",
+            peer_volume("site-a", &a, true, "remote-demo", "demo"),
+            peer_volume("site-a-mute", &a, false, "mute-demo", "demo"),
+            peer_volume("site-a-loop", &a, true, "loop-b", "loop-a"),
+        ),
+    )
+    .await;
+    let c = gateway_with(
+        d,
+        "c",
+        free_port(),
+        &format!(
+            "{}{}",
+            peer_volume("site-b", &b, true, "far-demo", "remote-demo"),
+            peer_volume("site-b-mute", &b, true, "far-mute", "mute-demo"),
+        ),
+    )
+    .await;
+    let dd = gateway_with(
+        d,
+        "d",
+        free_port(),
+        &peer_volume("site-c", &c, true, "farthest-demo", "far-demo"),
+    )
+    .await;
+
+    let client = reqwest::Client::new();
+    let reduce = |gw: &Gateway, body: Value| {
+        let (client, url, token) = (
+            client.clone(),
+            gw.url.clone(),
+            gw.credential("archway_api_token"),
+        );
+        async move {
+            let resp = client
+                .post(format!("{url}/api/v1/reduce"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap())
+        }
+    };
+    let stats = |volume: &str| json!({"volume": volume, "key": "big.fits", "op": "stats"});
+
+    // Asked at A directly, then at C: C → B → A, computed at A, nothing pulled on any link.
+    let t = std::time::Instant::now();
+    let (status, direct) = reduce(&a, stats("demo")).await;
+    let direct_ms = t.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(status, 200, "{direct}");
+    let before = (s3_bytes_out(&a).await, s3_bytes_out(&b).await);
+    let t = std::time::Instant::now();
+    let (status, chained) = reduce(&c, stats("far-demo")).await;
+    let chained_ms = t.elapsed().as_secs_f64() * 1000.0;
+    assert_eq!(status, 200, "{chained}");
+    assert_eq!(chained["site"], a.url.as_str(), "computed at A: {chained}");
+    assert_eq!(chained["value"], direct["value"]);
+    assert_eq!(chained["bytes_read"], direct["bytes_read"]);
+    assert_eq!(
+        (s3_bytes_out(&a).await, s3_bytes_out(&b).await),
+        before,
+        "no object bytes left A or B over S3"
+    );
+    let sites = chained["sites"].as_array().unwrap();
+    let urls: Vec<&str> = sites.iter().map(|h| h["url"].as_str().unwrap()).collect();
+    assert_eq!(urls, [b.url.as_str(), a.url.as_str()], "{chained}");
+    for hop in sites {
+        let moved = hop["bytes_in"].as_u64().unwrap() + hop["bytes_out"].as_u64().unwrap();
+        assert!(moved > 0 && moved * 100 < image.len() as u64, "{hop}");
+    }
+    eprintln!(
+        "C → B → A: {:.0} ms (A directly: {direct_ms:.0} ms), file {} bytes, links {}",
+        chained_ms,
+        image.len(),
+        serde_json::to_string(sites).unwrap()
+    );
+
+    // A batch and an array answer chase the data too.
+    let resp = client
+        .post(format!("{}/api/v1/reduce/batch", c.url))
+        .bearer_auth(c.credential("archway_api_token"))
+        .json(&json!({"volume": "far-demo", "glob": "big.fits", "op": "max"}))
+        .send()
+        .await
+        .unwrap();
+    let first: Value =
+        serde_json::from_str(resp.text().await.unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(first["site"], a.url.as_str(), "{first}");
+    assert_eq!(first["value"], direct["value"]["max"]);
+    let resp = client
+        .post(format!("{}/api/v1/reduce", c.url))
+        .bearer_auth(c.credential("archway_api_token"))
+        .json(
+            &json!({"volume": "far-demo", "key": "big.fits", "op": "bin", "factor": [64, 64],
+                      "output": "npy"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-archway-site"], a.url.as_str());
+    assert_eq!(
+        (s3_bytes_out(&a).await, s3_bytes_out(&b).await),
+        before,
+        "the batch and the binning ran at A"
+    );
+
+    // D → C → B: B has seen two hops already and refuses, naming its limit.
+    let (status, err) = reduce(&dd, stats("farthest-demo")).await;
+    assert_eq!(status, 508, "{err}");
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(message.contains("peer_max_hops"), "{err}");
+
+    // A hop that cannot compute (B has no token for A) is named; with allow_pull, B reads
+    // the data and reduces it — the last site that can — and the pulled link says so.
+    let (status, err) = reduce(&c, stats("far-mute")).await;
+    assert_eq!(status, 501, "{err}");
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&b.url) && message.contains("token"),
+        "{err}"
+    );
+    let mut pull = stats("far-mute");
+    pull["allow_pull"] = json!(true);
+    let (status, pulled) = reduce(&c, pull).await;
+    assert_eq!(status, 200, "{pulled}");
+    assert_eq!(pulled["value"], direct["value"]);
+    assert_eq!(pulled["site"], b.url.as_str(), "{pulled}");
+    assert_eq!(pulled["sites"][1]["pulled"], true, "{pulled}");
+    assert_eq!(pulled["sites"][1]["url"], a.url.as_str(), "{pulled}");
+
+    // A loop: B's `loop-b` is over A's `loop-a`, which A (restarted with it) puts over B's
+    // `loop-b`. Asked at A: A → B → A, refused at A as a loop.
+    a.stop();
+    let a = gateway_with(
+        d,
+        "a",
+        a_port,
+        &peer_volume("site-b", &b, true, "loop-a", "loop-b"),
+    )
+    .await;
+    let (status, err) = reduce(
+        &a,
+        json!({"volume": "loop-a", "key": "x.fits", "op": "sum"}),
+    )
+    .await;
+    assert_eq!(status, 508, "{err}");
+    assert_eq!(err["error"]["code"], "PeerLoop", "{err}");
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("loop"),
+        "{err}"
+    );
+
+    // A peer down mid-chain: the error names it.
+    drop(a);
+    let (status, err) = reduce(&c, stats("far-demo")).await;
+    assert_eq!(status, 502, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("127.0.0.1:{a_port}")),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -33,6 +33,9 @@ pub struct BatchRequest {
     pub approximate: bool,
     #[serde(default)]
     pub engine: Engine,
+    /// As for one reduction: objects at a site that cannot compute are read here.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_pull: bool,
     /// `ndjson` (default: one event per line as results arrive) or `csv`.
     #[serde(default)]
     pub format: BatchFormat,
@@ -62,6 +65,7 @@ impl BatchRequest {
             q: req.q,
             approximate: req.approximate,
             engine: req.engine,
+            allow_pull: req.allow_pull,
             format,
         }
     }
@@ -82,6 +86,7 @@ impl BatchRequest {
             factor: None,
             output: array::ArrayFormat::Fits,
             engine: self.engine,
+            allow_pull: self.allow_pull,
         }
     }
 

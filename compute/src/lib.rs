@@ -40,7 +40,7 @@ pub use batch::{BatchEvent, BatchFormat, BatchRequest, Selection};
 pub use error::ComputeError;
 pub use hdu::{Hdu, HduKind, HduSelector, Source};
 pub use reduce::{Histogram, Moments, Op};
-pub use request::{Engine, ReduceRequest, Reduction};
+pub use request::{Engine, Hop, ReduceRequest, Reduction};
 pub use runner::run;
 
 /// Bytes of data fetched and reduced as one unit: a multiple of every element width and of the

@@ -52,6 +52,11 @@ pub struct ReduceRequest {
     pub output: array::ArrayFormat,
     #[serde(default)]
     pub engine: Engine,
+    /// Where the data lives at another site that cannot compute (a peer without a token, or
+    /// one that answers it cannot), read the data from there and reduce it here. Off: such a
+    /// request is refused rather than the data moved.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_pull: bool,
 }
 
 impl ReduceRequest {
@@ -72,6 +77,7 @@ impl ReduceRequest {
             factor: None,
             output: Default::default(),
             engine: Engine::default(),
+            allow_pull: false,
         }
     }
 }
@@ -112,6 +118,11 @@ pub struct Reduction {
     /// The peer gateway that computed the answer, when the data lives at another site.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site: Option<String>,
+    /// The links the request travelled, from the gateway that was asked towards the one that
+    /// computed: each names the gateway reached and the bytes sent to it and answered by it
+    /// (empty when it was computed where it was asked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sites: Vec<Hop>,
     /// Bytes read from the object (headers and data) for this answer, at the site holding it.
     pub bytes_read: u64,
     /// Bytes of this answer as sent (set by the front that sends it).
@@ -121,4 +132,18 @@ pub struct Reduction {
     #[serde(skip)]
     #[schema(ignore)]
     pub array: Option<array::Array>,
+}
+
+/// One link of a forwarded reduction.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Hop {
+    /// The gateway this link reached (as the gateway before it names it).
+    pub url: String,
+    /// Bytes sent over the link: the request, or 0 when the data was pulled.
+    pub bytes_in: u64,
+    /// Bytes that came back over the link: the answer, or the object's bytes when pulled.
+    pub bytes_out: u64,
+    /// The data was read over this link and reduced on this side (`allow_pull`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pulled: bool,
 }

@@ -89,6 +89,7 @@ pub fn world() -> &'static World {
                 server: Arc::new(config.server.clone()),
                 audit: AuditLog::disabled(),
                 identity: Default::default(),
+                site_id: Default::default(),
             };
             (archway_gateway::router(state), token.to_string())
         });

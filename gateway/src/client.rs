@@ -71,6 +71,8 @@ enum Transport {
 /// The HTTP API, as a client sees it.
 pub struct ApiClient {
     transport: Transport,
+    /// Headers sent with every request (a forwarded reduction's chain).
+    extra: http::HeaderMap,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -112,6 +114,7 @@ impl ApiClient {
                 http,
                 limits,
             },
+            extra: http::HeaderMap::new(),
         })
     }
 
@@ -119,7 +122,14 @@ impl ApiClient {
     pub fn local(router: Router, identity: Principal) -> Self {
         Self {
             transport: Transport::Local { router, identity },
+            extra: http::HeaderMap::new(),
         }
+    }
+
+    /// The same client, sending `headers` with every request.
+    pub fn with_headers(mut self, headers: http::HeaderMap) -> Self {
+        self.extra = headers;
+        self
     }
 
     /// Sends a request; `path` starts with `/` (e.g. `/api/v1/volumes?q=gaia`).
@@ -153,7 +163,7 @@ impl ApiClient {
                     limits,
                 } => {
                     let url = format!("{base}{path}");
-                    let mut req = http.request(method, &url);
+                    let mut req = http.request(method, &url).headers(self.extra.clone());
                     if let Some(t) = token {
                         req = req.bearer_auth(t.expose_secret());
                     }
@@ -184,6 +194,9 @@ impl ApiClient {
                 }
                 Transport::Local { router, identity } => {
                     let mut req = Request::builder().method(method).uri(path);
+                    for (name, value) in &self.extra {
+                        req = req.header(name, value);
+                    }
                     if body.is_some() {
                         req = req.header(http::header::CONTENT_TYPE, "application/json");
                     }
@@ -236,6 +249,20 @@ impl ApiClient {
         let (_, stream) = self.send(method, path, body).await?;
         let bytes = collect(stream).await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// [`ApiClient::json`], with the size of the answer's body in bytes.
+    pub async fn json_sized<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<(T, u64), ClientError> {
+        let (_, stream) = self.send(method, path, body).await?;
+        let bytes = collect(stream).await?;
+        let value =
+            serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))?;
+        Ok((value, bytes.len() as u64))
     }
 
     /// Sends a request whose answer has no body worth reading (204 and the like).

@@ -35,6 +35,10 @@ pub struct ServerConfig {
     /// The largest array answer (cutout, binned image) accepted from a peer gateway; it
     /// streams through without being held in memory.
     pub max_peer_answer_bytes: u64,
+    /// The most gateways a reduction may have passed on its way here: one forwarded more
+    /// often is refused (`PeerHopLimit`), as one that comes back to a site it passed is
+    /// (`PeerLoop`).
+    pub peer_max_hops: u32,
     /// Load balancers and proxies (addresses or CIDR networks) whose `X-Forwarded-For` names
     /// the client. Empty: the header is never believed, the connection's peer is the client.
     pub trusted_proxies: Vec<crate::client_addr::TrustedProxy>,
@@ -62,6 +66,7 @@ impl Default for ServerConfig {
             domain: None,
             peer_timeout: Duration::from_secs(600),
             max_peer_answer_bytes: 4 * 1024 * 1024 * 1024,
+            peer_max_hops: 8,
             trusted_proxies: Vec::new(),
             access_log: false,
         }
@@ -121,6 +126,9 @@ impl ServerConfig {
         }
         if self.max_peer_answer_bytes == 0 {
             out.push(("max_peer_answer_bytes".into(), "must be at least 1".into()));
+        }
+        if !(1..=32).contains(&self.peer_max_hops) {
+            out.push(("peer_max_hops".into(), "must be 1 to 32".into()));
         }
         if self.max_concurrent_requests == 0 {
             out.push((

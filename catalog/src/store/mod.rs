@@ -153,6 +153,34 @@ impl Catalog {
         self.inner.pool.close().await;
     }
 
+    /// This catalogue's site id: random, made on first use and shared by every gateway on the
+    /// catalogue (replicas are one site). Peers carry it in forwarded reductions to find loops.
+    pub async fn site_id(&self) -> Result<String> {
+        let read = || async {
+            sqlx::query_scalar::<_, String>("SELECT value FROM archway_meta WHERE name = 'site_id'")
+                .fetch_optional(&self.inner.pool)
+                .await
+                .map_err(CatalogError::db("read the site id"))
+        };
+        if let Some(id) = read().await? {
+            return Ok(id);
+        }
+        let mut raw = [0u8; 12];
+        aws_lc_rs::rand::fill(&mut raw).map_err(|_| CatalogError::Crypto)?;
+        sqlx::query(
+            "INSERT INTO archway_meta (name, value) VALUES ('site_id', $1) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(hex::encode(raw))
+        .execute(&self.inner.pool)
+        .await
+        .map_err(CatalogError::db("write the site id"))?;
+        // Another replica may have written its own first: the stored one is the site's.
+        read().await?.ok_or_else(|| CatalogError::Corrupt {
+            what: "archway_meta site_id".into(),
+            message: "written, then not found".into(),
+        })
+    }
+
     /// Verifies that the secret key opens this catalogue's secrets (and records a check value
     /// on first use), so a wrong key is reported at start-up rather than as failed logins.
     pub(super) async fn check_secret_key(&self) -> Result<()> {

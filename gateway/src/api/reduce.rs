@@ -2,19 +2,20 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use archway_compute::{BatchEvent, BatchFormat, BatchRequest, ReduceRequest, Reduction};
+use archway_compute::{BatchEvent, BatchFormat, BatchRequest, Hop, ReduceRequest, Reduction};
 use archway_dataplane::{ListRequest, Op, VolumeStore};
 
 use super::{AppState, channel_stream};
 use crate::auth::MaybeCaller;
 use crate::body::StrictJson;
 use crate::error::{ApiError, ErrorBody};
+use crate::peer::{Chain, Forward};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -22,23 +23,80 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reduce_batch))
 }
 
+/// The chain a reduction arrived with (none when a client asked), refused when it came back
+/// to this site or passed too many gateways.
+async fn arrived(state: &AppState, headers: &HeaderMap) -> Result<Chain, ApiError> {
+    let chain = Chain::from_headers(headers)?;
+    if !chain.via.is_empty() {
+        chain.check(state.site_id().await?, state.server.peer_max_hops)?;
+    }
+    Ok(chain)
+}
+
 /// Objects reduced at once by a batch (each also uses every core for its own chunks).
 const BATCH_OBJECTS_IN_FLIGHT: usize = 4;
 
-/// One object's reduction, here or (for a volume on a peer gateway) at the peer.
+/// One object's reduction, here or (for a volume on a peer gateway) at the peer — or, when
+/// the peer cannot compute and the request allows it, here over data pulled from the peer.
 async fn reduce_one(
     state: &AppState,
+    chain: &Chain,
     volume: &VolumeStore,
     req: &ReduceRequest,
 ) -> Result<Reduction, ApiError> {
     archway_dataplane::key::parse_key(&req.key)?;
-    match volume.peer_location(&req.key) {
-        // The data is at another site: the peer reduces it, only its answer travels.
-        Some(peer) => crate::peer::reduce(&state.server, req, &peer).await,
-        None => archway_compute::run(volume.object_store(), req)
-            .await
-            .map_err(|e| ApiError::compute(&req.volume, &req.key, e)),
+    let Some(peer) = volume.peer_location(&req.key) else {
+        return compute_here(chain, volume, req, &state.server).await;
+    };
+    // The data is at another site: the peer reduces it (or sends it on towards the data),
+    // and only its answer travels.
+    let site = state.site_id().await?;
+    let forward = Forward { site, chain };
+    let peer_url = peer.url.clone();
+    let pull = |why: String| async move {
+        let mut r = compute_here(chain, volume, req, &state.server).await?;
+        tracing::info!(volume = %req.volume, key = %req.key, peer = %peer_url, %why, "data pulled from the peer (allow_pull)");
+        r.sites.push(Hop {
+            url: peer_url.clone(),
+            bytes_in: 0,
+            bytes_out: r.bytes_read,
+            pulled: true,
+        });
+        r.engine_note = Some(match r.engine_note.take() {
+            Some(n) => format!("{n}; pulled from {peer_url}: {why}"),
+            None => format!("pulled from {peer_url}: {why}"),
+        });
+        Ok::<_, ApiError>(r)
+    };
+    if peer.token.is_none() && req.allow_pull {
+        return pull(format!("backend `{}` has no token to ask it", peer.backend)).await;
     }
+    match crate::peer::reduce(&state.server, forward, req, &peer).await {
+        Err(e) if req.allow_pull && e.status == StatusCode::NOT_IMPLEMENTED => {
+            pull(e.message).await
+        }
+        other => other,
+    }
+}
+
+/// A reduction of data this gateway reads itself, within the chain's time.
+async fn compute_here(
+    chain: &Chain,
+    volume: &VolumeStore,
+    req: &ReduceRequest,
+    server: &crate::ServerConfig,
+) -> Result<Reduction, ApiError> {
+    let run = archway_compute::run(volume.object_store(), req);
+    let r = match chain.deadline {
+        None => run.await,
+        Some(_) => {
+            let left = chain.time_left(server.peer_timeout, req)?;
+            tokio::time::timeout(left, run)
+                .await
+                .map_err(|_| crate::peer::deadline_passed(req))?
+        }
+    };
+    r.map_err(|e| ApiError::compute(&req.volume, &req.key, e))
 }
 
 /// Decode and reduce one FITS object where it lies (read access; without a token, public
@@ -65,20 +123,28 @@ async fn reduce_one(
 async fn reduce(
     caller: MaybeCaller,
     State(state): State<AppState>,
+    headers: HeaderMap,
     StrictJson(req): StrictJson<ReduceRequest>,
 ) -> Result<Response, ApiError> {
     crate::audit::note_target(&req.volume, Some(&req.key));
+    let chain = arrived(&state, &headers).await?;
     let volume = state
         .dataplane
         .open(caller.who(), &req.volume, Op::Get)
         .await?;
     if req.op.answers_array()
         && let Some(peer) = volume.peer_location(&req.key)
+        && !(req.allow_pull && peer.token.is_none())
     {
         archway_dataplane::key::parse_key(&req.key)?;
-        return crate::peer::reduce_to_array(&state.server, &req, &peer).await;
+        let site = state.site_id().await?;
+        let forward = Forward {
+            site,
+            chain: &chain,
+        };
+        return crate::peer::reduce_to_array(&state.server, forward, &req, &peer).await;
     }
-    let mut r = reduce_one(&state, &volume, &req).await?;
+    let mut r = reduce_one(&state, &chain, &volume, &req).await?;
     tracing::info!(
         volume = %req.volume, key = %req.key, op = r.op.as_str(), hdu = r.hdu,
         bytes_read = r.bytes_read, elapsed_ms = r.elapsed_ms, "reduced"
@@ -156,9 +222,11 @@ async fn reduce(
 async fn reduce_batch(
     caller: MaybeCaller,
     State(state): State<AppState>,
+    headers: HeaderMap,
     StrictJson(req): StrictJson<BatchRequest>,
 ) -> Result<Response, ApiError> {
     crate::audit::note_target(&req.volume, None);
+    let chain = arrived(&state, &headers).await?;
     if let Some((field, message)) = req.problem() {
         return Err(ApiError::bad_request(Some(field.into()), message));
     }
@@ -201,7 +269,8 @@ async fn reduce_batch(
         let mut results = channel_stream(keys_rx)
             .map(|key| {
                 let (state, volume, one) = (state.clone(), volume.clone(), req.for_key(&key));
-                async move { (key, reduce_one(&state, &volume, &one).await) }
+                let chain = chain.clone();
+                async move { (key, reduce_one(&state, &chain, &volume, &one).await) }
             })
             .buffer_unordered(BATCH_OBJECTS_IN_FLIGHT);
         while let Some((key, r)) = results.next().await {
