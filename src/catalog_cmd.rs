@@ -24,8 +24,9 @@ pub struct Target {
     /// A running gateway to talk to, e.g. http://127.0.0.1:9000 (else: the local data directory).
     #[arg(long, env = "ARCHWAY_GATEWAY", global = true)]
     pub gateway: Option<String>,
-    /// API token for --gateway.
-    #[arg(long, env = "ARCHWAY_TOKEN", global = true, hide_env_values = true, value_parser = secret)]
+    /// API token for --gateway. Given before the subcommand (`peer add` has a `--token` of its
+    /// own: the link's token at the peer).
+    #[arg(long, env = "ARCHWAY_TOKEN", hide_env_values = true, value_parser = secret)]
     pub token: Option<secrecy::SecretString>,
     /// Local data directory (without --gateway).
     #[arg(long, global = true)]
@@ -54,6 +55,35 @@ pub enum CatalogCommand {
     /// Who may read, write or administer which volume.
     #[command(subcommand)]
     Grant(GrantCommand),
+    /// Links to peer gateways, whose volumes appear here as NAME.VOLUME.
+    #[command(subcommand)]
+    Peer(PeerCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PeerCommand {
+    /// Link the peer gateway at URL as NAME, with credentials of a user there: its volumes
+    /// that user may read appear here as NAME.VOLUME (read at once, then periodically).
+    Add {
+        name: String,
+        url: String,
+        /// The S3 access key this gateway signs with at the peer.
+        #[arg(long, env = "ARCHWAY_PEER_ACCESS_KEY_ID", hide_env_values = true)]
+        access_key_id: String,
+        #[arg(long, env = "ARCHWAY_PEER_SECRET_ACCESS_KEY", hide_env_values = true, value_parser = secret)]
+        secret_access_key: secrecy::SecretString,
+        /// An API token at the peer: needed to read its catalogue and to forward reductions.
+        #[arg(long, env = "ARCHWAY_PEER_TOKEN", hide_env_values = true, value_parser = secret)]
+        token: Option<secrecy::SecretString>,
+    },
+    /// The links, with when each was last read and how.
+    List,
+    /// One link.
+    Show { name: String },
+    /// Read the peer's catalogue now: volumes added, brought in line, removed, skipped.
+    Refresh { name: String },
+    /// Remove the link and the volumes linked through it (with their grants).
+    Remove { name: String },
 }
 
 #[derive(Args, Debug, Default)]
@@ -286,6 +316,59 @@ pub async fn run(target: Target, command: CatalogCommand) -> Result<()> {
         CatalogCommand::User(cmd) => user(&client, cmd).await,
         CatalogCommand::Group(cmd) => group(&client, cmd).await,
         CatalogCommand::Grant(cmd) => grant(&client, cmd).await,
+        CatalogCommand::Peer(cmd) => peer(&client, cmd).await,
+    }
+}
+
+async fn peer(client: &ApiClient, cmd: PeerCommand) -> Result<()> {
+    let path = |name: &str| format!("/api/v1/peers/{}", segment(name));
+    match cmd {
+        PeerCommand::Add {
+            name,
+            url,
+            access_key_id,
+            secret_access_key,
+            token,
+        } => {
+            use secrecy::ExposeSecret;
+            let body = archway_catalog::NewPeer {
+                name,
+                url,
+                access_key_id,
+                secret_access_key: secret_access_key.expose_secret().to_string(),
+                token: token.map(|t| t.expose_secret().to_string()),
+            };
+            let peer: Value = client
+                .json(Method::POST, "/api/v1/peers", Some(&body))
+                .await?;
+            if let Some(e) = peer["last_error"].as_str() {
+                eprintln!(
+                    "linked `{}`, but its catalogue could not be read: {e}",
+                    peer["name"].as_str().unwrap_or_default()
+                );
+            }
+            print(&peer)
+        }
+        PeerCommand::List => print(
+            &client
+                .json::<Value>(Method::GET, "/api/v1/peers", NO_BODY)
+                .await?,
+        ),
+        PeerCommand::Show { name } => print(
+            &client
+                .json::<Value>(Method::GET, &path(&name), NO_BODY)
+                .await?,
+        ),
+        PeerCommand::Refresh { name } => print(
+            &client
+                .json::<Value>(Method::POST, &format!("{}/refresh", path(&name)), NO_BODY)
+                .await?,
+        ),
+        PeerCommand::Remove { name } => {
+            client.call(Method::DELETE, &path(&name), NO_BODY).await?;
+            eprintln!("removed peer link `{name}` and the volumes linked through it");
+            Ok(())
+        }
     }
 }
 
@@ -337,8 +420,8 @@ fn print_volumes(list: &VolumeList, json: bool) -> Result<()> {
         return print(list);
     }
     println!(
-        "{:<24} {:<9} {:<6} {:<10} TITLE",
-        "ID", "KIND", "ACCESS", "OBJECTS"
+        "{:<24} {:<9} {:<6} {:<10} {:<28} TITLE",
+        "ID", "KIND", "ACCESS", "OBJECTS", "SITE (LINK)"
     );
     for v in &list.volumes {
         let objects = v
@@ -346,12 +429,26 @@ fn print_volumes(list: &VolumeList, json: bool) -> Result<()> {
             .last_scan
             .map(|s| s.objects.to_string())
             .unwrap_or_else(|| "-".into());
+        // Volumes linked from a peer name the gateway that holds the data, and the link.
+        let extra = &v.volume.extra;
+        let site = match (
+            extra
+                .get(archway_dataplane::SITE_KEY)
+                .and_then(Value::as_str),
+            extra
+                .get(archway_dataplane::LINK_KEY)
+                .and_then(Value::as_str),
+        ) {
+            (Some(site), Some(link)) => format!("{site} ({link})"),
+            _ => "here".to_string(),
+        };
         println!(
-            "{:<24} {:<9} {:<6} {:<10} {}",
+            "{:<24} {:<9} {:<6} {:<10} {:<28} {}",
             v.volume.id,
             v.volume.kind.as_str(),
             v.access.as_str(),
             objects,
+            site,
             v.volume.title
         );
     }

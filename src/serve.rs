@@ -142,6 +142,16 @@ pub async fn open_with(
                 }
             }
         });
+        // Peer links: each peer's catalogue read again every `peer_refresh_interval`.
+        let links = state.clone();
+        let every = config.server.peer_refresh_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tick.tick().await;
+                archway_gateway::links::refresh_all(&links).await;
+            }
+        });
     }
     Ok(Opened { config, state })
 }

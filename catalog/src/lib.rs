@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 pub use cors::CorsRule;
 pub use model::*;
 pub use secret::SecretBox;
-pub use store::{Catalog, CatalogView, DEFAULT_REFRESH_INTERVAL, KeyAuth, SessionProblem, Terms};
+pub use store::{
+    Catalog, CatalogView, DEFAULT_REFRESH_INTERVAL, KeyAuth, PeerCredentials, SessionProblem, Terms,
+};
 
 /// The `[catalog]` configuration section.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ const SQLITE: &[(i64, &str)] = &[
     (3, include_str!("../migrations/sqlite/0003_cors.sql")),
     (4, include_str!("../migrations/sqlite/0004_generation.sql")),
     (5, include_str!("../migrations/sqlite/0005_scopes.sql")),
+    (6, include_str!("../migrations/sqlite/0006_peers.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -31,6 +32,7 @@ const POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0004_generation.sql"),
     ),
     (5, include_str!("../migrations/postgres/0005_scopes.sql")),
+    (6, include_str!("../migrations/postgres/0006_peers.sql")),
 ];
 
 /// An arbitrary constant naming Archway's migration lock among other advisory locks.

@@ -371,6 +371,80 @@ impl fmt::Debug for NewAccessKey {
     }
 }
 
+/// A link to a peer gateway: its volumes that the link's credentials may read appear here as
+/// volumes `NAME.VOLUME` (backend `peer.NAME`). The secrets are never shown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Peer {
+    pub name: String,
+    /// The peer gateway's URL (its S3 front and HTTP API).
+    pub url: String,
+    /// The access key this gateway signs with at the peer.
+    pub access_key_id: String,
+    /// Whether the link has an API token for the peer (needed to list its catalogue and to
+    /// forward reductions).
+    pub token: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// When the peer's volumes were last read (None: never yet).
+    #[serde(default)]
+    pub refreshed_at: Option<Timestamp>,
+    /// Why the last refresh failed (None: it did not).
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+/// A new link to a peer gateway.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPeer {
+    pub name: String,
+    pub url: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl fmt::Debug for NewPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewPeer")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// The backend name of the volumes linked from peer `name`: never a configured backend's
+/// (those have no '.').
+pub fn peer_backend(name: &str) -> String {
+    format!("peer.{name}")
+}
+
+/// A peer link's name: it begins the ids of its volumes (`NAME.VOLUME`), so 1 to 24 lowercase
+/// letters, digits and '-', beginning and ending with a letter or digit.
+pub fn validate_peer_name(name: &str) -> Result<(), CatalogError> {
+    let ok = (1..=24).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(CatalogError::invalid(
+            "name",
+            format!(
+                "`{name}` is not a valid peer name: 1 to 24 lowercase letters, digits or '-', \
+                 beginning and ending with a letter or digit (it begins its volumes' ids)"
+            ),
+        ))
+    }
+}
+
 /// An HTTP API bearer token: only a hash of its secret is stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiToken {

@@ -146,6 +146,8 @@ both!(
     cors_rules,
     the_view_follows_every_change_at_once,
     scoped_expiring_and_temporary_credentials,
+    peer_links_and_their_volumes,
+    one_site_id_per_catalogue,
 );
 
 fn new_volume(id: &str) -> NewVolume {
@@ -1110,4 +1112,104 @@ async fn scoped_expiring_and_temporary_credentials(c: &Catalog) {
         c.create_token_with("sam", "", &bad).await.unwrap_err(),
         CatalogError::Invalid { field: "ttl", .. }
     ));
+}
+
+/// Peer links: secrets sealed and opened again, listed without them, refreshes recorded, and
+/// removing a link removes the volumes linked through it with their grants.
+async fn peer_links_and_their_volumes(c: &Catalog) {
+    let new = NewPeer {
+        name: "esac".into(),
+        url: "https://archway.esac.example/".into(),
+        access_key_id: "AKLINK".into(),
+        secret_access_key: "s3cr3t".into(),
+        token: Some("awt_token".into()),
+    };
+    let p = c.create_peer(&new).await.unwrap();
+    assert_eq!(
+        p.url, "https://archway.esac.example",
+        "stored without the trailing /"
+    );
+    assert!(p.token && p.refreshed_at.is_none() && p.last_error.is_none());
+    let creds = c.peer_credentials("esac").await.unwrap();
+    assert_eq!(
+        (creds.secret_access_key.as_str(), creds.token.as_deref()),
+        ("s3cr3t", Some("awt_token"))
+    );
+    assert!(!format!("{creds:?} {new:?}").contains("s3cr3t"));
+    assert!(matches!(
+        c.create_peer(&new).await,
+        Err(CatalogError::AlreadyExists { .. })
+    ));
+    for (field, bad) in [
+        (
+            "name",
+            NewPeer {
+                name: "Esac_2".into(),
+                ..new.clone()
+            },
+        ),
+        (
+            "url",
+            NewPeer {
+                name: "x".into(),
+                url: "ftp://x".into(),
+                ..new.clone()
+            },
+        ),
+        (
+            "secret_access_key",
+            NewPeer {
+                name: "y".into(),
+                secret_access_key: String::new(),
+                ..new.clone()
+            },
+        ),
+    ] {
+        match c.create_peer(&bad).await {
+            Err(CatalogError::Invalid { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+    c.record_peer_refresh("esac", Some("timed out"))
+        .await
+        .unwrap();
+    let listed = c.list_peers().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].last_error.as_deref(), Some("timed out"));
+    assert!(listed[0].refreshed_at.is_some());
+
+    let mut linked = new_volume("esac.gaia");
+    linked.backend = peer_backend("esac");
+    linked.prefix = "gaia".into();
+    c.create_volume(linked).await.unwrap();
+    c.create_volume(new_volume("local-one")).await.unwrap();
+    c.create_user("ann", "", false).await.unwrap();
+    c.grant(&Subject::User("ann".into()), "esac.gaia", Access::Read)
+        .await
+        .unwrap();
+    assert_eq!(c.linked_volume_ids("esac").await.unwrap(), ["esac.gaia"]);
+    c.delete_peer("esac").await.unwrap();
+    assert!(matches!(
+        c.get_volume("esac.gaia").await,
+        Err(CatalogError::NotFound { .. })
+    ));
+    assert!(c.get_volume("local-one").await.is_ok());
+    assert!(
+        c.list_grants(Some("esac.gaia"), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        c.peer_credentials("esac").await,
+        Err(CatalogError::NotFound { .. })
+    ));
+}
+
+/// The site id is made once and then the same, whoever asks.
+async fn one_site_id_per_catalogue(c: &Catalog) {
+    let id = c.site_id().await.unwrap();
+    assert_eq!(id.len(), 24);
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(c.site_id().await.unwrap(), id);
 }

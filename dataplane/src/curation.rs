@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use crate::catalog::{
     Access, AccessKey, ApiToken, CatalogError, CorsRule, Grant, Group, NewAccessKey, NewApiToken,
-    NewVolume, Principal, Subject, Terms, User, Volume, VolumeKind, VolumePatch, VolumeQuery,
+    NewPeer, NewVolume, Peer, PeerCredentials, Principal, Subject, Terms, User, Volume, VolumeKind,
+    VolumePatch, VolumeQuery,
 };
 use crate::listing::ListRequest;
 use crate::{Dataplane, DataplaneError, Op, Result};
@@ -641,5 +642,161 @@ impl Dataplane {
     ) -> Result<Group> {
         admin(who, "changing a group")?;
         Ok(self.catalog().remove_member(group, user).await?)
+    }
+}
+
+/// What a refresh of a peer link did to the volumes linked through it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PeerSync {
+    /// Volumes linked for the first time.
+    pub added: Vec<String>,
+    /// Linked volumes whose description was brought in line with the peer's.
+    pub updated: Vec<String>,
+    /// Linked volumes the peer no longer offers, removed here.
+    pub removed: Vec<String>,
+    /// The peer's volumes not linked, and why (an id that would be too long or invalid, an
+    /// id taken here by a volume of another origin).
+    pub skipped: Vec<String>,
+}
+
+/// The `extra` keys a linked volume carries: the gateway that holds its data, and the link
+/// it came through.
+pub const SITE_KEY: &str = "archway.site";
+pub const LINK_KEY: &str = "archway.link";
+
+// ----- Peer links (a federated catalogue) -----
+
+impl Dataplane {
+    /// Links a peer gateway (admins). Its volumes appear once it is refreshed.
+    pub async fn add_peer(&self, who: Option<&Principal>, new: &NewPeer) -> Result<Peer> {
+        admin(who, "linking a peer gateway")?;
+        let peer = self.catalog().create_peer(new).await?;
+        self.forget_peer(&peer.name);
+        Ok(peer)
+    }
+
+    pub async fn peers(&self, who: Option<&Principal>) -> Result<Vec<Peer>> {
+        admin(who, "listing the peer links")?;
+        Ok(self.catalog().list_peers().await?)
+    }
+
+    pub async fn peer(&self, who: Option<&Principal>, name: &str) -> Result<Peer> {
+        admin(who, "reading a peer link")?;
+        Ok(self.catalog().get_peer(name).await?)
+    }
+
+    /// The link's URL and credentials, for the front that asks the peer for its volumes.
+    pub async fn peer_credentials(
+        &self,
+        who: Option<&Principal>,
+        name: &str,
+    ) -> Result<PeerCredentials> {
+        admin(who, "refreshing a peer link")?;
+        Ok(self.catalog().peer_credentials(name).await?)
+    }
+
+    /// Removes the link and the volumes linked through it (their grants with them).
+    pub async fn remove_peer(&self, who: Option<&Principal>, name: &str) -> Result<()> {
+        admin(who, "removing a peer link")?;
+        self.catalog().delete_peer(name).await?;
+        self.forget_peer(name);
+        Ok(())
+    }
+
+    /// Brings the volumes linked from peer `name` in line with `offered` — the peer's volumes
+    /// its link's credentials may read, as the peer listed them — or records `failure` (the
+    /// linked volumes are kept while the peer cannot be asked).
+    pub async fn sync_peer(
+        &self,
+        who: Option<&Principal>,
+        name: &str,
+        offered: std::result::Result<Vec<Volume>, String>,
+    ) -> Result<PeerSync> {
+        admin(who, "refreshing a peer link")?;
+        let link = self.catalog().get_peer(name).await?;
+        let offered = match offered {
+            Ok(v) => v,
+            Err(failure) => {
+                self.catalog()
+                    .record_peer_refresh(name, Some(&failure))
+                    .await?;
+                return Err(DataplaneError::Backend {
+                    backend: archway_catalog::peer_backend(name),
+                    message: format!(
+                        "the peer gateway {} could not be asked: {failure}",
+                        link.url
+                    ),
+                });
+            }
+        };
+        let backend = archway_catalog::peer_backend(name);
+        let mut report = PeerSync::default();
+        let mut linked = std::collections::BTreeSet::new();
+        for remote in offered {
+            let id = format!("{name}.{}", remote.id);
+            if let Err(e) = archway_catalog::validate_volume_id(&id) {
+                tracing::warn!(peer = name, volume = %remote.id, error = %e, "peer volume not linked");
+                report.skipped.push(format!("{}: {e}", remote.id));
+                continue;
+            }
+            match self.catalog().get_volume(&id).await {
+                Ok(v) if v.backend != backend => {
+                    report.skipped.push(format!(
+                        "{}: `{id}` is a volume of this gateway, not linked from `{name}`",
+                        remote.id
+                    ));
+                    continue;
+                }
+                Ok(_) => {}
+                Err(CatalogError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let mut extra = remote.extra.clone();
+            // The site is the one that holds the data: the peer's own, or further along.
+            let site = remote
+                .extra
+                .get(SITE_KEY)
+                .and_then(|s| s.as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| link.url.clone());
+            extra.insert(SITE_KEY.into(), serde_json::Value::String(site));
+            extra.insert(LINK_KEY.into(), serde_json::Value::String(name.to_string()));
+            let new = NewVolume {
+                id: id.clone(),
+                title: remote.title,
+                description: remote.description,
+                mission: remote.mission,
+                instrument: remote.instrument,
+                tags: remote.tags,
+                license: remote.license,
+                dataproduct_type: remote.dataproduct_type,
+                calib_level: remote.calib_level,
+                backend: backend.clone(),
+                prefix: remote.id.clone(),
+                kind: VolumeKind::Archive,
+                // Read through the link only: writes stay with the site that holds the data.
+                read_only: Some(true),
+                public_read: false,
+                owner: None,
+                extra,
+            };
+            let (_, created) = self.catalog().upsert_volume(new).await?;
+            if created {
+                report.added.push(id.clone());
+            } else {
+                report.updated.push(id.clone());
+            }
+            linked.insert(id);
+        }
+        for id in self.catalog().linked_volume_ids(name).await? {
+            if !linked.contains(&id) {
+                match self.catalog().delete_volume(&id).await {
+                    Ok(()) | Err(CatalogError::NotFound { .. }) => report.removed.push(id),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        self.catalog().record_peer_refresh(name, None).await?;
+        Ok(report)
     }
 }

@@ -18,6 +18,10 @@ use archway_cache::{BlockCache, CachedStore};
 pub struct Dataplane {
     catalog: Catalog,
     backends: HashMap<String, Arc<Backend>>,
+    /// Backends of the volumes linked from peer gateways (`peer.NAME`), built from the
+    /// catalogue's link records on first use and checked against them every
+    /// [`PEER_RECHECK`].
+    peers: std::sync::Mutex<HashMap<String, PeerBackend>>,
     config: DataplaneConfig,
     limits: Arc<crate::LimitsConfig>,
     cache: Option<Arc<BlockCache>>,
@@ -30,6 +34,18 @@ impl std::fmt::Debug for Dataplane {
             .finish_non_exhaustive()
     }
 }
+
+/// A peer link's backend as built, and from which version of the link.
+#[derive(Clone)]
+struct PeerBackend {
+    backend: Arc<Backend>,
+    updated_at: archway_catalog::Timestamp,
+    checked: std::time::Instant,
+}
+
+/// How long a peer link's backend is used before the link's record is read again: the bound
+/// on how stale a changed link's credentials can be on another replica.
+pub const PEER_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Dataplane {
     /// Builds every configured backend; a backend that cannot be built is an error naming it.
@@ -58,10 +74,68 @@ impl Dataplane {
         Ok(Self {
             catalog,
             backends,
+            peers: std::sync::Mutex::new(HashMap::new()),
             limits: Arc::new(config.limits.clone()),
             config,
             cache,
         })
+    }
+
+    /// The backend of the volumes linked from peer `name`: the cached one while the link is
+    /// unchanged, else built again from the link's record.
+    async fn peer_backend(&self, name: &str) -> Result<Arc<Backend>> {
+        let now = std::time::Instant::now();
+        let cached = self.lock_peers().get(name).cloned();
+        if let Some(p) = &cached
+            && now.duration_since(p.checked) < PEER_RECHECK
+        {
+            return Ok(p.backend.clone());
+        }
+        let link = self.catalog.peer_credentials(name).await?;
+        if let Some(p) = cached
+            && p.updated_at == link.updated_at
+        {
+            let mut peers = self.lock_peers();
+            if let Some(entry) = peers.get_mut(name) {
+                entry.checked = now;
+            }
+            return Ok(p.backend);
+        }
+        let config = crate::BackendConfig {
+            url: format!("archway+{}", link.url),
+            access_key_id: Some(link.access_key_id.clone()),
+            secret_access_key: Some(crate::backend::Secret(link.secret_access_key.clone())),
+            token: link.token.clone().map(crate::backend::Secret),
+            ..Default::default()
+        };
+        let backend_name = archway_catalog::peer_backend(name);
+        let concurrency = self.config.limits.backend_concurrency;
+        let backend = tokio::task::spawn_blocking(move || {
+            Backend::new(&backend_name, &config, concurrency).map(Arc::new)
+        })
+        .await
+        .map_err(|e| DataplaneError::Backend {
+            backend: archway_catalog::peer_backend(name),
+            message: format!("building the backend failed: {e}"),
+        })??;
+        self.lock_peers().insert(
+            name.to_string(),
+            PeerBackend {
+                backend: backend.clone(),
+                updated_at: link.updated_at,
+                checked: now,
+            },
+        );
+        Ok(backend)
+    }
+
+    /// Forgets the backend of peer `name` (its link changed or went).
+    pub(crate) fn forget_peer(&self, name: &str) {
+        self.lock_peers().remove(name);
+    }
+
+    fn lock_peers(&self) -> std::sync::MutexGuard<'_, HashMap<String, PeerBackend>> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The block cache, when enabled.
@@ -121,14 +195,26 @@ impl Dataplane {
                 op,
                 anonymous: who.is_none(),
             })?;
-        let backend = self
-            .backends
-            .get(&record.backend)
-            .ok_or_else(|| DataplaneError::UnknownBackend {
-                volume: volume.to_string(),
-                backend: record.backend.clone(),
-            })?
-            .clone();
+        let backend = match self.backends.get(&record.backend) {
+            Some(b) => b.clone(),
+            None => match record.backend.strip_prefix("peer.") {
+                Some(peer) => self.peer_backend(peer).await.map_err(|e| match e {
+                    DataplaneError::Catalog(CatalogError::NotFound { .. }) => {
+                        DataplaneError::UnknownBackend {
+                            volume: volume.to_string(),
+                            backend: record.backend.clone(),
+                        }
+                    }
+                    other => other,
+                })?,
+                None => {
+                    return Err(DataplaneError::UnknownBackend {
+                        volume: volume.to_string(),
+                        backend: record.backend.clone(),
+                    });
+                }
+            },
+        };
         let mut store = backend.volume_store(&record.prefix)?;
         if let Some(cache) = &self.cache
             && !(cache.config().bypass_workspaces && record.kind == VolumeKind::Workspace)

@@ -39,6 +39,10 @@ pub struct ServerConfig {
     /// often is refused (`PeerHopLimit`), as one that comes back to a site it passed is
     /// (`PeerLoop`).
     pub peer_max_hops: u32,
+    /// How often the catalogues of linked peer gateways (`archway catalog peer add`) are read
+    /// again.
+    #[serde(with = "humantime_serde")]
+    pub peer_refresh_interval: Duration,
     /// Load balancers and proxies (addresses or CIDR networks) whose `X-Forwarded-For` names
     /// the client. Empty: the header is never believed, the connection's peer is the client.
     pub trusted_proxies: Vec<crate::client_addr::TrustedProxy>,
@@ -67,6 +71,7 @@ impl Default for ServerConfig {
             peer_timeout: Duration::from_secs(600),
             max_peer_answer_bytes: 4 * 1024 * 1024 * 1024,
             peer_max_hops: 8,
+            peer_refresh_interval: Duration::from_secs(600),
             trusted_proxies: Vec::new(),
             access_log: false,
         }
@@ -126,6 +131,9 @@ impl ServerConfig {
         }
         if self.max_peer_answer_bytes == 0 {
             out.push(("max_peer_answer_bytes".into(), "must be at least 1".into()));
+        }
+        if self.peer_refresh_interval < Duration::from_secs(1) {
+            out.push(("peer_refresh_interval".into(), "must be at least 1s".into()));
         }
         if !(1..=32).contains(&self.peer_max_hops) {
             out.push(("peer_max_hops".into(), "must be 1 to 32".into()));

@@ -19,6 +19,7 @@ pub mod client;
 pub mod client_addr;
 pub mod config;
 pub mod error;
+pub mod links;
 pub mod metrics;
 pub mod oidc;
 pub mod peer;

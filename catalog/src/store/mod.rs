@@ -13,12 +13,14 @@ mod cors;
 mod grants;
 mod groups;
 mod keys;
+mod peers;
 mod tokens;
 mod users;
 mod view;
 mod volumes;
 
 pub use keys::{KeyAuth, Terms};
+pub use peers::PeerCredentials;
 pub use view::{CatalogView, DEFAULT_REFRESH_INTERVAL, SessionProblem};
 
 use crate::secret::SecretBox;

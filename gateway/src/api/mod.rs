@@ -7,6 +7,7 @@
 //! no volume, key or user. The OpenAPI description is generated from the handlers themselves
 //! (utoipa): a route cannot exist without its description.
 
+mod peers;
 mod principals;
 mod reduce;
 mod volumes;
@@ -86,6 +87,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(whoami))
         .merge(volumes::routes())
         .merge(principals::routes())
+        .merge(peers::routes())
         .merge(reduce::routes())
         .fallback(api_not_found);
     OpenApiRouter::with_openapi(ApiDoc::openapi())
