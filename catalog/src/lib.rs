@@ -22,7 +22,8 @@ pub use cors::CorsRule;
 pub use model::*;
 pub use secret::SecretBox;
 pub use store::{
-    Catalog, CatalogView, DEFAULT_REFRESH_INTERVAL, KeyAuth, PeerCredentials, SessionProblem, Terms,
+    Catalog, CatalogView, DEFAULT_REFRESH_INTERVAL, KeyAuth, PeerCredentials, PeerRefreshLock,
+    SessionProblem, Terms,
 };
 
 /// The `[catalog]` configuration section.

@@ -148,6 +148,7 @@ both!(
     scoped_expiring_and_temporary_credentials,
     peer_links_and_their_volumes,
     one_site_id_per_catalogue,
+    the_peer_refresh_lock_is_held_by_one_at_a_time,
 );
 
 fn new_volume(id: &str) -> NewVolume {
@@ -1212,4 +1213,20 @@ async fn one_site_id_per_catalogue(c: &Catalog) {
     assert_eq!(id.len(), 24);
     assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
     assert_eq!(c.site_id().await.unwrap(), id);
+}
+
+/// The periodic peer refresh runs on one replica at a time (PostgreSQL); SQLite has one
+/// gateway per file and no lock to take.
+async fn the_peer_refresh_lock_is_held_by_one_at_a_time(c: &Catalog) {
+    let first = c.try_peer_refresh_lock().await.unwrap().unwrap();
+    let second = c.try_peer_refresh_lock().await.unwrap();
+    if c.dialect() == Dialect::Postgres {
+        assert!(second.is_none(), "taken twice at once");
+        first.release().await.unwrap();
+        let again = c.try_peer_refresh_lock().await.unwrap();
+        assert!(again.is_some(), "not free after release");
+        again.unwrap().release().await.unwrap();
+    } else {
+        assert!(second.is_some());
+    }
 }

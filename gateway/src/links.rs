@@ -74,9 +74,22 @@ pub async fn refresh(
     }
 }
 
-/// Refreshes every link, as the gateway itself (the periodic refresh). Failures are recorded
-/// on the link and logged; the linked volumes stay until the peer says they are gone.
+/// Refreshes every link, as the gateway itself (the periodic refresh), while holding the
+/// catalogue's peer refresh lock. Failures are recorded on the link and logged; the linked
+/// volumes stay until the peer says they are gone.
 pub async fn refresh_all(state: &AppState) {
+    // One replica at a time: the others find the lock taken and skip this round.
+    let lock = match state.dataplane.catalog().try_peer_refresh_lock().await {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            tracing::debug!("another replica is refreshing the peer links");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "peer links not refreshed");
+            return;
+        }
+    };
     let system = Principal::full("archway", true);
     let peers = match state.dataplane.peers(Some(&system)).await {
         Ok(p) => p,
@@ -87,5 +100,8 @@ pub async fn refresh_all(state: &AppState) {
     };
     for peer in peers {
         let _ = refresh(state, Some(&system), &peer.name).await;
+    }
+    if let Err(e) = lock.release().await {
+        tracing::warn!(error = %e, "the peer refresh lock was not released cleanly");
     }
 }

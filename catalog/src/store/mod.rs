@@ -20,7 +20,7 @@ mod view;
 mod volumes;
 
 pub use keys::{KeyAuth, Terms};
-pub use peers::PeerCredentials;
+pub use peers::{PeerCredentials, PeerRefreshLock};
 pub use view::{CatalogView, DEFAULT_REFRESH_INTERVAL, SessionProblem};
 
 use crate::secret::SecretBox;

@@ -59,7 +59,51 @@ fn peer_from_row(row: &AnyRow) -> Result<Peer> {
     })
 }
 
+/// Held while one gateway refreshes the peer links periodically; dropping it lets another.
+/// On PostgreSQL a transaction-scoped advisory lock, released with the transaction however
+/// the holder ends; on SQLite (one gateway per file) nothing.
+pub struct PeerRefreshLock {
+    tx: Option<sqlx::Transaction<'static, sqlx::Any>>,
+}
+
+impl std::fmt::Debug for PeerRefreshLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerRefreshLock")
+            .field("advisory", &self.tx.is_some())
+            .finish()
+    }
+}
+
+impl PeerRefreshLock {
+    /// Lets the next refresh take the lock (ends the transaction that holds it).
+    pub async fn release(self) -> Result<()> {
+        if let Some(tx) = self.tx {
+            tx.rollback()
+                .await
+                .map_err(CatalogError::db("release the peer refresh lock"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The advisory lock key of the periodic peer refresh ("ARCHPEER" in ASCII).
+const PEER_REFRESH_LOCK: i64 = 0x4152_4348_5045_4552;
+
 impl Catalog {
+    /// The periodic refresh's lock, if no other replica on this catalogue holds it now.
+    pub async fn try_peer_refresh_lock(&self) -> Result<Option<PeerRefreshLock>> {
+        if self.inner.dialect != Dialect::Postgres {
+            return Ok(Some(PeerRefreshLock { tx: None }));
+        }
+        let mut tx = self.begin().await?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(PEER_REFRESH_LOCK)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(CatalogError::db("take the peer refresh lock"))?;
+        Ok(got.then_some(PeerRefreshLock { tx: Some(tx) }))
+    }
+
     /// Links the peer gateway `new.url` as `new.name`; its secrets are stored sealed.
     pub async fn create_peer(&self, new: &NewPeer) -> Result<Peer> {
         let _changing = self.changing();

@@ -401,6 +401,9 @@ mod tests {
             "/api/v1/groups",
             "/api/v1/groups/{name}",
             "/api/v1/groups/{name}/members/{user}",
+            "/api/v1/peers",
+            "/api/v1/peers/{name}",
+            "/api/v1/peers/{name}/refresh",
         ];
         expected.sort_unstable();
         assert_eq!(routes, expected);
