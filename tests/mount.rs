@@ -97,6 +97,15 @@ fn python_seeks(file: &Path) -> String {
     text(&out.stdout)
 }
 
+/// Drops `file`'s pages from the kernel's page cache, and nothing else: GNU dd's documented
+/// way (`iflag=nocache count=0`, POSIX_FADV_DONTNEED over the whole file).
+fn drop_page_cache(file: &Path) {
+    sh(&format!(
+        "dd if='{}' iflag=nocache count=0 status=none",
+        file.display()
+    ));
+}
+
 /// Sum of `archway_s3_requests_total` for one S3 operation.
 async fn s3_requests(gw: &Gateway, op: &str) -> u64 {
     let body = gw.metrics().await;
@@ -144,7 +153,8 @@ async fn remote_mount_reads_every_file_and_writes_workspaces() {
             // `ls -l` of 20 000 entries stats each after reading them all; on two cores shared
             // with the other tests that can outlast the default 10 s, and what the listing
             // told would rightly be asked again. The claim checked is that the listing's
-            // attributes answer the stats, not how fast a loaded machine is.
+            // attributes answer the stats, not how fast a loaded machine is. (No test here
+            // may drop the kernel's dentries meanwhile: see `drop_page_cache`.)
             "--attr-ttl",
             "120s",
             "--entry-ttl",
@@ -396,6 +406,7 @@ async fn a_workspace_read_through_the_cache_sees_a_change_made_elsewhere_once_at
     admin.put(&key, PutPayload::from(v1.clone())).await.unwrap();
     let mp = dir.path().join("mnt");
     let credentials = data.join("credentials");
+    let metrics = format!("127.0.0.1:{}", free_port());
     let _m = Mount::start(
         &mp,
         &[
@@ -405,19 +416,39 @@ async fn a_workspace_read_through_the_cache_sees_a_change_made_elsewhere_once_at
             credentials.to_str().unwrap(),
             "--profile",
             "archway",
+            "--metrics",
+            &metrics,
             "--attr-ttl",
             "1s",
             "--entry-ttl",
             "1s",
         ],
     );
+    let read_by_mount = || async {
+        let body = reqwest::get(format!("http://{metrics}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        body.lines()
+            .find(|l| l.starts_with("archway_fuse_read_bytes_total "))
+            .map_or(0, |l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+    };
     let file = mp.join("workspace/shared/table.bin");
     assert!(std::fs::read(&file).unwrap() == v1);
-    // A second read, with the kernel's page cache dropped, is served by the mount's block
-    // cache: no GET reaches the gateway.
-    std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop the page cache (root)");
+    // A second read, with this file's pages dropped from the kernel's page cache, reaches the
+    // mount and is served by its block cache: no GET reaches the gateway. (Only this file's
+    // pages: `drop_caches` would also evict the dentries other tests' mounts rely on.)
+    drop_page_cache(&file);
     let gets = s3_requests(&gw, "GetObject").await;
+    let before = read_by_mount().await;
     assert!(std::fs::read(&file).unwrap() == v1);
+    assert_eq!(
+        read_by_mount().await - before,
+        v1.len() as u64,
+        "the second read did not reach the mount (the kernel kept the pages)"
+    );
     assert_eq!(
         s3_requests(&gw, "GetObject").await,
         gets,
