@@ -24,8 +24,8 @@ pub struct Target {
     /// A running gateway to talk to, e.g. http://127.0.0.1:9000 (else: the local data directory).
     #[arg(long, env = "ARCHWAY_GATEWAY", global = true)]
     pub gateway: Option<String>,
-    /// API token for --gateway. Given before the subcommand (`peer add` has a `--token` of its
-    /// own: the link's token at the peer).
+    /// API token for --gateway. With `archway catalog`, give it before the subcommand
+    /// (`catalog peer add` has a `--token` of its own: the link's token at the peer).
     #[arg(long, env = "ARCHWAY_TOKEN", hide_env_values = true, value_parser = secret)]
     pub token: Option<secrecy::SecretString>,
     /// Local data directory (without --gateway).
@@ -125,6 +125,33 @@ pub struct VolumeFields {
     /// Free-form metadata as a JSON object.
     #[arg(long)]
     pub extra: Option<String>,
+    /// A workspace's quota in bytes: a size such as `10GiB` or `500MB`, or `none`.
+    #[arg(long, value_parser = quota_bytes, value_name = "SIZE|none")]
+    pub quota_bytes: Option<Limit>,
+    /// A workspace's quota in objects: a count, or `none`.
+    #[arg(long, value_parser = quota_objects, value_name = "N|none")]
+    pub quota_objects: Option<Limit>,
+}
+
+/// A quota from the command line: `none` (no limit) or a limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit(pub Option<u64>);
+
+fn quota_bytes(s: &str) -> Result<Limit, String> {
+    if s.trim().eq_ignore_ascii_case("none") {
+        return Ok(Limit(None));
+    }
+    crate::mount::parse_size(s).map(|n| Limit(Some(n)))
+}
+
+fn quota_objects(s: &str) -> Result<Limit, String> {
+    if s.trim().eq_ignore_ascii_case("none") {
+        return Ok(Limit(None));
+    }
+    s.trim()
+        .parse::<u64>()
+        .map(|n| Limit(Some(n)))
+        .map_err(|_| format!("`{s}` is neither a number of objects nor `none`"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -188,6 +215,12 @@ pub enum UserCommand {
         /// May create workspace volumes (S3 CreateBucket).
         #[arg(long)]
         create_workspaces: Option<bool>,
+        /// The user's quota in bytes over every workspace they own: `10GiB`, `none`.
+        #[arg(long, value_parser = quota_bytes, value_name = "SIZE|none")]
+        quota_bytes: Option<Limit>,
+        /// The user's quota in objects over every workspace they own: a count, `none`.
+        #[arg(long, value_parser = quota_objects, value_name = "N|none")]
+        quota_objects: Option<Limit>,
     },
     Remove {
         name: String,
@@ -495,6 +528,8 @@ async fn volume(client: &ApiClient, cmd: VolumeCommand, json: bool) -> Result<()
                 public_read: f.public_read.unwrap_or(false),
                 owner: f.owner,
                 extra: parse_extra(f.extra.as_deref())?.unwrap_or_default(),
+                quota_bytes: f.quota_bytes.and_then(|l| l.0),
+                quota_objects: f.quota_objects.and_then(|l| l.0),
             };
             let v: VolumeView = client
                 .json(Method::POST, "/api/v1/volumes", Some(&new))
@@ -556,6 +591,8 @@ async fn volume(client: &ApiClient, cmd: VolumeCommand, json: bool) -> Result<()
                 public_read: f.public_read,
                 owner: f.owner.map(Some),
                 extra: parse_extra(f.extra.as_deref())?,
+                quota_bytes: f.quota_bytes.map(|l| l.0),
+                quota_objects: f.quota_objects.map(|l| l.0),
             };
             if patch.is_empty() {
                 bail!("nothing to update: give at least one field, e.g. --title");
@@ -675,11 +712,15 @@ async fn user(client: &ApiClient, cmd: UserCommand) -> Result<()> {
             admin,
             display_name,
             create_workspaces,
+            quota_bytes,
+            quota_objects,
         } => {
             let body = UserPatch {
                 display_name,
                 admin,
                 create_workspaces,
+                quota_bytes: quota_bytes.map(|l| l.0),
+                quota_objects: quota_objects.map(|l| l.0),
             };
             print(
                 &client

@@ -23,7 +23,7 @@ pub use model::*;
 pub use secret::SecretBox;
 pub use store::{
     Catalog, CatalogView, DEFAULT_REFRESH_INTERVAL, KeyAuth, PeerCredentials, PeerRefreshLock,
-    SessionProblem, Terms,
+    QuotaScope, SessionProblem, Terms, Usage,
 };
 
 /// The `[catalog]` configuration section.
@@ -178,6 +178,16 @@ pub enum CatalogError {
     },
     #[error("corrupt catalogue record {what}: {message}")]
     Corrupt { what: String, message: String },
+    /// A write would take a workspace, or the user who owns it, past a quota.
+    #[error("the quota of {scope} is {limit} {what}, {usage} in use: the write would exceed it")]
+    QuotaExceeded {
+        /// "workspace `ID`" or "user `NAME`".
+        scope: String,
+        /// "bytes" or "objects".
+        what: &'static str,
+        limit: u64,
+        usage: u64,
+    },
 }
 
 impl CatalogError {

@@ -181,6 +181,17 @@ pub struct Volume {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub last_scan: Option<ScanSummary>,
+    /// A workspace's limit in bytes (None: no limit of its own).
+    #[serde(default)]
+    pub quota_bytes: Option<u64>,
+    /// A workspace's limit in objects (None: no limit of its own).
+    #[serde(default)]
+    pub quota_objects: Option<u64>,
+    /// What a workspace holds, as its writes and deletes counted it (None for other kinds).
+    #[serde(default)]
+    pub usage_bytes: Option<u64>,
+    #[serde(default)]
+    pub usage_objects: Option<u64>,
 }
 
 /// The body of a volume creation: everything but the times and the scan.
@@ -218,6 +229,11 @@ pub struct NewVolume {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// A workspace's limits (none when absent).
+    #[serde(default)]
+    pub quota_bytes: Option<u64>,
+    #[serde(default)]
+    pub quota_objects: Option<u64>,
 }
 
 /// A partial update: absent fields stay; `null` clears an optional field.
@@ -281,6 +297,20 @@ pub struct VolumePatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub extra: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A workspace's limit in bytes; `null` removes it.
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub quota_bytes: Option<Option<u64>>,
+    /// A workspace's limit in objects; `null` removes it.
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub quota_objects: Option<Option<u64>>,
 }
 
 impl VolumePatch {
@@ -333,6 +363,42 @@ pub struct User {
     pub create_workspaces: bool,
     pub groups: Vec<String>,
     pub created_at: Timestamp,
+    /// Limits over every workspace the user owns (None: no limit).
+    #[serde(default)]
+    pub quota_bytes: Option<u64>,
+    #[serde(default)]
+    pub quota_objects: Option<u64>,
+    /// What the workspaces the user owns hold.
+    #[serde(default)]
+    pub usage_bytes: u64,
+    #[serde(default)]
+    pub usage_objects: u64,
+}
+
+/// A partial update of a user: absent fields stay; `null` removes a quota.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UserPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<bool>,
+    /// May create workspace volumes through S3 CreateBucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_workspaces: Option<bool>,
+    /// The limit in bytes over the user's workspaces; `null` removes it.
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub quota_bytes: Option<Option<u64>>,
+    /// The limit in objects over the user's workspaces; `null` removes it.
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub quota_objects: Option<Option<u64>>,
 }
 
 /// An S3 access key: its id is public, its secret is shown once and stored encrypted.

@@ -147,6 +147,7 @@ both!(
     the_view_follows_every_change_at_once,
     scoped_expiring_and_temporary_credentials,
     peer_links_and_their_volumes,
+    quotas_hold_under_concurrent_charges,
     one_site_id_per_catalogue,
     the_peer_refresh_lock_is_held_by_one_at_a_time,
 );
@@ -415,13 +416,25 @@ async fn users_keys_tokens(c: &Catalog) {
         CatalogError::Invalid { field: "name", .. }
     ));
     let u = c
-        .update_user("alice", None, Some(true), None)
+        .update_user(
+            "alice",
+            &UserPatch {
+                admin: Some(true),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert!(u.admin);
     assert!(!u.create_workspaces);
     let u = c
-        .update_user("alice", None, None, Some(true))
+        .update_user(
+            "alice",
+            &UserPatch {
+                create_workspaces: Some(true),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert!(u.create_workspaces && u.admin);
@@ -783,7 +796,15 @@ async fn a_version_1_catalogue_is_migrated_and_keeps_its_records() {
     let old = c.get_user("old").await.unwrap();
     assert!(old.admin && !old.create_workspaces);
     assert_eq!(old.display_name, "Old");
-    c.update_user("old", None, None, Some(true)).await.unwrap();
+    c.update_user(
+        "old",
+        &UserPatch {
+            create_workspaces: Some(true),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     c.close().await;
     // Opening again changes nothing.
     let c = Catalog::open(&CatalogConfig::default(), dir.path())
@@ -801,9 +822,25 @@ async fn the_view_follows_every_change_at_once(c: &Catalog) {
     };
     c.create_user("vic", "", false).await.unwrap();
     assert!(!c.principal("vic").await.unwrap().admin);
-    c.update_user("vic", None, Some(true), None).await.unwrap();
+    c.update_user(
+        "vic",
+        &UserPatch {
+            admin: Some(true),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert!(c.principal("vic").await.unwrap().admin);
-    c.update_user("vic", None, Some(false), None).await.unwrap();
+    c.update_user(
+        "vic",
+        &UserPatch {
+            admin: Some(false),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert!(!c.principal("vic").await.unwrap().admin);
 
     let key = c.create_access_key("vic", "").await.unwrap();
@@ -1229,4 +1266,152 @@ async fn the_peer_refresh_lock_is_held_by_one_at_a_time(c: &Catalog) {
     } else {
         assert!(second.is_some());
     }
+}
+
+fn workspace(id: &str, owner: &str) -> NewVolume {
+    NewVolume {
+        id: id.into(),
+        backend: "workspaces".into(),
+        prefix: id.into(),
+        kind: VolumeKind::Workspace,
+        owner: Some(owner.into()),
+        ..Default::default()
+    }
+}
+
+async fn quotas_hold_under_concurrent_charges(c: &Catalog) {
+    c.create_user("qa", "", false).await.unwrap();
+    let mut ws = workspace("qa-ws", "qa");
+    ws.quota_objects = Some(10);
+    c.create_volume(ws).await.unwrap();
+    c.create_volume(workspace("qa-other", "qa")).await.unwrap();
+    // Quotas belong to workspaces.
+    let archive = NewVolume {
+        id: "qa-archive".into(),
+        backend: "local".into(),
+        quota_bytes: Some(1),
+        ..Default::default()
+    };
+    match c.create_volume(archive).await {
+        Err(CatalogError::Invalid { field, message }) => {
+            assert_eq!(field, "quota_bytes");
+            assert!(message.contains("workspaces"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    c.update_user(
+        "qa",
+        &UserPatch {
+            quota_bytes: Some(Some(1000)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    // 32 writers of 100 bytes race over two workspaces against the user's 1000 bytes.
+    let mut writers = Vec::new();
+    for i in 0..32 {
+        let c = c.clone();
+        let ws = if i % 2 == 0 { "qa-ws" } else { "qa-other" };
+        writers.push(tokio::spawn(
+            async move { c.charge_usage(ws, 100, 1).await },
+        ));
+    }
+    let mut admitted = 0;
+    for w in writers {
+        match w.await.unwrap() {
+            Ok(_) => admitted += 1,
+            Err(CatalogError::QuotaExceeded {
+                scope,
+                what,
+                limit,
+                usage,
+            }) => {
+                assert_eq!((scope.as_str(), what, limit), ("user `qa`", "bytes", 1000));
+                assert!(usage <= 1000);
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(admitted, 10, "exactly the writes that fit");
+    let user = c.get_user("qa").await.unwrap();
+    assert_eq!((user.usage_bytes, user.usage_objects), (1000, 10));
+    let (a, b) = (
+        c.get_volume("qa-ws").await.unwrap(),
+        c.get_volume("qa-other").await.unwrap(),
+    );
+    assert_eq!(
+        a.usage_bytes.unwrap() + b.usage_bytes.unwrap(),
+        1000,
+        "the workspaces' usage adds up to the user's"
+    );
+
+    // Shrinking is never refused; the freed room is usable at once.
+    c.charge_usage("qa-ws", -100, -1).await.unwrap();
+    c.charge_usage("qa-other", 100, 1).await.unwrap();
+    assert!(matches!(
+        c.charge_usage("qa-other", 1, 0).await,
+        Err(CatalogError::QuotaExceeded { .. })
+    ));
+
+    // The workspace's own object limit: raised without anything restarting.
+    c.update_user(
+        "qa",
+        &UserPatch {
+            quota_bytes: Some(None),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let used = c.get_volume("qa-ws").await.unwrap().usage_objects.unwrap();
+    for _ in used..10 {
+        c.charge_usage("qa-ws", 1, 1).await.unwrap();
+    }
+    match c.charge_usage("qa-ws", 1, 1).await {
+        Err(CatalogError::QuotaExceeded {
+            scope, what, limit, ..
+        }) => assert_eq!(
+            (scope.as_str(), what, limit),
+            ("workspace `qa-ws`", "objects", 10)
+        ),
+        other => panic!("{other:?}"),
+    }
+    let patch = VolumePatch {
+        quota_objects: Some(Some(11)),
+        ..Default::default()
+    };
+    c.update_volume("qa-ws", patch).await.unwrap();
+    c.charge_usage("qa-ws", 1, 1).await.unwrap();
+
+    // A scan recounts; an owner change and a removal move the user's usage with the volume.
+    c.record_scan("qa-ws", 3, 300).await.unwrap();
+    let v = c.get_volume("qa-ws").await.unwrap();
+    assert_eq!((v.usage_objects, v.usage_bytes), (Some(3), Some(300)));
+    let other = c.get_volume("qa-other").await.unwrap().usage_bytes.unwrap();
+    assert_eq!(c.get_user("qa").await.unwrap().usage_bytes, 300 + other);
+    c.create_user("qb", "", false).await.unwrap();
+    let patch = VolumePatch {
+        owner: Some(Some("qb".into())),
+        ..Default::default()
+    };
+    c.update_volume("qa-ws", patch).await.unwrap();
+    assert_eq!(c.get_user("qa").await.unwrap().usage_bytes, other);
+    assert_eq!(c.get_user("qb").await.unwrap().usage_bytes, 300);
+    c.delete_volume("qa-ws").await.unwrap();
+    assert_eq!(c.get_user("qb").await.unwrap().usage_bytes, 0);
+    // Archives are not counted.
+    c.create_volume(NewVolume {
+        id: "qa-archive".into(),
+        backend: "local".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        c.charge_usage("qa-archive", 5, 1).await.unwrap(),
+        Usage::default()
+    );
+    assert_eq!(c.get_volume("qa-archive").await.unwrap().usage_bytes, None);
 }

@@ -19,10 +19,12 @@ use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, UploadPart,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    UploadPart,
 };
 
 use crate::key::{check_path, is_marker_path, key_of};
+use crate::quota::{Change, Meter, size_of};
 use crate::{DataplaneError, Op, VolumeStore};
 
 /// The store name in `Generic` errors carrying a dataplane refusal.
@@ -103,7 +105,21 @@ impl ObjectStore for VolumeStore {
         if !self.backend.keeps_attributes() {
             opts.attributes = Default::default();
         }
-        self.inner.put_opts(location, payload, opts).await
+        let Some(meter) = &self.meter else {
+            return self.inner.put_opts(location, payload, opts).await;
+        };
+        let _key = meter.lock(&self.volume.id, location).await;
+        let replaced = size_of(self.inner.as_ref(), location).await?;
+        let change = Change::write(payload.content_length() as u64, replaced);
+        meter
+            .charge(&self.volume.id, change)
+            .await
+            .map_err(|e| refused(location, e))?;
+        let put = self.inner.put_opts(location, payload, opts).await;
+        if put.is_err() {
+            meter.refund(&self.volume.id, change).await;
+        }
+        put
     }
 
     async fn put_multipart_opts(
@@ -122,6 +138,10 @@ impl ObjectStore for VolumeStore {
             limit: self.limits.max_object_bytes,
             volume: self.volume.id.clone(),
             key: location.to_string(),
+            metered: self
+                .meter
+                .clone()
+                .map(|m| (m, self.inner.clone(), location.clone())),
         }))
     }
 
@@ -149,6 +169,20 @@ impl ObjectStore for VolumeStore {
         locations: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
         let this = self.clone();
+        if self.meter.is_some() {
+            // A workspace: each delete, under its key's lock, gives back what it removed.
+            return locations
+                .then(move |p| {
+                    let this = this.clone();
+                    async move {
+                        let p = p?;
+                        this.check(Op::Delete, &p)?;
+                        this.metered_delete(&p).await?;
+                        Ok(p)
+                    }
+                })
+                .boxed();
+        }
         let checked = locations
             .map(move |p| {
                 let p = p?;
@@ -190,7 +224,22 @@ impl ObjectStore for VolumeStore {
     ) -> object_store::Result<()> {
         self.check(Op::Get, from)?;
         self.check(Op::Copy, to)?;
-        self.inner.copy_opts(from, to, options).await
+        let Some(meter) = &self.meter else {
+            return self.inner.copy_opts(from, to, options).await;
+        };
+        let _key = meter.lock(&self.volume.id, to).await;
+        let size = self.inner.head(from).await?.size;
+        let replaced = size_of(self.inner.as_ref(), to).await?;
+        let change = Change::write(size, replaced);
+        meter
+            .charge(&self.volume.id, change)
+            .await
+            .map_err(|e| refused(to, e))?;
+        let copied = self.inner.copy_opts(from, to, options).await;
+        if copied.is_err() {
+            meter.refund(&self.volume.id, change).await;
+        }
+        copied
     }
 
     async fn rename_opts(
@@ -201,7 +250,40 @@ impl ObjectStore for VolumeStore {
     ) -> object_store::Result<()> {
         self.check(Op::Delete, from)?;
         self.check(Op::Copy, to)?;
-        self.inner.rename_opts(from, to, options).await
+        let Some(meter) = &self.meter else {
+            return self.inner.rename_opts(from, to, options).await;
+        };
+        // The object moves within the workspace: only one it replaces leaves the usage.
+        let _keys = meter.lock_two(&self.volume.id, from, to).await;
+        let replaced = size_of(self.inner.as_ref(), to).await?;
+        self.inner.rename_opts(from, to, options).await?;
+        if let Some(size) = replaced {
+            meter
+                .refund(&self.volume.id, Change::write(size, None))
+                .await;
+        }
+        Ok(())
+    }
+}
+
+impl VolumeStore {
+    /// Deletes `path` of a workspace, giving back what the object held.
+    async fn metered_delete(&self, path: &Path) -> object_store::Result<()> {
+        let Some(meter) = &self.meter else {
+            return self.inner.delete(path).await;
+        };
+        let _key = meter.lock(&self.volume.id, path).await;
+        let removed = size_of(self.inner.as_ref(), path).await?;
+        match self.inner.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(size) = removed {
+            meter
+                .refund(&self.volume.id, Change::write(size, None))
+                .await;
+        }
+        Ok(())
     }
 }
 
@@ -214,6 +296,8 @@ struct BoundedUpload {
     limit: u64,
     volume: String,
     key: String,
+    /// A workspace's meter, its unchecked store and the key: the completion is charged.
+    metered: Option<(Meter, Arc<dyn ObjectStore>, Path)>,
 }
 
 impl BoundedUpload {
@@ -245,10 +329,25 @@ impl MultipartUpload for BoundedUpload {
     }
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
-        if self.written.load(Ordering::Acquire) > self.limit {
+        let size = self.written.load(Ordering::Acquire);
+        if size > self.limit {
             return Err(self.over());
         }
-        self.inner.complete().await
+        let Some((meter, store, path)) = self.metered.clone() else {
+            return self.inner.complete().await;
+        };
+        let _key = meter.lock(&self.volume, &path).await;
+        let replaced = size_of(store.as_ref(), &path).await?;
+        let change = Change::write(size, replaced);
+        meter
+            .charge(&self.volume, change)
+            .await
+            .map_err(|e| refused(&path, e))?;
+        let done = self.inner.complete().await;
+        if done.is_err() {
+            meter.refund(&self.volume, change).await;
+        }
+        done
     }
 
     async fn abort(&mut self) -> object_store::Result<()> {

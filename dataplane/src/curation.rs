@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use crate::catalog::{
     Access, AccessKey, ApiToken, CatalogError, CorsRule, Grant, Group, NewAccessKey, NewApiToken,
-    NewPeer, NewVolume, Peer, PeerCredentials, Principal, Subject, Terms, User, Volume, VolumeKind,
-    VolumePatch, VolumeQuery,
+    NewPeer, NewVolume, Peer, PeerCredentials, Principal, Subject, Terms, User, UserPatch, Volume,
+    VolumeKind, VolumePatch, VolumeQuery,
 };
 use crate::listing::ListRequest;
 use crate::{Dataplane, DataplaneError, Op, Result};
@@ -179,6 +179,8 @@ impl Dataplane {
             prefix,
             kind: VolumeKind::Workspace,
             owner: Some(who.user.clone()),
+            quota_bytes: self.config().workspaces.default_quota_bytes,
+            quota_objects: self.config().workspaces.default_quota_objects,
             ..Default::default()
         };
         match self.catalog().create_volume(new).await {
@@ -379,15 +381,10 @@ impl Dataplane {
         &self,
         who: Option<&Principal>,
         name: &str,
-        display_name: Option<&str>,
-        is_admin: Option<bool>,
-        create_workspaces: Option<bool>,
+        patch: &UserPatch,
     ) -> Result<User> {
         admin(who, "changing a user")?;
-        Ok(self
-            .catalog()
-            .update_user(name, display_name, is_admin, create_workspaces)
-            .await?)
+        Ok(self.catalog().update_user(name, patch).await?)
     }
 
     /// Removes a user, their keys, tokens and grants; an admin may not remove themselves.
@@ -779,6 +776,8 @@ impl Dataplane {
                 public_read: false,
                 owner: None,
                 extra,
+                quota_bytes: None,
+                quota_objects: None,
             };
             let (_, created) = self.catalog().upsert_volume(new).await?;
             if created {

@@ -118,6 +118,9 @@ pub enum DataplaneError {
         limit: u64,
         what: &'static str,
     },
+    /// A write to workspace `volume` would pass its quota or its owner's.
+    #[error("volume `{volume}`: {message}")]
+    QuotaExceeded { volume: String, message: String },
     #[error("upload spool: {message}")]
     Spool { message: String },
     #[error(transparent)]
@@ -162,6 +165,7 @@ impl DataplaneError {
                     | crate::catalog::CatalogError::AlreadyExists { .. }
                     | crate::catalog::CatalogError::Invalid { .. }
                     | crate::catalog::CatalogError::Conflict { .. }
+                    | crate::catalog::CatalogError::QuotaExceeded { .. }
             ),
             DataplaneError::Body { source, .. } => source.is_internal(),
             _ => false,

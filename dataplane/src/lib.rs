@@ -25,6 +25,7 @@ mod listing;
 pub mod peer;
 mod plane;
 pub mod posix;
+mod quota;
 mod read;
 pub mod uploads;
 mod volume;
@@ -57,6 +58,34 @@ pub struct WorkspacesConfig {
     /// A path inside that backend under which each workspace gets `<prefix>/<volume id>`.
     #[serde(default)]
     pub prefix: String,
+    /// The quota in bytes a new workspace starts with (bytes, or a size such as `100GiB`);
+    /// none when absent.
+    #[serde(default, deserialize_with = "size_option")]
+    pub default_quota_bytes: Option<u64>,
+    /// The quota in objects a new workspace starts with; none when absent.
+    #[serde(default)]
+    pub default_quota_objects: Option<u64>,
+}
+
+/// A size as a number of bytes or a string with a unit (`100GiB`, `10GB`).
+fn size_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Option::<Size>::deserialize(d)? {
+        None => Ok(None),
+        Some(Size::Bytes(n)) => Ok(Some(n)),
+        Some(Size::Text(s)) => s
+            .trim()
+            .parse::<bytesize::ByteSize>()
+            .map(|b| Some(b.as_u64()))
+            .map_err(|e| {
+                serde::de::Error::custom(format!("`{s}` is not a size (e.g. 100GiB): {e}"))
+            }),
+    }
 }
 
 /// The `[limits]` section: bounds on what one request may cost.

@@ -25,6 +25,8 @@ pub struct Dataplane {
     config: DataplaneConfig,
     limits: Arc<crate::LimitsConfig>,
     cache: Option<Arc<BlockCache>>,
+    /// The locks workspace commits take on their keys (see `quota.rs`).
+    key_locks: Arc<crate::quota::KeyLocks>,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -78,6 +80,7 @@ impl Dataplane {
             limits: Arc::new(config.limits.clone()),
             config,
             cache,
+            key_locks: Arc::new(crate::quota::KeyLocks::new()),
         })
     }
 
@@ -224,6 +227,8 @@ impl Dataplane {
             let scope = format!("{}:{}", record.backend, record.prefix);
             store = Arc::new(CachedStore::new(store, cache.clone(), scope));
         }
+        let meter = (record.kind == VolumeKind::Workspace)
+            .then(|| crate::quota::Meter::new(self.catalog.clone(), self.key_locks.clone()));
         let handle = VolumeStore {
             volume: record,
             access,
@@ -231,6 +236,7 @@ impl Dataplane {
             inner: store,
             backend,
             limits: self.limits.clone(),
+            meter,
         };
         handle.allow(op)?;
         Ok(handle)

@@ -53,6 +53,8 @@ pub struct VolumeStore {
     pub(crate) inner: Arc<dyn ObjectStore>,
     pub(crate) backend: Arc<Backend>,
     pub(crate) limits: Arc<LimitsConfig>,
+    /// A workspace's usage counter (None for other volumes): see `quota.rs`.
+    pub(crate) meter: Option<crate::quota::Meter>,
 }
 
 impl std::fmt::Debug for VolumeStore {

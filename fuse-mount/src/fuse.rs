@@ -88,6 +88,8 @@ fn errno_name(code: i32) -> &'static str {
         libc::ESTALE => "ESTALE",
         libc::ENOTSUP => "ENOTSUP",
         libc::ENOSPC => "ENOSPC",
+        libc::EDQUOT => "EDQUOT",
+        libc::EFBIG => "EFBIG",
         _ => "EIO",
     }
 }

@@ -35,6 +35,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use archway_dataplane::catalog::CatalogError;
 use archway_dataplane::{BodyError, DataplaneError};
 use object_store::ObjectStore;
 use object_store::list::PaginatedListStore;
@@ -231,6 +232,17 @@ impl FsError {
             Err(e) => e,
         };
         match e {
+            // A quota's refusal is no denial: `Store` keeps it, and its errno (EDQUOT).
+            object_store::Error::PermissionDenied { ref source, .. }
+                if quota_refusal(source.as_ref()) =>
+            {
+                FsError::Store {
+                    volume: volume.to_string(),
+                    key: key.to_string(),
+                    op,
+                    source: Box::new(e),
+                }
+            }
             object_store::Error::PermissionDenied { .. }
             | object_store::Error::Unauthenticated { .. } => FsError::Denied {
                 volume: volume.to_string(),
@@ -278,6 +290,10 @@ fn store_errno(e: &object_store::Error) -> i32 {
     match e {
         object_store::Error::NotFound { .. } => libc::ENOENT,
         object_store::Error::AlreadyExists { .. } => libc::EEXIST,
+        // A gateway's workspace quota (S3 403 `QuotaExceeded`, in the answer's body).
+        object_store::Error::PermissionDenied { source, .. } if quota_refusal(source.as_ref()) => {
+            libc::EDQUOT
+        }
         object_store::Error::PermissionDenied { .. }
         | object_store::Error::Unauthenticated { .. } => libc::EACCES,
         object_store::Error::Precondition { .. } => libc::ESTALE,
@@ -286,6 +302,19 @@ fn store_errno(e: &object_store::Error) -> i32 {
         }
         _ => libc::EIO,
     }
+}
+
+/// Whether a refusal from a gateway's S3 front is its quota's: the S3 error code is only in
+/// the answer's body, which the client keeps in its error.
+fn quota_refusal(source: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    let mut at: Option<&(dyn std::error::Error + 'static)> = Some(source);
+    while let Some(e) = at {
+        if format!("{e:?}").contains("<Code>QuotaExceeded</Code>") {
+            return true;
+        }
+        at = e.source();
+    }
+    false
 }
 
 /// The errno for a dataplane error: every variant says what it means to a file user.
@@ -307,6 +336,7 @@ fn dataplane_errno(e: &DataplaneError) -> i32 {
         | DataplaneError::InvalidPartOrder { .. }
         | DataplaneError::EntityTooSmall { .. } => libc::EINVAL,
         DataplaneError::EntityTooLarge { .. } => libc::EFBIG,
+        DataplaneError::QuotaExceeded { .. } => libc::EDQUOT,
         DataplaneError::PreconditionFailed { .. } | DataplaneError::NotModified { .. } => {
             libc::ESTALE
         }
@@ -321,8 +351,9 @@ fn dataplane_errno(e: &DataplaneError) -> i32 {
         DataplaneError::UnknownBackend { .. }
         | DataplaneError::Backend { .. }
         | DataplaneError::NoWorkspaceBackend
-        | DataplaneError::Spool { .. }
-        | DataplaneError::Catalog(_) => libc::EIO,
+        | DataplaneError::Spool { .. } => libc::EIO,
+        DataplaneError::Catalog(CatalogError::QuotaExceeded { .. }) => libc::EDQUOT,
+        DataplaneError::Catalog(_) => libc::EIO,
     }
 }
 

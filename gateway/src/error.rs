@@ -156,6 +156,9 @@ impl From<CatalogError> for ApiError {
             CatalogError::Conflict { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "Conflict", message)
             }
+            CatalogError::QuotaExceeded { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "QuotaExceeded", message)
+            }
             CatalogError::Database { .. } | CatalogError::Migration { .. } => ApiError::internal(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "CatalogUnavailable",
@@ -229,6 +232,9 @@ impl From<DataplaneError> for ApiError {
             }
             DataplaneError::EntityTooLarge { .. } => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "EntityTooLarge", message)
+            }
+            DataplaneError::QuotaExceeded { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "QuotaExceeded", message)
             }
             DataplaneError::Body { ref source, .. } => match source {
                 BodyError::DigestMismatch { .. } => {

@@ -14,6 +14,7 @@ mod grants;
 mod groups;
 mod keys;
 mod peers;
+mod quotas;
 mod tokens;
 mod users;
 mod view;
@@ -21,6 +22,7 @@ mod volumes;
 
 pub use keys::{KeyAuth, Terms};
 pub use peers::{PeerCredentials, PeerRefreshLock};
+pub use quotas::{QuotaScope, Usage};
 pub use view::{CatalogView, DEFAULT_REFRESH_INTERVAL, SessionProblem};
 
 use crate::secret::SecretBox;
@@ -29,7 +31,7 @@ use crate::{CatalogConfig, CatalogError, Dialect, Result, migrate, redact_url};
 const VOLUME_COLUMNS: &str = "v.id, v.title, v.description, v.mission, v.instrument, v.tags, \
      v.license, v.dataproduct_type, v.calib_level, v.backend, v.prefix, v.kind, v.read_only, \
      v.public_read, v.owner, v.extra, v.created_at, v.updated_at, v.scan_objects, v.scan_bytes, \
-     v.scanned_at";
+     v.scanned_at, v.quota_bytes, v.quota_objects";
 
 /// The ids of the volumes a user reaches through grants to them or to one of their groups.
 const GRANTED_TO_USER: &str = "SELECT volume_id, level FROM grants WHERE \

@@ -29,20 +29,25 @@ impl Catalog {
             create_workspaces: false,
             groups: Vec::new(),
             created_at: now,
+            quota_bytes: None,
+            quota_objects: None,
+            usage_bytes: 0,
+            usage_objects: 0,
         })
     }
 
     pub async fn get_user(&self, name: &str) -> Result<User> {
-        let row =
-            sqlx::query("SELECT name, display_name, admin, create_workspaces, created_at FROM users WHERE name = $1")
-                .bind(name)
-                .fetch_optional(&self.inner.pool)
-                .await
-                .map_err(CatalogError::db("read user"))?
-                .ok_or_else(|| CatalogError::NotFound {
-                    kind: "user",
-                    id: name.to_string(),
-                })?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE name = $1"
+        )))
+        .bind(name)
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(CatalogError::db("read user"))?
+        .ok_or_else(|| CatalogError::NotFound {
+            kind: "user",
+            id: name.to_string(),
+        })?;
         let groups = sqlx::query_scalar(
             "SELECT group_name FROM group_members WHERE user_name = $1 ORDER BY group_name",
         )
@@ -50,46 +55,55 @@ impl Catalog {
         .fetch_all(&self.inner.pool)
         .await
         .map_err(CatalogError::db("read memberships"))?;
-        user_from_row(&row, groups)
+        let mut user = user_from_row(&row, groups)?;
+        (user.usage_bytes, user.usage_objects) = self.user_usage(name).await?;
+        Ok(user)
     }
 
     pub async fn list_users(&self) -> Result<Vec<User>> {
-        let rows =
-            sqlx::query("SELECT name, display_name, admin, create_workspaces, created_at FROM users ORDER BY name")
-                .fetch_all(&self.inner.pool)
-                .await
-                .map_err(CatalogError::db("list users"))?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM users ORDER BY name"
+        )))
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(CatalogError::db("list users"))?;
         let mut groups = self.memberships(false).await?;
+        let mut usage = self.users_usage().await?;
         rows.iter()
             .map(|row| {
                 let name: String = get(row, "name")?;
-                user_from_row(row, groups.remove(&name).unwrap_or_default())
+                let mut user = user_from_row(row, groups.remove(&name).unwrap_or_default())?;
+                (user.usage_bytes, user.usage_objects) = usage.remove(&name).unwrap_or_default();
+                Ok(user)
             })
             .collect()
     }
 
-    pub async fn update_user(
-        &self,
-        name: &str,
-        display_name: Option<&str>,
-        admin: Option<bool>,
-        create_workspaces: Option<bool>,
-    ) -> Result<User> {
+    /// Applies `patch` to user `name`. Quotas take effect on the next write.
+    pub async fn update_user(&self, name: &str, patch: &UserPatch) -> Result<User> {
         let _changing = self.changing();
         let current = self.get_user(name).await?;
-        let display = display_name.unwrap_or(&current.display_name);
-        let admin = admin.unwrap_or(current.admin);
-        let creates = create_workspaces.unwrap_or(current.create_workspaces);
+        let display = patch
+            .display_name
+            .as_deref()
+            .unwrap_or(&current.display_name);
+        let admin = patch.admin.unwrap_or(current.admin);
+        let creates = patch.create_workspaces.unwrap_or(current.create_workspaces);
+        let quota_bytes = patch.quota_bytes.unwrap_or(current.quota_bytes);
+        let quota_objects = patch.quota_objects.unwrap_or(current.quota_objects);
         sqlx::query(
-            "UPDATE users SET display_name = $1, admin = $2, create_workspaces = $3 WHERE name = $4",
+            "UPDATE users SET display_name = $1, admin = $2, create_workspaces = $3, \
+             quota_bytes = $4, quota_objects = $5 WHERE name = $6",
         )
-            .bind(display)
-            .bind(i64::from(admin))
-            .bind(i64::from(creates))
-            .bind(name)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(CatalogError::db("update user"))?;
+        .bind(display)
+        .bind(i64::from(admin))
+        .bind(i64::from(creates))
+        .bind(quota_bytes.map(clamp_i64))
+        .bind(quota_objects.map(clamp_i64))
+        .bind(name)
+        .execute(&self.inner.pool)
+        .await
+        .map_err(CatalogError::db("update user"))?;
         self.get_user(name).await
     }
 
@@ -152,5 +166,18 @@ pub(super) fn user_from_row(row: &AnyRow, groups: Vec<String>) -> Result<User> {
         create_workspaces: get::<i64>(row, "create_workspaces")? != 0,
         groups,
         created_at: Timestamp(get(row, "created_at")?),
+        quota_bytes: get::<Option<i64>>(row, "quota_bytes")?.map(|q| q.max(0) as u64),
+        quota_objects: get::<Option<i64>>(row, "quota_objects")?.map(|q| q.max(0) as u64),
+        usage_bytes: 0,
+        usage_objects: 0,
     })
+}
+
+/// The columns `user_from_row` reads.
+const USER_COLUMNS: &str = "name, display_name, admin, create_workspaces, created_at, \
+     quota_bytes, quota_objects";
+
+/// A count as the catalogue stores it (BIGINT): past i64::MAX is as good as unlimited.
+pub(super) fn clamp_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

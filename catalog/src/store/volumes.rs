@@ -24,8 +24,9 @@ impl Catalog {
             sqlx::query(
                 "INSERT INTO volumes (id, title, description, mission, instrument, tags, license, \
                  dataproduct_type, calib_level, backend, prefix, kind, read_only, public_read, \
-                 owner, extra, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-                 $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+                 owner, extra, created_at, updated_at, quota_bytes, quota_objects) VALUES ($1, \
+                 $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+                 $19, $20)",
             ),
             &volume,
         )?
@@ -46,7 +47,15 @@ impl Catalog {
         .await
         .map_err(CatalogError::db("read volume"))?;
         match row {
-            Some(row) => volume_from_row(&row),
+            Some(row) => {
+                let mut v = volume_from_row(&row)?;
+                if v.kind == VolumeKind::Workspace {
+                    let (bytes, objects) = self.workspace_usage(id).await?;
+                    v.usage_bytes = Some(bytes);
+                    v.usage_objects = Some(objects);
+                }
+                Ok(v)
+            }
             None => Err(CatalogError::NotFound {
                 kind: "volume",
                 id: id.to_string(),
@@ -69,6 +78,7 @@ impl Catalog {
             id: id.to_string(),
         })?;
         let mut v = volume_from_row(&row)?;
+        let before = v.clone();
         apply_patch(&mut v, patch)?;
         if let Some(owner) = &v.owner {
             ensure_user(&mut tx, owner).await?;
@@ -80,13 +90,28 @@ impl Catalog {
                  instrument = $5, tags = $6, license = $7, dataproduct_type = $8, \
                  calib_level = $9, backend = $10, prefix = $11, kind = $12, read_only = $13, \
                  public_read = $14, owner = $15, extra = $16, created_at = $17, \
-                 updated_at = $18 WHERE id = $1",
+                 updated_at = $18, quota_bytes = $19, quota_objects = $20 WHERE id = $1",
             ),
             &v,
         )?
         .execute(&mut *tx)
         .await
         .map_err(CatalogError::db("update volume"))?;
+        // What the workspace holds counts for whoever owns it now.
+        let counted = |v: &Volume| {
+            (v.kind == VolumeKind::Workspace)
+                .then_some(v.owner.clone())
+                .flatten()
+        };
+        if counted(&before) != counted(&v) {
+            super::quotas::move_owner_usage(
+                &mut tx,
+                id,
+                counted(&before).as_deref(),
+                counted(&v).as_deref(),
+            )
+            .await?;
+        }
         self.index_volume(&mut tx, &v).await?;
         tx.commit().await.map_err(CatalogError::db("commit"))?;
         Ok(v)
@@ -129,6 +154,9 @@ impl Catalog {
             public_read: Some(new.public_read),
             owner: Some(new.owner),
             extra: Some(new.extra),
+            // A quota the declaration does not give is the catalogue's to keep.
+            quota_bytes: new.quota_bytes.map(Some),
+            quota_objects: new.quota_objects.map(Some),
         };
         Ok((self.update_volume(&new.id, patch).await?, false))
     }
@@ -136,6 +164,19 @@ impl Catalog {
     pub async fn delete_volume(&self, id: &str) -> Result<()> {
         let _changing = self.changing();
         let mut tx = self.begin().await?;
+        // The owner's usage no longer counts what the workspace held.
+        let owner: Option<Option<String>> =
+            sqlx::query_scalar("SELECT owner FROM volumes WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(CatalogError::db("read volume"))?;
+        super::quotas::move_owner_usage(&mut tx, id, owner.flatten().as_deref(), None).await?;
+        sqlx::query("DELETE FROM workspace_usage WHERE volume_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(CatalogError::db("delete usage"))?;
         sqlx::query("DELETE FROM grants WHERE volume_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -190,6 +231,15 @@ impl Catalog {
                 kind: "volume",
                 id: id.to_string(),
             });
+        }
+        // A workspace's scan is a recount of its usage.
+        let kind: Option<String> = sqlx::query_scalar("SELECT kind FROM volumes WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(CatalogError::db("read volume"))?;
+        if kind.as_deref() == Some(VolumeKind::Workspace.as_str()) {
+            self.recount_usage(id, objects, bytes).await?;
         }
         Ok(summary)
     }
@@ -394,6 +444,10 @@ pub(super) fn volume_from_new(new: NewVolume, now: Timestamp) -> Result<Volume> 
         created_at: now,
         updated_at: now,
         last_scan: None,
+        quota_bytes: new.quota_bytes,
+        quota_objects: new.quota_objects,
+        usage_bytes: (new.kind == VolumeKind::Workspace).then_some(0),
+        usage_objects: (new.kind == VolumeKind::Workspace).then_some(0),
     };
     validate_volume(&v)?;
     Ok(v)
@@ -402,6 +456,23 @@ pub(super) fn volume_from_new(new: NewVolume, now: Timestamp) -> Result<Volume> 
 pub(super) fn validate_volume(v: &Volume) -> Result<()> {
     if v.backend.trim().is_empty() {
         return Err(CatalogError::invalid("backend", "a volume needs a backend"));
+    }
+    if v.kind != VolumeKind::Workspace {
+        for (field, set) in [
+            ("quota_bytes", v.quota_bytes.is_some()),
+            ("quota_objects", v.quota_objects.is_some()),
+        ] {
+            if set {
+                return Err(CatalogError::invalid(
+                    field,
+                    format!(
+                        "quotas apply to workspaces; volume `{}` is an {}",
+                        v.id,
+                        v.kind.as_str()
+                    ),
+                ));
+            }
+        }
     }
     validate_descriptive(&v.title, &v.description, &v.tags, v.calib_level)
 }
@@ -452,6 +523,12 @@ pub(super) fn apply_patch(v: &mut Volume, p: VolumePatch) -> Result<()> {
     if let Some(x) = p.extra {
         v.extra = x;
     }
+    if let Some(x) = p.quota_bytes {
+        v.quota_bytes = x;
+    }
+    if let Some(x) = p.quota_objects {
+        v.quota_objects = x;
+    }
     validate_volume(v)
 }
 
@@ -480,7 +557,9 @@ pub(super) fn bind_volume<'q>(
         .bind(v.owner.clone())
         .bind(extra)
         .bind(v.created_at.0)
-        .bind(v.updated_at.0))
+        .bind(v.updated_at.0)
+        .bind(v.quota_bytes.map(super::users::clamp_i64))
+        .bind(v.quota_objects.map(super::users::clamp_i64)))
 }
 
 pub(super) fn volume_from_row(row: &AnyRow) -> Result<Volume> {
@@ -503,6 +582,8 @@ pub(super) fn volume_from_row(row: &AnyRow) -> Result<Volume> {
         }),
         _ => None,
     };
+    let kind = VolumeKind::parse(&get::<String>(row, "kind")?)?;
+    let workspace = kind == VolumeKind::Workspace;
     Ok(Volume {
         title: get(row, "title")?,
         description: get(row, "description")?,
@@ -514,7 +595,6 @@ pub(super) fn volume_from_row(row: &AnyRow) -> Result<Volume> {
         calib_level: get(row, "calib_level")?,
         backend: get(row, "backend")?,
         prefix: get(row, "prefix")?,
-        kind: VolumeKind::parse(&get::<String>(row, "kind")?)?,
         read_only: get::<i64>(row, "read_only")? != 0,
         public_read: get::<i64>(row, "public_read")? != 0,
         owner: get(row, "owner")?,
@@ -522,6 +602,12 @@ pub(super) fn volume_from_row(row: &AnyRow) -> Result<Volume> {
         created_at: Timestamp(get(row, "created_at")?),
         updated_at: Timestamp(get(row, "updated_at")?),
         last_scan: scan,
+        quota_bytes: get::<Option<i64>>(row, "quota_bytes")?.map(|q| q.max(0) as u64),
+        quota_objects: get::<Option<i64>>(row, "quota_objects")?.map(|q| q.max(0) as u64),
+        // Filled by `get_volume` from the usage table, for workspaces.
+        usage_bytes: workspace.then_some(0),
+        usage_objects: workspace.then_some(0),
+        kind,
         id,
     })
 }

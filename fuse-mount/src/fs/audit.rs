@@ -115,7 +115,7 @@ impl FileAudit {
 fn status_of(e: &FsError) -> u16 {
     match e.errno() {
         libc::ENOENT => 404,
-        libc::EACCES | libc::EPERM | libc::EROFS => 403,
+        libc::EACCES | libc::EPERM | libc::EROFS | libc::EDQUOT => 403,
         libc::EFBIG | libc::ENOSPC => 413,
         libc::EINVAL | libc::ENAMETOOLONG => 400,
         _ => 502,

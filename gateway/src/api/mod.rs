@@ -33,7 +33,8 @@ use crate::error::{ApiError, ErrorBody};
 use crate::metrics::status_class;
 
 pub use crate::state::AppState;
-pub use principals::{GrantBody, NewGroup, NewKey, NewToken, NewUser, UserPatch};
+pub use archway_catalog::UserPatch;
+pub use principals::{GrantBody, NewGroup, NewKey, NewToken, NewUser};
 pub use volumes::{GrantQuery, ScanEvent};
 
 /// A volume as the API shows it: the record plus what the caller may do with it.

@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use archway_catalog::{
-    Access, AccessKey, ApiToken, Group, NewAccessKey, NewApiToken, Scope, Terms, User,
+    Access, AccessKey, ApiToken, Group, NewAccessKey, NewApiToken, Scope, Terms, User, UserPatch,
 };
 
 use super::AppState;
@@ -38,17 +38,6 @@ pub struct NewUser {
     pub display_name: String,
     #[serde(default)]
     pub admin: bool,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct UserPatch {
-    #[serde(default)]
-    pub display_name: Option<String>,
-    #[serde(default)]
-    pub admin: Option<bool>,
-    /// May create workspace volumes through S3 CreateBucket.
-    #[serde(default)]
-    pub create_workspaces: Option<bool>,
 }
 
 /// A request for an access key: generated, or an existing pair imported (admins only). Its
@@ -242,13 +231,7 @@ async fn patch_user(
 ) -> Result<Json<User>, ApiError> {
     let user = state
         .dataplane
-        .update_user(
-            caller.who(),
-            &name,
-            patch.display_name.as_deref(),
-            patch.admin,
-            patch.create_workspaces,
-        )
+        .update_user(caller.who(), &name, &patch)
         .await?;
     Ok(Json(user))
 }

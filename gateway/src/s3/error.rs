@@ -44,6 +44,9 @@ fn code(e: &DataplaneError) -> S3ErrorCode {
         DataplaneError::InvalidPart { .. } => S3ErrorCode::InvalidPart,
         DataplaneError::EntityTooSmall { .. } => S3ErrorCode::EntityTooSmall,
         DataplaneError::EntityTooLarge { .. } => S3ErrorCode::EntityTooLarge,
+        // No AWS code says it; Ceph RGW's `QuotaExceeded`, HTTP 403 (see `dataplane_error`).
+        DataplaneError::QuotaExceeded { .. }
+        | DataplaneError::Catalog(CatalogError::QuotaExceeded { .. }) => quota_exceeded(),
         DataplaneError::Body { source, .. } => match source {
             BodyError::DigestMismatch { .. } => S3ErrorCode::BadDigest,
             BodyError::ChunkSignature => S3ErrorCode::SignatureDoesNotMatch,
@@ -58,6 +61,7 @@ fn code(e: &DataplaneError) -> S3ErrorCode {
             CatalogError::Invalid { .. } | CatalogError::Conflict { .. } => {
                 S3ErrorCode::InvalidArgument
             }
+            CatalogError::QuotaExceeded { .. } => quota_exceeded(),
             CatalogError::Database { .. } | CatalogError::Migration { .. } => {
                 S3ErrorCode::ServiceUnavailable
             }
@@ -74,10 +78,16 @@ fn code(e: &DataplaneError) -> S3ErrorCode {
     }
 }
 
+/// The code of a write refused by a workspace quota (as Ceph RGW words it).
+fn quota_exceeded() -> S3ErrorCode {
+    S3ErrorCode::from_bytes(b"QuotaExceeded").unwrap_or(S3ErrorCode::AccessDenied)
+}
+
 /// The S3 error for a dataplane error, with a request id.
 pub fn dataplane_error(e: DataplaneError) -> S3Error {
     let code = code(&e);
     let conflict = matches!(e, DataplaneError::KeyConflict { .. });
+    let quota = code == quota_exceeded();
     let id = request_id();
     let message = if e.is_internal() {
         tracing::error!(request_id = %id, error = %e, "S3 request failed");
@@ -91,6 +101,9 @@ pub fn dataplane_error(e: DataplaneError) -> S3Error {
     err.set_request_id(id);
     if conflict {
         err.set_status_code(http::StatusCode::CONFLICT);
+    }
+    if quota {
+        err.set_status_code(http::StatusCode::FORBIDDEN);
     }
     err
 }
