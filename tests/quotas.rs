@@ -110,6 +110,22 @@ async fn quotas_hold_on_every_s3_write_path_and_under_racing_writers() {
         listed(&store).await,
         "usage is what is there"
     );
+    let metrics = gw.metrics().await;
+    let metric = |line: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {line} in\n{metrics}"))
+    };
+    assert_eq!(
+        metric("archway_quota_refusals_total{scope=\"workspace\",what=\"bytes\"}"),
+        22
+    );
+    assert_eq!(
+        metric("archway_workspace_usage{unit=\"bytes\"}"),
+        10 * 100 * KIB,
+        "the only workspace's usage"
+    );
 
     // Overwriting an object with a smaller one is never refused, and frees the difference.
     let first = store

@@ -181,8 +181,8 @@ pub enum CatalogError {
     /// A write would take a workspace, or the user who owns it, past a quota.
     #[error("the quota of {scope} is {limit} {what}, {usage} in use: the write would exceed it")]
     QuotaExceeded {
-        /// "workspace `ID`" or "user `NAME`".
-        scope: String,
+        /// The workspace's own quota, or its owner's.
+        scope: QuotaScope,
         /// "bytes" or "objects".
         what: &'static str,
         limit: u64,

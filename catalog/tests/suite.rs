@@ -1328,7 +1328,10 @@ async fn quotas_hold_under_concurrent_charges(c: &Catalog) {
                 limit,
                 usage,
             }) => {
-                assert_eq!((scope.as_str(), what, limit), ("user `qa`", "bytes", 1000));
+                assert_eq!(
+                    (scope.to_string().as_str(), what, limit),
+                    ("user `qa`", "bytes", 1000)
+                );
                 assert!(usage <= 1000);
             }
             Err(e) => panic!("{e}"),
@@ -1345,6 +1348,11 @@ async fn quotas_hold_under_concurrent_charges(c: &Catalog) {
         a.usage_bytes.unwrap() + b.usage_bytes.unwrap(),
         1000,
         "the workspaces' usage adds up to the user's"
+    );
+    let (counted, bytes, objects) = c.total_workspace_usage().await.unwrap();
+    assert!(
+        counted >= 2 && bytes >= 1000 && objects >= 10,
+        "{counted} {bytes} {objects}"
     );
 
     // Shrinking is never refused; the freed room is usable at once.
@@ -1373,7 +1381,7 @@ async fn quotas_hold_under_concurrent_charges(c: &Catalog) {
         Err(CatalogError::QuotaExceeded {
             scope, what, limit, ..
         }) => assert_eq!(
-            (scope.as_str(), what, limit),
+            (scope.to_string().as_str(), what, limit),
             ("workspace `qa-ws`", "objects", 10)
         ),
         other => panic!("{other:?}"),

@@ -84,6 +84,12 @@ impl Dataplane {
         })
     }
 
+    /// Commits refused by a workspace quota on this gateway, by (scope, what): `workspace` or
+    /// `user`, `bytes` or `objects`.
+    pub fn quota_refusals(&self) -> Vec<(&'static str, &'static str, u64)> {
+        self.key_locks.refusals()
+    }
+
     /// The backend of the volumes linked from peer `name`: the cached one while the link is
     /// unchanged, else built again from the link's record.
     async fn peer_backend(&self, name: &str) -> Result<Arc<Backend>> {

@@ -13,6 +13,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use archway_catalog::{Catalog, CatalogError};
 use object_store::path::Path;
@@ -36,12 +37,45 @@ impl std::fmt::Debug for Meter {
     }
 }
 
-/// Striped locks over (volume, key).
-pub(crate) struct KeyLocks(Vec<tokio::sync::Mutex<()>>);
+/// Striped locks over (volume, key), and this gateway's count of refused commits.
+pub(crate) struct KeyLocks {
+    stripes: Vec<tokio::sync::Mutex<()>>,
+    /// Refusals by (scope, what): see [`REFUSAL_LABELS`].
+    refusals: [AtomicU64; 4],
+}
+
+/// The (scope, what) of each refusal counter.
+pub const REFUSAL_LABELS: [(&str, &str); 4] = [
+    ("workspace", "bytes"),
+    ("workspace", "objects"),
+    ("user", "bytes"),
+    ("user", "objects"),
+];
 
 impl KeyLocks {
     pub(crate) fn new() -> Self {
-        Self((0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect())
+        Self {
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            refusals: Default::default(),
+        }
+    }
+
+    /// Commits refused by a quota on this gateway, by (scope, what).
+    pub(crate) fn refusals(&self) -> Vec<(&'static str, &'static str, u64)> {
+        REFUSAL_LABELS
+            .iter()
+            .zip(&self.refusals)
+            .map(|((scope, what), n)| (*scope, *what, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    fn refused(&self, scope: &str, what: &str) {
+        if let Some(i) = REFUSAL_LABELS
+            .iter()
+            .position(|(s, w)| *s == scope && *w == what)
+        {
+            self.refusals[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn stripe(volume: &str, key: &Path) -> usize {
@@ -65,7 +99,9 @@ impl Meter {
     /// Locks `key` of `volume`.
     pub(crate) async fn lock(&self, volume: &str, key: &Path) -> KeyGuard<'_> {
         KeyGuard {
-            _first: self.locks.0[KeyLocks::stripe(volume, key)].lock().await,
+            _first: self.locks.stripes[KeyLocks::stripe(volume, key)]
+                .lock()
+                .await,
             _second: None,
         }
     }
@@ -74,9 +110,9 @@ impl Meter {
     pub(crate) async fn lock_two(&self, volume: &str, a: &Path, b: &Path) -> KeyGuard<'_> {
         let (i, j) = (KeyLocks::stripe(volume, a), KeyLocks::stripe(volume, b));
         let (lo, hi) = (i.min(j), i.max(j));
-        let first = self.locks.0[lo].lock().await;
+        let first = self.locks.stripes[lo].lock().await;
         let second = if hi != lo {
-            Some(self.locks.0[hi].lock().await)
+            Some(self.locks.stripes[hi].lock().await)
         } else {
             None
         };
@@ -97,10 +133,15 @@ impl Meter {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e @ CatalogError::QuotaExceeded { .. }) => Err(DataplaneError::QuotaExceeded {
-                volume: volume.to_string(),
-                message: e.to_string(),
-            }),
+            Err(e @ CatalogError::QuotaExceeded { .. }) => {
+                if let CatalogError::QuotaExceeded { scope, what, .. } = &e {
+                    self.locks.refused(scope.kind(), what);
+                }
+                Err(DataplaneError::QuotaExceeded {
+                    volume: volume.to_string(),
+                    message: e.to_string(),
+                })
+            }
             Err(e) => Err(e.into()),
         }
     }

@@ -25,6 +25,8 @@ pub struct Metrics {
     cache_held: IntGaugeVec,
     pub requests_denied: IntCounterVec,
     audit_dropped: IntCounter,
+    quota_refusals: IntCounterVec,
+    workspace_usage: IntGaugeVec,
 }
 
 impl Metrics {
@@ -165,6 +167,30 @@ impl Metrics {
         registry
             .register(Box::new(http_duration.clone()))
             .expect("metric registered once");
+        let quota_refusals = IntCounterVec::new(
+            Opts::new(
+                "archway_quota_refusals_total",
+                "Workspace commits this gateway refused for a quota, by the quota's scope \
+                 (workspace, user) and what it limits (bytes, objects)",
+            ),
+            &["scope", "what"],
+        )
+        .expect("valid metric definition");
+        let workspace_usage = IntGaugeVec::new(
+            Opts::new(
+                "archway_workspace_usage",
+                "What every workspace together holds, from the catalogue at the scrape: \
+                 unit bytes or objects",
+            ),
+            &["unit"],
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(quota_refusals.clone()))
+            .expect("metric registered once");
+        registry
+            .register(Box::new(workspace_usage.clone()))
+            .expect("metric registered once");
         Self {
             registry,
             http_requests,
@@ -180,6 +206,26 @@ impl Metrics {
             cache_held,
             requests_denied,
             audit_dropped,
+            quota_refusals,
+            workspace_usage,
+        }
+    }
+
+    /// Brings the quota metrics up to the dataplane's refusal counts and the catalogue's
+    /// usage totals (at each scrape).
+    pub fn observe_quotas(&self, refusals: &[(&str, &str, u64)], usage: Option<(u64, u64)>) {
+        for (scope, what, n) in refusals {
+            let c = self.quota_refusals.with_label_values(&[scope, what]);
+            c.inc_by(n.saturating_sub(c.get()));
+        }
+        if let Some((bytes, objects)) = usage {
+            let set = |unit: &str, v: u64| {
+                self.workspace_usage
+                    .with_label_values(&[unit])
+                    .set(i64::try_from(v).unwrap_or(i64::MAX))
+            };
+            set("bytes", bytes);
+            set("objects", objects);
         }
     }
 

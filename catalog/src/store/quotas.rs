@@ -25,6 +25,16 @@ pub enum QuotaScope {
     User(String),
 }
 
+impl QuotaScope {
+    /// `workspace` or `user`: a label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            QuotaScope::Workspace(_) => "workspace",
+            QuotaScope::User(_) => "user",
+        }
+    }
+}
+
 impl std::fmt::Display for QuotaScope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -175,7 +185,7 @@ impl Catalog {
                     _ => ("bytes", quota_bytes.unwrap_or(0), used_bytes),
                 };
                 CatalogError::QuotaExceeded {
-                    scope: scope.to_string(),
+                    scope,
                     what,
                     limit: limit.max(0) as u64,
                     usage: usage.max(0) as u64,
@@ -183,6 +193,20 @@ impl Catalog {
             }
             Err(e) => CatalogError::db("read quota")(e),
         }
+    }
+
+    /// The usage of every workspace together: (workspaces counted, bytes, objects).
+    pub async fn total_workspace_usage(&self) -> Result<(u64, u64, u64)> {
+        let row = sqlx::query(
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n, \
+             CAST(COALESCE(SUM(bytes), 0) AS BIGINT) AS bytes, \
+             CAST(COALESCE(SUM(objects), 0) AS BIGINT) AS objects FROM workspace_usage",
+        )
+        .fetch_one(&self.inner.pool)
+        .await
+        .map_err(CatalogError::db("read usage"))?;
+        let n = |c: &'static str| get::<i64>(&row, c).map(|v| v.max(0) as u64);
+        Ok((n("n")?, n("bytes")?, n("objects")?))
     }
 
     /// Workspace `id`'s usage (zero when nothing was ever counted).

@@ -310,6 +310,16 @@ async fn healthz(State(state): State<AppState>) -> Response {
 )]
 async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.observe_audit(state.audit.dropped());
+    let usage = match state.dataplane.catalog().total_workspace_usage().await {
+        Ok((_, bytes, objects)) => Some((bytes, objects)),
+        Err(e) => {
+            tracing::warn!(error = %e, "workspace usage not read for the metrics");
+            None
+        }
+    };
+    state
+        .metrics
+        .observe_quotas(&state.dataplane.quota_refusals(), usage);
     if let Some(cache) = state.dataplane.cache() {
         let held = cache.memory_bytes().await;
         state
