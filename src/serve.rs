@@ -101,6 +101,10 @@ pub async fn open_with(
         audit,
         identity: Arc::new(archway_gateway::Identity::new(&config.auth)),
         site_id: Default::default(),
+        auth_limit: Arc::new(archway_gateway::auth_limit::AuthLimiter::new(
+            config.server.auth_failure_burst,
+            config.server.auth_failures_per_minute,
+        )),
         dataplane: Arc::new(dataplane),
         metrics: Arc::new(Metrics::new()),
         server: Arc::new(ServerConfig {

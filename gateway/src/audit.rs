@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use archway_catalog::Principal;
 use archway_dataplane::audit::AuditRecord;
@@ -120,11 +120,22 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     }
     let api = path.starts_with("/api/");
     let front = if api { "api" } else { "s3" };
+    let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
+    // A source that failed to authenticate too often waits before trying credentials again
+    // (`auth_limit.rs`); STS's exchange (`POST /`) carries its credential in the body.
+    let tries_credentials = auth_kind(req.headers(), req.uri().query(), api) != "anonymous"
+        || (req.method() == axum::http::Method::POST && path == "/");
+    let wait = client
+        .filter(|_| tries_credentials)
+        .and_then(|ip| state.auth_limit.wait(ip));
     if !state.audit.enabled() {
         // Without a trail nothing is noted (the serving code's notes find no slot and cost
         // nothing); refusals are still counted.
-        let response = next.run(req).await;
-        return count_refusal(&state, front, response).await;
+        let response = match wait {
+            Some(wait) => throttled(&state, front, wait),
+            None => next.run(req).await,
+        };
+        return count_refusal(&state, front, client, response).await;
     }
     let path = path.to_string();
     let started = Instant::now();
@@ -153,10 +164,15 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     // One id for the request: an API error body's `request_id` is this one (S3 requests get
     // theirs from the S3 front, as `x-amz-request-id`).
     let id = crate::error::fresh_request_id();
-    let served = CURRENT.scope(slot.clone(), next.run(req));
-    let response = crate::error::serving(id.clone(), served).await;
+    let response = match wait {
+        Some(wait) => throttled(&state, front, wait),
+        None => {
+            let served = CURRENT.scope(slot.clone(), next.run(req));
+            crate::error::serving(id.clone(), served).await
+        }
+    };
     let status = response.status();
-    let mut response = count_refusal(&state, front, response).await;
+    let mut response = count_refusal(&state, front, client, response).await;
     let request_id = match response.headers().get("x-amz-request-id") {
         Some(s3_id) => s3_id.to_str().unwrap_or_default().to_string(),
         None => {
@@ -218,8 +234,14 @@ const CREDENTIAL_REFUSALS_400: &[&str] = &[
 ];
 
 /// Counts a refusal (401, 403, and the 400s that refuse a credential) in
-/// `archway_requests_denied_total` by its error code.
-async fn count_refusal(state: &AppState, front: &str, response: Response) -> Response {
+/// `archway_requests_denied_total` by its error code, and a failed authentication against
+/// `client`'s allowance.
+async fn count_refusal(
+    state: &AppState,
+    front: &str,
+    client: Option<std::net::IpAddr>,
+    response: Response,
+) -> Response {
     let status = response.status();
     let bad_request = status == StatusCode::BAD_REQUEST;
     if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN && !bad_request {
@@ -234,6 +256,47 @@ async fn count_refusal(state: &AppState, front: &str, response: Response) -> Res
         .requests_denied
         .with_label_values(&[front, reason.as_str()])
         .inc();
+    if let Some(ip) = client
+        && crate::auth_limit::is_failure(&reason)
+    {
+        state.auth_limit.failed(ip);
+    }
+    response
+}
+
+/// The answer to a request held off by the failed-authentication limit: S3 503 `SlowDown`,
+/// API 429, both with `Retry-After`.
+fn throttled(state: &AppState, front: &str, wait: Duration) -> Response {
+    state
+        .metrics
+        .auth_throttled
+        .with_label_values(&[front])
+        .inc();
+    let secs = wait.as_secs().max(1);
+    let message =
+        format!("too many failed authentications from this address: try again in {secs} s");
+    let mut response = if front == "api" {
+        use axum::response::IntoResponse;
+        crate::error::ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyFailedAuthentications",
+            message,
+        )
+        .into_response()
+    } else {
+        let id = crate::error::fresh_request_id();
+        let mut r =
+            crate::s3::xml_response(StatusCode::SERVICE_UNAVAILABLE, "SlowDown", &message, &id);
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            r.headers_mut().insert("x-amz-request-id", v);
+        }
+        r
+    };
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, v);
+    }
     response
 }
 

@@ -49,6 +49,11 @@ pub struct ServerConfig {
     /// One log line per request (target `archway::access`, level info): client, method, path
     /// without the query (which may hold a presigned URL's signature), status, duration.
     pub access_log: bool,
+    /// Failed authentications a source may make before its requests with credentials are
+    /// held off (S3 503 `SlowDown`, API 429); 0: no limit.
+    pub auth_failure_burst: u32,
+    /// How fast a source's allowance of failed authentications refills.
+    pub auth_failures_per_minute: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -74,6 +79,8 @@ impl Default for ServerConfig {
             peer_refresh_interval: Duration::from_secs(600),
             trusted_proxies: Vec::new(),
             access_log: false,
+            auth_failure_burst: 20,
+            auth_failures_per_minute: 10,
         }
     }
 }
@@ -137,6 +144,14 @@ impl ServerConfig {
         }
         if !(1..=32).contains(&self.peer_max_hops) {
             out.push(("peer_max_hops".into(), "must be 1 to 32".into()));
+        }
+        if self.auth_failure_burst > 0 && self.auth_failures_per_minute == 0 {
+            out.push((
+                "auth_failures_per_minute".into(),
+                "must be at least 1 while auth_failure_burst limits failures (a source would \
+                 be held off for good)"
+                    .into(),
+            ));
         }
         if self.max_concurrent_requests == 0 {
             out.push((

@@ -14,6 +14,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod auth_limit;
 pub mod body;
 pub mod client;
 pub mod client_addr;

@@ -27,6 +27,7 @@ pub struct Metrics {
     audit_dropped: IntCounter,
     quota_refusals: IntCounterVec,
     workspace_usage: IntGaugeVec,
+    pub auth_throttled: IntCounterVec,
 }
 
 impl Metrics {
@@ -188,6 +189,18 @@ impl Metrics {
         registry
             .register(Box::new(quota_refusals.clone()))
             .expect("metric registered once");
+        let auth_throttled = IntCounterVec::new(
+            Opts::new(
+                "archway_auth_throttled_total",
+                "Requests with credentials held off because their source failed to \
+                 authenticate too often (server.auth_failure_burst), by front",
+            ),
+            &["front"],
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(auth_throttled.clone()))
+            .expect("metric registered once");
         registry
             .register(Box::new(workspace_usage.clone()))
             .expect("metric registered once");
@@ -208,6 +221,7 @@ impl Metrics {
             audit_dropped,
             quota_refusals,
             workspace_usage,
+            auth_throttled,
         }
     }
 

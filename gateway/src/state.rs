@@ -20,6 +20,8 @@ pub struct AppState {
     pub identity: Arc<crate::oidc::Identity>,
     /// The catalogue's site id, read once (forwarded reductions carry it).
     pub site_id: Arc<tokio::sync::OnceCell<String>>,
+    /// Failed authentications per source (`server.auth_failure_burst`).
+    pub auth_limit: Arc<crate::auth_limit::AuthLimiter>,
 }
 
 impl AppState {

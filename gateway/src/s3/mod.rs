@@ -33,7 +33,7 @@ use s3s::{S3Result, s3_error};
 use archway_catalog::{Catalog, Principal, SessionProblem};
 use archway_dataplane::Dataplane;
 
-pub use error::{dataplane_error, xml_escape};
+pub use error::{dataplane_error, xml_escape, xml_response};
 pub use host::BucketDomain;
 
 use crate::metrics::Metrics;
