@@ -419,7 +419,11 @@ pub async fn serve(source: Source) -> Result<()> {
         tracing::warn!("{warning}");
     }
     let router = archway_gateway::router(opened.state.clone());
-    archway_gateway::server::serve(listener, router, tls, stop).await;
+    let limits = archway_gateway::server::ConnectionLimits {
+        header_read_timeout: config.server.header_read_timeout,
+        max_connections: config.server.max_connections,
+    };
+    archway_gateway::server::serve(listener, router, tls, limits, stop).await;
     opened.state.dataplane.catalog().close().await;
     tracing::info!("stopped");
     Ok(())

@@ -163,3 +163,77 @@ async fn failed_authentications_are_slowed_per_source_and_counted() {
     let r = http.get(&whoami).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// A TCP connection that sent `head` and nothing more.
+async fn partial(url: &str, head: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr = url.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_client_is_cut_off_and_connections_are_bounded() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+
+    // A request head that never ends is cut off after server.header_read_timeout.
+    let gw = Gateway::start_with_env(
+        &dir.path().join("a"),
+        free_port(),
+        &[],
+        &[("ARCHWAY_SERVER__HEADER_READ_TIMEOUT", "1s")],
+    )
+    .await;
+    let mut slow = partial(&gw.url, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut answer)).await;
+    assert!(
+        read.is_ok(),
+        "the connection was still open after 10 s with a 1 s header read time-out"
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    let r = reqwest::get(format!("{}/healthz", gw.url)).await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // At server.max_connections, a new connection waits until one closes.
+    let gw = Gateway::start_with_env(
+        &dir.path().join("b"),
+        free_port(),
+        &[],
+        &[("ARCHWAY_SERVER__MAX_CONNECTIONS", "4")],
+    )
+    .await;
+    // The start-up's health checks may still hold a slot briefly: let them go.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(partial(&gw.url, "GET /healthz HTTP/1.1\r\nHost: x\r\n").await);
+    }
+    let url = format!("{}/healthz", gw.url);
+    let fifth = tokio::spawn(async move {
+        reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !fifth.is_finished(),
+        "a fifth connection was served while four held every slot"
+    );
+    drop(held);
+    let status = tokio::time::timeout(Duration::from_secs(10), fifth)
+        .await
+        .expect("served once the slots were free")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+}

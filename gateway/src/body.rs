@@ -14,8 +14,16 @@ pub struct StrictJson<T>(pub T);
 
 impl<T: DeserializeOwned> StrictJson<T> {
     pub fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) else {
             return Err(ApiError::bad_request(None, "a JSON body is required"));
+        };
+        // Every body of the API is an object (serde would also take a struct as an array of
+        // its fields in order).
+        if *first != b'{' {
+            return Err(ApiError::bad_request(
+                None,
+                "the body must be a JSON object (`{…}`)",
+            ));
         }
         let mut unknown = Vec::new();
         let mut de = serde_json::Deserializer::from_slice(bytes);

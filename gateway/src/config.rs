@@ -49,6 +49,12 @@ pub struct ServerConfig {
     /// One log line per request (target `archway::access`, level info): client, method, path
     /// without the query (which may hold a presigned URL's signature), status, duration.
     pub access_log: bool,
+    /// A connection whose request head (request line and headers) has not arrived in this
+    /// time is closed: slow clients cannot hold connections.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Connections open at once; further ones wait in the listen queue until one closes.
+    pub max_connections: usize,
     /// Failed authentications a source may make before its requests with credentials are
     /// held off (S3 503 `SlowDown`, API 429); 0: no limit.
     pub auth_failure_burst: u32,
@@ -79,6 +85,8 @@ impl Default for ServerConfig {
             peer_refresh_interval: Duration::from_secs(600),
             trusted_proxies: Vec::new(),
             access_log: false,
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 4096,
             auth_failure_burst: 20,
             auth_failures_per_minute: 10,
         }
@@ -144,6 +152,15 @@ impl ServerConfig {
         }
         if !(1..=32).contains(&self.peer_max_hops) {
             out.push(("peer_max_hops".into(), "must be 1 to 32".into()));
+        }
+        if self.header_read_timeout.is_zero() {
+            out.push((
+                "header_read_timeout".into(),
+                "must be longer than zero".into(),
+            ));
+        }
+        if self.max_connections == 0 {
+            out.push(("max_connections".into(), "must be at least 1".into()));
         }
         if self.auth_failure_burst > 0 && self.auth_failures_per_minute == 0 {
             out.push((

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -63,17 +63,44 @@ pub fn tls_acceptor(config: &TlsConfig) -> Result<TlsAcceptor, ServerError> {
     Ok(TlsAcceptor::from(Arc::new(server)))
 }
 
+/// Bounds on connections, against clients that hold them: see `[server]`.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// A connection whose request head has not arrived in this time is closed (HTTP/1).
+    pub header_read_timeout: Duration,
+    /// Connections open at once; further ones wait in the listen queue.
+    pub max_connections: usize,
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then drains open connections.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<TlsAcceptor>,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = Builder::new(TokioExecutor::new());
+    let mut builder = Builder::new(TokioExecutor::new());
+    // Without a timer hyper applies no header read time-out at all: a client that sends a
+    // request head byte by byte would hold its connection for ever.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // A free connection slot first: at the limit, new connections wait in the kernel's
+        // listen queue rather than being accepted and starved.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -100,6 +127,7 @@ pub async fn serve(
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn.into_owned());
                 tokio::spawn(async move {
+                    let _slot = slot;
                     if let Err(e) = conn.await {
                         tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
                     }
@@ -110,6 +138,7 @@ pub async fn serve(
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let stream = match tokio::time::timeout(
                         Duration::from_secs(10),
                         acceptor.accept(stream),

@@ -4,7 +4,10 @@
 Clients: aws cli, boto3, s3fs/fsspec, rclone, s3cmd, s3fs-fuse (folder markers from mkdir). For each: listing with pagination, ranged GET,
 conditional GET, a 100 MiB multipart upload to a workspace read back byte for byte, a
 presigned GET, a wrong secret (SignatureDoesNotMatch), a write to a read-only volume
-(AccessDenied), and for some, a user without grants.
+(AccessDenied), and for some, a user without grants. Then hostile input from a client of
+our own (raw SigV4): clock skew, a wrong service in the scope, tampered and expired presigned
+URLs, DeleteObjects past 1000 keys, XML with entities, deep or huge XML, part numbers out of
+range, keys that are no paths, oversized headers, malformed JSON on every API route.
 
 Run by `scripts/test` (which installs the clients in a virtual environment):
     python tests/interop/clients.py [--bin target/debug/archway]
@@ -1276,6 +1279,205 @@ def chunked_tests(ctx):
     return [signed_chunks, tampered_chunk]
 
 
+# ----- hostile input: what a careless or malicious client sends -----
+
+
+def signed(ctx, method, bucket, key="", query=None, body=b"", when=None, region="us-east-1",
+           service="s3", extra=None):
+    """A request signed with SigV4 from its specification, with the time, region and service
+    chosen by the caller; returns (status, body bytes)."""
+    import hmac
+    import http.client
+    import urllib.parse
+
+    when = time.time() if when is None else when
+    amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when))
+    day = amz_date[:8]
+    scope = f"{day}/{region}/{service}/aws4_request"
+    path = "/" + bucket + ("/" + urllib.parse.quote(key, safe="/~") if key else "")
+    query = query or {}
+    canonical_query = "&".join(
+        f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(v, safe='-_.~')}"
+        for k, v in sorted(query.items())
+    )
+    headers = {
+        "host": f"127.0.0.1:{ctx.gw.port}",
+        "x-amz-content-sha256": hashlib.sha256(body).hexdigest(),
+        "x-amz-date": amz_date,
+        **(extra or {}),
+    }
+    signed_headers = sorted(headers)
+    canonical = "\n".join(
+        [method, path, canonical_query, *(f"{h}:{headers[h].strip()}" for h in signed_headers), "",
+         ";".join(signed_headers), headers["x-amz-content-sha256"]]
+    )
+    string_to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    k = _hmac(("AWS4" + ctx.gw.secret).encode(), day)
+    k = _hmac(_hmac(_hmac(k, region), service), "aws4_request")
+    signature = hmac.new(k, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    headers["authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={ctx.gw.key}/{scope}, "
+        f"SignedHeaders={';'.join(signed_headers)}, Signature={signature}"
+    )
+    conn = http.client.HTTPConnection("127.0.0.1", ctx.gw.port, timeout=60)
+    target = path + ("?" + canonical_query if canonical_query else "")
+    conn.request(method, target, body=body or None, headers=headers)
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+
+
+def s3_code(body):
+    import re
+
+    m = re.search(rb"<Code>([^<]*)</Code>", body)
+    return m.group(1).decode() if m else body[:200].decode(errors="replace")
+
+
+def hostile_tests(ctx):
+    s3 = boto3_client(ctx)
+
+    def exists(key):
+        try:
+            s3.head_object(Bucket="workspace", Key=key)
+            return True
+        except Exception:  # noqa: BLE001
+            return False
+
+    s3.put_object(Bucket="workspace", Key="hostile/keep.txt", Body=b"keep")
+
+    def clock_skew():
+        for offset in (-3600, 3600):
+            status, body = signed(ctx, "GET", "workspace", "hostile/keep.txt", when=time.time() + offset)
+            assert (status, s3_code(body)) == (403, "RequestTimeTooSkewed"), (offset, status, body)
+        status, _ = signed(ctx, "GET", "workspace", "hostile/keep.txt", when=time.time() - 60)
+        assert status == 200, "a minute of skew is within the allowed window"
+
+    def wrong_service():
+        status, body = signed(ctx, "GET", "workspace", "hostile/keep.txt", service="iam")
+        assert (status, s3_code(body)) == (400, "AuthorizationHeaderMalformed"), (status, body)
+        assert b"iam" in body, body
+        # Any region signs: the gateway has one namespace (clients say us-east-1, auto, ...).
+        status, _ = signed(ctx, "GET", "workspace", "hostile/keep.txt", region="eu-west-1")
+        assert status == 200
+
+    def tampered_and_expired_presigned():
+        url = sigv4_presign(ctx, "workspace", "hostile/keep.txt", time.time(), 60)
+        assert http_get(url) == b"keep"
+        tampered = url.replace("hostile/keep.txt", "hostile/other.txt")
+        expect_failure(lambda: http_get(tampered), "403")
+        for bad in (url.replace("X-Amz-Expires=60", "X-Amz-Expires=6000"), url[:-4] + "0000"):
+            expect_failure(lambda bad=bad: http_get(bad), "403")
+        old = sigv4_presign(ctx, "workspace", "hostile/keep.txt", time.time() - 600, 60)
+        try:
+            http_get(old)
+            raise AssertionError("an expired presigned URL was honoured")
+        except urllib.error.HTTPError as e:
+            assert e.code == 403 and b"expired" in e.read().lower()
+
+    def delete_objects_past_1000_keys():
+        keys = [{"Key": f"hostile/many-{i}"} for i in range(1001)] + [{"Key": "hostile/keep.txt"}]
+        expect_failure(lambda: s3.delete_objects(Bucket="workspace", Delete={"Objects": keys}), "MalformedXML")
+        assert exists("hostile/keep.txt"), "nothing was deleted"
+
+    def xml_with_entities():
+        body = (
+            b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">'
+            b'<!ENTITY y "hostile/keep.txt">]>'
+            b"<Delete><Object><Key>&y;</Key></Object><Object><Key>&x;</Key></Object></Delete>"
+        )
+        md5 = __import__("base64").b64encode(hashlib.md5(body).digest()).decode()
+        status, answer = signed(ctx, "POST", "workspace", query={"delete": ""}, body=body,
+                                extra={"content-md5": md5, "content-type": "application/xml"})
+        assert status == 400 and s3_code(answer) == "MalformedXML", (status, answer)
+        assert b"root:" not in answer
+        assert exists("hostile/keep.txt"), "nothing was deleted"
+
+    def deeply_nested_and_huge_xml():
+        deep = b"<Delete>" + b"<Object>" * 100_000 + b"</Object>" * 100_000 + b"</Delete>"
+        huge = b"<Delete>" + b"<Object><Key>hostile/x</Key></Object>" * 200_000 + b"</Delete>"
+        for body in (deep, huge):
+            md5 = __import__("base64").b64encode(hashlib.md5(body).digest()).decode()
+            status, answer = signed(ctx, "POST", "workspace", query={"delete": ""}, body=body,
+                                    extra={"content-md5": md5})
+            assert status == 400, (status, answer[:300])
+            assert s3_code(answer) in ("MalformedXML", "MaxMessageLengthExceeded"), answer[:300]
+        status, answer = signed(ctx, "POST", "workspace", query={"delete": ""}, body=huge)
+        assert b"max_s3_xml_body_bytes" in answer, answer[:300]
+        assert exists("hostile/keep.txt")
+
+    def part_numbers_out_of_range():
+        up = s3.create_multipart_upload(Bucket="workspace", Key="hostile/parts.bin")["UploadId"]
+        for n in (0, 10001, -1):
+            expect_failure(
+                lambda n=n: s3.upload_part(Bucket="workspace", Key="hostile/parts.bin", UploadId=up,
+                                           PartNumber=n, Body=b"x"),
+                "InvalidArgument", "Parameter validation failed")
+        s3.abort_multipart_upload(Bucket="workspace", Key="hostile/parts.bin", UploadId=up)
+        status, body = signed(ctx, "PUT", "workspace", "hostile/parts.bin",
+                              query={"partNumber": "10001", "uploadId": "x" * 10}, body=b"x")
+        assert status == 400 and s3_code(body) == "InvalidArgument", (status, body)
+
+    def keys_that_are_no_paths():
+        for key, codes in (
+            ("hostile/../escape.txt", ("InvalidArgument", "InvalidKey")),
+            ("hostile/./dot.txt", ("InvalidArgument", "InvalidKey")),
+            ("hostile/nul\x00.txt", ("InvalidArgument", "InvalidKey", "InvalidURI")),
+            ("hostile/" + "k" * 1100, ("KeyTooLongError",)),
+        ):
+            status, body = signed(ctx, "PUT", "workspace", key, body=b"x")
+            assert status == 400 and s3_code(body) in codes, (key[:30], status, body)
+        # Other control characters are refused too, naming them (a file name, a terminal and a
+        # log line all take them badly).
+        expect_failure(lambda: s3.put_object(Bucket="workspace", Key="hostile/tab\there.txt", Body=b"t"),
+                       "control characters")
+        assert not exists("hostile/tab\there.txt")
+        # A listing's prefix is never refused for its characters: it is answered with what
+        # matches.
+        for prefix in ("hostile/../", "hostile/nul\x00", "..", "/", "k" * 2000, "\x01"):
+            status, body = signed(ctx, "GET", "workspace", query={"list-type": "2", "prefix": prefix})
+            assert status == 200, (repr(prefix[:20]), status, body[:300])
+            assert b"<KeyCount>0</KeyCount>" in body, body[:300]
+        assert not os.path.exists(os.path.join(ctx.gw.data, "workspaces", "escape.txt"))
+
+    def oversized_headers():
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", ctx.gw.port, timeout=30)
+        conn.request("GET", "/healthz", headers={"x-big": "a" * (1 << 20)})
+        status = conn.getresponse().status
+        assert status == 431, status
+        conn = http.client.HTTPConnection("127.0.0.1", ctx.gw.port, timeout=30)
+        conn.request("GET", "/healthz", headers={f"x-h{i}": "v" for i in range(500)})
+        status = conn.getresponse().status
+        assert status == 431, status
+
+    def malformed_json_on_every_api_route():
+        spec = json.loads(urllib.request.urlopen(ctx.gw.url + "/api/v1/openapi.json").read())
+        tried = 0
+        for path, item in spec["paths"].items():
+            for method, op in item.items():
+                if "requestBody" not in op:
+                    continue
+                url = ctx.gw.url + path.replace("{id}", "workspace").replace("{name}", "admin") \
+                    .replace("{subject}", "user:admin").replace("{user}", "admin")
+                for body in (b"{", b"[]", b"\x00\xff", b'{"a":' * 10000):
+                    req = urllib.request.Request(url, method=method.upper(), data=body, headers={
+                        "Authorization": f"Bearer {ctx.gw.token}", "Content-Type": "application/json"})
+                    try:
+                        urllib.request.urlopen(req)
+                        raise AssertionError(f"{method} {path} took {body[:10]!r}")
+                    except urllib.error.HTTPError as e:
+                        answer = json.loads(e.read())
+                        assert e.code in (400, 413, 415, 422), (method, path, e.code, answer)
+                        assert answer["error"]["message"], answer
+                    tried += 1
+        assert tried >= 40, tried
+
+    return [clock_skew, wrong_service, tampered_and_expired_presigned, delete_objects_past_1000_keys,
+            xml_with_entities, deeply_nested_and_huge_xml, part_numbers_out_of_range,
+            keys_that_are_no_paths, oversized_headers, malformed_json_on_every_api_route]
+
+
 def main():
     parser = argparse.ArgumentParser()
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -1306,6 +1508,7 @@ def main():
             ("s3fs-fuse", s3fs_fuse_tests),
             ("cors", cors_tests),
             ("aws-chunked", chunked_tests),
+            ("hostile", hostile_tests),
         ]
         for client, make in suites:
             if args.only and args.only != client:

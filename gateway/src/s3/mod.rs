@@ -241,6 +241,60 @@ pub fn service(
     builder.build()
 }
 
+/// Why a request whose body `s3s` reads whole (a document: DeleteObjects,
+/// CompleteMultipartUpload, a configuration) is refused before it is read, if it is: longer
+/// than `server.max_s3_xml_body_bytes` (400 `MaxMessageLengthExceeded`; s3s 0.14 would answer
+/// 500), or of unknown length (411 `MissingContentLength`, as S3 answers).
+fn whole_body_problem(req: &Request, limit: usize) -> Option<(StatusCode, &'static str, String)> {
+    if !route::reads_whole_body(req.method(), req.uri().path(), req.uri().query()) {
+        return None;
+    }
+    let length = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match length {
+        Some(n) if n > limit as u64 => Some((
+            StatusCode::BAD_REQUEST,
+            "MaxMessageLengthExceeded",
+            format!(
+                "the request's document is {n} bytes; this gateway reads at most {limit} \
+                 (server.max_s3_xml_body_bytes)"
+            ),
+        )),
+        Some(_) => None,
+        None if req
+            .headers()
+            .contains_key(axum::http::header::TRANSFER_ENCODING) =>
+        {
+            Some((
+                StatusCode::LENGTH_REQUIRED,
+                "MissingContentLength",
+                "a request with a document body must give its Content-Length".to_string(),
+            ))
+        }
+        None => None,
+    }
+}
+
+/// Reads and drops a body, up to `limit` bytes.
+async fn drain(body: Body, limit: usize) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut seen = 0usize;
+    while seen <= limit {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    seen = seen.saturating_add(data.len());
+                }
+            }
+            _ => return,
+        }
+    }
+}
+
 /// The S3 service as the router's fallback: every path that is not an API route.
 pub fn fallback(
     state: AppState,
@@ -273,7 +327,8 @@ pub fn fallback(
         .as_deref()
         .and_then(|d| BucketDomain::new(d).ok())
         .map(Arc::new);
-    let s3 = service(front, domain, state.server.max_s3_xml_body_bytes);
+    let xml_limit = state.server.max_s3_xml_body_bytes;
+    let s3 = service(front, domain, xml_limit);
     let dataplane = state.dataplane.clone();
     let identity = state.identity.clone();
     tower::service_fn(move |req: Request| {
@@ -281,6 +336,7 @@ pub fn fallback(
         let dataplane = dataplane.clone();
         let identity = identity.clone();
         let domain = cors_domain.clone();
+        let xml_limit = xml_limit;
         // One id per request: in error bodies (RequestId) and on every answer, as S3 does.
         let id = crate::error::fresh_request_id();
         async move {
@@ -333,6 +389,32 @@ pub fn fallback(
             )
             .await
             {
+                error::xml_response(status, code, &message, &id)
+            } else if let Some(service) =
+                route::scope_service(req.headers(), req.uri().query()).filter(|s| s != "s3")
+            {
+                let (status, code) = if req
+                    .headers()
+                    .contains_key(axum::http::header::AUTHORIZATION)
+                {
+                    (StatusCode::BAD_REQUEST, "AuthorizationHeaderMalformed")
+                } else {
+                    (StatusCode::BAD_REQUEST, "AuthorizationQueryParametersError")
+                };
+                error::xml_response(
+                    status,
+                    code,
+                    &format!(
+                        "the credential scope names the service `{service}`; this endpoint is \
+                         `s3` (and `sts` for AssumeRoleWithWebIdentity)"
+                    ),
+                    &id,
+                )
+            } else if let Some(problem) = whole_body_problem(&req, xml_limit) {
+                let (status, code, message) = problem;
+                // Read what the client sends (to a bound) so that it hears the answer instead
+                // of a connection reset mid-upload.
+                drain(req.into_body(), xml_limit.saturating_mul(16)).await;
                 error::xml_response(status, code, &message, &id)
             } else if let Some(sub) = route::unsupported(req.uri().query()) {
                 error::xml_response(

@@ -264,6 +264,129 @@ pub(super) fn signing_key(
     key.map(|k| (k, token))
 }
 
+/// The service a SigV4 request's credential scope names (`KEY/DATE/REGION/SERVICE/aws4_request`),
+/// from the `Authorization` header or a presigned URL's `X-Amz-Credential`.
+pub(super) fn scope_service(headers: &http::HeaderMap, query: Option<&str>) -> Option<String> {
+    let credential = match headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(auth) => auth
+            .strip_prefix("AWS4-HMAC-SHA256")?
+            .split(',')
+            .find_map(|part| part.trim().strip_prefix("Credential="))?
+            .to_string(),
+        None => query?.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            k.eq_ignore_ascii_case("X-Amz-Credential").then(|| {
+                percent_encoding::percent_decode_str(v)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+        })?,
+    };
+    let parts: Vec<&str> = credential.split('/').collect();
+    (parts.len() == 5).then(|| parts[3].to_string())
+}
+
+/// Sub-resources whose PUT carries an XML (or JSON) document rather than object bytes.
+const DOCUMENT_PUTS: &[&str] = &[
+    "accelerate",
+    "acl",
+    "analytics",
+    "cors",
+    "intelligent-tiering",
+    "inventory",
+    "legal-hold",
+    "lifecycle",
+    "logging",
+    "metrics",
+    "notification",
+    "object-lock",
+    "ownershipControls",
+    "policy",
+    "publicAccessBlock",
+    "replication",
+    "requestPayment",
+    "retention",
+    "tagging",
+    "versioning",
+    "website",
+];
+
+/// Whether the request's body is a document `s3s` reads whole (DeleteObjects,
+/// CompleteMultipartUpload, a bucket's or object's configuration), bounded by
+/// `server.max_s3_xml_body_bytes`, rather than object bytes it streams.
+pub(super) fn reads_whole_body(method: &http::Method, path: &str, query: Option<&str>) -> bool {
+    let keys: Vec<String> = query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let raw = p.split_once('=').map_or(p, |(k, _)| k);
+            percent_encoding::percent_decode_str(raw)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    let has = |k: &str| keys.iter().any(|x| x == k);
+    if *method == http::Method::POST {
+        // Every S3 POST but CreateMultipartUpload (no body) reads a document.
+        return !has("uploads");
+    }
+    if *method == http::Method::PUT {
+        if DOCUMENT_PUTS.iter().any(|k| has(k)) {
+            return true;
+        }
+        // CreateBucket's optional configuration: a PUT on a bucket (path style).
+        let trimmed = path.trim_start_matches('/');
+        return !trimmed.is_empty() && !trimmed.trim_end_matches('/').contains('/');
+    }
+    false
+}
+
+#[cfg(test)]
+mod whole_body_tests {
+    use super::*;
+
+    #[test]
+    fn documents_are_told_from_object_bytes() {
+        let post = http::Method::POST;
+        let put = http::Method::PUT;
+        assert!(reads_whole_body(&post, "/b", Some("delete")));
+        assert!(reads_whole_body(&post, "/b/k", Some("uploadId=abc")));
+        assert!(!reads_whole_body(&post, "/b/k", Some("uploads")));
+        assert!(reads_whole_body(&put, "/b/k", Some("tagging")));
+        assert!(reads_whole_body(&put, "/b", None));
+        assert!(!reads_whole_body(&put, "/b/k", None));
+        assert!(!reads_whole_body(
+            &put,
+            "/b/k",
+            Some("partNumber=1&uploadId=x")
+        ));
+        assert!(!reads_whole_body(&http::Method::GET, "/b", Some("delete")));
+    }
+
+    #[test]
+    fn the_scope_names_its_service() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            http::header::AUTHORIZATION,
+            "AWS4-HMAC-SHA256 Credential=AK/20261207/us-east-1/iam/aws4_request, \
+             SignedHeaders=host, Signature=00"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(scope_service(&h, None).as_deref(), Some("iam"));
+        let q = "X-Amz-Credential=AK%2F20261207%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=1";
+        assert_eq!(
+            scope_service(&http::HeaderMap::new(), Some(q)).as_deref(),
+            Some("s3")
+        );
+        assert_eq!(scope_service(&http::HeaderMap::new(), None), None);
+    }
+}
+
 #[cfg(test)]
 mod signing_key_tests {
     use super::signing_key;
