@@ -393,23 +393,34 @@ pub fn fallback(
             } else if let Some(service) =
                 route::scope_service(req.headers(), req.uri().query()).filter(|s| s != "s3")
             {
-                let (status, code) = if req
-                    .headers()
-                    .contains_key(axum::http::header::AUTHORIZATION)
-                {
-                    (StatusCode::BAD_REQUEST, "AuthorizationHeaderMalformed")
+                if service == "s3express" {
+                    // Directory buckets' operations (S3 Express One Zone) sign for it.
+                    error::xml_response(
+                        StatusCode::NOT_IMPLEMENTED,
+                        "NotImplemented",
+                        "S3 Express One Zone (directory buckets, service `s3express`) is not \
+                         supported by Archway (doc/s3.md lists what is)",
+                        &id,
+                    )
                 } else {
-                    (StatusCode::BAD_REQUEST, "AuthorizationQueryParametersError")
-                };
-                error::xml_response(
-                    status,
-                    code,
-                    &format!(
-                        "the credential scope names the service `{service}`; this endpoint is \
-                         `s3` (and `sts` for AssumeRoleWithWebIdentity)"
-                    ),
-                    &id,
-                )
+                    let code = if req
+                        .headers()
+                        .contains_key(axum::http::header::AUTHORIZATION)
+                    {
+                        "AuthorizationHeaderMalformed"
+                    } else {
+                        "AuthorizationQueryParametersError"
+                    };
+                    error::xml_response(
+                        StatusCode::BAD_REQUEST,
+                        code,
+                        &format!(
+                            "the credential scope names the service `{service}`; this endpoint \
+                             is `s3` (and `sts` for AssumeRoleWithWebIdentity)"
+                        ),
+                        &id,
+                    )
+                }
             } else if let Some(problem) = whole_body_problem(&req, xml_limit) {
                 let (status, code, message) = problem;
                 // Read what the client sends (to a bound) so that it hears the answer instead
