@@ -65,6 +65,13 @@ pub struct Fixture {
     _dir: tempfile::TempDir,
 }
 
+impl Fixture {
+    /// Where the fixture's dataplane spools multipart uploads.
+    pub fn spool_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("uploads")
+    }
+}
+
 impl std::fmt::Debug for Fixture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Fixture").finish_non_exhaustive()

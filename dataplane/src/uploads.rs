@@ -99,6 +99,10 @@ struct Completed {
 /// The record of a completed upload, beside its `meta.json`.
 const COMPLETED: &str = "completed.json";
 
+/// How long a completed upload's record is kept, so that a retried CompleteMultipartUpload is
+/// answered as the first was.
+pub const COMPLETED_RETENTION: Duration = Duration::from_secs(3600);
+
 /// What follows a part's name in the name of the file with its checksum.
 const CHECKSUM_SUFFIX: &str = ".checksum";
 
@@ -411,7 +415,7 @@ impl Dataplane {
         }
     }
 
-    /// Keeps what a completion answered (until the upload expires) and drops its parts.
+    /// Keeps what a completion answered (for [`COMPLETED_RETENTION`]) and drops its parts.
     async fn record_completion(&self, dir: &Path, parts: Vec<(u32, String)>, out: &PutOutcome) {
         let done = Completed {
             parts,
@@ -725,11 +729,25 @@ impl Dataplane {
                 // A folder without its record is a crash between mkdir and write: debris.
                 Err(_) => 0,
             };
-            if initiated < cutoff {
+            // A completed upload keeps only its completion record, for a retried completion:
+            // an hour is long enough for any client's retries.
+            let completed_long_ago = match tokio::fs::metadata(entry.path().join(COMPLETED)).await {
+                Ok(m) => m
+                    .modified()
+                    .ok()
+                    .and_then(|t| SystemTime::now().duration_since(t).ok())
+                    .is_some_and(|age| age > COMPLETED_RETENTION),
+                Err(_) => false,
+            };
+            if initiated < cutoff || completed_long_ago {
                 match tokio::fs::remove_dir_all(entry.path()).await {
                     Ok(()) => {
                         removed += 1;
-                        tracing::info!(upload_id = %id, "expired an abandoned multipart upload");
+                        if completed_long_ago {
+                            tracing::debug!(upload_id = %id, "removed a completion record");
+                        } else {
+                            tracing::info!(upload_id = %id, "expired an abandoned multipart upload");
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(upload_id = %id, error = %e, "could not expire an upload")

@@ -83,3 +83,97 @@ async fn objects_over_the_limit_are_refused_whole() {
         .unwrap();
     assert_eq!(at.size, (11 * MIB) as u64);
 }
+
+/// The upload spool's folders, by upload id.
+fn spooled(dir: &std::path::Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn abandoned_uploads_expire_and_completion_records_go_after_an_hour() {
+    use std::time::{Duration, SystemTime};
+    let f = fixture_with(
+        BackendConfig {
+            url: "memory://".into(),
+            ..Default::default()
+        },
+        LimitsConfig::default(),
+        Default::default(),
+        "",
+    )
+    .await;
+    let dp = &f.dataplane;
+    let who = Some(&f.admin);
+    let abandoned = dp
+        .create_upload(who, "rw-vol", "left", PutRequest::default())
+        .await
+        .unwrap();
+    let done = dp
+        .create_upload(who, "rw-vol", "done", PutRequest::default())
+        .await
+        .unwrap();
+    let part = dp
+        .upload_part(who, "rw-vol", "done", &done, 1, body(1000, 1000))
+        .await
+        .unwrap();
+    let parts = [(1, part.etag.clone())];
+    let first = dp
+        .complete_upload(who, "rw-vol", "done", &done, &parts, PutRequest::default())
+        .await
+        .unwrap();
+    let spool = f.spool_dir();
+    assert_eq!(spooled(&spool).len(), 2);
+
+    // Within the hour and the expiry, both stay, and a retried completion answers the same.
+    assert_eq!(
+        dp.expire_uploads(Duration::from_secs(3600)).await.unwrap(),
+        0
+    );
+    let again = dp
+        .complete_upload(who, "rw-vol", "done", &done, &parts, PutRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    // Only the record is left of the completed upload: its parts are gone.
+    let left: Vec<_> = std::fs::read_dir(spool.join(&done))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("part-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // An hour after completion the record goes; the open upload stays until its expiry.
+    let record = std::fs::File::options()
+        .write(true)
+        .open(spool.join(&done).join("completed.json"))
+        .unwrap();
+    record
+        .set_modified(SystemTime::now() - Duration::from_secs(7200))
+        .unwrap();
+    assert_eq!(
+        dp.expire_uploads(Duration::from_secs(86_400))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(spooled(&spool), std::slice::from_ref(&abandoned));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        dp.expire_uploads(Duration::from_millis(10)).await.unwrap(),
+        1
+    );
+    assert!(spooled(&spool).is_empty());
+    assert!(matches!(
+        dp.upload_part(who, "rw-vol", "left", &abandoned, 1, body(10, 10))
+            .await,
+        Err(DataplaneError::NoSuchUpload { .. })
+    ));
+}

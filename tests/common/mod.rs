@@ -72,11 +72,22 @@ impl Gateway {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Gateway {
+        Self::start_bin(BIN, data_dir, port, extra, env).await
+    }
+
+    /// [`Gateway::start_with_env`] with another build of `archway` (`bin`).
+    pub async fn start_bin(
+        bin: &str,
+        data_dir: &Path,
+        port: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Gateway {
         static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let stdout = data_dir.with_extension(format!("{port}.{n}.stdout"));
         let stderr = data_dir.with_extension(format!("{port}.{n}.stderr"));
-        let child = Command::new(BIN)
+        let child = Command::new(bin)
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
