@@ -24,7 +24,7 @@ use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{BIN, Gateway, free_port, records_until, s3_client, text};
+use common::{BIN, Gateway, aws_cli, free_port, records_until, s3_client, text};
 use serde_json::{Value, json};
 
 fn python() -> String {
@@ -463,19 +463,6 @@ async fn the_api_takes_oidc_bearer_tokens_across_a_key_rotation() {
             (Value::Null, json!(401)),
         ]
     );
-}
-
-/// The aws cli `scripts/test-services` installed (`ARCHWAY_TEST_AWS`), else the one next to
-/// the test's Python, else the one on PATH.
-fn aws_cli() -> std::path::PathBuf {
-    if let Some(aws) = std::env::var_os("ARCHWAY_TEST_AWS") {
-        return aws.into();
-    }
-    let python = std::path::PathBuf::from(python());
-    match python.parent() {
-        Some(dir) if dir.join("aws").exists() => dir.join("aws"),
-        _ => "aws".into(),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use archway_dataplane::object_store::path::Path as Key;
 use archway_dataplane::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use common::mount::Mount;
-use common::{BIN, Gateway, s3_client, text};
+use common::{BIN, Gateway, aws_cli, s3_client, text};
 use futures::TryStreamExt;
 use serde_json::Value;
 
@@ -391,9 +391,4 @@ async fn a_mount_writing_past_a_quota_gets_edquot_and_the_file_is_not_committed(
     );
     assert_eq!(usage(&gw, "mo-ws"), (32 * 1024, 1));
     assert!(Path::new(&ws.join("fits.txt")).exists());
-}
-
-/// The aws cli `scripts/test-services` installed (`ARCHWAY_TEST_AWS`), else the one on PATH.
-fn aws_cli() -> std::path::PathBuf {
-    std::env::var_os("ARCHWAY_TEST_AWS").map_or_else(|| "aws".into(), Into::into)
 }

@@ -29,7 +29,7 @@ use archway_dataplane::object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload,
 };
 use common::mount::Mount;
-use common::{BIN, Gateway, free_port};
+use common::{BIN, Gateway, free_port, s3_client_with};
 use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 
@@ -361,28 +361,11 @@ fn fuse_reader(
 /// them longer meets, now and then, a connection closed as it sends on it, and retries — as
 /// S3 SDKs, rclone and the aws cli do.
 fn soak_client(url: &str, bucket: &str, key_id: &str, secret: &str) -> Arc<dyn ObjectStore> {
-    use archway_dataplane::object_store::aws::AmazonS3Builder;
-    use archway_dataplane::object_store::{ClientOptions, RetryConfig};
-    Arc::new(
-        AmazonS3Builder::new()
-            .with_endpoint(url)
-            .with_bucket_name(bucket)
-            .with_region("us-east-1")
-            .with_access_key_id(key_id)
-            .with_secret_access_key(secret)
-            .with_virtual_hosted_style_request(false)
-            .with_client_options(
-                ClientOptions::new()
-                    .with_allow_http(true)
-                    .with_pool_idle_timeout(Duration::from_secs(10)),
-            )
-            .with_retry(RetryConfig {
-                max_retries: 0,
-                ..Default::default()
-            })
-            .build()
-            .unwrap(),
-    )
+    use archway_dataplane::object_store::ClientOptions;
+    let options = ClientOptions::new()
+        .with_allow_http(true)
+        .with_pool_idle_timeout(Duration::from_secs(10));
+    s3_client_with(url, bucket, key_id, secret, options)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

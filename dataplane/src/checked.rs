@@ -111,15 +111,8 @@ impl ObjectStore for VolumeStore {
         let _key = meter.lock(&self.volume.id, location).await;
         let replaced = size_of(self.inner.as_ref(), location).await?;
         let change = Change::write(payload.content_length() as u64, replaced);
-        meter
-            .charge(&self.volume.id, change)
-            .await
-            .map_err(|e| refused(location, e))?;
-        let put = self.inner.put_opts(location, payload, opts).await;
-        if put.is_err() {
-            meter.refund(&self.volume.id, change).await;
-        }
-        put
+        let put = self.inner.put_opts(location, payload, opts);
+        charged(meter, &self.volume.id, location, change, put).await
     }
 
     async fn put_multipart_opts(
@@ -231,15 +224,8 @@ impl ObjectStore for VolumeStore {
         let size = self.inner.head(from).await?.size;
         let replaced = size_of(self.inner.as_ref(), to).await?;
         let change = Change::write(size, replaced);
-        meter
-            .charge(&self.volume.id, change)
-            .await
-            .map_err(|e| refused(to, e))?;
-        let copied = self.inner.copy_opts(from, to, options).await;
-        if copied.is_err() {
-            meter.refund(&self.volume.id, change).await;
-        }
-        copied
+        let copy = self.inner.copy_opts(from, to, options);
+        charged(meter, &self.volume.id, to, change, copy).await
     }
 
     async fn rename_opts(
@@ -264,6 +250,26 @@ impl ObjectStore for VolumeStore {
         }
         Ok(())
     }
+}
+
+/// Charges `change` to workspace `volume` (refused past a quota, as a refusal of `path`),
+/// makes `commit`, and gives the charge back when the commit fails.
+async fn charged<T>(
+    meter: &Meter,
+    volume: &str,
+    path: &Path,
+    change: Change,
+    commit: impl std::future::Future<Output = object_store::Result<T>>,
+) -> object_store::Result<T> {
+    meter
+        .charge(volume, change)
+        .await
+        .map_err(|e| refused(path, e))?;
+    let done = commit.await;
+    if done.is_err() {
+        meter.refund(volume, change).await;
+    }
+    done
 }
 
 impl VolumeStore {
@@ -339,15 +345,8 @@ impl MultipartUpload for BoundedUpload {
         let _key = meter.lock(&self.volume, &path).await;
         let replaced = size_of(store.as_ref(), &path).await?;
         let change = Change::write(size, replaced);
-        meter
-            .charge(&self.volume, change)
-            .await
-            .map_err(|e| refused(&path, e))?;
-        let done = self.inner.complete().await;
-        if done.is_err() {
-            meter.refund(&self.volume, change).await;
-        }
-        done
+        let complete = self.inner.complete();
+        charged(&meter, &self.volume, &path, change, complete).await
     }
 
     async fn abort(&mut self) -> object_store::Result<()> {

@@ -18,6 +18,23 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_archway");
 /// object_store's S3 client for `bucket` at `url` (path style, plain HTTP), signing with
 /// `key_id` and `secret`, with no retries of its own: a test sees every failure.
 pub fn s3_client(url: &str, bucket: &str, key_id: &str, secret: &str) -> Arc<dyn ObjectStore> {
+    s3_client_with(
+        url,
+        bucket,
+        key_id,
+        secret,
+        ClientOptions::new().with_allow_http(true),
+    )
+}
+
+/// [`s3_client`] with other client options (`with_allow_http(true)` among them).
+pub fn s3_client_with(
+    url: &str,
+    bucket: &str,
+    key_id: &str,
+    secret: &str,
+    options: ClientOptions,
+) -> Arc<dyn ObjectStore> {
     Arc::new(
         AmazonS3Builder::new()
             .with_endpoint(url)
@@ -26,7 +43,7 @@ pub fn s3_client(url: &str, bucket: &str, key_id: &str, secret: &str) -> Arc<dyn
             .with_access_key_id(key_id)
             .with_secret_access_key(secret)
             .with_virtual_hosted_style_request(false)
-            .with_client_options(ClientOptions::new().with_allow_http(true))
+            .with_client_options(options)
             .with_retry(RetryConfig {
                 max_retries: 0,
                 ..Default::default()
@@ -34,6 +51,18 @@ pub fn s3_client(url: &str, bucket: &str, key_id: &str, secret: &str) -> Arc<dyn
             .build()
             .unwrap(),
     )
+}
+
+/// The aws cli `scripts/test-services` installed (`ARCHWAY_TEST_AWS`), else the one next to
+/// the test services' Python (`ARCHWAY_TEST_PYTHON`), else the one on PATH.
+pub fn aws_cli() -> PathBuf {
+    if let Some(aws) = std::env::var_os("ARCHWAY_TEST_AWS") {
+        return aws.into();
+    }
+    match std::env::var_os("ARCHWAY_TEST_PYTHON").map(PathBuf::from) {
+        Some(python) if python.with_file_name("aws").exists() => python.with_file_name("aws"),
+        _ => "aws".into(),
+    }
 }
 
 pub fn free_port() -> u16 {
