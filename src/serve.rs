@@ -135,6 +135,18 @@ pub async fn open_with(
                 if let Err(e) = dataplane.expire_uploads(expiry).await {
                     tracing::warn!(error = %e, "expiring abandoned uploads failed");
                 }
+                // What writes a crash interrupted left in file backends (after an hour
+                // unmodified, so no replica's write in progress is taken).
+                match dataplane
+                    .sweep_staging(archway_dataplane::posix::STAGING_MAX_AGE)
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(removed = n, "removed staging files of interrupted writes")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "sweeping staging files failed"),
+                }
                 match dataplane
                     .catalog()
                     .sweep_expired_credentials(std::time::Duration::from_secs(86_400))

@@ -234,6 +234,8 @@ pub(crate) struct Backend {
     store: Option<Arc<dyn ObjectStore>>,
     /// The path inside `store` that the URL points at.
     base: Path,
+    /// A file backend's tree, for its upkeep ([`crate::posix::PosixStore::sweep_staging`]).
+    pub(crate) posix: Option<Arc<crate::posix::PosixStore>>,
     peer_stores: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
     concurrency: usize,
 }
@@ -265,6 +267,7 @@ impl Backend {
         let url = Url::parse(&config.url).map_err(|e| fail(e.to_string()))?;
         let url_path = url.path().trim_matches('/').to_string();
         let base = Path::parse(&url_path).map_err(|e| fail(e.to_string()))?;
+        let mut posix = None;
         let (store, base): (Option<Arc<dyn ObjectStore>>, Path) = match kind {
             BackendKind::File => {
                 let dir = url
@@ -275,7 +278,9 @@ impl Backend {
                 }
                 let fs = crate::posix::PosixStore::new(&dir, config.links)
                     .map_err(|e| fail(format!("{}: {e}", dir.display())))?;
-                (Some(Arc::new(fs)), Path::default())
+                let fs = Arc::new(fs);
+                posix = Some(fs.clone());
+                (Some(fs as Arc<dyn ObjectStore>), Path::default())
             }
             BackendKind::Memory => (Some(Arc::new(InMemory::new())), base),
             BackendKind::S3 => {
@@ -339,6 +344,7 @@ impl Backend {
             config: config.clone(),
             store,
             base,
+            posix,
             peer_stores: Mutex::new(HashMap::new()),
         })
     }

@@ -84,6 +84,56 @@ impl Dataplane {
         })
     }
 
+    /// Removes what writes interrupted by a crash left in the file backends that hold
+    /// writable volumes (staging files unmodified for `max_age`); returns how many files went.
+    pub async fn sweep_staging(&self, max_age: std::time::Duration) -> Result<usize> {
+        let system = archway_catalog::Principal::full("archway", true);
+        let mut names: Vec<String> = Vec::new();
+        let page = 10_000u32;
+        for n in 0.. {
+            let query = archway_catalog::VolumeQuery {
+                limit: Some(page),
+                offset: Some(n * page),
+                ..Default::default()
+            };
+            let volumes = self.catalog.list_volumes(Some(&system), &query).await?;
+            let last = volumes.len() < page as usize;
+            names.extend(
+                volumes
+                    .into_iter()
+                    .filter(|(v, _)| !v.read_only)
+                    .map(|(v, _)| v.backend),
+            );
+            if last {
+                break;
+            }
+        }
+        names.push(
+            self.config
+                .workspaces
+                .backend
+                .clone()
+                .unwrap_or_else(|| "workspaces".into()),
+        );
+        names.sort();
+        names.dedup();
+        let mut removed = 0;
+        for name in names {
+            let Some(posix) = self.backends.get(&name).and_then(|b| b.posix.clone()) else {
+                continue;
+            };
+            let swept = tokio::task::spawn_blocking(move || posix.sweep_staging(max_age)).await;
+            match swept {
+                Ok(Ok(n)) => removed += n,
+                Ok(Err(e)) => {
+                    tracing::warn!(backend = %name, error = %e, "sweeping staging files failed")
+                }
+                Err(e) => tracing::warn!(backend = %name, error = %e, "staging sweep panicked"),
+            }
+        }
+        Ok(removed)
+    }
+
     /// Commits refused by a workspace quota on this gateway, by (scope, what): `workspace` or
     /// `user`, `bytes` or `objects`.
     pub fn quota_refusals(&self) -> Vec<(&'static str, &'static str, u64)> {

@@ -389,3 +389,40 @@ proptest! {
         })?;
     }
 }
+
+#[test]
+fn the_staging_sweep_takes_only_stale_staging_files_and_follows_no_link() {
+    use std::time::{Duration, SystemTime};
+    let tmp = tempfile::tempdir().unwrap();
+    let (tree, outside) = (tmp.path().join("tree"), tmp.path().join("outside"));
+    std::fs::create_dir_all(tree.join("a/b")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let stale = |path: &Path| {
+        std::fs::write(path, b"x").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(7200))
+            .unwrap();
+    };
+    stale(&tree.join("a/b/\u{1}archway-00"));
+    stale(&tree.join("\u{1}archway-01"));
+    std::fs::write(tree.join("a/\u{1}archway-02"), b"in progress").unwrap();
+    stale(&tree.join("a/old-object"));
+    stale(&outside.join("\u{1}archway-03"));
+    symlink(&outside, tree.join("a/link")).unwrap();
+    for links in [Links::Skip, Links::Inside] {
+        let store = archway_dataplane::posix::PosixStore::new(&tree, links).unwrap();
+        let removed = store.sweep_staging(Duration::from_secs(3600)).unwrap();
+        assert_eq!(removed, if links == Links::Skip { 2 } else { 0 });
+    }
+    assert!(!tree.join("a/b/\u{1}archway-00").exists());
+    assert!(!tree.join("\u{1}archway-01").exists());
+    assert!(
+        tree.join("a/\u{1}archway-02").exists(),
+        "a write in progress"
+    );
+    assert!(tree.join("a/old-object").exists(), "an object");
+    assert!(outside.join("\u{1}archway-03").exists(), "beyond a link");
+}

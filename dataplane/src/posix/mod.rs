@@ -156,10 +156,65 @@ async fn blocking<T: Send + 'static>(
 fn staging_name() -> String {
     let mut raw = [0u8; 8];
     let _ = getrandom::fill(&mut raw);
-    format!("\u{1}archway-{}", hex::encode(raw))
+    format!("{STAGING_PREFIX}{}", hex::encode(raw))
 }
 
+/// The prefix of every staging file's name.
+const STAGING_PREFIX: &str = "\u{1}archway-";
+
+/// How long a staging file stays unmodified before [`PosixStore::sweep_staging`] takes it for
+/// the leftover of a write that a crash interrupted. A write in progress modifies its file as
+/// its body streams in, and no request outlives `server.request_timeout` (5 minutes by
+/// default), so an hour is far past any live one — another replica's on shared storage too.
+pub const STAGING_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 impl PosixStore {
+    /// Removes the staging files of interrupted writes — unmodified for `max_age` — anywhere
+    /// in the tree; returns how many went. Never follows a link, and touches nothing but
+    /// files named as staging files. Blocking.
+    pub fn sweep_staging(&self, max_age: std::time::Duration) -> std::io::Result<usize> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let cutoff = now - max_age.as_secs() as i64;
+        let mut removed = 0;
+        let mut dirs = vec![self.root.dir("", false)?];
+        while let Some(dir) = dirs.pop() {
+            for entry in rustix::fs::Dir::read_from(&dir)? {
+                let Ok(entry) = entry else { continue };
+                let Ok(name) = entry.file_name().to_str() else {
+                    continue;
+                };
+                if name == "." || name == ".." {
+                    continue;
+                }
+                match entry.file_type() {
+                    FileType::Directory if walk::nameable(name) => {
+                        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW;
+                        if let Ok(fd) = rustix::fs::openat(&dir, name, flags, Mode::empty()) {
+                            dirs.push(fd);
+                        }
+                    }
+                    FileType::RegularFile | FileType::Unknown
+                        if name.starts_with(STAGING_PREFIX) =>
+                    {
+                        let stale = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                            .is_ok_and(|st| {
+                                FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+                                    && st.st_mtime < cutoff
+                            });
+                        if stale && rustix::fs::unlinkat(&dir, name, AtFlags::empty()).is_ok() {
+                            removed += 1;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// The tree at `path`, which must be a directory. Blocking.
     pub fn new(path: &std::path::Path, links: Links) -> std::io::Result<Self> {
         let root = Root::open(path, links).map_err(|e| {

@@ -1,0 +1,273 @@
+//! Faults with real processes: the gateway SIGKILLed while an upload streams in and while a
+//! multipart upload is open. After a restart nothing partial is visible, what was committed is
+//! intact, and the open upload goes on where it was.
+#![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // tests may block: they own their runtimes
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use archway_dataplane::object_store::path::Path as Key;
+use archway_dataplane::object_store::{ObjectStoreExt, PutPayload};
+use common::{Gateway, aws_cli, free_port, s3_client, text};
+use futures::TryStreamExt;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+fn bytes(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i as u64 * 2_654_435_761) >> 7) as u8 ^ seed)
+        .collect()
+}
+
+/// `aws s3api ARGS` against the gateway as its admin; the JSON answer.
+fn s3api(gw: &Gateway, args: &[&str]) -> Value {
+    let out = Command::new(aws_cli())
+        .arg("s3api")
+        .args(args)
+        .args([
+            "--endpoint-url",
+            &gw.url,
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+        ])
+        .env("AWS_ACCESS_KEY_ID", gw.credential("aws_access_key_id"))
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            gw.credential("aws_secret_access_key"),
+        )
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "aws s3api {args:?} (scripts/test-services sets ARCHWAY_TEST_AWS): {}",
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+/// Every file below `dir`, as paths relative to it.
+fn files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path().strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateway_killed_mid_upload_loses_nothing_committed_and_shows_nothing_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let mut gw = Gateway::start_on(&data, port, &[]).await;
+    let (key, secret) = (
+        gw.credential("aws_access_key_id"),
+        gw.credential("aws_secret_access_key"),
+    );
+    let ws = s3_client(&gw.url, "workspace", &key, &secret);
+
+    // Committed before the crash.
+    let mut committed = Vec::new();
+    for (n, len) in [(1u8, 10), (2, 300_000), (3, 9 << 20)] {
+        let body = bytes(n, len);
+        let name = format!("kept/{n}.bin");
+        ws.put(&Key::from(name.as_str()), PutPayload::from(body.clone()))
+            .await
+            .unwrap();
+        committed.push((name, Sha256::digest(&body)));
+    }
+    // An open multipart upload with two of its three parts.
+    let parts: Vec<Vec<u8>> = (0..3).map(|p| bytes(10 + p, 5 << 20)).collect();
+    let upload = s3api(
+        &gw,
+        &[
+            "create-multipart-upload",
+            "--bucket",
+            "workspace",
+            "--key",
+            "mp/three.bin",
+        ],
+    )["UploadId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut etags = Vec::new();
+    for (i, part) in parts.iter().enumerate().take(2) {
+        let file = dir.path().join(format!("part{i}"));
+        std::fs::write(&file, part).unwrap();
+        let answer = s3api(
+            &gw,
+            &[
+                "upload-part",
+                "--bucket",
+                "workspace",
+                "--key",
+                "mp/three.bin",
+                "--upload-id",
+                &upload,
+                "--part-number",
+                &(i + 1).to_string(),
+                "--body",
+                file.to_str().unwrap(),
+            ],
+        );
+        etags.push(answer["ETag"].as_str().unwrap().to_string());
+    }
+
+    // A 40 MB PUT streaming in at 4 MB/s when the gateway is killed.
+    let big = dir.path().join("big.bin");
+    std::fs::write(&big, bytes(99, 40_000_000)).unwrap();
+    let mut curl = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "--limit-rate",
+            "4M",
+            "-H",
+            "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+            "--aws-sigv4",
+            "aws:amz:us-east-1:s3",
+            "--user",
+            &format!("{key}:{secret}"),
+            "-T",
+            big.to_str().unwrap(),
+            &format!("{}/workspace/partial/big.bin", gw.url),
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("curl (Debian's curl package)");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        curl.try_wait().unwrap().is_none(),
+        "the upload ended before the kill"
+    );
+    let mut child = gw.child.take().unwrap();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let _ = curl.wait();
+    drop(gw);
+
+    let gw = Gateway::start_on(&data, port, &[]).await;
+    let ws = s3_client(&gw.url, "workspace", &key, &secret);
+    // Nothing partial is visible; what was committed is whole.
+    assert!(ws.head(&Key::from("partial/big.bin")).await.is_err());
+    let listed: Vec<String> = ws
+        .list(None)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.location.to_string())
+        .collect();
+    let mut want: Vec<String> = committed.iter().map(|(n, _)| n.clone()).collect();
+    want.sort();
+    assert_eq!(listed, want, "the listing after the restart");
+    for (name, digest) in &committed {
+        let got = ws
+            .get(&Key::from(name.as_str()))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(Sha256::digest(&got), *digest, "{name}");
+    }
+    // The killed PUT's staging file is hidden; once an hour unmodified (no write in progress
+    // leaves its file that long), the sweep at start and every hour removes it.
+    let folder = data.join("workspaces").join("workspace");
+    let stray: Vec<String> = files(&folder)
+        .into_iter()
+        .filter(|f| !want.contains(f))
+        .collect();
+    assert_eq!(stray.len(), 1, "{stray:?}");
+    assert!(stray[0].contains("\u{1}archway-"), "{stray:?}");
+    let old = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(folder.join(&stray[0]))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    drop(ws);
+    let mut gw = gw;
+    gw.stop();
+    let gw = Gateway::start_on(&data, port, &[]).await;
+    let ws = s3_client(&gw.url, "workspace", &key, &secret);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while files(&folder) != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stale staging file stayed: {:?}",
+            files(&folder)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The open upload survived and completes with its third part.
+    let open = s3api(&gw, &["list-multipart-uploads", "--bucket", "workspace"]);
+    assert_eq!(open["Uploads"][0]["UploadId"], upload.as_str(), "{open}");
+    let file = dir.path().join("part2");
+    std::fs::write(&file, &parts[2]).unwrap();
+    let answer = s3api(
+        &gw,
+        &[
+            "upload-part",
+            "--bucket",
+            "workspace",
+            "--key",
+            "mp/three.bin",
+            "--upload-id",
+            &upload,
+            "--part-number",
+            "3",
+            "--body",
+            file.to_str().unwrap(),
+        ],
+    );
+    etags.push(answer["ETag"].as_str().unwrap().to_string());
+    let listing: Vec<Value> = etags
+        .iter()
+        .enumerate()
+        .map(|(i, e)| serde_json::json!({"PartNumber": i + 1, "ETag": e}))
+        .collect();
+    s3api(
+        &gw,
+        &[
+            "complete-multipart-upload",
+            "--bucket",
+            "workspace",
+            "--key",
+            "mp/three.bin",
+            "--upload-id",
+            &upload,
+            "--multipart-upload",
+            &serde_json::json!({ "Parts": listing }).to_string(),
+        ],
+    );
+    let got = ws
+        .get(&Key::from("mp/three.bin"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 15 << 20);
+    assert!(got[..] == parts.concat()[..], "the completed object");
+}
