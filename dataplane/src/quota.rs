@@ -8,8 +8,8 @@
 //! commit made, under a lock on the key (one of [`STRIPES`] locks a key hashes to), so two
 //! writers of one key on this gateway do not both count the object they replace. Replicas
 //! behind a load balancer that hashes by URI see one key's writers on one gateway; writers of
-//! one key on two replicas at the same instant can leave usage off by that object until the
-//! next `archway catalog volume scan`, never past a quota.
+//! one key on two replicas at the same instant can each count the object they both replace,
+//! leaving usage off by that object's size until the next `archway catalog volume scan`.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
