@@ -1,6 +1,8 @@
 //! Faults with real processes: the gateway SIGKILLed while an upload streams in and while a
-//! multipart upload is open. After a restart nothing partial is visible, what was committed is
-//! intact, and the open upload goes on where it was.
+//! multipart upload is open (after a restart nothing partial is visible, what was committed is
+//! intact, and the open upload goes on where it was); an archive's S3 server killed in the
+//! middle of a GET (the client sees an error or a short body, never wrong bytes, and the cache
+//! keeps nothing partial).
 #![allow(clippy::unwrap_used)]
 #![allow(clippy::disallowed_methods)] // tests may block: they own their runtimes
 
@@ -270,4 +272,113 @@ async fn a_gateway_killed_mid_upload_loses_nothing_committed_and_shows_nothing_p
         .unwrap();
     assert_eq!(got.len(), 15 << 20);
     assert!(got[..] == parts.concat()[..], "the completed object");
+}
+
+/// moto's S3 server on `port` (in memory), with bucket `arch` holding `big.bin` = `object`.
+async fn moto_with(port: u16, object: &[u8]) -> std::process::Child {
+    // scripts/test-services installs moto for the system's python3 (as the benches use it).
+    let child = Command::new("python3")
+        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto's S3 server (scripts/test-services installs moto[server])");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "moto did not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = format!("http://127.0.0.1:{port}");
+    let made = reqwest::Client::new()
+        .put(format!("{url}/arch"))
+        .send()
+        .await
+        .unwrap();
+    assert!(made.status().is_success());
+    s3_client(&url, "arch", "arkey", "arsecret")
+        .put(&Key::from("big.bin"), PutPayload::from(object.to_vec()))
+        .await
+        .unwrap();
+    child
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_archive_killed_mid_get_gives_a_detectable_error_and_the_cache_keeps_nothing_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let object = bytes(42, 48 << 20);
+    let digest = Sha256::digest(&object);
+    let s3_port = free_port();
+    let mut archive = moto_with(s3_port, &object).await;
+    let config = dir.path().join("archway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[backends.remote]\nurl = \"s3://arch\"\nendpoint = \"http://127.0.0.1:{s3_port}\"\n\
+             region = \"us-east-1\"\naccess_key_id = \"arkey\"\nsecret_access_key = \"arsecret\"\n\n\
+             [[volumes]]\nid = \"remote\"\nbackend = \"remote\"\nkind = \"archive\"\n"
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    )
+    .await;
+    let store = s3_client(
+        &gw.url,
+        "remote",
+        &gw.credential("aws_access_key_id"),
+        &gw.credential("aws_secret_access_key"),
+    );
+    let key = Key::from("big.bin");
+
+    // Read the first few MiB, then the archive dies.
+    let mut body = store.get(&key).await.unwrap().into_stream();
+    let mut got = Vec::new();
+    while got.len() < 4 << 20 {
+        got.extend_from_slice(&body.try_next().await.unwrap().unwrap());
+    }
+    archive.kill().unwrap();
+    archive.wait().unwrap();
+    let ended = loop {
+        match body.try_next().await {
+            Ok(Some(chunk)) => got.extend_from_slice(&chunk),
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    // Either the body fails, or it is short — never a whole-length body with other bytes.
+    match ended {
+        Err(_) => {}
+        Ok(()) if got.len() < object.len() => {}
+        Ok(()) => assert_eq!(
+            Sha256::digest(&got),
+            digest,
+            "a full-length body must be the object"
+        ),
+    }
+    assert!(
+        got[..] == object[..got.len()],
+        "the bytes that came are the object's"
+    );
+
+    // With the archive down, a read that needs it fails — never with wrong bytes.
+    let whole = async { store.get(&key).await?.bytes().await }.await;
+    if let Ok(b) = whole {
+        assert_eq!(Sha256::digest(&b), digest, "what the cache served alone");
+    }
+
+    // The archive back (the same bytes, so the same ETag): the whole object, right, through
+    // the same cache.
+    let mut archive = moto_with(s3_port, &object).await;
+    let again = store.get(&key).await.unwrap().bytes().await.unwrap();
+    assert_eq!(again.len(), object.len());
+    assert_eq!(
+        Sha256::digest(&again),
+        digest,
+        "the cache kept nothing partial or wrong"
+    );
+    archive.kill().unwrap();
+    archive.wait().unwrap();
 }
