@@ -193,8 +193,12 @@ impl VolumeStore {
         let info = ObjectInfo::new(&result.meta, &result.attributes);
         let range = result.range.clone();
         let k = key.to_string();
-        let store_error =
-            move |source| DataplaneError::from_store_error(&volume, &k, Op::Get, source);
+        let store_error = move |source: object_store::Error| {
+            // The answer's head is gone: the client only sees the body end early, so the
+            // reason is told here.
+            tracing::warn!(volume = %volume, key = %k, error = %source, "a read failed mid-body");
+            DataplaneError::from_store_error(&volume, &k, Op::Get, source)
+        };
         let body = match result.payload {
             object_store::GetResultPayload::File(file, path) => {
                 file_stream(file, path, range.clone())
