@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use archway_dataplane::object_store::path::Path as Key;
 use archway_dataplane::object_store::{ObjectStoreExt, PutPayload};
-use common::{Gateway, aws_cli, free_port, s3_client, text};
+use common::{Gateway, aws, free_port, s3_client};
 use futures::TryStreamExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -27,32 +27,37 @@ fn bytes(seed: u8, len: usize) -> Vec<u8> {
 
 /// `aws s3api ARGS` against the gateway as its admin; the JSON answer.
 fn s3api(gw: &Gateway, args: &[&str]) -> Value {
-    let out = Command::new(aws_cli())
-        .arg("s3api")
-        .args(args)
-        .args([
-            "--endpoint-url",
-            &gw.url,
-            "--region",
-            "us-east-1",
-            "--output",
-            "json",
-        ])
-        .env("AWS_ACCESS_KEY_ID", gw.credential("aws_access_key_id"))
-        .env(
-            "AWS_SECRET_ACCESS_KEY",
-            gw.credential("aws_secret_access_key"),
-        )
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "aws s3api {args:?} (scripts/test-services sets ARCHWAY_TEST_AWS): {}",
-        text(&out.stderr)
+    let (id, secret) = (
+        gw.credential("aws_access_key_id"),
+        gw.credential("aws_secret_access_key"),
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_default()
+    let mut all = vec!["s3api"];
+    all.extend_from_slice(args);
+    aws(&gw.url, Some((&id, &secret)), &all)
+}
+
+/// Uploads part `n` of `upload` (of `workspace/mp/three.bin`) with the aws cli; its ETag.
+fn upload_part(gw: &Gateway, dir: &Path, upload: &str, n: usize, bytes: &[u8]) -> String {
+    let file = dir.join(format!("part{n}"));
+    std::fs::write(&file, bytes).unwrap();
+    let number = n.to_string();
+    let answer = s3api(
+        gw,
+        &[
+            "upload-part",
+            "--bucket",
+            "workspace",
+            "--key",
+            "mp/three.bin",
+            "--upload-id",
+            upload,
+            "--part-number",
+            &number,
+            "--body",
+            file.to_str().unwrap(),
+        ],
+    );
+    answer["ETag"].as_str().unwrap().to_string()
 }
 
 /// Every file below `dir`, as paths relative to it.
@@ -110,26 +115,8 @@ async fn a_gateway_killed_mid_upload_loses_nothing_committed_and_shows_nothing_p
         .unwrap()
         .to_string();
     let mut etags = Vec::new();
-    for (i, part) in parts.iter().enumerate().take(2) {
-        let file = dir.path().join(format!("part{i}"));
-        std::fs::write(&file, part).unwrap();
-        let answer = s3api(
-            &gw,
-            &[
-                "upload-part",
-                "--bucket",
-                "workspace",
-                "--key",
-                "mp/three.bin",
-                "--upload-id",
-                &upload,
-                "--part-number",
-                &(i + 1).to_string(),
-                "--body",
-                file.to_str().unwrap(),
-            ],
-        );
-        etags.push(answer["ETag"].as_str().unwrap().to_string());
+    for n in 1..=2 {
+        etags.push(upload_part(&gw, dir.path(), &upload, n, &parts[n - 1]));
     }
 
     // A 40 MB PUT streaming in at 4 MB/s when the gateway is killed.
@@ -225,25 +212,7 @@ async fn a_gateway_killed_mid_upload_loses_nothing_committed_and_shows_nothing_p
     // The open upload survived and completes with its third part.
     let open = s3api(&gw, &["list-multipart-uploads", "--bucket", "workspace"]);
     assert_eq!(open["Uploads"][0]["UploadId"], upload.as_str(), "{open}");
-    let file = dir.path().join("part2");
-    std::fs::write(&file, &parts[2]).unwrap();
-    let answer = s3api(
-        &gw,
-        &[
-            "upload-part",
-            "--bucket",
-            "workspace",
-            "--key",
-            "mp/three.bin",
-            "--upload-id",
-            &upload,
-            "--part-number",
-            "3",
-            "--body",
-            file.to_str().unwrap(),
-        ],
-    );
-    etags.push(answer["ETag"].as_str().unwrap().to_string());
+    etags.push(upload_part(&gw, dir.path(), &upload, 3, &parts[2]));
     let listing: Vec<Value> = etags
         .iter()
         .enumerate()

@@ -24,7 +24,7 @@ use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{BIN, Gateway, aws_cli, free_port, records_until, s3_client, text};
+use common::{BIN, Gateway, aws, free_port, records_until, s3_client, text};
 use serde_json::{Value, json};
 
 fn python() -> String {
@@ -474,8 +474,10 @@ async fn archway_mount_reads_with_aws_cli_temporary_credentials_and_an_oidc_toke
     let (gw, content) = gateway_trusting(tmp.path(), &issuer.url, "1h").await;
     let token = k1.sign(&claims(&issuer.url, "archway", "carol", &["xmm"]));
 
-    let out = Command::new(aws_cli())
-        .args([
+    let answer = aws(
+        &gw.url,
+        None,
+        &[
             "sts",
             "assume-role-with-web-identity",
             "--role-arn",
@@ -484,23 +486,8 @@ async fn archway_mount_reads_with_aws_cli_temporary_credentials_and_an_oidc_toke
             "mount",
             "--web-identity-token",
             &token,
-            "--endpoint-url",
-            &gw.url,
-            "--region",
-            "us-east-1",
-            "--output",
-            "json",
-        ])
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "aws sts (is the aws cli installed? scripts/test-services sets ARCHWAY_TEST_AWS): {}",
-        text(&out.stderr)
+        ],
     );
-    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
     let c = &answer["Credentials"];
     let (id, secret, session) = (
         c["AccessKeyId"].as_str().unwrap(),

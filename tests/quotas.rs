@@ -14,7 +14,7 @@ use std::sync::Arc;
 use archway_dataplane::object_store::path::Path as Key;
 use archway_dataplane::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use common::mount::Mount;
-use common::{BIN, Gateway, aws_cli, s3_client, text};
+use common::{BIN, Gateway, aws, s3_client, text};
 use futures::TryStreamExt;
 use serde_json::Value;
 
@@ -279,27 +279,7 @@ async fn a_users_quota_spans_their_workspaces_and_new_workspaces_get_the_default
     gw.catalog(&["user", "update", "uma", "--create-workspaces", "true"]);
 
     // A workspace made through S3 (aws s3 mb) starts with the configured quota.
-    let out = Command::new(aws_cli())
-        .args([
-            "s3",
-            "mb",
-            "s3://uma-new",
-            "--endpoint-url",
-            &gw.url,
-            "--region",
-            "us-east-1",
-        ])
-        .env("AWS_ACCESS_KEY_ID", &id)
-        .env("AWS_SECRET_ACCESS_KEY", &secret)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "aws s3 mb (scripts/test-services sets ARCHWAY_TEST_AWS): {}",
-        text(&out.stderr)
-    );
+    aws(&gw.url, Some((&id, &secret)), &["s3", "mb", "s3://uma-new"]);
     let v = gw.catalog(&["volume", "show", "uma-new"]);
     assert_eq!(
         (v["quota_bytes"].as_u64(), v["quota_objects"].as_u64()),

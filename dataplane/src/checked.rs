@@ -162,15 +162,15 @@ impl ObjectStore for VolumeStore {
         locations: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
         let this = self.clone();
-        if self.meter.is_some() {
+        if let Some(meter) = self.meter.clone() {
             // A workspace: each delete, under its key's lock, gives back what it removed.
             return locations
                 .then(move |p| {
-                    let this = this.clone();
+                    let (this, meter) = (this.clone(), meter.clone());
                     async move {
                         let p = p?;
                         this.check(Op::Delete, &p)?;
-                        this.metered_delete(&p).await?;
+                        this.metered_delete(&meter, &p).await?;
                         Ok(p)
                     }
                 })
@@ -244,9 +244,7 @@ impl ObjectStore for VolumeStore {
         let replaced = size_of(self.inner.as_ref(), to).await?;
         self.inner.rename_opts(from, to, options).await?;
         if let Some(size) = replaced {
-            meter
-                .refund(&self.volume.id, Change::write(size, None))
-                .await;
+            meter.removed(&self.volume.id, size).await;
         }
         Ok(())
     }
@@ -274,10 +272,7 @@ async fn charged<T>(
 
 impl VolumeStore {
     /// Deletes `path` of a workspace, giving back what the object held.
-    async fn metered_delete(&self, path: &Path) -> object_store::Result<()> {
-        let Some(meter) = &self.meter else {
-            return self.inner.delete(path).await;
-        };
+    async fn metered_delete(&self, meter: &Meter, path: &Path) -> object_store::Result<()> {
         let _key = meter.lock(&self.volume.id, path).await;
         let removed = size_of(self.inner.as_ref(), path).await?;
         match self.inner.delete(path).await {
@@ -285,9 +280,7 @@ impl VolumeStore {
             Err(e) => return Err(e),
         }
         if let Some(size) = removed {
-            meter
-                .refund(&self.volume.id, Change::write(size, None))
-                .await;
+            meter.removed(&self.volume.id, size).await;
         }
         Ok(())
     }

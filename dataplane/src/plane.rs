@@ -25,8 +25,8 @@ pub struct Dataplane {
     config: DataplaneConfig,
     limits: Arc<crate::LimitsConfig>,
     cache: Option<Arc<BlockCache>>,
-    /// The locks workspace commits take on their keys (see `quota.rs`).
-    key_locks: Arc<crate::quota::KeyLocks>,
+    /// The key locks and refusal counts of workspace commits (see `quota.rs`).
+    metering: Arc<crate::quota::Metering>,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -80,7 +80,7 @@ impl Dataplane {
             limits: Arc::new(config.limits.clone()),
             config,
             cache,
-            key_locks: Arc::new(crate::quota::KeyLocks::new()),
+            metering: Arc::new(crate::quota::Metering::new()),
         })
     }
 
@@ -108,13 +108,7 @@ impl Dataplane {
                 break;
             }
         }
-        names.push(
-            self.config
-                .workspaces
-                .backend
-                .clone()
-                .unwrap_or_else(|| "workspaces".into()),
-        );
+        names.push(self.workspace_backend());
         names.sort();
         names.dedup();
         let mut removed = 0;
@@ -137,7 +131,7 @@ impl Dataplane {
     /// Commits refused by a workspace quota on this gateway, by (scope, what): `workspace` or
     /// `user`, `bytes` or `objects`.
     pub fn quota_refusals(&self) -> Vec<(&'static str, &'static str, u64)> {
-        self.key_locks.refusals()
+        self.metering.refusals()
     }
 
     /// The backend of the volumes linked from peer `name`: the cached one while the link is
@@ -217,10 +211,19 @@ impl Dataplane {
         self.backends.contains_key(name)
     }
 
+    /// The backend new workspaces go to (`[workspaces] backend`, else the built-in one).
+    fn workspace_backend(&self) -> String {
+        self.config
+            .workspaces
+            .backend
+            .clone()
+            .unwrap_or_else(|| "workspaces".into())
+    }
+
     /// The backend new workspaces go to, and the prefix for a workspace named `id`.
     pub fn workspace_location(&self, id: &str) -> Option<(String, String)> {
         let ws = &self.config.workspaces;
-        let backend = ws.backend.clone().unwrap_or_else(|| "workspaces".into());
+        let backend = self.workspace_backend();
         if !self.has_backend(&backend) {
             return None;
         }
@@ -284,7 +287,7 @@ impl Dataplane {
             store = Arc::new(CachedStore::new(store, cache.clone(), scope));
         }
         let meter = (record.kind == VolumeKind::Workspace)
-            .then(|| crate::quota::Meter::new(self.catalog.clone(), self.key_locks.clone()));
+            .then(|| crate::quota::Meter::new(self.catalog.clone(), self.metering.clone()));
         let handle = VolumeStore {
             volume: record,
             access,

@@ -28,7 +28,7 @@ pub const STRIPES: usize = 256;
 #[derive(Clone)]
 pub(crate) struct Meter {
     catalog: Catalog,
-    locks: Arc<KeyLocks>,
+    locks: Arc<Metering>,
 }
 
 impl std::fmt::Debug for Meter {
@@ -37,8 +37,9 @@ impl std::fmt::Debug for Meter {
     }
 }
 
-/// Striped locks over (volume, key), and this gateway's count of refused commits.
-pub(crate) struct KeyLocks {
+/// What every workspace's meter shares: striped locks over (volume, key), and this gateway's
+/// count of refused commits.
+pub(crate) struct Metering {
     stripes: Vec<tokio::sync::Mutex<()>>,
     /// Refusals by (scope, what): see [`REFUSAL_LABELS`].
     refusals: [AtomicU64; 4],
@@ -52,7 +53,7 @@ pub const REFUSAL_LABELS: [(&str, &str); 4] = [
     ("user", "objects"),
 ];
 
-impl KeyLocks {
+impl Metering {
     pub(crate) fn new() -> Self {
         Self {
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
@@ -92,14 +93,14 @@ pub(crate) struct KeyGuard<'a> {
 }
 
 impl Meter {
-    pub(crate) fn new(catalog: Catalog, locks: Arc<KeyLocks>) -> Self {
+    pub(crate) fn new(catalog: Catalog, locks: Arc<Metering>) -> Self {
         Self { catalog, locks }
     }
 
     /// Locks `key` of `volume`.
     pub(crate) async fn lock(&self, volume: &str, key: &Path) -> KeyGuard<'_> {
         KeyGuard {
-            _first: self.locks.stripes[KeyLocks::stripe(volume, key)]
+            _first: self.locks.stripes[Metering::stripe(volume, key)]
                 .lock()
                 .await,
             _second: None,
@@ -108,7 +109,7 @@ impl Meter {
 
     /// Locks two keys of `volume` (a rename), in stripe order so two renames cannot deadlock.
     pub(crate) async fn lock_two(&self, volume: &str, a: &Path, b: &Path) -> KeyGuard<'_> {
-        let (i, j) = (KeyLocks::stripe(volume, a), KeyLocks::stripe(volume, b));
+        let (i, j) = (Metering::stripe(volume, a), Metering::stripe(volume, b));
         let (lo, hi) = (i.min(j), i.max(j));
         let first = self.locks.stripes[lo].lock().await;
         let second = if hi != lo {
@@ -149,8 +150,12 @@ impl Meter {
     /// Gives back what a charge took when its commit did not happen, or what a removed object
     /// held. Never refused; a catalogue that cannot be reached leaves usage counted high
     /// (the safe side) until the next scan, and says so in the log.
-    /// A change given back is never refused: `refund(Change::write(size, None))` is how a
-    /// removed object of `size` bytes leaves the usage.
+    /// An object of `size` bytes left the workspace (deleted, or replaced by a rename).
+    pub(crate) async fn removed(&self, volume: &str, size: u64) {
+        self.refund(volume, Change::write(size, None)).await;
+    }
+
+    /// Gives back what a charge took (never refused).
     pub(crate) async fn refund(&self, volume: &str, change: Change) {
         let back = Change {
             bytes: -change.bytes,

@@ -123,8 +123,9 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
     // A source that failed to authenticate too often waits before trying credentials again
     // (`auth_limit.rs`); STS's exchange (`POST /`) carries its credential in the body.
-    let tries_credentials = auth_kind(req.headers(), req.uri().query(), api) != "anonymous"
-        || (req.method() == axum::http::Method::POST && path == "/");
+    let auth = auth_kind(req.headers(), req.uri().query(), api);
+    let tries_credentials =
+        auth != "anonymous" || (req.method() == axum::http::Method::POST && path == "/");
     let wait = client
         .filter(|_| tries_credentials)
         .and_then(|ip| state.auth_limit.wait(ip));
@@ -140,7 +141,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     let path = path.to_string();
     let started = Instant::now();
     let pending = Pending {
-        auth: auth_kind(req.headers(), req.uri().query(), api),
+        auth,
         op: req
             .extensions()
             .get::<MatchedPath>()

@@ -65,6 +65,38 @@ pub fn aws_cli() -> PathBuf {
     }
 }
 
+/// `aws ARGS --endpoint-url URL --region us-east-1 --output json`, signing with `keys` (none:
+/// unsigned, as STS's web-identity exchange is), with no configuration or credentials file
+/// of the machine's. A failure fails the test, naming `what`; the JSON answer (null when none).
+pub fn aws(url: &str, keys: Option<(&str, &str)>, args: &[&str]) -> serde_json::Value {
+    let mut cmd = Command::new(aws_cli());
+    cmd.args(args)
+        .args([
+            "--endpoint-url",
+            url,
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+        ])
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN");
+    if let Some((id, secret)) = keys {
+        cmd.env("AWS_ACCESS_KEY_ID", id)
+            .env("AWS_SECRET_ACCESS_KEY", secret);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "aws {args:?} (scripts/test-services installs the aws cli, ARCHWAY_TEST_AWS): {}",
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -38,6 +38,11 @@ const GRANTED_TO_USER: &str = "SELECT volume_id, level FROM grants WHERE \
      (subject_kind = 'user' AND subject = $1) OR (subject_kind = 'group' AND subject IN \
      (SELECT group_name FROM group_members WHERE user_name = $1))";
 
+/// A count as the catalogue stores it (BIGINT): past i64::MAX is as good as unlimited.
+pub(super) fn clamp_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 const SECRET_CHECK: &str = "archway-secret-check";
 
 /// A handle on the catalogue; cheap to clone.

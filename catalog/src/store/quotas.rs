@@ -245,16 +245,16 @@ impl Catalog {
     /// counted twice; the next scan puts them right.
     pub async fn recount_usage(&self, id: &str, objects: u64, bytes: u64) -> Result<()> {
         let (old_bytes, old_objects) = self.workspace_usage(id).await?;
-        let d_bytes = users::clamp_i64(bytes) - users::clamp_i64(old_bytes);
-        let d_objects = users::clamp_i64(objects) - users::clamp_i64(old_objects);
+        let d_bytes = clamp_i64(bytes) - clamp_i64(old_bytes);
+        let d_objects = clamp_i64(objects) - clamp_i64(old_objects);
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO workspace_usage (volume_id, bytes, objects) VALUES ($1, $2, $3) \
              ON CONFLICT (volume_id) DO UPDATE SET bytes = $2, objects = $3",
         )
         .bind(id)
-        .bind(users::clamp_i64(bytes))
-        .bind(users::clamp_i64(objects))
+        .bind(clamp_i64(bytes))
+        .bind(clamp_i64(objects))
         .execute(&mut *tx)
         .await
         .map_err(CatalogError::db("record usage"))?;
@@ -325,7 +325,7 @@ pub(super) async fn move_owner_usage(
         .await
         .map_err(CatalogError::db("read usage"))?;
     let (bytes, objects) = pair(row.as_ref())?;
-    let (bytes, objects) = (users::clamp_i64(bytes), users::clamp_i64(objects));
+    let (bytes, objects) = (clamp_i64(bytes), clamp_i64(objects));
     if bytes == 0 && objects == 0 {
         return Ok(());
     }

@@ -176,8 +176,3 @@ pub(super) fn user_from_row(row: &AnyRow, groups: Vec<String>) -> Result<User> {
 /// The columns `user_from_row` reads.
 const USER_COLUMNS: &str = "name, display_name, admin, create_workspaces, created_at, \
      quota_bytes, quota_objects";
-
-/// A count as the catalogue stores it (BIGINT): past i64::MAX is as good as unlimited.
-pub(super) fn clamp_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}

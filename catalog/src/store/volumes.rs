@@ -164,7 +164,13 @@ impl Catalog {
     pub async fn delete_volume(&self, id: &str) -> Result<()> {
         let _changing = self.changing();
         let mut tx = self.begin().await?;
-        // The owner's usage no longer counts what the workspace held.
+        sqlx::query("DELETE FROM grants WHERE volume_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(CatalogError::db("delete grants"))?;
+        // (After a write: an SQLite transaction that reads first cannot take the write lock
+        // later.) The owner's usage no longer counts what the workspace held.
         let owner: Option<Option<String>> =
             sqlx::query_scalar("SELECT owner FROM volumes WHERE id = $1")
                 .bind(id)
@@ -177,11 +183,6 @@ impl Catalog {
             .execute(&mut *tx)
             .await
             .map_err(CatalogError::db("delete usage"))?;
-        sqlx::query("DELETE FROM grants WHERE volume_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(CatalogError::db("delete grants"))?;
         sqlx::query("DELETE FROM volume_cors WHERE volume_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -219,8 +220,8 @@ impl Catalog {
         let done = sqlx::query(
             "UPDATE volumes SET scan_objects = $1, scan_bytes = $2, scanned_at = $3 WHERE id = $4",
         )
-        .bind(i64::try_from(objects).unwrap_or(i64::MAX))
-        .bind(i64::try_from(bytes).unwrap_or(i64::MAX))
+        .bind(clamp_i64(objects))
+        .bind(clamp_i64(bytes))
         .bind(summary.scanned_at.0)
         .bind(id)
         .execute(&self.inner.pool)
@@ -558,8 +559,8 @@ pub(super) fn bind_volume<'q>(
         .bind(extra)
         .bind(v.created_at.0)
         .bind(v.updated_at.0)
-        .bind(v.quota_bytes.map(super::users::clamp_i64))
-        .bind(v.quota_objects.map(super::users::clamp_i64)))
+        .bind(v.quota_bytes.map(clamp_i64))
+        .bind(v.quota_objects.map(clamp_i64)))
 }
 
 pub(super) fn volume_from_row(row: &AnyRow) -> Result<Volume> {

@@ -278,6 +278,40 @@ fn whole_body_problem(req: &Request, limit: usize) -> Option<(StatusCode, &'stat
     }
 }
 
+/// Why a SigV4 request whose credential scope names a service other than `s3` is refused
+/// (STS's are answered before): `s3express` (directory buckets) is 501 as documented, any
+/// other 400, where s3s would answer 501 for all.
+fn scope_problem(req: &Request) -> Option<(StatusCode, &'static str, String)> {
+    let service = route::scope_service(req.headers(), req.uri().query())?;
+    match service.as_str() {
+        "s3" => None,
+        "s3express" => Some((
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            "S3 Express One Zone (directory buckets, service `s3express`) is not supported by \
+             Archway (doc/s3.md lists what is)"
+                .to_string(),
+        )),
+        _ => {
+            let signed_header = req
+                .headers()
+                .contains_key(axum::http::header::AUTHORIZATION);
+            Some((
+                StatusCode::BAD_REQUEST,
+                if signed_header {
+                    "AuthorizationHeaderMalformed"
+                } else {
+                    "AuthorizationQueryParametersError"
+                },
+                format!(
+                    "the credential scope names the service `{service}`; this endpoint is `s3` \
+                     (and `sts` for AssumeRoleWithWebIdentity)"
+                ),
+            ))
+        }
+    }
+}
+
 /// Reads and drops a body, up to `limit` bytes.
 async fn drain(body: Body, limit: usize) {
     use http_body_util::BodyExt;
@@ -336,7 +370,6 @@ pub fn fallback(
         let dataplane = dataplane.clone();
         let identity = identity.clone();
         let domain = cors_domain.clone();
-        let xml_limit = xml_limit;
         // One id per request: in error bodies (RequestId) and on every answer, as S3 does.
         let id = crate::error::fresh_request_id();
         async move {
@@ -390,37 +423,8 @@ pub fn fallback(
             .await
             {
                 error::xml_response(status, code, &message, &id)
-            } else if let Some(service) =
-                route::scope_service(req.headers(), req.uri().query()).filter(|s| s != "s3")
-            {
-                if service == "s3express" {
-                    // Directory buckets' operations (S3 Express One Zone) sign for it.
-                    error::xml_response(
-                        StatusCode::NOT_IMPLEMENTED,
-                        "NotImplemented",
-                        "S3 Express One Zone (directory buckets, service `s3express`) is not \
-                         supported by Archway (doc/s3.md lists what is)",
-                        &id,
-                    )
-                } else {
-                    let code = if req
-                        .headers()
-                        .contains_key(axum::http::header::AUTHORIZATION)
-                    {
-                        "AuthorizationHeaderMalformed"
-                    } else {
-                        "AuthorizationQueryParametersError"
-                    };
-                    error::xml_response(
-                        StatusCode::BAD_REQUEST,
-                        code,
-                        &format!(
-                            "the credential scope names the service `{service}`; this endpoint \
-                             is `s3` (and `sts` for AssumeRoleWithWebIdentity)"
-                        ),
-                        &id,
-                    )
-                }
+            } else if let Some((status, code, message)) = scope_problem(&req) {
+                error::xml_response(status, code, &message, &id)
             } else if let Some(problem) = whole_body_problem(&req, xml_limit) {
                 let (status, code, message) = problem;
                 // Read what the client sends (to a bound) so that it hears the answer instead
