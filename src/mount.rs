@@ -5,7 +5,7 @@
 //! straight to the backends through the dataplane). Without `--foreground` the command starts
 //! itself again in the background and returns once the mount is ready (or says why not).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use archway_cache::{BlockCache, CacheConfig, CachedStore};
 use archway_catalog::{Access, Principal, VolumeQuery};
+use archway_config::credentials::CredentialsFile;
 use archway_dataplane::audit::{AuditConfig, AuditLog};
 use archway_dataplane::{BackendConfig, Op, Secret};
 use archway_fuse::fs::FileAudit;
@@ -562,14 +563,14 @@ async fn remote_volumes(
 }
 
 /// The profile's keys from the AWS shared credentials file, if there is one.
-fn credentials_profile(args: &MountArgs) -> Result<Option<HashMap<String, String>>> {
+fn credentials_profile(args: &MountArgs) -> Result<Option<BTreeMap<String, String>>> {
     credentials_profile_in(args, std::env::var_os("HOME").map(PathBuf::from))
 }
 
 fn credentials_profile_in(
     args: &MountArgs,
     home: Option<PathBuf>,
-) -> Result<Option<HashMap<String, String>>> {
+) -> Result<Option<BTreeMap<String, String>>> {
     let path = match &args.credentials_file {
         Some(p) => p.clone(),
         None => match home {
@@ -589,40 +590,20 @@ fn credentials_profile_in(
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let profiles = parse_ini(&text).with_context(|| format!("reading {}", path.display()))?;
+    let file = CredentialsFile::parse(&text)
+        .with_context(|| format!("reading {} as an AWS credentials file", path.display()))?;
     let chosen = match &args.profile {
         Some(p) => Some(
-            profiles
-                .get(p)
+            file.profile(p)
                 .cloned()
                 .with_context(|| format!("no profile `{p}` in {}", path.display()))?,
         ),
-        None => profiles
-            .get("default")
-            .or_else(|| profiles.get(crate::serve::PROFILE))
+        None => file
+            .profile("default")
+            .or_else(|| file.profile(crate::serve::PROFILE))
             .cloned(),
     };
     Ok(chosen)
-}
-
-/// The sections of an AWS shared credentials (or config) file: `[name]` or `[profile name]`,
-/// then `key = value` lines.
-fn parse_ini(text: &str) -> Result<HashMap<String, HashMap<String, String>>> {
-    let ini = ini::Ini::load_from_str(text).context("not an INI file")?;
-    let mut out: HashMap<String, HashMap<String, String>> = HashMap::new();
-    for (section, props) in ini.iter() {
-        let Some(name) = section else { continue };
-        let name = name
-            .trim()
-            .trim_start_matches("profile ")
-            .trim()
-            .to_string();
-        let entry = out.entry(name).or_default();
-        for (k, v) in props.iter() {
-            entry.insert(k.trim().to_string(), v.trim().to_string());
-        }
-    }
-    Ok(out)
 }
 
 /// The volumes of the local gateway, straight to their backends; writable unless read-only
@@ -742,13 +723,5 @@ mod tests {
         args.credentials_file = Some(named);
         let err = credentials_profile_in(&args, None).unwrap_err();
         assert!(format!("{err:#}").contains("reading"), "{err:#}");
-    }
-
-    #[test]
-    fn credentials_files_parse_like_the_aws_cli() {
-        let ini = "# c\n[default]\naws_access_key_id = A\n\n[profile x]\naws_secret_access_key=S\n";
-        let p = parse_ini(ini).unwrap();
-        assert_eq!(p["default"]["aws_access_key_id"], "A");
-        assert_eq!(p["x"]["aws_secret_access_key"], "S");
     }
 }

@@ -205,18 +205,21 @@ async fn first_start(
             let token = catalog
                 .create_token(ADMIN_USER, "created on first start", None)
                 .await?;
+            let profile = archway_config::credentials::render_profile(
+                PROFILE,
+                &[
+                    ("aws_access_key_id", &key.key.access_key_id),
+                    ("aws_secret_access_key", &key.secret_access_key),
+                    ("archway_api_token", &token.secret),
+                ],
+            )
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", credentials.display()))?;
             let text = format!(
                 "# Archway credentials for the `{ADMIN_USER}` user, written once on first start.\n\
                  # Use: AWS_SHARED_CREDENTIALS_FILE={path} aws --profile {PROFILE} --endpoint-url {endpoint} s3 ls\n\
                  # HTTP API: send the token below as `Authorization: Bearer <token>`.\n\
-                 [{PROFILE}]\n\
-                 aws_access_key_id = {id}\n\
-                 aws_secret_access_key = {secret}\n\
-                 archway_api_token = {token}\n",
+                 {profile}",
                 path = credentials.display(),
-                id = key.key.access_key_id,
-                secret = key.secret_access_key,
-                token = token.secret,
             );
             write_private(&credentials, text.as_bytes())
                 .with_context(|| format!("writing {}", credentials.display()))?;

@@ -9,6 +9,8 @@
 mod cache_block_files;
 #[path = "../fuzz/common/config.rs"]
 mod config;
+#[path = "../fuzz/common/credentials_files.rs"]
+mod credentials_files;
 #[path = "../fuzz/common/gateway.rs"]
 mod gateway;
 
@@ -41,6 +43,13 @@ fn inputs(target: &str, min: usize) -> Vec<(PathBuf, Vec<u8>)> {
 fn the_configuration_seeds_pass_the_config_target_check() {
     for (path, data) in inputs("config", 2) {
         config::exercise(&data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
+
+#[test]
+fn the_credentials_file_seeds_pass_the_credentials_target_check() {
+    for (path, data) in inputs("credentials_files", 6) {
+        credentials_files::exercise(&data).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }
 

@@ -39,13 +39,10 @@ impl SecretBox {
             path: PathBuf::from(path),
             source,
         };
-        let bytes = match std::fs::read_to_string(path) {
-            Ok(text) => hex::decode(text.trim()).map_err(|_| CatalogError::SecretKey {
-                path: path.into(),
-                message: "is not 64 hexadecimal digits".into(),
-            })?,
+        let key = match std::fs::read_to_string(path) {
+            Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = random_bytes(KEY_LEN);
+                let key = hex::encode(random_bytes(KEY_LEN));
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(io)?;
                 }
@@ -57,7 +54,7 @@ impl SecretBox {
                     std::process::id(),
                     hex::encode(random_bytes(4))
                 ));
-                write_private(&pending, hex::encode(&key).as_bytes()).map_err(io)?;
+                write_private(&pending, key.as_bytes()).map_err(io)?;
                 let linked = std::fs::hard_link(&pending, path);
                 let _ = std::fs::remove_file(&pending);
                 match linked {
@@ -73,10 +70,25 @@ impl SecretBox {
             }
             Err(e) => return Err(io(e)),
         };
-        Self::from_bytes(&bytes).map_err(|_| CatalogError::SecretKey {
+        Self::from_key_text(&key).map_err(|message| CatalogError::SecretKey {
             path: path.into(),
-            message: format!("holds {} bytes, not {KEY_LEN}", bytes.len()),
+            message,
         })
+    }
+
+    /// The key from a key file's text: 64 hexadecimal digits, blanks around them allowed.
+    /// The refusal says what is wrong, never what the file holds.
+    pub fn from_key_text(text: &str) -> Result<Self, String> {
+        let digits = text.trim();
+        if digits.len() != 2 * KEY_LEN || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "is not {} hexadecimal digits (it holds {} characters after trimming)",
+                2 * KEY_LEN,
+                digits.chars().count()
+            ));
+        }
+        let bytes = hex::decode(digits).map_err(|_| "is not hexadecimal".to_string())?;
+        Self::from_bytes(&bytes).map_err(|_| format!("holds {} bytes, not {KEY_LEN}", bytes.len()))
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CatalogError> {

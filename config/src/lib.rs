@@ -12,6 +12,8 @@
 //! `ARCHWAY_BACKENDS__ARCHIVE__SECRET_ACCESS_KEY=…`. A value is read as a TOML value when it
 //! parses as one (numbers, booleans, arrays) and as a string otherwise.
 
+pub mod credentials;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
