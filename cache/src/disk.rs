@@ -86,10 +86,16 @@ pub(crate) struct DiskTier {
     /// not written (they stay in memory, and a later miss fetches them again) rather than
     /// queueing without limit.
     writers: Arc<tokio::sync::Semaphore>,
+    /// Set when the tier's file system was full: no block is written before this instant
+    /// (reads go on from memory and the backend), and the warning is given once per pause.
+    full_until: Mutex<Option<std::time::Instant>>,
 }
 
 /// Block writes in flight at once.
 const MAX_PENDING_WRITES: usize = 8;
+
+/// How long the tier writes nothing after its file system said it was full.
+const FULL_PAUSE: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn encode_key(key: &BlockKey) -> Vec<u8> {
     let mut out = Vec::new();
@@ -235,11 +241,17 @@ fn write_block(path: &Path, key: &BlockKey, data: &[u8]) -> std::io::Result<u64>
     for piece in data.chunks(PIECE as usize) {
         header.extend_from_slice(&crc_fast::checksum(CrcAlgorithm::Crc64Nvme, piece).to_le_bytes());
     }
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&header)?;
-    f.write_all(data)?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| {
+            f.write_all(&header)?;
+            f.write_all(data)
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        // A block cut short (a full file system) must not stay to take the space.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     Ok((header.len() + data.len()) as u64)
 }
 
@@ -272,6 +284,7 @@ impl DiskTier {
             index: Mutex::new(index),
             stats,
             writers: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_WRITES)),
+            full_until: Mutex::new(None),
         });
         tier.evict().await;
         Ok(tier)
@@ -348,6 +361,10 @@ impl DiskTier {
     /// Stores a block in the background, if a write slot is free; failures are logged and
     /// forgotten.
     pub(crate) fn put_behind(self: &Arc<Self>, key: BlockKey, data: Bytes) {
+        if self.is_full() {
+            self.stats.disk_skipped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let Ok(permit) = self.writers.clone().try_acquire_owned() else {
             self.stats.disk_skipped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -374,12 +391,52 @@ impl DiskTier {
                 }
                 self.evict().await;
             }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::StorageFull => {
+                self.stats.disk_errors.fetch_add(1, Ordering::Relaxed);
+                self.pause_when_full(&e);
+            }
             Ok(Err(e)) => {
                 self.stats.disk_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(file = %path.display(), error = %e, "could not write a disk cache block");
             }
             Err(e) => tracing::warn!(error = %e, "disk cache write task failed"),
         }
+    }
+
+    /// Whether writes are paused because the file system was full.
+    fn is_full(&self) -> bool {
+        let Ok(mut until) = self.full_until.lock() else {
+            return false;
+        };
+        match *until {
+            Some(t) if std::time::Instant::now() < t => true,
+            Some(_) => {
+                *until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// The file system is full (below `disk_bytes`: it is shared, or smaller than the
+    /// budget): write nothing for a while, and say so once.
+    fn pause_when_full(&self, e: &std::io::Error) {
+        let Ok(mut until) = self.full_until.lock() else {
+            return;
+        };
+        if until.is_none() {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                held_bytes = self.bytes(),
+                budget_bytes = self.budget,
+                error = %e,
+                pause_s = FULL_PAUSE.as_secs(),
+                "the disk cache's file system is full: no blocks are written to disk for a \
+                 while (reads go on from memory and the backend); set cache.disk_bytes below \
+                 the free space"
+            );
+        }
+        *until = Some(std::time::Instant::now() + FULL_PAUSE);
     }
 
     async fn remove(&self, key: &BlockKey) {

@@ -153,7 +153,7 @@ impl CachedStore {
             .await;
         fetched.map_err(|shared| match Arc::try_unwrap(shared) {
             Ok(e) => e,
-            Err(shared) => shared_error(location, &shared),
+            Err(shared) => shared_error(location, shared),
         })
     }
 
@@ -277,7 +277,7 @@ impl CachedStore {
         }
         result.map_err(|shared| match Arc::try_unwrap(shared) {
             Ok(e) => e,
-            Err(shared) => shared_error(location, &shared),
+            Err(shared) => shared_error(location, shared),
         })
     }
 
@@ -512,11 +512,13 @@ impl Drop for ReadAhead {
 }
 
 /// An error shared by several waiters of one fetch: each gets the same kind, so a missing
-/// object or a changed version reads as such for every one of them.
-fn shared_error(location: &Path, e: &object_store::Error) -> object_store::Error {
+/// object or a changed version reads as such for every one of them, and the same chain of
+/// causes (a back-end time-out stays one for the fronts).
+fn shared_error(location: &Path, e: Arc<object_store::Error>) -> object_store::Error {
     let path = location.to_string();
-    let source = e.to_string().into();
-    match e {
+    let kind = Arc::clone(&e);
+    let source = Box::new(SharedError(e));
+    match *kind {
         object_store::Error::NotFound { .. } => object_store::Error::NotFound { path, source },
         object_store::Error::Precondition { .. } => {
             object_store::Error::Precondition { path, source }
@@ -525,6 +527,23 @@ fn shared_error(location: &Path, e: &object_store::Error) -> object_store::Error
             store: "CachedStore",
             source,
         },
+    }
+}
+
+/// A shared error as the source of each waiter's own: it reads as the original, and its
+/// causes are the original's.
+#[derive(Debug)]
+struct SharedError(Arc<object_store::Error>);
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SharedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(self.0.as_ref())
     }
 }
 

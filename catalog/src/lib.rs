@@ -22,8 +22,8 @@ pub use cors::CorsRule;
 pub use model::*;
 pub use secret::SecretBox;
 pub use store::{
-    Catalog, CatalogView, DEFAULT_REFRESH_INTERVAL, KeyAuth, PeerCredentials, PeerRefreshLock,
-    QuotaScope, SessionProblem, Terms, Usage,
+    Catalog, CatalogView, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_REFRESH_INTERVAL, KeyAuth,
+    PeerCredentials, PeerRefreshLock, Pooling, QuotaScope, SessionProblem, Terms, Usage,
 };
 
 /// The `[catalog]` configuration section.
@@ -45,6 +45,11 @@ pub struct CatalogConfig {
     /// bring them at once). Default: 1s.
     #[serde(default, with = "humantime_serde")]
     pub refresh_interval: Option<std::time::Duration>,
+    /// How long a request waits for a database connection (while the database is down or
+    /// every connection is busy) before it is answered "unavailable" (S3 and HTTP 503).
+    /// Default: 10s.
+    #[serde(default, with = "humantime_serde")]
+    pub acquire_timeout: Option<std::time::Duration>,
 }
 
 impl CatalogConfig {
@@ -63,6 +68,15 @@ impl CatalogConfig {
             out.push((
                 "refresh_interval".to_string(),
                 format!("{} is outside 10ms..1h", humantime::format_duration(d)),
+            ));
+        }
+        if let Some(d) = self.acquire_timeout
+            && !(std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(300))
+                .contains(&d)
+        {
+            out.push((
+                "acquire_timeout".to_string(),
+                format!("{} is outside 100ms..5m", humantime::format_duration(d)),
             ));
         }
         if self.max_connections == Some(0) {

@@ -172,6 +172,23 @@ impl DataplaneError {
         }
     }
 
+    /// The volume whose storage did not answer — the request timed out, or the connection was
+    /// refused or dropped — when that is what failed. Fronts answer such an error as
+    /// "unavailable, retry later" naming the volume (S3 503, HTTP 503, FUSE ETIMEDOUT), not
+    /// as an internal error: the gateway is fine, and its other volumes keep serving.
+    pub fn unreachable_backend(&self) -> Option<&str> {
+        match self {
+            DataplaneError::Store { volume, source, .. } if did_not_answer(source.as_ref()) => {
+                Some(volume)
+            }
+            DataplaneError::Body {
+                source: BodyError::Source(inner),
+                ..
+            } => inner.unreachable_backend(),
+            _ => None,
+        }
+    }
+
     /// Builds the error for an `object_store` error from a checked handle: the dataplane's own
     /// refusal travels inside it (see [`crate::VolumeStore`]'s `ObjectStore` implementation).
     pub fn from_store_error(
@@ -207,6 +224,23 @@ impl DataplaneError {
             },
         }
     }
+}
+
+/// True when an HTTP request to a backend timed out, could not connect, or was cut off: the
+/// object_store client's `HttpError` somewhere in the error's chain says so.
+fn did_not_answer(e: &object_store::Error) -> bool {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(http) = err.downcast_ref::<HttpError>() {
+            return matches!(
+                http.kind(),
+                HttpErrorKind::Timeout | HttpErrorKind::Connect | HttpErrorKind::Interrupted
+            );
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// What a file tree cannot do that S3 can: the file store's reason for an `AlreadyExists`.

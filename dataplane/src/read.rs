@@ -18,7 +18,7 @@ pub struct ObjectInfo {
     pub size: u64,
     pub last_modified: SystemTime,
     /// The backend's version tag, unquoted (S3 ETag; for local files the MD5 of what Archway
-    /// wrote, or inode-mtime-size for files it did not write).
+    /// wrote, or inode-mtime-size-ctime for files it did not write).
     pub etag: Option<String>,
     /// Content headers and user metadata (empty in listings).
     pub attributes: ObjectAttributes,

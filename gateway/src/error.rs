@@ -180,6 +180,17 @@ impl From<CatalogError> for ApiError {
 
 impl From<DataplaneError> for ApiError {
     fn from(e: DataplaneError) -> Self {
+        if let Some(volume) = e.unreachable_backend() {
+            tracing::warn!(volume, error = %e, "a volume's storage did not answer");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "BackendUnavailable",
+                format!(
+                    "volume `{volume}`: its storage did not answer in time or refused the \
+                     connection; retry later"
+                ),
+            );
+        }
         let message = e.to_string();
         match e {
             DataplaneError::Catalog(c) => c.into(),

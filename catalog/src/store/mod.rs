@@ -68,6 +68,17 @@ impl std::fmt::Debug for Catalog {
     }
 }
 
+/// How long a request waits for a database connection by default (`catalog.acquire_timeout`).
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The connection pool's bounds: connections held, and how long a request waits for one.
+#[derive(Debug, Clone, Copy)]
+pub struct Pooling {
+    /// Default: 8 (SQLite: 4).
+    pub max_connections: Option<u32>,
+    pub acquire_timeout: Duration,
+}
+
 impl Catalog {
     /// Opens (and creates or migrates) the catalogue that `config` describes.
     pub async fn open(config: &CatalogConfig, data_dir: &Path) -> Result<Self> {
@@ -80,8 +91,11 @@ impl Catalog {
             })??;
         let url = config.resolved_url(data_dir);
         let refresh = config.refresh_interval.unwrap_or(DEFAULT_REFRESH_INTERVAL);
-        let catalog =
-            Self::connect_refreshing(&url, config.max_connections, secrets, refresh).await?;
+        let pool = Pooling {
+            max_connections: config.max_connections,
+            acquire_timeout: config.acquire_timeout.unwrap_or(DEFAULT_ACQUIRE_TIMEOUT),
+        };
+        let catalog = Self::connect_refreshing(&url, pool, secrets, refresh).await?;
         if let Err(CatalogError::Crypto) = catalog.check_secret_key().await {
             return Err(CatalogError::SecretKey {
                 path: config.resolved_secret_key_file(data_dir),
@@ -101,14 +115,18 @@ impl Catalog {
         max_connections: Option<u32>,
         secrets: SecretBox,
     ) -> Result<Self> {
-        Self::connect_refreshing(url, max_connections, secrets, DEFAULT_REFRESH_INTERVAL).await
+        let pool = Pooling {
+            max_connections,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+        };
+        Self::connect_refreshing(url, pool, secrets, DEFAULT_REFRESH_INTERVAL).await
     }
 
     /// [`Catalog::connect`], seeing changes made elsewhere within `refresh_interval` (at
     /// once on PostgreSQL while its notifications arrive).
     pub async fn connect_refreshing(
         url: &str,
-        max_connections: Option<u32>,
+        pooling: Pooling,
         secrets: SecretBox,
         refresh_interval: Duration,
     ) -> Result<Self> {
@@ -118,13 +136,13 @@ impl Catalog {
             Dialect::Sqlite => sqlite_url(url).await?,
             Dialect::Postgres => url.to_string(),
         };
-        let max = max_connections.unwrap_or(match dialect {
+        let max = pooling.max_connections.unwrap_or(match dialect {
             Dialect::Sqlite => 4,
             Dialect::Postgres => 8,
         });
         let pool = AnyPoolOptions::new()
             .max_connections(max)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(pooling.acquire_timeout)
             .connect(&connect_url)
             .await
             .map_err(CatalogError::db("connect"))?;

@@ -4,7 +4,7 @@
 //!
 //! The ETag is recorded with the size and modification time it was computed for: a file
 //! changed by something other than Archway keeps its extended attribute but no longer matches,
-//! and falls back to the inode-mtime-size version string. File systems without user extended
+//! and falls back to the inode-mtime-size-ctime version string. File systems without user extended
 //! attributes keep no attributes, and their ETags are that version string.
 
 use std::collections::BTreeMap;

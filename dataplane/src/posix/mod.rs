@@ -127,7 +127,9 @@ fn marker_meta(key: &str, dir: &Stat, kept: &Kept) -> Option<ObjectMeta> {
 
 /// An object's metadata from its file's attributes. The ETag is the one recorded when Archway
 /// wrote the file (`etag`, see `kept.rs`), else inode, modification time and size, as
-/// object_store's local store (and many HTTP servers) make it.
+/// object_store's local store (and many HTTP servers) make it, and the status-change time: a
+/// file rewritten in place with its size and modification time put back (`cp -p`, `touch -r`)
+/// still gets a new version, which no one but the kernel can set.
 pub(super) fn meta_of(key: &str, st: &Stat, etag: Option<&str>) -> Option<ObjectMeta> {
     let nanos = i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec);
     let micros = (nanos / 1000).max(0) as u128;
@@ -139,7 +141,17 @@ pub(super) fn meta_of(key: &str, st: &Stat, etag: Option<&str>) -> Option<Object
         size: st.st_size.max(0) as u64,
         e_tag: Some(match etag {
             Some(e) => e.to_string(),
-            None => format!("{:x}-{:x}-{:x}", st.st_ino, micros, st.st_size),
+            None => {
+                let changed =
+                    i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec);
+                format!(
+                    "{:x}-{:x}-{:x}-{:x}",
+                    st.st_ino,
+                    micros,
+                    st.st_size,
+                    changed.max(0)
+                )
+            }
         }),
         version: None,
     })

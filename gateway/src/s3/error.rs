@@ -89,6 +89,18 @@ pub fn dataplane_error(e: DataplaneError) -> S3Error {
     let conflict = matches!(e, DataplaneError::KeyConflict { .. });
     let quota = code == quota_exceeded();
     let id = request_id();
+    if let Some(volume) = e.unreachable_backend() {
+        tracing::warn!(request_id = %id, volume, error = %e, "a volume's storage did not answer");
+        let mut err = S3Error::with_message(
+            S3ErrorCode::ServiceUnavailable,
+            format!(
+                "volume `{volume}`: its storage did not answer in time or refused the \
+                 connection; retry later (request id {id})"
+            ),
+        );
+        err.set_request_id(id);
+        return err;
+    }
     let message = if e.is_internal() {
         tracing::error!(request_id = %id, error = %e, "S3 request failed");
         format!(
