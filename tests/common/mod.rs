@@ -3,6 +3,7 @@
 
 pub mod mount;
 pub mod scale;
+pub mod sigv4;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
