@@ -130,6 +130,9 @@ mod tests {
         // Literal: no escapes, no quote removal.
         assert_eq!(archway["archway_api_token"], "tok\\en\"quoted\"");
         assert!(file.profile("profile archway").is_none());
+        // One prefix is taken off, as the aws cli does in its config file.
+        let twice = CredentialsFile::parse("[profile profile x]\nk = v\n").unwrap();
+        assert_eq!(twice.profile("profile x").unwrap()["k"], "v");
     }
 
     #[test]

@@ -35,8 +35,9 @@ fn aws_credentials(text: &str) -> Result<(), String> {
         Err(_) => return Ok(()),
     };
     for (name, entries) in file.profiles() {
-        if name.trim() != name || name.starts_with("profile ") {
-            return Err(format!("profile name {name:?} kept its blanks or prefix"));
+        // `[profile profile x]` names the profile `profile x`: one prefix is taken off.
+        if name.trim() != name {
+            return Err(format!("profile name {name:?} kept its blanks"));
         }
         if let Some((k, v)) = entries
             .iter()
