@@ -564,3 +564,85 @@ async fn tls_and_virtual_hosted_style() {
     );
     drop(https);
 }
+
+/// An archive served by `rclone serve s3`, which answers every ranged GET with `200 OK` and
+/// the range's `Content-Range` (not 206): read through the gateway's block cache — whole,
+/// ranged, cold and warm, small and larger than a block — every byte right.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_archive_on_a_server_that_answers_ranges_with_200_reads_right_through_the_cache() {
+    let rclone = std::env::var("ARCHWAY_TEST_RCLONE").unwrap_or_else(|_| {
+        panic!(
+            "ARCHWAY_TEST_RCLONE is not set: this test needs rclone. Run the tests with \
+             scripts/test, or `eval \"$(scripts/test-services)\"` first"
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("served");
+    std::fs::create_dir_all(root.join("arch")).unwrap();
+    let big: Vec<u8> = (0..(5u32 << 20) + 12345)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let small = b"a small object, less than a block".to_vec();
+    std::fs::write(root.join("arch/big.bin"), &big).unwrap();
+    std::fs::write(root.join("arch/small.txt"), &small).unwrap();
+    let port = common::free_port();
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _rclone = Killed(
+        std::process::Command::new(&rclone)
+            .args(["serve", "s3", "--auth-key", "rckey,rcsecret", "--addr"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(&root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("rclone serve s3"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rclone did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let config = dir.path().join("archway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[backends.rc]\nurl = \"s3://arch\"\nendpoint = \"http://127.0.0.1:{port}\"\n\
+             access_key_id = \"rckey\"\nsecret_access_key = \"rcsecret\"\n\n\
+             [[volumes]]\nid = \"rclone-arch\"\nbackend = \"rc\"\nkind = \"archive\"\n"
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    )
+    .await;
+    let store = admin(&gw, "rclone-arch");
+    for pass in ["cold", "warm"] {
+        let got = store.get(&Path::from("big.bin")).await.unwrap();
+        assert!(got.bytes().await.unwrap()[..] == big[..], "{pass}: whole");
+        let got = store.get(&Path::from("small.txt")).await.unwrap();
+        assert_eq!(got.bytes().await.unwrap()[..], small[..], "{pass}: small");
+        for range in [0..10u64, 1_048_570..1_048_600, 4_000_000..5_200_000] {
+            let opts = GetOptions {
+                range: Some(GetRange::Bounded(range.clone())),
+                ..Default::default()
+            };
+            let got = store.get_opts(&Path::from("big.bin"), opts).await.unwrap();
+            let bytes = got.bytes().await.unwrap();
+            assert!(
+                bytes[..] == big[range.start as usize..range.end as usize],
+                "{pass}: {range:?}"
+            );
+        }
+    }
+}

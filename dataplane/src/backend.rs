@@ -330,6 +330,7 @@ impl Backend {
                     .with_url(config.url.clone())
                     .with_retry(retry(config))
                     .with_client_options(client_options(config))
+                    .with_http_connector(RangeAnswers)
                     .build()
                     .map_err(|e| fail(e.to_string()))?;
                 (Some(Arc::new(store)), Path::default())
@@ -527,6 +528,47 @@ pub fn gateway_volume(
     })
 }
 
+/// object_store's HTTP client for S3-compatible and HTTP backends, taking a ranged GET's
+/// answer for what it is when a server says `200 OK` with the `Content-Range` of the range
+/// asked for, where HTTP says `206 Partial Content`: `rclone serve s3` (and other servers on
+/// the gofakes3 library) answer every ranged GET so, and object_store refuses such an answer
+/// ("Received non-partial response when range requested"), which made every block read of a
+/// cached archive on them fail. A `200` without `Content-Range` is left as it is (a server
+/// that ignored the range sent the whole object, and is refused as before).
+#[derive(Debug, Clone, Copy, Default)]
+struct RangeAnswers;
+
+impl object_store::client::HttpConnector for RangeAnswers {
+    fn connect(
+        &self,
+        options: &ClientOptions,
+    ) -> object_store::Result<object_store::client::HttpClient> {
+        let inner = object_store::client::ReqwestConnector::default().connect(options)?;
+        Ok(object_store::client::HttpClient::new(RangeAnswered(inner)))
+    }
+}
+
+#[derive(Debug)]
+struct RangeAnswered(object_store::client::HttpClient);
+
+#[async_trait::async_trait]
+impl object_store::client::HttpService for RangeAnswered {
+    async fn call(
+        &self,
+        request: object_store::client::HttpRequest,
+    ) -> Result<object_store::client::HttpResponse, object_store::client::HttpError> {
+        let ranged = request.headers().contains_key(http::header::RANGE);
+        let mut response = self.0.execute(request).await?;
+        if ranged
+            && response.status() == http::StatusCode::OK
+            && response.headers().contains_key(http::header::CONTENT_RANGE)
+        {
+            *response.status_mut() = http::StatusCode::PARTIAL_CONTENT;
+        }
+        Ok(response)
+    }
+}
+
 fn s3_store(
     config: &BackendConfig,
     bucket: &str,
@@ -546,7 +588,9 @@ fn s3_store(
     } else if let Some(path_style) = config.path_style {
         b = b.with_virtual_hosted_style_request(!path_style);
     }
-    b = b.with_client_options(options);
+    b = b
+        .with_client_options(options)
+        .with_http_connector(RangeAnswers);
     if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
         b = b.with_access_key_id(id).with_secret_access_key(&secret.0);
     }
