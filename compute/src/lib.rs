@@ -35,6 +35,7 @@ pub mod request;
 pub mod runner;
 pub mod table;
 pub mod tiled;
+pub mod wcs;
 
 pub use batch::{BatchEvent, BatchFormat, BatchRequest, Selection};
 pub use error::ComputeError;
