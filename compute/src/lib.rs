@@ -29,6 +29,7 @@ pub mod hcompress;
 pub mod hdu;
 pub mod header;
 pub mod image;
+pub mod obscore;
 mod quantile;
 pub mod reduce;
 pub mod request;
