@@ -20,6 +20,7 @@ const SQLITE: &[(i64, &str)] = &[
     (5, include_str!("../migrations/sqlite/0005_scopes.sql")),
     (6, include_str!("../migrations/sqlite/0006_peers.sql")),
     (7, include_str!("../migrations/sqlite/0007_quotas.sql")),
+    (8, include_str!("../migrations/sqlite/0008_science.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -35,6 +36,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (5, include_str!("../migrations/postgres/0005_scopes.sql")),
     (6, include_str!("../migrations/postgres/0006_peers.sql")),
     (7, include_str!("../migrations/postgres/0007_quotas.sql")),
+    (8, include_str!("../migrations/postgres/0008_science.sql")),
 ];
 
 /// An arbitrary constant naming Archway's migration lock among other advisory locks.

@@ -150,6 +150,7 @@ both!(
     quotas_hold_under_concurrent_charges,
     one_site_id_per_catalogue,
     the_peer_refresh_lock_is_held_by_one_at_a_time,
+    the_science_index_finds_what_overlaps_and_nothing_else,
 );
 
 fn new_volume(id: &str) -> NewVolume {
@@ -1422,4 +1423,314 @@ async fn quotas_hold_under_concurrent_charges(c: &Catalog) {
         Usage::default()
     );
     assert_eq!(c.get_volume("qa-archive").await.unwrap().usage_bytes, None);
+}
+
+/// Great-circle distance, degrees (the test's own, to check the index's).
+fn sep((a1, d1): (f64, f64), (a2, d2): (f64, f64)) -> f64 {
+    let (a1, d1, a2, d2) = (
+        a1.to_radians(),
+        d1.to_radians(),
+        a2.to_radians(),
+        d2.to_radians(),
+    );
+    let h = ((d2 - d1) / 2.0).sin().powi(2) + d1.cos() * d2.cos() * ((a2 - a1) / 2.0).sin().powi(2);
+    (2.0 * h.sqrt().min(1.0).asin()).to_degrees()
+}
+
+fn science(volume: &str, key: &str, ra: f64, dec: f64, fov: f64, t: f64) -> ScienceObject {
+    ScienceObject {
+        volume: volume.into(),
+        key: key.into(),
+        etag: Some(format!("\"{key}\"")),
+        size: 2880,
+        indexed_at: Timestamp::now(),
+        dataproduct_type: Some("image".into()),
+        calib_level: Some(2),
+        obs_id: Some(key.into()),
+        target_name: None,
+        s_ra: Some(ra),
+        s_dec: Some(dec),
+        s_fov: Some(fov),
+        s_region: Some(vec![[ra, dec]; 4]),
+        t_min: Some(t),
+        t_max: Some(t + 0.01),
+        t_exptime: Some(864.0),
+        em_min: None,
+        em_max: None,
+        instrument_name: Some("CAM".into()),
+        facility_name: Some("SCOPE".into()),
+        hdus: serde_json::json!([{"index": 0, "kind": "image", "shape": [10, 10]}]),
+        notes: vec![],
+    }
+}
+
+async fn the_science_index_finds_what_overlaps_and_nothing_else(c: &Catalog) {
+    for v in ["sky-a", "sky-b"] {
+        c.create_volume(new_volume(v)).await.unwrap();
+    }
+    // A grid over the whole sky, fields of 0.2°, plus objects at RA 0/360, at the poles, wide
+    // ones, and one without a position.
+    let mut all = Vec::new();
+    let mut n = 0;
+    for dec10 in (-89..=89).step_by(7) {
+        for ra10 in (0..360).step_by(9) {
+            let (ra, dec) = (
+                ra10 as f64 + 0.37 * (dec10 as f64).abs() % 1.0,
+                dec10 as f64 + 0.13,
+            );
+            let volume = if n % 2 == 0 { "sky-a" } else { "sky-b" };
+            all.push(science(
+                volume,
+                &format!("grid/{n:05}.fits"),
+                ra,
+                dec,
+                0.2,
+                60000.0 + n as f64,
+            ));
+            n += 1;
+        }
+    }
+    all.push(science(
+        "sky-a",
+        "edge/ra-359.9.fits",
+        359.95,
+        10.0,
+        0.1,
+        60000.0,
+    ));
+    all.push(science(
+        "sky-a",
+        "edge/ra-0.05.fits",
+        0.05,
+        10.0,
+        0.1,
+        60000.0,
+    ));
+    all.push(science(
+        "sky-a",
+        "edge/north-pole.fits",
+        123.0,
+        89.97,
+        0.1,
+        60000.0,
+    ));
+    all.push(science(
+        "sky-b",
+        "wide/all-sky.fits",
+        180.0,
+        0.0,
+        360.0,
+        60000.0,
+    ));
+    all.push(science(
+        "sky-b",
+        "wide/mosaic.fits",
+        40.0,
+        -30.0,
+        8.0,
+        60000.0,
+    ));
+    let mut nowhere = science("sky-b", "table/events.fits", 0.0, 0.0, 0.0, 60000.0);
+    nowhere.s_ra = None;
+    nowhere.s_dec = None;
+    nowhere.s_fov = None;
+    nowhere.s_region = None;
+    nowhere.notes = vec!["no image HDU".into()];
+    all.push(nowhere);
+    c.index_objects(&all).await.unwrap();
+
+    let brute = |region: &dyn Fn(&ScienceObject) -> bool| {
+        let mut want: Vec<String> = all
+            .iter()
+            .filter(|o| o.s_ra.is_some() && region(o))
+            .map(|o| format!("{}/{}", o.volume, o.key))
+            .collect();
+        want.sort();
+        want
+    };
+    let got = |found: Vec<ScienceObject>| {
+        found
+            .iter()
+            .map(|o| format!("{}/{}", o.volume, o.key))
+            .collect::<Vec<_>>()
+    };
+    // Cones: small, across RA 0, at the pole, large.
+    for (ra, dec, radius) in [
+        (45.2, 14.2, 2.0),
+        (0.0, 10.0, 0.2),
+        (300.0, 89.9, 0.5),
+        (200.0, -40.0, 15.0),
+        (40.0, -33.0, 0.5),
+    ] {
+        let q = ScienceQuery {
+            sky: Some(SkyRegion::Cone { ra, dec, radius }),
+            limit: 100_000,
+            ..Default::default()
+        };
+        let want = brute(&|o| {
+            sep((o.s_ra.unwrap(), o.s_dec.unwrap()), (ra, dec)) <= radius + o.s_fov.unwrap() / 2.0
+        });
+        let found = got(c.search_science(&q).await.unwrap());
+        assert_eq!(found, want, "cone ({ra}, {dec}) r {radius}");
+        assert!(
+            !found.is_empty(),
+            "cone ({ra}, {dec}) r {radius} found nothing to compare"
+        );
+    }
+    // A cone across RA 0 finds both sides; the all-sky map is everywhere.
+    let q = ScienceQuery {
+        sky: Some(SkyRegion::Cone {
+            ra: 0.0,
+            dec: 10.0,
+            radius: 0.2,
+        }),
+        limit: 100,
+        ..Default::default()
+    };
+    let found = got(c.search_science(&q).await.unwrap());
+    assert!(
+        found.contains(&"sky-a/edge/ra-359.9.fits".to_string()),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&"sky-a/edge/ra-0.05.fits".to_string()),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&"sky-b/wide/all-sky.fits".to_string()),
+        "{found:?}"
+    );
+    // A box across RA 0.
+    let q = ScienceQuery {
+        sky: Some(SkyRegion::Box {
+            ra_min: 359.0,
+            ra_max: 1.0,
+            dec_min: 9.0,
+            dec_max: 11.0,
+        }),
+        limit: 100,
+        ..Default::default()
+    };
+    let found = got(c.search_science(&q).await.unwrap());
+    assert!(
+        found.contains(&"sky-a/edge/ra-359.9.fits".to_string()),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&"sky-a/edge/ra-0.05.fits".to_string()),
+        "{found:?}"
+    );
+    let want = brute(&|o| {
+        let (ra, dec, r) = (o.s_ra.unwrap(), o.s_dec.unwrap(), o.s_fov.unwrap() / 2.0);
+        if dec < 9.0 - r || dec > 11.0 + r {
+            return false;
+        }
+        let w = if r >= 90.0 {
+            180.0
+        } else {
+            (r.to_radians().sin() / dec.to_radians().cos())
+                .min(1.0)
+                .asin()
+                .to_degrees()
+        };
+        // Distance in RA from the box [359, 361], both ways round.
+        let off = [(ra - 359.0).rem_euclid(360.0), (1.0 - ra).rem_euclid(360.0)];
+        off[0] <= 2.0 + w || off[1] <= 2.0 + w
+    });
+    assert_eq!(found, want, "box across RA 0");
+    // Volumes the caller may read, time, and pages.
+    let q = ScienceQuery {
+        volumes: Some(vec!["sky-a".into()]),
+        time: Some((60010.0, 60020.005)),
+        limit: 100,
+        ..Default::default()
+    };
+    let found = c.search_science(&q).await.unwrap();
+    assert!(found.iter().all(|o| o.volume == "sky-a"));
+    let want: Vec<String> = all
+        .iter()
+        .filter(|o| {
+            o.volume == "sky-a" && o.t_min.unwrap() <= 60020.005 && o.t_max.unwrap() >= 60010.0
+        })
+        .map(|o| o.key.clone())
+        .collect();
+    let mut want = want;
+    want.sort();
+    assert_eq!(
+        found.iter().map(|o| o.key.clone()).collect::<Vec<_>>(),
+        want
+    );
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let q = ScienceQuery {
+            volumes: Some(vec!["sky-b".into()]),
+            limit: 97,
+            after: after.clone(),
+            ..Default::default()
+        };
+        let page = c.search_science(&q).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|o| (o.volume.clone(), o.key.clone()));
+        paged.extend(page.into_iter().map(|o| o.key));
+    }
+    let total_b = all.iter().filter(|o| o.volume == "sky-b").count();
+    assert_eq!(
+        paged.len(),
+        total_b,
+        "every sky-b object, once, over the pages"
+    );
+    // Bad regions are refused by name.
+    let bad = ScienceQuery {
+        sky: Some(SkyRegion::Cone {
+            ra: 0.0,
+            dec: 100.0,
+            radius: 1.0,
+        }),
+        limit: 10,
+        ..Default::default()
+    };
+    assert!(matches!(
+        c.search_science(&bad).await,
+        Err(CatalogError::Invalid { field: "sky", .. })
+    ));
+    // One object read back whole; a re-index replaces, a prune drops what was not seen again.
+    let one = c
+        .science_object("sky-b", "table/events.fits")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        one,
+        all.iter()
+            .find(|o| o.key == "table/events.fits")
+            .unwrap()
+            .clone()
+    );
+    let since = Timestamp(Timestamp::now().0 + 1);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut again = science("sky-a", "edge/ra-0.05.fits", 0.05, 10.0, 0.1, 61000.0);
+    again.indexed_at = Timestamp::now();
+    c.index_objects(&[again.clone()]).await.unwrap();
+    let pruned = c.prune_science("sky-a", since).await.unwrap();
+    assert_eq!(
+        pruned as usize,
+        all.iter().filter(|o| o.volume == "sky-a").count() - 1
+    );
+    assert_eq!(
+        c.science_object("sky-a", "edge/ra-0.05.fits")
+            .await
+            .unwrap(),
+        Some(again)
+    );
+    // Deleting a volume drops its index.
+    c.delete_volume("sky-b").await.unwrap();
+    assert!(
+        c.science_object("sky-b", "table/events.fits")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

@@ -15,6 +15,7 @@ mod groups;
 mod keys;
 mod peers;
 mod quotas;
+mod science;
 mod tokens;
 mod users;
 mod view;
@@ -23,6 +24,7 @@ mod volumes;
 pub use keys::{KeyAuth, Terms};
 pub use peers::{PeerCredentials, PeerRefreshLock};
 pub use quotas::{QuotaScope, Usage};
+pub use science::{ScienceObject, ScienceQuery, SkyRegion};
 pub use view::{CatalogView, DEFAULT_REFRESH_INTERVAL, SessionProblem};
 
 use crate::secret::SecretBox;

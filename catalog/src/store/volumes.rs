@@ -188,6 +188,11 @@ impl Catalog {
             .execute(&mut *tx)
             .await
             .map_err(CatalogError::db("delete CORS rules"))?;
+        sqlx::query("DELETE FROM science_objects WHERE volume_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(CatalogError::db("delete science index"))?;
         if self.inner.dialect == Dialect::Sqlite {
             sqlx::query("DELETE FROM volume_fts WHERE id = $1")
                 .bind(id)
