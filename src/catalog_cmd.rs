@@ -647,9 +647,15 @@ async fn scan(client: &ApiClient, id: &str) -> Result<()> {
                 ScanEvent::Progress { objects, bytes } => {
                     bar.set_message(format!("{objects} objects, {}", human_bytes(bytes)));
                 }
-                ScanEvent::Done { scan } => {
+                ScanEvent::Indexing { objects, bytes } => {
+                    bar.set_message(format!(
+                        "{objects} objects, {}; reading FITS headers",
+                        human_bytes(bytes)
+                    ));
+                }
+                ScanEvent::Done { scan, science } => {
                     bar.finish_and_clear();
-                    print(&serde_json::json!({"volume": id, "scan": scan}))?;
+                    print(&serde_json::json!({"volume": id, "scan": scan, "science": science}))?;
                     return Ok(());
                 }
                 ScanEvent::Error { code, message } => {

@@ -70,6 +70,23 @@ fn common(cards: &mut Vec<String>, object: &str) {
     cards.push(card("DATE-OBS", Value::Str("2026-01-01T00:00:00"), ""));
 }
 
+/// A celestial WCS: a TAN projection centred on (`ra`, `dec`), `arcsec` per pixel, north up
+/// and east left, for an image `w` × `h` pixels: what the science index reads.
+fn sky(cards: &mut Vec<String>, (w, h): (usize, usize), (ra, dec): (f64, f64), arcsec: f64) {
+    let step = arcsec / 3600.0;
+    cards.extend([
+        card("CTYPE1", Value::Str("RA---TAN"), ""),
+        card("CTYPE2", Value::Str("DEC--TAN"), ""),
+        card("CRPIX1", Value::Float((w as f64 + 1.0) / 2.0), ""),
+        card("CRPIX2", Value::Float((h as f64 + 1.0) / 2.0), ""),
+        card("CRVAL1", Value::Float(ra), "deg"),
+        card("CRVAL2", Value::Float(dec), "deg"),
+        card("CDELT1", Value::Float(-step), "deg per pixel"),
+        card("CDELT2", Value::Float(step), "deg per pixel"),
+        card("RADESYS", Value::Str("ICRS"), ""),
+    ]);
+}
+
 /// A 128×128 32-bit float image: two Gaussian sources on a noisy sky.
 fn float_image() -> Vec<u8> {
     let (w, h) = (128usize, 128usize);
@@ -81,6 +98,8 @@ fn float_image() -> Vec<u8> {
         card("NAXIS2", Value::Int(h as i64), ""),
     ];
     common(&mut cards, "demo field 1");
+    // Where M51 is: 128 pixels of 2".
+    sky(&mut cards, (w, h), (202.469_6, 47.195_3), 2.0);
     cards.push(card("BUNIT", Value::Str("adu"), ""));
     let mut data = Vec::with_capacity(w * h * 4);
     let mut noise = Noise(0x9E37_79B9_7F4A_7C15);
@@ -113,6 +132,8 @@ fn unsigned_image() -> Vec<u8> {
         card("BSCALE", Value::Float(1.0), ""),
     ];
     common(&mut cards, "demo counts");
+    // Where the Crab nebula is: 64 pixels of 4".
+    sky(&mut cards, (w, h), (83.633_1, 22.014_5), 4.0);
     cards.push(card("BUNIT", Value::Str("count"), ""));
     let mut data = Vec::with_capacity(w * h * 2);
     for y in 0..h {

@@ -282,48 +282,74 @@ fn kind(h: &Header, index: usize) -> Result<HduKind, ComputeError> {
     }
 }
 
+/// The HDU whose header starts at `start`, and where the next one starts.
+async fn hdu_at(src: &Source, start: u64, index: usize) -> Result<(Hdu, u64), ComputeError> {
+    let (header, data_start) = read_header(src, start, index).await?;
+    let kind = kind(&header, index)?;
+    let data_len = data_len(&header, index)?;
+    let padded = data_len.div_ceil(BLOCK as u64) * BLOCK as u64;
+    let end = data_start.checked_add(padded).ok_or(ComputeError::Format {
+        hdu: index,
+        card: None,
+        message: "the data size overflows 64 bits".into(),
+    })?;
+    if data_start + data_len > src.size() {
+        return Err(ComputeError::Format {
+            hdu: index,
+            card: None,
+            message: format!(
+                "truncated: the header announces {data_len} data bytes from offset \
+                 {data_start}, but the file has {} bytes",
+                src.size()
+            ),
+        });
+    }
+    let hdu = Hdu {
+        index,
+        kind,
+        header,
+        data_start,
+        data_len,
+    };
+    Ok((hdu, end))
+}
+
+fn empty_file() -> ComputeError {
+    ComputeError::Format {
+        hdu: 0,
+        card: None,
+        message: "the file is empty; a FITS file begins with a SIMPLE card".into(),
+    }
+}
+
+/// Every HDU of the file, up to `max`, reading only their headers (a few ranged reads each,
+/// however large the data between them): what the science index records.
+pub async fn headers(src: &Source, max: usize) -> Result<Vec<Hdu>, ComputeError> {
+    if src.size() == 0 {
+        return Err(empty_file());
+    }
+    let mut out = Vec::new();
+    let mut start = 0u64;
+    while start < src.size() && out.len() < max {
+        let (hdu, end) = hdu_at(src, start, out.len()).await?;
+        out.push(hdu);
+        start = end;
+    }
+    Ok(out)
+}
+
 /// Finds the HDU `sel` means, reading only headers.
 pub async fn locate(src: &Source, sel: &HduSelector) -> Result<Hdu, ComputeError> {
     if src.size() == 0 {
-        return Err(ComputeError::Format {
-            hdu: 0,
-            card: None,
-            message: "the file is empty; a FITS file begins with a SIMPLE card".into(),
-        });
+        return Err(empty_file());
     }
     let mut start = 0u64;
     let mut index = 0usize;
     let mut names = Vec::new();
     while start < src.size() {
-        let (header, data_start) = read_header(src, start, index).await?;
-        let kind = kind(&header, index)?;
-        let data_len = data_len(&header, index)?;
-        let padded = data_len.div_ceil(BLOCK as u64) * BLOCK as u64;
-        let end = data_start.checked_add(padded).ok_or(ComputeError::Format {
-            hdu: index,
-            card: None,
-            message: "the data size overflows 64 bits".into(),
-        })?;
-        if data_start + data_len > src.size() {
-            return Err(ComputeError::Format {
-                hdu: index,
-                card: None,
-                message: format!(
-                    "truncated: the header announces {data_len} data bytes from offset \
-                     {data_start}, but the file has {} bytes",
-                    src.size()
-                ),
-            });
-        }
-        let hdu = Hdu {
-            index,
-            kind,
-            header,
-            data_start,
-            data_len,
-        };
+        let (hdu, end) = hdu_at(src, start, index).await?;
         let wanted = match sel {
-            HduSelector::FirstWithData => data_len > 0,
+            HduSelector::FirstWithData => hdu.data_len > 0,
             HduSelector::Index(i) => *i == index,
             HduSelector::Name(n) => hdu.name().is_some_and(|x| x.eq_ignore_ascii_case(n)),
         };

@@ -92,6 +92,39 @@ impl Dataplane {
         Ok(self.catalog().list_volumes(who, query).await?)
     }
 
+    /// The science index entries that match `query`, among the volumes the caller may read
+    /// (a volume named in the query that the caller may not read matches nothing).
+    pub async fn search_science(
+        &self,
+        who: Option<&Principal>,
+        query: &crate::catalog::ScienceQuery,
+    ) -> Result<Vec<crate::catalog::ScienceObject>> {
+        // (The catalogue lists at most 10 000 volumes at once.)
+        let all = VolumeQuery {
+            limit: Some(10_000),
+            ..Default::default()
+        };
+        let readable: Vec<String> = self
+            .volumes(who, &all)
+            .await?
+            .into_iter()
+            .map(|(v, _)| v.id)
+            .collect();
+        let volumes = match &query.volumes {
+            Some(named) => named
+                .iter()
+                .filter(|v| readable.contains(v))
+                .cloned()
+                .collect(),
+            None => readable,
+        };
+        let query = crate::catalog::ScienceQuery {
+            volumes: Some(volumes),
+            ..query.clone()
+        };
+        Ok(self.catalog().search_science(&query).await?)
+    }
+
     /// One volume and the caller's access; a volume the caller may not see does not exist.
     pub async fn volume(&self, who: Option<&Principal>, id: &str) -> Result<(Volume, Access)> {
         let missing = || DataplaneError::NoSuchVolume {

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod peer;
 pub mod s3;
+pub mod science;
 pub mod server;
 pub mod state;
 pub mod sts;

@@ -10,6 +10,7 @@
 mod peers;
 mod principals;
 mod reduce;
+mod science;
 mod volumes;
 
 use std::time::{Duration, Instant};
@@ -90,6 +91,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(principals::routes())
         .merge(peers::routes())
         .merge(reduce::routes())
+        .merge(science::routes())
         .fallback(api_not_found);
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(healthz))
@@ -403,6 +405,7 @@ mod tests {
             "/api/v1/grants",
             "/api/v1/reduce",
             "/api/v1/reduce/batch",
+            "/api/v1/science",
             "/api/v1/users",
             "/api/v1/users/{name}",
             "/api/v1/users/{name}/keys",

@@ -42,9 +42,25 @@ pub struct GrantQuery {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase", tag = "event")]
 pub enum ScanEvent {
-    Progress { objects: u64, bytes: u64 },
-    Done { scan: ScanSummary },
-    Error { code: String, message: String },
+    Progress {
+        objects: u64,
+        bytes: u64,
+    },
+    /// The walk is done; the science index (the FITS headers) is being built.
+    Indexing {
+        objects: u64,
+        bytes: u64,
+    },
+    /// `science`: what the science index pass did (absent when it failed: see `error`).
+    Done {
+        scan: ScanSummary,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        science: Option<crate::science::ScienceSummary>,
+    },
+    Error {
+        code: String,
+        message: String,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
@@ -253,8 +269,10 @@ async fn delete_volume(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Walk the volume and record its object count and size (admin access to the volume); the
-/// answer is a stream of NDJSON events: progress lines, then `done` or `error`.
+/// Walk the volume and record its object count and size, then build its science index (the
+/// ObsCore fields of every FITS object, read from its headers) (admin access to the volume);
+/// the answer is a stream of NDJSON events: progress lines, `indexing`, then `done` or
+/// `error`.
 #[utoipa::path(
     post,
     path = "/volumes/{id}/scan",
@@ -293,7 +311,25 @@ async fn scan_volume(
         let last = match result {
             Ok(scan) => {
                 tracing::info!(volume = %id, objects = scan.objects, bytes = scan.bytes, "scan done");
-                ScanEvent::Done { scan }
+                let _ = tx
+                    .send(ScanEvent::Indexing {
+                        objects: scan.objects,
+                        bytes: scan.bytes,
+                    })
+                    .await;
+                match crate::science::index_volume(&dataplane, &principal, &id).await {
+                    Ok(science) => ScanEvent::Done {
+                        scan,
+                        science: Some(science),
+                    },
+                    Err(e) => {
+                        let api = ApiError::from(e);
+                        ScanEvent::Error {
+                            code: api.code.to_string(),
+                            message: format!("the science index: {}", api.message),
+                        }
+                    }
+                }
             }
             Err(e) => {
                 let api = ApiError::from(e);

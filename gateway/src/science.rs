@@ -1,0 +1,188 @@
+//! Building the science index of a volume (`archway catalog volume scan`): every FITS object's
+//! headers read through the volume's checked handle — so through the block cache, by ranges,
+//! never whole files — the ObsCore fields derived (`archway_compute::obscore`) and stored in
+//! the catalogue. Objects unchanged since they were indexed (same ETag and size) are not read
+//! again; entries of objects that are gone are dropped at the end.
+
+use std::sync::Arc;
+
+use archway_catalog::{Principal, ScienceObject, Timestamp};
+use archway_compute::hdu::{Source, headers};
+use archway_compute::obscore;
+use archway_dataplane::{Dataplane, DataplaneError, ListRequest, ObjectInfo, Op};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+/// The most HDUs of one object whose headers are read.
+const MAX_HDUS: usize = 64;
+/// Objects read at once.
+const CONCURRENCY: usize = 8;
+/// Entries written to the catalogue per transaction.
+const BATCH: usize = 200;
+
+/// What one indexing pass did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ScienceSummary {
+    /// FITS objects in the volume (by name: .fits, .fit, .fts, .fz).
+    pub fits_objects: u64,
+    /// Of those, the ones whose headers were read (new or changed).
+    pub read: u64,
+    /// Indexed with a sky position.
+    pub with_position: u64,
+    /// Indexed without one, or unreadable (their notes say why).
+    pub without_position: u64,
+    /// Header bytes fetched from the volume.
+    pub header_bytes: u64,
+    /// Entries of objects no longer there, dropped.
+    pub dropped: u64,
+}
+
+/// Whether a key names a FITS object by its extension.
+pub fn is_fits(key: &str) -> bool {
+    let lower = key.to_ascii_lowercase();
+    [".fits", ".fit", ".fts", ".fz", ".fits.fz"]
+        .iter()
+        .any(|e| lower.ends_with(e))
+}
+
+/// Indexes every FITS object of `volume` as `who` (who must be allowed to scan it).
+pub async fn index_volume(
+    dataplane: &Dataplane,
+    who: &Principal,
+    volume: &str,
+) -> Result<ScienceSummary, DataplaneError> {
+    let handle = dataplane.open(Some(who), volume, Op::Scan).await?;
+    let catalog = dataplane.catalog();
+    let store = handle.object_store();
+    let started = Timestamp::now();
+    let mut summary = ScienceSummary::default();
+    let mut request = ListRequest {
+        max_keys: Some(1000),
+        ..Default::default()
+    };
+    loop {
+        let page = handle.list(&request).await?;
+        let fits: Vec<ObjectInfo> = page
+            .objects
+            .into_iter()
+            .filter(|o| is_fits(&o.key))
+            .collect();
+        summary.fits_objects += fits.len() as u64;
+        let mut batch = Vec::with_capacity(fits.len());
+        let mut entries = futures::stream::iter(fits)
+            .map(|info| {
+                let store = store.clone();
+                let catalog = catalog.clone();
+                let volume = volume.to_string();
+                async move {
+                    let known = catalog.science_object(&volume, &info.key).await?;
+                    if let Some(mut known) = known
+                        && known.etag == info.etag
+                        && known.size == info.size
+                    {
+                        known.indexed_at = Timestamp::now();
+                        return Ok::<_, DataplaneError>((known, false, 0));
+                    }
+                    let (entry, bytes) = read_entry(store, &volume, &info).await;
+                    Ok((entry, true, bytes))
+                }
+            })
+            .buffer_unordered(CONCURRENCY);
+        while let Some(entry) = entries.next().await {
+            let (entry, read, bytes) = entry?;
+            summary.read += u64::from(read);
+            summary.header_bytes += bytes;
+            if entry.s_ra.is_some() {
+                summary.with_position += 1;
+            } else {
+                summary.without_position += 1;
+            }
+            batch.push(entry);
+            if batch.len() >= BATCH {
+                catalog.index_objects(&batch).await?;
+                batch.clear();
+            }
+        }
+        catalog.index_objects(&batch).await?;
+        match page.next_start_after {
+            Some(next) => request.start_after = Some(next),
+            None => break,
+        }
+    }
+    summary.dropped = catalog.prune_science(volume, started).await?;
+    tracing::info!(
+        volume,
+        fits = summary.fits_objects,
+        read = summary.read,
+        with_position = summary.with_position,
+        header_bytes = summary.header_bytes,
+        "science index updated"
+    );
+    Ok(summary)
+}
+
+/// One object's entry from its headers; an object that cannot be read is indexed with what
+/// its listing says and a note saying why. The header bytes fetched.
+async fn read_entry(
+    store: Arc<dyn archway_dataplane::object_store::ObjectStore>,
+    volume: &str,
+    info: &ObjectInfo,
+) -> (ScienceObject, u64) {
+    let derived = async {
+        let src = Source::open(store, &info.key).await?;
+        let hdus = headers(&src, MAX_HDUS).await;
+        let read = src.bytes_read();
+        hdus.map(|h| (obscore::derive(&h), read))
+    }
+    .await;
+    let (o, bytes) = match derived {
+        Ok(found) => found,
+        Err(e) => (
+            obscore::ObsCore {
+                notes: vec![format!("not indexed: {e}")],
+                ..Default::default()
+            },
+            0,
+        ),
+    };
+    let entry = ScienceObject {
+        volume: volume.to_string(),
+        key: info.key.clone(),
+        etag: info.etag.clone(),
+        size: info.size,
+        indexed_at: Timestamp::now(),
+        dataproduct_type: o.dataproduct_type,
+        calib_level: o.calib_level,
+        obs_id: o.obs_id,
+        target_name: o.target_name,
+        s_ra: o.s_ra,
+        s_dec: o.s_dec,
+        s_fov: o.s_fov,
+        s_region: o.s_region,
+        t_min: o.t_min,
+        t_max: o.t_max,
+        t_exptime: o.t_exptime,
+        em_min: o.em_min,
+        em_max: o.em_max,
+        instrument_name: o.instrument_name,
+        facility_name: o.facility_name,
+        hdus: serde_json::to_value(&o.hdus).unwrap_or_default(),
+        notes: o.notes,
+    };
+    (entry, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fits_objects_are_known_by_name() {
+        for k in ["a.fits", "b/C.FITS", "x.fit", "y.fts", "z.fits.fz", "t.fz"] {
+            assert!(is_fits(k), "{k}");
+        }
+        for k in ["a.fits.gz", "readme.txt", "fits", "a.fitsx"] {
+            assert!(!is_fits(k), "{k}");
+        }
+    }
+}
