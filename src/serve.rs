@@ -313,6 +313,19 @@ async fn warn_about_orphans(state: &AppState) -> Result<()> {
         if !state.dataplane.has_backend(&v.backend) {
             tracing::warn!(volume = %v.id, backend = %v.backend, "volume's backend is not configured here; it cannot be served");
         }
+        // Made before its id was reserved (`/stac`, `/sia`...): its bucket is shadowed.
+        if archway_catalog::RESERVED_VOLUME_IDS.contains(&v.id.as_str()) {
+            tracing::warn!(
+                volume = %v.id,
+                "volume id `{id}` is now reserved for the gateway's /{id} route: the volume \
+                 cannot be reached as an S3 bucket. Rename it: `archway catalog volume add \
+                 NEW-ID --backend {backend} --prefix '{prefix}'` (with its other fields), move \
+                 its grants (`archway catalog grant add`), then `archway catalog volume remove {id}`",
+                id = v.id,
+                backend = v.backend,
+                prefix = v.prefix,
+            );
+        }
     }
     Ok(())
 }

@@ -14,7 +14,9 @@ use crate::CatalogError;
 
 /// Top-level names the gateway routes itself; a volume may not take one of them as its id,
 /// or its bucket would be shadowed by (or shadow) an API route.
-pub const RESERVED_VOLUME_IDS: &[&str] = &["api", "healthz", "metrics", "ui", "static", "admin"];
+pub const RESERVED_VOLUME_IDS: &[&str] = &[
+    "api", "healthz", "metrics", "ui", "static", "admin", "stac", "sia",
+];
 
 /// Milliseconds since the Unix epoch, rendered as RFC 3339 in JSON.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, utoipa::ToSchema)]

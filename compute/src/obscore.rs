@@ -295,10 +295,23 @@ fn band(out: &mut ObsCore, keys: &Keys, image: Option<&Header>) {
     out.em_max = Some(a.max(b));
 }
 
-/// An ISO 8601 date (`YYYY-MM-DD[Thh:mm:ss[.s]]`) as MJD; None if it is not one.
+/// An ISO 8601 date (`YYYY-MM-DD[Thh:mm:ss[.s]]`, optionally ending in `Z` or an offset
+/// `±hh:mm`, as RFC 3339 has it) as MJD; None if it is not one.
 pub fn iso_to_mjd(text: &str) -> Option<f64> {
-    let text = text.trim().trim_end_matches('Z');
-    let (date, time) = text.split_once('T').unwrap_or((text, ""));
+    let text = text.trim();
+    let text = text.strip_suffix(['Z', 'z']).unwrap_or(text);
+    let (date, time) = text.split_once(['T', 't', ' ']).unwrap_or((text, ""));
+    // An offset after the time: the time is local to it.
+    let (time, offset_s) = match time.rfind(['+', '-']) {
+        Some(i) if i > 0 => {
+            let (t, off) = time.split_at(i);
+            let sign = if off.starts_with('-') { -1.0 } else { 1.0 };
+            let (h, m) = off[1..].split_once(':').unwrap_or((&off[1..], "0"));
+            let (h, m): (f64, f64) = (h.parse().ok()?, m.parse().ok()?);
+            (t, sign * (h * 3600.0 + m * 60.0))
+        }
+        _ => (time, 0.0),
+    };
     let mut d = date.splitn(3, '-');
     let year: i64 = d.next()?.parse().ok()?;
     let month: i64 = d.next()?.parse().ok()?;
@@ -326,7 +339,41 @@ pub fn iso_to_mjd(text: &str) -> Option<f64> {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    Some(days as f64 + 40_587.0 + seconds / 86_400.0)
+    Some(days as f64 + 40_587.0 + (seconds - offset_s) / 86_400.0)
+}
+
+/// An MJD as an RFC 3339 UTC time (`2026-01-01T00:00:00Z`, with milliseconds when it has
+/// them); None outside years 0..=9999.
+pub fn mjd_to_iso(mjd: f64) -> Option<String> {
+    if !mjd.is_finite() {
+        return None;
+    }
+    let ms_total = ((mjd - 40_587.0) * 86_400_000.0).round();
+    if ms_total.abs() > 3.0e14 {
+        return None;
+    }
+    let ms_total = ms_total as i64;
+    let days = ms_total.div_euclid(86_400_000);
+    let ms = ms_total.rem_euclid(86_400_000);
+    // Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    let (h, m, s, milli) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    Some(if milli == 0 {
+        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
+    } else {
+        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
+    })
 }
 
 #[cfg(test)]
@@ -353,6 +400,21 @@ mod tests {
         assert_eq!(iso_to_mjd("1858-11-17"), Some(0.0));
         assert_eq!(iso_to_mjd("2000-01-01T12:00:00"), Some(51_544.5));
         assert_eq!(iso_to_mjd("2024-02-29T06:00:00.0Z"), Some(60_369.25));
+        assert_eq!(iso_to_mjd("2024-02-29T08:30:00+02:30"), Some(60_369.25));
+        assert_eq!(iso_to_mjd("2024-02-29T00:00:00-06:00"), Some(60_369.25));
+        assert_eq!(
+            mjd_to_iso(60_369.25).as_deref(),
+            Some("2024-02-29T06:00:00Z")
+        );
+        assert_eq!(mjd_to_iso(0.0).as_deref(), Some("1858-11-17T00:00:00Z"));
+        assert_eq!(
+            mjd_to_iso(51_544.500_005_787).as_deref(),
+            Some("2000-01-01T12:00:00.500Z")
+        );
+        for mjd in [0.0, 40_587.0, 51_544.5, 61_041.123_456] {
+            let back = iso_to_mjd(&mjd_to_iso(mjd).unwrap()).unwrap();
+            assert!((back - mjd).abs() < 1e-8, "{mjd} {back}");
+        }
         assert_eq!(iso_to_mjd("12/03/98"), None);
         assert_eq!(iso_to_mjd("2024-13-01"), None);
     }

@@ -125,6 +125,17 @@ impl Dataplane {
         Ok(self.catalog().search_science(&query).await?)
     }
 
+    /// The science index entry of one object, for a caller who may read its volume.
+    pub async fn science_object(
+        &self,
+        who: Option<&Principal>,
+        volume: &str,
+        key: &str,
+    ) -> Result<Option<crate::catalog::ScienceObject>> {
+        self.volume(who, volume).await?;
+        Ok(self.catalog().science_object(volume, key).await?)
+    }
+
     /// One volume and the caller's access; a volume the caller may not see does not exist.
     pub async fn volume(&self, who: Option<&Principal>, id: &str) -> Result<(Volume, Access)> {
         let missing = || DataplaneError::NoSuchVolume {

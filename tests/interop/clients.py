@@ -1478,6 +1478,67 @@ def hostile_tests(ctx):
             keys_that_are_no_paths, oversized_headers, malformed_json_on_every_api_route]
 
 
+def stac_tests(ctx):
+    """pystac-client against /stac: the demo volume's science index (scanned first)."""
+    from pystac_client import Client
+
+    gw = ctx.gw
+
+    def scan(volume):
+        req = urllib.request.Request(gw.url + f"/api/v1/volumes/{volume}/scan", method="POST",
+                                     headers={"Authorization": f"Bearer {gw.token}"})
+        with urllib.request.urlopen(req) as r:
+            events = [json.loads(line) for line in r.read().splitlines() if line.strip()]
+        assert events[-1]["event"] == "done", events
+        return events[-1]
+
+    def as_admin():
+        return Client.open(gw.url + "/stac", headers={"Authorization": f"Bearer {gw.token}"})
+
+    def collections_and_search():
+        done = scan("demo")
+        assert done["science"]["with_position"] == 2, done
+        client = as_admin()
+        ids = [c.id for c in client.get_collections()]
+        assert "demo" in ids and "workspace" in ids, ids
+        # M51 is at RA 202.47, longitude -157.53.
+        found = list(client.search(bbox=[-158, 47, -157, 47.5], datetime="2026-01-01/2026-01-02").items())
+        assert [(i.collection_id, i.id) for i in found] == [("demo", "images/field1.fits")], found
+        item = found[0]
+        assert item.properties["instrument_name"] == "DEMOCAM", item.properties
+        assert item.geometry["type"] == "Polygon" and len(item.geometry["coordinates"][0]) == 5
+        assert item.assets["data"].media_type == "application/fits"
+        assert not list(client.search(bbox=[-158, 47, -157, 47.5], datetime="2020-01-01/2020-01-02").items())
+        crab = list(client.search(bbox=[83, 21.5, 84, 22.5], method="POST").items())
+        assert [i.id for i in crab] == ["images/counts.fits"], crab
+        # Pages of one: every dated object once.
+        paged = [i.id for i in client.search(collections=["demo"], limit=1).items()]
+        assert sorted(paged) == ["images/counts.fits", "images/field1.fits", "tables/sources.fits"], paged
+        demo = client.get_collection("demo")
+        assert demo.extra_fields["archway:bucket"] == "s3://demo", demo.extra_fields
+
+    def readers_only():
+        anon = Client.open(gw.url + "/stac")
+        assert "demo" not in [c.id for c in anon.get_collections()]
+        assert not list(anon.search(bbox=[-158, 47, -157, 47.5]).items())
+        gw.api("PATCH", "/api/v1/volumes/demo", {"public_read": True})
+        try:
+            found = list(Client.open(gw.url + "/stac").search(bbox=[-158, 47, -157, 47.5]).items())
+            assert [i.id for i in found] == ["images/field1.fits"], found
+            # The public object is read from its asset link, anonymously.
+            data = http_get(found[0].assets["data"].href)
+            assert data.startswith(b"SIMPLE  =") and len(data) == found[0].assets["data"].extra_fields["file:size"]
+        finally:
+            gw.api("PATCH", "/api/v1/volumes/demo", {"public_read": False})
+        gw.api("POST", "/api/v1/users", {"name": "stacless"})
+        token = gw.api("POST", "/api/v1/users/stacless/tokens", {"name": "t"})["secret"]
+        other = Client.open(gw.url + "/stac", headers={"Authorization": f"Bearer {token}"})
+        assert "demo" not in [c.id for c in other.get_collections()]
+        assert not list(other.search(bbox=[-158, 47, -157, 47.5]).items())
+
+    return [collections_and_search, readers_only]
+
+
 def main():
     parser = argparse.ArgumentParser()
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -1509,6 +1570,7 @@ def main():
             ("cors", cors_tests),
             ("aws-chunked", chunked_tests),
             ("hostile", hostile_tests),
+            ("stac", stac_tests),
         ]
         for client, make in suites:
             if args.only and args.only != client:

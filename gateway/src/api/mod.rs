@@ -116,6 +116,7 @@ pub fn router(state: AppState) -> axum::Router {
         "{}".to_string()
     }));
     router
+        .merge(crate::stac::routes())
         .fallback_service(s3)
         .layer(axum::Extension(OpenApiJson(doc)))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
