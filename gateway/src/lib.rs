@@ -27,6 +27,7 @@ pub mod peer;
 pub mod s3;
 pub mod science;
 pub mod server;
+pub mod sia;
 pub mod stac;
 pub mod state;
 pub mod sts;

@@ -56,7 +56,7 @@ pub fn routes() -> axum::Router<AppState> {
 }
 
 /// The gateway's address as the client reached it: what links are built on.
-fn base(state: &AppState, headers: &HeaderMap) -> String {
+pub(crate) fn base(state: &AppState, headers: &HeaderMap) -> String {
     let scheme = if state.server.tls.is_some() {
         "https"
     } else {
@@ -479,16 +479,22 @@ fn geometry(region: &[[f64; 2]]) -> Option<(Value, Value)> {
     }
 }
 
+/// A key as a URL path: each segment percent-encoded but for RFC 3986's unreserved characters.
+pub(crate) fn key_path(key: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    key.split('/')
+        .map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 fn item_of(b: &str, o: &ScienceObject) -> Value {
     let id = &o.volume;
-    let key_path: String = o
-        .key
-        .split('/')
-        .map(|s| {
-            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("/");
+    let key_path = key_path(&o.key);
     let (geometry, bbox) = match o.s_region.as_deref().and_then(geometry) {
         Some((g, b)) => (g, Some(b)),
         None => match (o.s_ra, o.s_dec) {

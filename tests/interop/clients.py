@@ -1539,6 +1539,63 @@ def stac_tests(ctx):
     return [collections_and_search, readers_only]
 
 
+def sia_tests(ctx):
+    """pyvo's SIA2Service against /sia/v2 (the demo volume scanned by the stac suite or here)."""
+    import astropy.units as u
+    import pyvo
+    import requests
+    from astropy.time import Time
+
+    gw = ctx.gw
+
+    def session(token):
+        s = requests.Session()
+        if token:
+            s.headers["Authorization"] = f"Bearer {token}"
+        return s
+
+    def scan_demo():
+        req = urllib.request.Request(gw.url + "/api/v1/volumes/demo/scan", method="POST",
+                                     headers={"Authorization": f"Bearer {gw.token}"})
+        with urllib.request.urlopen(req) as r:
+            r.read()
+
+    def position_and_time():
+        scan_demo()
+        svc = pyvo.dal.SIA2Service(gw.url + "/sia/v2", session=session(gw.token))
+        day = (Time("2026-01-01T00:00:00", scale="utc"), Time("2026-01-02T00:00:00", scale="utc"))
+        found = svc.search(pos=(202.47 * u.deg, 47.19 * u.deg, 0.1 * u.deg), time=day)
+        table = found.to_table()
+        assert list(table["obs_publisher_did"]) == ["ivo://archway/demo?images/field1.fits"], table
+        assert abs(table["s_ra"][0] - 202.4696) < 1e-6 and table["instrument_name"][0] == "DEMOCAM"
+        assert str(table["s_region"][0]).startswith("POLYGON ICRS"), table["s_region"][0]
+        assert table["access_url"][0] == gw.url + "/demo/images/field1.fits", table["access_url"][0]
+        earlier = (Time("2020-01-01", scale="utc"), Time("2020-01-02", scale="utc"))
+        assert len(svc.search(pos=(202.47 * u.deg, 47.19 * u.deg, 0.1 * u.deg), time=earlier)) == 0
+        crab = svc.search(pos=(83 * u.deg, 84 * u.deg, 21.5 * u.deg, 22.5 * u.deg))
+        assert [r.obs_publisher_did for r in crab] == ["ivo://archway/demo?images/counts.fits"]
+        polygon = svc.search(pos=(83.5 * u.deg, 21.9 * u.deg, 83.8 * u.deg, 21.9 * u.deg, 83.65 * u.deg, 22.2 * u.deg))
+        assert [r.obs_publisher_did for r in polygon] == ["ivo://archway/demo?images/counts.fits"]
+        both = svc.search(collection="demo", instrument="DEMOCAM", data_type="image")
+        assert len(both) == 2, both.to_table()
+        assert len(svc.search(collection="demo", maxrec=1)) == 1
+
+    def readers_only_and_errors():
+        anon = pyvo.dal.SIA2Service(gw.url + "/sia/v2")
+        assert len(anon.search(pos=(202.47 * u.deg, 47.19 * u.deg, 0.1 * u.deg))) == 0
+        gw.api("POST", "/api/v1/users", {"name": "sialess"})
+        token = gw.api("POST", "/api/v1/users/sialess/tokens", {"name": "t"})["secret"]
+        other = pyvo.dal.SIA2Service(gw.url + "/sia/v2", session=session(token))
+        assert len(other.search(collection="demo")) == 0
+        # A bad parameter is a VOTable error naming it.
+        expect_failure(lambda: pyvo.dal.sia2.SIA2Query(gw.url + "/sia/v2/query", session=session(gw.token),
+                                                       COLOUR="red").execute(), "COLOUR")
+        with urllib.request.urlopen(gw.url + "/sia/v2/availability") as r:
+            assert b"<vosi:available>true</vosi:available>" in r.read()
+
+    return [position_and_time, readers_only_and_errors]
+
+
 def main():
     parser = argparse.ArgumentParser()
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -1571,6 +1628,7 @@ def main():
             ("aws-chunked", chunked_tests),
             ("hostile", hostile_tests),
             ("stac", stac_tests),
+            ("sia", sia_tests),
         ]
         for client, make in suites:
             if args.only and args.only != client:

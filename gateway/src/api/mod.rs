@@ -117,6 +117,7 @@ pub fn router(state: AppState) -> axum::Router {
     }));
     router
         .merge(crate::stac::routes())
+        .merge(crate::sia::routes())
         .fallback_service(s3)
         .layer(axum::Extension(OpenApiJson(doc)))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
