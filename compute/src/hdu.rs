@@ -43,6 +43,23 @@ impl Source {
         })
     }
 
+    /// A source whose size the caller already knows (from a listing): no request to open.
+    pub fn with_size(
+        store: Arc<dyn ObjectStore>,
+        key: &str,
+        size: u64,
+    ) -> Result<Self, ComputeError> {
+        let path = Path::parse(key).map_err(|e| ComputeError::InvalidRequest {
+            message: format!("invalid key `{key}`: {e}"),
+        })?;
+        Ok(Self {
+            store,
+            path,
+            size,
+            read: AtomicU64::new(0),
+        })
+    }
+
     pub fn size(&self) -> u64 {
         self.size
     }

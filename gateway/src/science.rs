@@ -4,6 +4,7 @@
 //! the catalogue. Objects unchanged since they were indexed (same ETag and size) are not read
 //! again; entries of objects that are gone are dropped at the end.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use archway_catalog::{Principal, ScienceObject, Timestamp};
@@ -68,28 +69,34 @@ pub async fn index_volume(
             .filter(|o| is_fits(&o.key))
             .collect();
         summary.fits_objects += fits.len() as u64;
+        // What the index holds for this page, in one query.
+        let keys: Vec<String> = fits.iter().map(|o| o.key.clone()).collect();
+        let mut known: HashMap<String, ScienceObject> = catalog
+            .science_objects(volume, &keys)
+            .await?
+            .into_iter()
+            .map(|o| (o.key.clone(), o))
+            .collect();
         let mut batch = Vec::with_capacity(fits.len());
         let mut entries = futures::stream::iter(fits)
             .map(|info| {
                 let store = store.clone();
-                let catalog = catalog.clone();
                 let volume = volume.to_string();
+                let known = known.remove(&info.key);
                 async move {
-                    let known = catalog.science_object(&volume, &info.key).await?;
                     if let Some(mut known) = known
                         && known.etag == info.etag
                         && known.size == info.size
                     {
                         known.indexed_at = Timestamp::now();
-                        return Ok::<_, DataplaneError>((known, false, 0));
+                        return (known, false, 0);
                     }
                     let (entry, bytes) = read_entry(store, &volume, &info).await;
-                    Ok((entry, true, bytes))
+                    (entry, true, bytes)
                 }
             })
             .buffer_unordered(CONCURRENCY);
-        while let Some(entry) = entries.next().await {
-            let (entry, read, bytes) = entry?;
+        while let Some((entry, read, bytes)) = entries.next().await {
             summary.read += u64::from(read);
             summary.header_bytes += bytes;
             if entry.s_ra.is_some() {
@@ -129,7 +136,8 @@ async fn read_entry(
     info: &ObjectInfo,
 ) -> (ScienceObject, u64) {
     let derived = async {
-        let src = Source::open(store, &info.key).await?;
+        // The listing gave the size: no HEAD before the header reads.
+        let src = Source::with_size(store, &info.key, info.size)?;
         let hdus = headers(&src, MAX_HDUS).await;
         let read = src.bytes_read();
         hdus.map(|h| (obscore::derive(&h), read))

@@ -390,6 +390,34 @@ impl Catalog {
         row.as_ref().map(object_of).transpose()
     }
 
+    /// The entries of these objects of one volume (those that have one).
+    pub async fn science_objects(
+        &self,
+        volume: &str,
+        keys: &[String],
+    ) -> Result<Vec<ScienceObject>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(500) {
+            let marks: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT {COLUMNS} FROM science_objects WHERE volume_id = $1 AND key IN ({})",
+                marks.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(volume);
+            for k in chunk {
+                query = query.bind(k);
+            }
+            let rows = query
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(CatalogError::db("read science objects"))?;
+            for row in &rows {
+                out.push(object_of(row)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Entries matching `q`, in (volume, key) order.
     pub async fn search_science(&self, q: &ScienceQuery) -> Result<Vec<ScienceObject>> {
         let limit = q.limit.clamp(1, 100_000);
