@@ -250,6 +250,37 @@ async fn a_gateway_killed_mid_upload_loses_nothing_committed_and_shows_nothing_p
     assert!(got[..] == parts.concat()[..], "the completed object");
 }
 
+/// The `[backends.remote]` section for moto's bucket `arch` on `port`, with `extra` lines.
+fn moto_backend(port: u16, extra: &str) -> String {
+    format!(
+        "[backends.remote]\nurl = \"s3://arch\"\nendpoint = \"http://127.0.0.1:{port}\"\n\
+         region = \"us-east-1\"\naccess_key_id = \"arkey\"\nsecret_access_key = \"arsecret\"\n{extra}\n"
+    )
+}
+
+/// `[[volumes]]` entries: an archive per (id, backend).
+fn archives(volumes: &[(&str, &str)]) -> String {
+    volumes
+        .iter()
+        .map(|(id, backend)| {
+            format!("[[volumes]]\nid = \"{id}\"\nbackend = \"{backend}\"\nkind = \"archive\"\n\n")
+        })
+        .collect()
+}
+
+/// A gateway on `config` (written to `dir/archway.toml`), its data in `dir/data`; with the
+/// admin's key id and secret.
+async fn configured(dir: &Path, config: &str) -> (Gateway, String, String) {
+    let file = dir.join("archway.toml");
+    std::fs::write(&file, config).unwrap();
+    let gw = Gateway::start(&dir.join("data"), &["--config", file.to_str().unwrap()]).await;
+    let (id, secret) = (
+        gw.credential("aws_access_key_id"),
+        gw.credential("aws_secret_access_key"),
+    );
+    (gw, id, secret)
+}
+
 /// moto's S3 server on `port` (in memory), with bucket `arch` holding `big.bin` = `object`.
 async fn moto_with(port: u16, object: &[u8]) -> std::process::Child {
     // scripts/test-services installs moto for the system's python3 (as the benches use it).
@@ -286,27 +317,9 @@ async fn an_archive_killed_mid_get_gives_a_detectable_error_and_the_cache_keeps_
     let digest = Sha256::digest(&object);
     let s3_port = free_port();
     let mut archive = moto_with(s3_port, &object).await;
-    let config = dir.path().join("archway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[backends.remote]\nurl = \"s3://arch\"\nendpoint = \"http://127.0.0.1:{s3_port}\"\n\
-             region = \"us-east-1\"\naccess_key_id = \"arkey\"\nsecret_access_key = \"arsecret\"\n\n\
-             [[volumes]]\nid = \"remote\"\nbackend = \"remote\"\nkind = \"archive\"\n"
-        ),
-    )
-    .unwrap();
-    let gw = Gateway::start(
-        &dir.path().join("data"),
-        &["--config", config.to_str().unwrap()],
-    )
-    .await;
-    let store = s3_client(
-        &gw.url,
-        "remote",
-        &gw.credential("aws_access_key_id"),
-        &gw.credential("aws_secret_access_key"),
-    );
+    let config = moto_backend(s3_port, "") + &archives(&[("remote", "remote")]);
+    let (gw, id, secret) = configured(dir.path(), &config).await;
+    let store = s3_client(&gw.url, "remote", &id, &secret);
     let key = Key::from("big.bin");
 
     // Read the first few MiB, then the archive dies.
@@ -444,30 +457,10 @@ async fn a_stalled_archive_times_out_with_a_clear_error_while_other_volumes_serv
     let proxy = StallingProxy::start(s3_port).await;
     let local_body = bytes(9, 1 << 20);
     let local = file_archive(&dir.path().join("local"), &[("file.bin", &local_body)]);
-    let config = dir.path().join("archway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[backends.remote]\nurl = \"s3://arch\"\nendpoint = \"http://127.0.0.1:{}\"\n\
-             region = \"us-east-1\"\naccess_key_id = \"arkey\"\nsecret_access_key = \"arsecret\"\n\
-             timeout = \"2s\"\nmax_retries = 1\n\n\
-             [backends.local]\nurl = \"file://{}\"\n\n\
-             [[volumes]]\nid = \"remote\"\nbackend = \"remote\"\nkind = \"archive\"\n\n\
-             [[volumes]]\nid = \"local\"\nbackend = \"local\"\nkind = \"archive\"\n",
-            proxy.port,
-            local.display()
-        ),
-    )
-    .unwrap();
-    let gw = Gateway::start(
-        &dir.path().join("data"),
-        &["--config", config.to_str().unwrap()],
-    )
-    .await;
-    let (id, secret) = (
-        gw.credential("aws_access_key_id"),
-        gw.credential("aws_secret_access_key"),
-    );
+    let config = moto_backend(proxy.port, "timeout = \"2s\"\nmax_retries = 1\n")
+        + &format!("[backends.local]\nurl = \"file://{}\"\n\n", local.display())
+        + &archives(&[("remote", "remote"), ("local", "local")]);
+    let (gw, id, secret) = configured(dir.path(), &config).await;
     let remote = s3_client(&gw.url, "remote", &id, &secret);
     let local = s3_client(&gw.url, "local", &id, &secret);
     let got = remote
@@ -555,29 +548,11 @@ async fn an_archive_changed_behind_the_gateway_is_seen_by_its_version_and_never_
         &dir.path().join("files"),
         &[("frame.fits", &bytes(31, 3 << 20))],
     );
-    let config = dir.path().join("archway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[cache]\nmetadata_ttl = \"1s\"\n\n\
-             [backends.remote]\nurl = \"s3://arch\"\nendpoint = \"http://127.0.0.1:{s3_port}\"\n\
-             region = \"us-east-1\"\naccess_key_id = \"arkey\"\nsecret_access_key = \"arsecret\"\n\n\
-             [backends.files]\nurl = \"file://{}\"\n\n\
-             [[volumes]]\nid = \"remote\"\nbackend = \"remote\"\nkind = \"archive\"\n\n\
-             [[volumes]]\nid = \"files\"\nbackend = \"files\"\nkind = \"archive\"\n",
-            files.display()
-        ),
-    )
-    .unwrap();
-    let gw = Gateway::start(
-        &dir.path().join("data"),
-        &["--config", config.to_str().unwrap()],
-    )
-    .await;
-    let (id, secret) = (
-        gw.credential("aws_access_key_id"),
-        gw.credential("aws_secret_access_key"),
-    );
+    let config = "[cache]\nmetadata_ttl = \"1s\"\n\n".to_string()
+        + &moto_backend(s3_port, "")
+        + &format!("[backends.files]\nurl = \"file://{}\"\n\n", files.display())
+        + &archives(&[("remote", "remote"), ("files", "files")]);
+    let (gw, id, secret) = configured(dir.path(), &config).await;
     let remote = s3_client(&gw.url, "remote", &id, &secret);
     let key = Key::from("big.bin");
 
@@ -830,27 +805,13 @@ async fn round(
 async fn the_catalogue_database_restarted_under_load_gives_503s_then_recovers_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let pg = OwnPostgres::init(dir.path());
-    let config = dir.path().join("archway.toml");
     // Requests wait at most 1 s for a database connection, so a 5 s outage shows as 503s.
-    std::fs::write(
-        &config,
-        format!(
-            "[catalog]\nurl = \"{}\"\nacquire_timeout = \"1s\"\n",
-            pg.url()
-        ),
-    )
-    .unwrap();
-    let mut gw = Gateway::start(
-        &dir.path().join("data"),
-        &["--config", config.to_str().unwrap()],
-    )
-    .await;
-    let ws = s3_client(
-        &gw.url,
-        "workspace",
-        &gw.credential("aws_access_key_id"),
-        &gw.credential("aws_secret_access_key"),
+    let config = format!(
+        "[catalog]\nurl = \"{}\"\nacquire_timeout = \"1s\"\n",
+        pg.url()
     );
+    let (mut gw, id, secret) = configured(dir.path(), &config).await;
+    let ws = s3_client(&gw.url, "workspace", &id, &secret);
 
     // 8 clients in a loop; each outcome recorded with the phase it happened in.
     // 0 up, 1 down, 2 back (recovering), 3 recovered; 9 a round across a change of phase.
@@ -1012,29 +973,14 @@ async fn a_full_cache_file_system_is_bypassed_and_reads_stay_right() {
         .map(|(n, b)| (n.as_str(), b.as_slice()))
         .collect();
     let files = file_archive(&dir.path().join("files"), &refs);
-    let config = dir.path().join("archway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[cache]\ndir = \"{}\"\nmemory_bytes = 4194304\ndisk_bytes = 1073741824\n\n\
-             [backends.files]\nurl = \"file://{}\"\n\n\
-             [[volumes]]\nid = \"files\"\nbackend = \"files\"\nkind = \"archive\"\n",
-            cache.0.display(),
-            files.display()
-        ),
-    )
-    .unwrap();
-    let gw = Gateway::start(
-        &dir.path().join("data"),
-        &["--config", config.to_str().unwrap()],
-    )
-    .await;
-    let store = s3_client(
-        &gw.url,
-        "files",
-        &gw.credential("aws_access_key_id"),
-        &gw.credential("aws_secret_access_key"),
-    );
+    let config = format!(
+        "[cache]\ndir = \"{}\"\nmemory_bytes = 4194304\ndisk_bytes = 1073741824\n\n\
+         [backends.files]\nurl = \"file://{}\"\n\n",
+        cache.0.display(),
+        files.display()
+    ) + &archives(&[("files", "files")]);
+    let (gw, id, secret) = configured(dir.path(), &config).await;
+    let store = s3_client(&gw.url, "files", &id, &secret);
     for pass in 0..3 {
         for (name, body) in &bodies {
             let got = store
