@@ -188,8 +188,10 @@ async fn collection(
 }
 
 /// The item search's parameters, from a query string or a POST body.
+/// Extensions this search does not implement (`fields`, say) are ignored, as STAC asks; the
+/// ones that would change which items match (`intersects`, `filter`, `query`, `sortby`) are
+/// refused by name rather than ignored.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SearchBody {
     #[serde(default)]
     ids: Option<Vec<String>>,
@@ -206,6 +208,12 @@ pub struct SearchBody {
     /// Not supported: refused by name rather than ignored.
     #[serde(default)]
     intersects: Option<Value>,
+    #[serde(default)]
+    filter: Option<Value>,
+    #[serde(default)]
+    query: Option<Value>,
+    #[serde(default)]
+    sortby: Option<Value>,
 }
 
 /// The same, as a query string gives them (lists comma-separated).
@@ -218,6 +226,9 @@ struct SearchParams {
     limit: Option<usize>,
     token: Option<String>,
     intersects: Option<String>,
+    filter: Option<String>,
+    query: Option<String>,
+    sortby: Option<String>,
 }
 
 fn list(s: &Option<String>) -> Option<Vec<String>> {
@@ -254,6 +265,9 @@ impl SearchParams {
             limit: self.limit,
             token: self.token.clone(),
             intersects: self.intersects.clone().map(Value::String),
+            filter: self.filter.clone().map(Value::String),
+            query: self.query.clone().map(Value::String),
+            sortby: self.sortby.clone().map(Value::String),
         })
     }
 }
@@ -351,11 +365,21 @@ fn after_of(token: &str) -> Result<(String, String), ApiError> {
 }
 
 fn query_of(body: &SearchBody, only: Option<Vec<String>>) -> Result<ScienceQuery, ApiError> {
-    if body.intersects.is_some() {
-        return Err(ApiError::bad_request(
-            Some("intersects".into()),
-            "intersects is not supported here: search by bbox",
-        ));
+    for (name, given) in [
+        ("intersects", body.intersects.is_some()),
+        ("filter", body.filter.is_some()),
+        ("query", body.query.is_some()),
+        ("sortby", body.sortby.is_some()),
+    ] {
+        if given {
+            return Err(ApiError::bad_request(
+                Some(name.into()),
+                format!(
+                    "{name} is not supported here: search by ids, collections, bbox and \
+                     datetime (items come in collection and id order)"
+                ),
+            ));
+        }
     }
     let limit = body.limit.unwrap_or(10);
     if !(1..=1000).contains(&limit) {
