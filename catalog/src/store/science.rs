@@ -575,10 +575,12 @@ mod tests {
         let cone = SkyRegion::Cone {
             ra: 10.0,
             dec: 89.8,
-            radius: 0.1,
+            radius: 0.3,
         };
         let (_, ras) = cone.bounds(0.5);
         assert_eq!(ras, vec![(0.0, 360.0)]);
+        // Across the pole: 0.2° up to it, 0.05° down the other side.
         assert!(cone.meets((190.0, 89.95), 0.0));
+        assert!(!cone.meets((190.0, 89.5), 0.0));
     }
 }
