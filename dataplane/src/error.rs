@@ -228,7 +228,7 @@ impl DataplaneError {
 
 /// True when an HTTP request to a backend timed out, could not connect, or was cut off: the
 /// object_store client's `HttpError` somewhere in the error's chain says so.
-fn did_not_answer(e: &object_store::Error) -> bool {
+pub fn did_not_answer(e: &object_store::Error) -> bool {
     use object_store::client::{HttpError, HttpErrorKind};
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = next {

@@ -90,6 +90,7 @@ fn errno_name(code: i32) -> &'static str {
         libc::ENOSPC => "ENOSPC",
         libc::EDQUOT => "EDQUOT",
         libc::EFBIG => "EFBIG",
+        libc::ETIMEDOUT => "ETIMEDOUT",
         _ => "EIO",
     }
 }

@@ -288,6 +288,8 @@ impl FsError {
 /// The errno for a store's own error.
 fn store_errno(e: &object_store::Error) -> i32 {
     match e {
+        // The storage (or the gateway) did not answer in time, or refused the connection.
+        e if archway_dataplane::error::did_not_answer(e) => libc::ETIMEDOUT,
         object_store::Error::NotFound { .. } => libc::ENOENT,
         object_store::Error::AlreadyExists { .. } => libc::EEXIST,
         // A gateway's workspace quota (S3 403 `QuotaExceeded`, in the answer's body).
@@ -358,3 +360,28 @@ fn dataplane_errno(e: &DataplaneError) -> i32 {
 }
 
 pub type Result<T, E = FsError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_that_does_not_answer_is_etimedout_and_other_failures_eio() {
+        use object_store::client::{HttpError, HttpErrorKind};
+        let http = |kind| object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(HttpError::new(kind, std::io::Error::other("no answer"))),
+        };
+        assert_eq!(store_errno(&http(HttpErrorKind::Timeout)), libc::ETIMEDOUT);
+        assert_eq!(store_errno(&http(HttpErrorKind::Connect)), libc::ETIMEDOUT);
+        assert_eq!(store_errno(&http(HttpErrorKind::Decode)), libc::EIO);
+        let wrapped = DataplaneError::Store {
+            volume: "v".into(),
+            key: "k".into(),
+            op: archway_dataplane::Op::Get,
+            source: Box::new(http(HttpErrorKind::Timeout)),
+        };
+        assert_eq!(dataplane_errno(&wrapped), libc::ETIMEDOUT);
+        assert_eq!(wrapped.unreachable_backend(), Some("v"));
+    }
+}
