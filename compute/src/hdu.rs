@@ -31,16 +31,14 @@ pub struct Source {
 
 impl Source {
     pub async fn open(store: Arc<dyn ObjectStore>, key: &str) -> Result<Self, ComputeError> {
-        let path = Path::parse(key).map_err(|e| ComputeError::InvalidRequest {
-            message: format!("invalid key `{key}`: {e}"),
-        })?;
-        let meta = store.head(&path).await.map_err(ComputeError::store)?;
-        Ok(Self {
-            store,
-            path,
-            size: meta.size,
-            read: AtomicU64::new(0),
-        })
+        let mut src = Self::with_size(store, key, 0)?;
+        src.size = src
+            .store
+            .head(&src.path)
+            .await
+            .map_err(ComputeError::store)?
+            .size;
+        Ok(src)
     }
 
     /// A source whose size the caller already knows (from a listing): no request to open.

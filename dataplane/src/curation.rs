@@ -92,6 +92,64 @@ impl Dataplane {
         Ok(self.catalog().list_volumes(who, query).await?)
     }
 
+    /// Every volume the caller may read (at most 10 000: what the catalogue lists at once).
+    pub async fn readable_volumes(&self, who: Option<&Principal>) -> Result<Vec<Volume>> {
+        let all = VolumeQuery {
+            limit: Some(10_000),
+            ..Default::default()
+        };
+        Ok(self
+            .volumes(who, &all)
+            .await?
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect())
+    }
+
+    /// What the science index holds for these objects of `volume`, for a caller who may scan
+    /// it (a scan's science pass skips what is unchanged).
+    pub async fn known_science(
+        &self,
+        who: Option<&Principal>,
+        volume: &str,
+        keys: &[String],
+    ) -> Result<Vec<crate::catalog::ScienceObject>> {
+        self.open(who, volume, Op::Scan).await?;
+        Ok(self.catalog().science_objects(volume, keys).await?)
+    }
+
+    /// Records science index entries of `volume`, for a caller who may scan it; every entry
+    /// must be of that volume.
+    pub async fn index_science(
+        &self,
+        who: Option<&Principal>,
+        volume: &str,
+        entries: &[crate::catalog::ScienceObject],
+    ) -> Result<()> {
+        self.open(who, volume, Op::Scan).await?;
+        if let Some(other) = entries.iter().find(|e| e.volume != volume) {
+            return Err(DataplaneError::InvalidRequest {
+                message: format!(
+                    "a science index entry of volume `{}` in the index of `{volume}`",
+                    other.volume
+                ),
+            });
+        }
+        Ok(self.catalog().index_objects(entries).await?)
+    }
+
+    /// Drops the science index entries of `volume` not recorded since `since` (objects a scan
+    /// no longer found), for a caller who may scan it; how many.
+    pub async fn prune_science(
+        &self,
+        who: Option<&Principal>,
+        volume: &str,
+        since: crate::catalog::Timestamp,
+    ) -> Result<u64> {
+        self.open(who, volume, Op::Scan).await?;
+        Ok(self.catalog().prune_science(volume, since).await?)
+    }
+
     /// The science index entries that match `query`, among the volumes the caller may read
     /// (a volume named in the query that the caller may not read matches nothing).
     pub async fn search_science(
@@ -99,16 +157,11 @@ impl Dataplane {
         who: Option<&Principal>,
         query: &crate::catalog::ScienceQuery,
     ) -> Result<Vec<crate::catalog::ScienceObject>> {
-        // (The catalogue lists at most 10 000 volumes at once.)
-        let all = VolumeQuery {
-            limit: Some(10_000),
-            ..Default::default()
-        };
         let readable: Vec<String> = self
-            .volumes(who, &all)
+            .readable_volumes(who)
             .await?
             .into_iter()
-            .map(|(v, _)| v.id)
+            .map(|v| v.id)
             .collect();
         let volumes = match &query.volumes {
             Some(named) => named

@@ -1,7 +1,7 @@
 //! Building the science index of a volume (`archway catalog volume scan`): every FITS object's
 //! headers read through the volume's checked handle — so through the block cache, by ranges,
 //! never whole files — the ObsCore fields derived (`archway_compute::obscore`) and stored in
-//! the catalogue. Objects unchanged since they were indexed (same ETag and size) are not read
+//! the catalogue through the dataplane (`Dataplane::index_science`, checked like the scan). Objects unchanged since they were indexed (same ETag and size) are not read
 //! again; entries of objects that are gone are dropped at the end.
 
 use std::collections::HashMap;
@@ -53,7 +53,6 @@ pub async fn index_volume(
     volume: &str,
 ) -> Result<ScienceSummary, DataplaneError> {
     let handle = dataplane.open(Some(who), volume, Op::Scan).await?;
-    let catalog = dataplane.catalog();
     let store = handle.object_store();
     let started = Timestamp::now();
     let mut summary = ScienceSummary::default();
@@ -71,8 +70,8 @@ pub async fn index_volume(
         summary.fits_objects += fits.len() as u64;
         // What the index holds for this page, in one query.
         let keys: Vec<String> = fits.iter().map(|o| o.key.clone()).collect();
-        let mut known: HashMap<String, ScienceObject> = catalog
-            .science_objects(volume, &keys)
+        let mut known: HashMap<String, ScienceObject> = dataplane
+            .known_science(Some(who), volume, &keys)
             .await?
             .into_iter()
             .map(|o| (o.key.clone(), o))
@@ -106,17 +105,17 @@ pub async fn index_volume(
             }
             batch.push(entry);
             if batch.len() >= BATCH {
-                catalog.index_objects(&batch).await?;
+                dataplane.index_science(Some(who), volume, &batch).await?;
                 batch.clear();
             }
         }
-        catalog.index_objects(&batch).await?;
+        dataplane.index_science(Some(who), volume, &batch).await?;
         match page.next_start_after {
             Some(next) => request.start_after = Some(next),
             None => break,
         }
     }
-    summary.dropped = catalog.prune_science(volume, started).await?;
+    summary.dropped = dataplane.prune_science(Some(who), volume, started).await?;
     tracing::info!(
         volume,
         fits = summary.fits_objects,

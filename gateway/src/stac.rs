@@ -22,7 +22,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use archway_catalog::{ScienceObject, ScienceQuery, SkyRegion, Volume, VolumeQuery};
+use archway_catalog::{ScienceObject, ScienceQuery, SkyRegion, Volume};
 use archway_compute::obscore::{iso_to_mjd, mjd_to_iso};
 
 use crate::auth::MaybeCaller;
@@ -146,27 +146,13 @@ fn collection_of(b: &str, v: &Volume) -> Value {
     })
 }
 
-async fn readable_volumes(state: &AppState, caller: &MaybeCaller) -> Result<Vec<Volume>, ApiError> {
-    let all = VolumeQuery {
-        limit: Some(10_000),
-        ..Default::default()
-    };
-    Ok(state
-        .dataplane
-        .volumes(caller.who(), &all)
-        .await?
-        .into_iter()
-        .map(|(v, _)| v)
-        .collect())
-}
-
 async fn collections(
     caller: MaybeCaller,
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let b = base(&state, &headers);
-    let volumes = readable_volumes(&state, &caller).await?;
+    let volumes = state.dataplane.readable_volumes(caller.who()).await?;
     Ok(Json(json!({
         "collections": volumes.iter().map(|v| collection_of(&b, v)).collect::<Vec<_>>(),
         "links": [
