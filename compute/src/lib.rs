@@ -31,6 +31,7 @@ pub mod header;
 pub mod image;
 pub mod obscore;
 mod quantile;
+pub mod quicklook;
 pub mod reduce;
 pub mod request;
 pub mod runner;
