@@ -105,6 +105,7 @@ pub async fn open_with(
             config.server.auth_failure_burst,
             config.server.auth_failures_per_minute,
         )),
+        ui: archway_gateway::ui::Ui::new(config.server.quicklook_cache_bytes),
         dataplane: Arc::new(dataplane),
         metrics: Arc::new(Metrics::new()),
         server: Arc::new(ServerConfig {
@@ -168,6 +169,26 @@ pub async fn open_with(
                 archway_gateway::links::refresh_all(&links).await;
             }
         });
+        // The workspaces' science index follows what users write.
+        let every = config.server.science_refresh_interval;
+        if !every.is_zero() {
+            let dataplane = state.dataplane.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    archway_gateway::science::refresh_workspaces(&dataplane).await;
+                }
+            });
+        }
+        // The demo volume of the embedded default is searchable from the first start (four
+        // small files: scanned before serving, so the first search finds them).
+        if source.is_embedded_default()
+            && let Err(e) = archway_gateway::science::scan_if_new(&state.dataplane, "demo").await
+        {
+            tracing::warn!(error = %e, "the demo volume was not scanned");
+        }
     }
     Ok(Opened { config, state })
 }

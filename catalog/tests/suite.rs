@@ -1267,6 +1267,17 @@ async fn the_peer_refresh_lock_is_held_by_one_at_a_time(c: &Catalog) {
     } else {
         assert!(second.is_some());
     }
+    // The science refresh has a lock of its own: held with the peer refresh's, both at once.
+    let peers = c.try_peer_refresh_lock().await.unwrap().unwrap();
+    let science = c.try_science_refresh_lock().await.unwrap().unwrap();
+    if c.dialect() == Dialect::Postgres {
+        assert!(
+            c.try_science_refresh_lock().await.unwrap().is_none(),
+            "science lock taken twice"
+        );
+    }
+    science.release().await.unwrap();
+    peers.release().await.unwrap();
 }
 
 fn workspace(id: &str, owner: &str) -> NewVolume {

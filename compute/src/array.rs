@@ -87,6 +87,57 @@ impl Array {
     }
 }
 
+impl Array {
+    /// The array of an NPY answer as [`Array::encode`] writes it (version 1, `<f8`, C order),
+    /// as a gateway gets it back from a peer that computed it. Anything else is refused,
+    /// saying what.
+    pub fn from_npy(bytes: &[u8]) -> Result<Array, ComputeError> {
+        let bad = |why: &str| ComputeError::InvalidRequest {
+            message: format!("the array answer is not the NPY Archway writes: {why}"),
+        };
+        let rest = bytes
+            .strip_prefix(b"\x93NUMPY\x01\x00")
+            .ok_or_else(|| bad("no NPY version 1 magic"))?;
+        let (len, rest) = rest.split_at_checked(2).ok_or_else(|| bad("truncated"))?;
+        let len = u16::from_le_bytes([len[0], len[1]]) as usize;
+        let (dict, data) = rest.split_at_checked(len).ok_or_else(|| bad("truncated"))?;
+        let dict = std::str::from_utf8(dict).map_err(|_| bad("the header is not text"))?;
+        if !dict.contains("'descr': '<f8'") || !dict.contains("'fortran_order': False") {
+            return Err(bad("not little-endian float64 in C order"));
+        }
+        let shape = dict
+            .split_once("'shape': (")
+            .and_then(|(_, s)| s.split_once(')'))
+            .ok_or_else(|| bad("no shape"))?
+            .0;
+        let mut dims = shape
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<u64>()
+                    .map_err(|_| bad("a dimension is not a number"))
+            })
+            .collect::<Result<Vec<u64>, _>>()?;
+        dims.reverse();
+        let n = dims
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| bad("the shape overflows"))?;
+        if data.len() as u64 != n.saturating_mul(8) {
+            return Err(bad("the data's length does not match the shape"));
+        }
+        let values = data
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect();
+        Ok(Array {
+            shape: dims,
+            values,
+        })
+    }
+}
+
 /// A section of an image: one half-open range per axis, axis 1 first (`[[x0, x1], [y0, y1]]`
 /// is numpy's `data[y0:y1, x0:x1]`).
 pub fn check_section(
@@ -292,6 +343,34 @@ pub fn slice_runs(reads: &[(Range<u64>, Bytes)], runs: &[Range<u64>]) -> Vec<Byt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn npy_answers_read_back_and_strangers_are_refused() {
+        let a = Array {
+            shape: vec![3, 2, 1],
+            values: vec![1.0, f64::NAN, 3.5, -4.0, 5.0, 6.0],
+        };
+        let back = Array::from_npy(&a.encode(ArrayFormat::Npy, &[])).unwrap();
+        assert_eq!(back.shape, a.shape);
+        assert_eq!(back.values[0], 1.0);
+        assert!(back.values[1].is_nan());
+        assert_eq!(&back.values[2..], &a.values[2..]);
+        let mut cut = a.encode(ArrayFormat::Npy, &[]);
+        cut.pop();
+        assert!(
+            Array::from_npy(&cut)
+                .unwrap_err()
+                .to_string()
+                .contains("length")
+        );
+        assert!(
+            Array::from_npy(b"PK\x03\x04")
+                .unwrap_err()
+                .to_string()
+                .contains("magic")
+        );
+        assert!(Array::from_npy(&a.encode(ArrayFormat::Fits, &[])).is_err());
+    }
 
     #[test]
     fn section_runs_cover_the_rows_of_a_cutout() {

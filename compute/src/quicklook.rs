@@ -4,8 +4,8 @@
 //! The binning is the `bin` reduction (NaN-aware block means, read through the cache where the
 //! data lies); this module chooses its factors, the display limits and the encoding:
 //!
-//! - [`factors`]: the smallest integer factors that bring each of the first two axes within the
-//!   requested size; further axes (cube planes) are averaged whole.
+//! - [`factors`]: the smallest integer factor that brings both of the first two axes within the
+//!   requested size (the aspect kept); further axes (cube planes) are averaged whole.
 //! - [`zscale`]: IRAF's zscale, as astropy's `ZScaleInterval` computes it (up to 1000 samples
 //!   evenly strided, a line fitted with iterative 2.5σ rejection, contrast 0.25); checked
 //!   against astropy in `compute/tests/quicklook.rs`.
@@ -71,7 +71,8 @@ impl Stretch {
 pub const MAX_SIDE: u64 = 2048;
 
 /// Binning factors (axis 1 first) that bring an image of `shape` within `max_side` pixels on
-/// each of its first two axes, averaging any further axes whole. Refused for fewer than two
+/// each of its first two axes — the same factor for both, keeping the aspect — averaging any
+/// further axes whole. Refused for fewer than two
 /// axes (a spectrum or a table is not an image).
 pub fn factors(shape: &[u64], max_side: u64) -> Result<Vec<u64>, ComputeError> {
     if shape.len() < 2 || shape.iter().take(2).any(|&n| n == 0) {
@@ -82,16 +83,12 @@ pub fn factors(shape: &[u64], max_side: u64) -> Result<Vec<u64>, ComputeError> {
         });
     }
     let max_side = max_side.clamp(1, MAX_SIDE);
+    // One factor for both axes: the picture keeps the image's aspect.
+    let f = shape[0].max(shape[1]).div_ceil(max_side).max(1);
     Ok(shape
         .iter()
         .enumerate()
-        .map(|(axis, &n)| {
-            if axis < 2 {
-                n.div_ceil(max_side).max(1)
-            } else {
-                n.max(1)
-            }
-        })
+        .map(|(axis, &n)| if axis < 2 { f } else { n.max(1) })
         .collect())
 }
 
@@ -279,9 +276,10 @@ mod tests {
 
     #[test]
     fn factors_bring_the_image_within_the_side_and_average_planes() {
-        assert_eq!(factors(&[4096, 2048], 512).unwrap(), vec![8, 4]);
+        assert_eq!(factors(&[4096, 2048], 512).unwrap(), vec![8, 8]);
         assert_eq!(factors(&[300, 200], 512).unwrap(), vec![1, 1]);
-        assert_eq!(factors(&[513, 512, 7], 512).unwrap(), vec![2, 1, 7]);
+        assert_eq!(factors(&[513, 512, 7], 512).unwrap(), vec![2, 2, 7]);
+        assert_eq!(factors(&[600, 1000], 100).unwrap(), vec![10, 10]);
         assert!(factors(&[100], 512).is_err());
         assert!(factors(&[0, 5], 512).is_err());
     }

@@ -94,6 +94,7 @@ pub fn world() -> &'static World {
                 auth_limit: std::sync::Arc::new(archway_gateway::auth_limit::AuthLimiter::new(
                     0, 0,
                 )),
+                ui: Default::default(),
             };
             (archway_gateway::router(state), token.to_string())
         });

@@ -119,7 +119,13 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         return next.run(req).await;
     }
     let api = path.starts_with("/api/");
-    let front = if api { "api" } else { "s3" };
+    let front = if api {
+        "api"
+    } else if path == "/ui" || path.starts_with("/ui/") {
+        "ui"
+    } else {
+        "s3"
+    };
     let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
     // A source that failed to authenticate too often waits before trying credentials again
     // (`auth_limit.rs`); STS's exchange (`POST /`) carries its credential in the body.

@@ -81,28 +81,36 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header is not `Bearer <token>`")
             })?;
-        if state.identity.enabled() && Identity::looks_like_jwt(token) {
-            crate::audit::note_auth("oidc");
-            let claims = state.identity.verify(token).await.map_err(|e| match e {
-                TokenError::Fetch(_) => ApiError::new(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "IdentityProviderUnavailable",
-                    e.to_string(),
-                ),
-                _ => ApiError::unauthorized(format!("the OpenID Connect token is refused: {e}")),
-            })?;
-            let p = state.identity.principal(&state.dataplane, &claims).await?;
-            crate::audit::note_principal(&p, Some("oidc"));
-            return Ok(Caller(p));
-        }
-        match state.dataplane.catalog().authenticate_token(token).await? {
-            Some(p) => {
-                crate::audit::note_principal(&p, Some("bearer"));
-                Ok(Caller(p))
-            }
-            None => Err(ApiError::unauthorized(
-                "the API token is unknown, revoked or expired",
-            )),
-        }
+        let (p, how) = bearer(state, token).await?;
+        crate::audit::note_principal(&p, Some(how));
+        Ok(Caller(p))
+    }
+}
+
+/// The principal a bearer token stands for — an OpenID Connect token from a configured
+/// issuer, or an Archway API token — and which kind it was (`oidc`, `bearer`). Unknown,
+/// revoked or expired tokens are refused 401.
+pub(crate) async fn bearer(
+    state: &AppState,
+    token: &str,
+) -> Result<(Principal, &'static str), ApiError> {
+    if state.identity.enabled() && Identity::looks_like_jwt(token) {
+        crate::audit::note_auth("oidc");
+        let claims = state.identity.verify(token).await.map_err(|e| match e {
+            TokenError::Fetch(_) => ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "IdentityProviderUnavailable",
+                e.to_string(),
+            ),
+            _ => ApiError::unauthorized(format!("the OpenID Connect token is refused: {e}")),
+        })?;
+        let p = state.identity.principal(&state.dataplane, &claims).await?;
+        return Ok((p, "oidc"));
+    }
+    match state.dataplane.catalog().authenticate_token(token).await? {
+        Some(p) => Ok((p, "bearer")),
+        None => Err(ApiError::unauthorized(
+            "the API token is unknown, revoked or expired",
+        )),
     }
 }

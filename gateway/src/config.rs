@@ -60,6 +60,19 @@ pub struct ServerConfig {
     pub auth_failure_burst: u32,
     /// How fast a source's allowance of failed authentications refills.
     pub auth_failures_per_minute: u32,
+    /// How long a web-page sign-in (`/ui/login`) lasts; the token behind it is checked on
+    /// every page, so a revoked or expired token ends the session at once.
+    #[serde(with = "humantime_serde")]
+    pub ui_session_lifetime: Duration,
+    /// Memory for the web pages' rendered quick-looks (PNG bytes, least recently used go).
+    pub quicklook_cache_bytes: u64,
+    /// The most a quick-look or a histogram of the web pages may take to compute.
+    #[serde(with = "humantime_serde")]
+    pub quicklook_timeout: Duration,
+    /// How often the workspaces' science index is brought up to date with what users wrote
+    /// (new and changed FITS objects read, gone ones dropped); `0s`: never (scan by hand).
+    #[serde(with = "humantime_serde")]
+    pub science_refresh_interval: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -89,6 +102,10 @@ impl Default for ServerConfig {
             max_connections: 4096,
             auth_failure_burst: 20,
             auth_failures_per_minute: 10,
+            ui_session_lifetime: Duration::from_secs(12 * 3600),
+            quicklook_cache_bytes: 64 * 1024 * 1024,
+            quicklook_timeout: Duration::from_secs(60),
+            science_refresh_interval: Duration::from_secs(300),
         }
     }
 }
@@ -168,6 +185,23 @@ impl ServerConfig {
                 "must be at least 1 while auth_failure_burst limits failures (a source would \
                  be held off for good)"
                     .into(),
+            ));
+        }
+        if self.ui_session_lifetime < Duration::from_secs(60) {
+            out.push(("ui_session_lifetime".into(), "must be at least 1m".into()));
+        }
+        if !self.science_refresh_interval.is_zero()
+            && self.science_refresh_interval < Duration::from_secs(10)
+        {
+            out.push((
+                "science_refresh_interval".into(),
+                "must be 0s (off) or at least 10s".into(),
+            ));
+        }
+        if self.quicklook_timeout.is_zero() {
+            out.push((
+                "quicklook_timeout".into(),
+                "must be longer than zero".into(),
             ));
         }
         if self.max_concurrent_requests == 0 {

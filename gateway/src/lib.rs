@@ -31,6 +31,7 @@ pub mod sia;
 pub mod stac;
 pub mod state;
 pub mod sts;
+pub mod ui;
 
 pub use api::router;
 pub use client::{ApiClient, ClientError};

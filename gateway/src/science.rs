@@ -46,6 +46,75 @@ pub fn is_fits(key: &str) -> bool {
         .any(|e| lower.ends_with(e))
 }
 
+/// The gateway's own identity for its periodic and first-start work.
+fn system() -> Principal {
+    Principal::full("archway", true)
+}
+
+/// Re-indexes every workspace (what users wrote since the last round: only new and changed
+/// objects are read, gone ones dropped), on one replica at a time (the catalogue's advisory
+/// lock on PostgreSQL). Every `server.science_refresh_interval`.
+pub async fn refresh_workspaces(dataplane: &Dataplane) {
+    let lock = match dataplane.catalog().try_science_refresh_lock().await {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            tracing::debug!("another replica is refreshing the workspaces' science index");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the workspaces' science index was not refreshed");
+            return;
+        }
+    };
+    let system = system();
+    let query = archway_catalog::VolumeQuery {
+        kind: Some(archway_catalog::VolumeKind::Workspace),
+        limit: Some(10_000),
+        ..Default::default()
+    };
+    match dataplane.volumes(Some(&system), &query).await {
+        Ok(workspaces) => {
+            for (v, _) in workspaces {
+                match index_volume(dataplane, &system, &v.id).await {
+                    Ok(s) if s.read > 0 || s.dropped > 0 => tracing::info!(
+                        volume = %v.id, read = s.read, dropped = s.dropped,
+                        "workspace science index refreshed"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(volume = %v.id, error = %e, "workspace not re-indexed")
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "workspaces not listed for the science index"),
+    }
+    if let Err(e) = lock.release().await {
+        tracing::warn!(error = %e, "the science refresh lock was not released cleanly");
+    }
+}
+
+/// Scans and indexes `volume` as the gateway itself (the demo volume on first start), unless
+/// it was scanned before.
+pub async fn scan_if_new(dataplane: &Dataplane, volume: &str) -> Result<(), DataplaneError> {
+    let system = system();
+    let (v, _) = dataplane.volume(Some(&system), volume).await?;
+    if v.last_scan.is_some() {
+        return Ok(());
+    }
+    let scan = dataplane.scan(Some(&system), volume, |_, _| {}).await?;
+    let science = index_volume(dataplane, &system, volume).await?;
+    tracing::info!(
+        volume,
+        objects = scan.objects,
+        bytes = scan.bytes,
+        fits = science.fits_objects,
+        with_position = science.with_position,
+        "scanned and indexed"
+    );
+    Ok(())
+}
+
 /// Indexes every FITS object of `volume` as `who` (who must be allowed to scan it).
 pub async fn index_volume(
     dataplane: &Dataplane,

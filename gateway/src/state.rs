@@ -22,6 +22,8 @@ pub struct AppState {
     pub site_id: Arc<tokio::sync::OnceCell<String>>,
     /// Failed authentications per source (`server.auth_failure_burst`).
     pub auth_limit: Arc<crate::auth_limit::AuthLimiter>,
+    /// The web pages' quick-look cache.
+    pub ui: crate::ui::Ui,
 }
 
 impl AppState {

@@ -22,7 +22,7 @@ mod view;
 mod volumes;
 
 pub use keys::{KeyAuth, Terms};
-pub use peers::{PeerCredentials, PeerRefreshLock};
+pub use peers::{PeerCredentials, RefreshLock};
 pub use quotas::{QuotaScope, Usage};
 pub use science::{ScienceObject, ScienceQuery, SkyRegion};
 pub use view::{CatalogView, DEFAULT_REFRESH_INTERVAL, SessionProblem};
@@ -208,6 +208,19 @@ impl Catalog {
             what: "archway_meta site_id".into(),
             message: "written, then not found".into(),
         })
+    }
+
+    /// Seals `plain` with the catalogue key for a purpose of the caller's, named by `context`
+    /// (what one context sealed does not open under another): the web pages' session cookies,
+    /// which every replica sharing the key can open.
+    pub fn seal(&self, context: &str, plain: &[u8]) -> Result<String> {
+        self.inner.secrets.seal(context, plain)
+    }
+
+    /// Opens what [`Catalog::seal`] sealed with the same context; anything else (changed,
+    /// truncated, sealed by another key or context) is refused.
+    pub fn open_sealed(&self, context: &str, sealed: &str) -> Result<Vec<u8>> {
+        self.inner.secrets.open(context, sealed)
     }
 
     /// Verifies that the secret key opens this catalogue's secrets (and records a check value

@@ -59,28 +59,29 @@ fn peer_from_row(row: &AnyRow) -> Result<Peer> {
     })
 }
 
-/// Held while one gateway refreshes the peer links periodically; dropping it lets another.
+/// Held while one gateway does a periodic refresh (the peer links, the workspaces' science
+/// index); dropping it lets another.
 /// On PostgreSQL a transaction-scoped advisory lock, released with the transaction however
 /// the holder ends; on SQLite (one gateway per file) nothing.
-pub struct PeerRefreshLock {
+pub struct RefreshLock {
     tx: Option<sqlx::Transaction<'static, sqlx::Any>>,
 }
 
-impl std::fmt::Debug for PeerRefreshLock {
+impl std::fmt::Debug for RefreshLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PeerRefreshLock")
+        f.debug_struct("RefreshLock")
             .field("advisory", &self.tx.is_some())
             .finish()
     }
 }
 
-impl PeerRefreshLock {
+impl RefreshLock {
     /// Lets the next refresh take the lock (ends the transaction that holds it).
     pub async fn release(self) -> Result<()> {
         if let Some(tx) = self.tx {
             tx.rollback()
                 .await
-                .map_err(CatalogError::db("release the peer refresh lock"))?;
+                .map_err(CatalogError::db("release a refresh lock"))?;
         }
         Ok(())
     }
@@ -88,20 +89,32 @@ impl PeerRefreshLock {
 
 /// The advisory lock key of the periodic peer refresh ("ARCHPEER" in ASCII).
 const PEER_REFRESH_LOCK: i64 = 0x4152_4348_5045_4552;
+/// The advisory lock key of the periodic science refresh ("ARCHSCIX" in ASCII).
+const SCIENCE_REFRESH_LOCK: i64 = 0x4152_4348_5343_4958;
 
 impl Catalog {
-    /// The periodic refresh's lock, if no other replica on this catalogue holds it now.
-    pub async fn try_peer_refresh_lock(&self) -> Result<Option<PeerRefreshLock>> {
+    /// The periodic peer refresh's lock, if no other replica on this catalogue holds it now.
+    pub async fn try_peer_refresh_lock(&self) -> Result<Option<RefreshLock>> {
+        self.try_refresh_lock(PEER_REFRESH_LOCK).await
+    }
+
+    /// The periodic science refresh's lock (workspaces re-indexed), if no other replica on
+    /// this catalogue holds it now.
+    pub async fn try_science_refresh_lock(&self) -> Result<Option<RefreshLock>> {
+        self.try_refresh_lock(SCIENCE_REFRESH_LOCK).await
+    }
+
+    async fn try_refresh_lock(&self, key: i64) -> Result<Option<RefreshLock>> {
         if self.inner.dialect != Dialect::Postgres {
-            return Ok(Some(PeerRefreshLock { tx: None }));
+            return Ok(Some(RefreshLock { tx: None }));
         }
         let mut tx = self.begin().await?;
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(PEER_REFRESH_LOCK)
+            .bind(key)
             .fetch_one(&mut *tx)
             .await
-            .map_err(CatalogError::db("take the peer refresh lock"))?;
-        Ok(got.then_some(PeerRefreshLock { tx: Some(tx) }))
+            .map_err(CatalogError::db("take a refresh lock"))?;
+        Ok(got.then_some(RefreshLock { tx: Some(tx) }))
     }
 
     /// Links the peer gateway `new.url` as `new.name`; its secrets are stored sealed.

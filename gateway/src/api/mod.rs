@@ -9,7 +9,7 @@
 
 mod peers;
 mod principals;
-mod reduce;
+pub(crate) mod reduce;
 mod science;
 mod volumes;
 
@@ -118,7 +118,9 @@ pub fn router(state: AppState) -> axum::Router {
     router
         .merge(crate::stac::routes())
         .merge(crate::sia::routes())
+        .merge(crate::ui::routes())
         .fallback_service(s3)
+        .layer(middleware::from_fn(crate::ui::browser_root))
         .layer(axum::Extension(OpenApiJson(doc)))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::from_fn_with_state(

@@ -38,7 +38,7 @@ const BATCH_OBJECTS_IN_FLIGHT: usize = 4;
 
 /// One object's reduction, here or (for a volume on a peer gateway) at the peer — or, when
 /// the peer cannot compute and the request allows it, here over data pulled from the peer.
-async fn reduce_one(
+pub(crate) async fn reduce_one(
     state: &AppState,
     chain: &Chain,
     volume: &VolumeStore,
