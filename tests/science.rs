@@ -68,6 +68,33 @@ async fn a_scan_indexes_the_fits_headers_and_the_index_finds_them_for_readers_on
         "{scanned}"
     );
 
+    // The STAC collection states the demo's extent: a box around M51 (RA 202.47, longitude
+    // -157.53) and the Crab (RA 83.63), and the day both were taken.
+    let collection: Value = reqwest::Client::new()
+        .get(format!("{}/stac/collections/demo", gw.url))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bbox: Vec<f64> =
+        serde_json::from_value(collection["extent"]["spatial"]["bbox"][0].clone()).unwrap();
+    assert!(
+        bbox[0] < -157.53 && bbox[0] > -158.0 && bbox[2] > 83.63 && bbox[2] < 84.0,
+        "{collection}"
+    );
+    assert!(
+        bbox[1] < 22.01 && bbox[1] > 21.0 && bbox[3] > 47.19 && bbox[3] < 48.0,
+        "{bbox:?}"
+    );
+    let interval = &collection["extent"]["temporal"]["interval"][0];
+    assert!(
+        interval[0].as_str().unwrap().starts_with("2026-01-01"),
+        "{collection}"
+    );
+
     // A cone on M51 finds the field image, with what its headers say.
     let (status, found) = search(&gw, &admin, "ra=202.47&dec=47.19&radius=0.1").await;
     assert_eq!(status, 200, "{found}");

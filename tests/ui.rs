@@ -278,6 +278,31 @@ async fn sign_in_needs_the_forms_csrf_and_a_working_token_and_ends_when_it_is_re
     assert_eq!(out.location(), "/ui/login");
     assert!(!v.cookies.contains_key("archway_session"));
     assert_eq!(v.get("/ui/volumes").await.status, 303);
+
+    // Failed sign-ins count towards the source's limit (`server.auth_failure_burst`, 20):
+    // then even the right token waits, told for how long.
+    let mut m = Visitor::new(&gw.url);
+    let mut failures = 0;
+    let held = loop {
+        let p = m.sign_in("awt_wrong").await;
+        if p.status == 429 {
+            break p;
+        }
+        assert_eq!(p.status, 401, "{}", p.body);
+        failures += 1;
+        assert!(
+            failures <= 21,
+            "never held off after {failures} failed sign-ins"
+        );
+    };
+    assert!(failures >= 18, "held off after only {failures} failures");
+    assert!(
+        held.body.contains("Too many failed sign-ins"),
+        "{}",
+        held.body
+    );
+    assert!(held.headers.contains_key("retry-after"));
+    assert_eq!(m.sign_in(&admin).await.status, 429);
 }
 
 #[tokio::test(flavor = "multi_thread")]

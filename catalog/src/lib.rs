@@ -23,8 +23,8 @@ pub use model::*;
 pub use secret::SecretBox;
 pub use store::{
     Catalog, CatalogView, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_REFRESH_INTERVAL, KeyAuth,
-    PeerCredentials, Pooling, QuotaScope, RefreshLock, ScienceObject, ScienceQuery, SessionProblem,
-    SkyRegion, Terms, Usage,
+    PeerCredentials, Pooling, QuotaScope, RefreshLock, ScienceExtent, ScienceObject, ScienceQuery,
+    SessionProblem, SkyRegion, Terms, Usage,
 };
 
 /// The `[catalog]` configuration section.

@@ -21,6 +21,10 @@ const SQLITE: &[(i64, &str)] = &[
     (6, include_str!("../migrations/sqlite/0006_peers.sql")),
     (7, include_str!("../migrations/sqlite/0007_quotas.sql")),
     (8, include_str!("../migrations/sqlite/0008_science.sql")),
+    (
+        9,
+        include_str!("../migrations/sqlite/0009_science_extents.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -37,6 +41,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (6, include_str!("../migrations/postgres/0006_peers.sql")),
     (7, include_str!("../migrations/postgres/0007_quotas.sql")),
     (8, include_str!("../migrations/postgres/0008_science.sql")),
+    (
+        9,
+        include_str!("../migrations/postgres/0009_science_extents.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming Archway's migration lock among other advisory locks.

@@ -1736,8 +1736,38 @@ async fn the_science_index_finds_what_overlaps_and_nothing_else(c: &Catalog) {
             .unwrap(),
         Some(again)
     );
+    // The pass recorded the volume's extent: the one object left, padded by half its field.
+    let extents = c
+        .science_extents(&["sky-a".into(), "sky-b".into()])
+        .await
+        .unwrap();
+    let a = &extents["sky-a"];
+    assert_eq!(a.objects, 1);
+    let [w, s, e, n] = a.bbox.unwrap();
+    assert!((w - 0.0).abs() < 1e-9 && (e - 0.1).abs() < 1e-9, "{a:?}");
+    assert!((s - 9.95).abs() < 1e-9 && (n - 10.05).abs() < 1e-9, "{a:?}");
+    assert_eq!((a.t_min, a.t_max), (Some(61000.0), Some(61000.01)));
+    assert!(
+        !extents.contains_key("sky-b"),
+        "sky-b had no pass yet: {extents:?}"
+    );
+    // RA above 180 is longitude below 0.
+    let since = Timestamp(Timestamp::now().0 + 1);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut far = science("sky-b", "far.fits", 350.0, -5.0, 0.0, 60000.0);
+    far.indexed_at = Timestamp::now();
+    c.index_objects(&[far]).await.unwrap();
+    c.prune_science("sky-b", since).await.unwrap();
+    let b = c.science_extents(&["sky-b".into()]).await.unwrap()["sky-b"].clone();
+    assert_eq!(b.bbox, Some([-10.0, -5.0, -10.0, -5.0]));
     // Deleting a volume drops its index.
     c.delete_volume("sky-b").await.unwrap();
+    assert!(
+        c.science_extents(&["sky-b".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         c.science_object("sky-b", "table/events.fits")
             .await

@@ -178,6 +178,16 @@ impl Dataplane {
         Ok(self.catalog().search_science(&query).await?)
     }
 
+    /// The science extents (sky box, time span) of volumes the caller was shown (from
+    /// [`Dataplane::volumes`] or [`Dataplane::volume`], which checked their access).
+    pub async fn science_extents(
+        &self,
+        shown: &[crate::catalog::Volume],
+    ) -> Result<std::collections::HashMap<String, crate::catalog::ScienceExtent>> {
+        let ids: Vec<String> = shown.iter().map(|v| v.id.clone()).collect();
+        Ok(self.catalog().science_extents(&ids).await?)
+    }
+
     /// The science index entry of one object, for a caller who may read its volume.
     pub async fn science_object(
         &self,

@@ -22,7 +22,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use archway_catalog::{ScienceObject, ScienceQuery, SkyRegion, Volume};
+use archway_catalog::{ScienceExtent, ScienceObject, ScienceQuery, SkyRegion, Volume};
 use archway_compute::obscore::{iso_to_mjd, mjd_to_iso};
 
 use crate::auth::MaybeCaller;
@@ -108,7 +108,23 @@ async fn conformance() -> Json<Value> {
     Json(json!({ "conformsTo": CONFORMS_TO }))
 }
 
-fn collection_of(b: &str, v: &Volume) -> Value {
+/// Where `archway mount MOUNT_ROOT` shows a volume, as the catalogue's fronts tell users.
+pub(crate) const MOUNT_ROOT: &str = "/mnt/archway";
+
+/// A collection's extent: the science index's (sky box and time span of the indexed
+/// objects), else the whole sky and all time.
+fn extent_of(e: Option<&ScienceExtent>) -> Value {
+    let bbox = e
+        .and_then(|e| e.bbox)
+        .map_or(json!([-180.0, -90.0, 180.0, 90.0]), |b| json!(b));
+    let when = |t: Option<f64>| t.and_then(mjd_to_iso).map_or(Value::Null, Value::String);
+    json!({
+        "spatial": {"bbox": [bbox]},
+        "temporal": {"interval": [[when(e.and_then(|e| e.t_min)), when(e.and_then(|e| e.t_max))]]},
+    })
+}
+
+fn collection_of(b: &str, v: &Volume, extent: Option<&ScienceExtent>) -> Value {
     let id = &v.id;
     let mut keywords = v.tags.clone();
     keywords.extend(v.mission.clone());
@@ -121,17 +137,14 @@ fn collection_of(b: &str, v: &Volume) -> Value {
         "description": if v.description.is_empty() { v.title.clone() } else { v.description.clone() },
         "license": v.license.clone().unwrap_or_else(|| "other".into()),
         "keywords": keywords,
-        "extent": {
-            "spatial": {"bbox": [[-180.0, -90.0, 180.0, 90.0]]},
-            "temporal": {"interval": [[null, null]]},
-        },
+        "extent": extent_of(extent),
         "summaries": {
             "instruments": v.instrument.iter().collect::<Vec<_>>(),
             "dataproduct_type": v.dataproduct_type.iter().collect::<Vec<_>>(),
         },
         "archway:kind": v.kind.as_str(),
         "archway:bucket": format!("s3://{id}"),
-        "archway:mount_path": format!("/mnt/archway/{id}"),
+        "archway:mount_path": format!("{MOUNT_ROOT}/{id}"),
         "archway:reduce": format!("{b}/api/v1/reduce"),
         "links": [
             link("self", format!("{b}/stac/collections/{id}"), "application/json"),
@@ -153,8 +166,12 @@ async fn collections(
 ) -> Result<Json<Value>, ApiError> {
     let b = base(&state, &headers);
     let volumes = state.dataplane.readable_volumes(caller.who()).await?;
+    let extents = state.dataplane.science_extents(&volumes).await?;
     Ok(Json(json!({
-        "collections": volumes.iter().map(|v| collection_of(&b, v)).collect::<Vec<_>>(),
+        "collections": volumes
+            .iter()
+            .map(|v| collection_of(&b, v, extents.get(&v.id)))
+            .collect::<Vec<_>>(),
         "links": [
             link("self", format!("{b}/stac/collections"), "application/json"),
             link("root", format!("{b}/stac"), "application/json"),
@@ -170,7 +187,15 @@ async fn collection(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (volume, _) = state.dataplane.volume(caller.who(), &id).await?;
-    Ok(Json(collection_of(&base(&state, &headers), &volume)))
+    let extents = state
+        .dataplane
+        .science_extents(std::slice::from_ref(&volume))
+        .await?;
+    Ok(Json(collection_of(
+        &base(&state, &headers),
+        &volume,
+        extents.get(&volume.id),
+    )))
 }
 
 /// The item search's parameters, from a query string or a POST body.

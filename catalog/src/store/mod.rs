@@ -24,7 +24,7 @@ mod volumes;
 pub use keys::{KeyAuth, Terms};
 pub use peers::{PeerCredentials, RefreshLock};
 pub use quotas::{QuotaScope, Usage};
-pub use science::{ScienceObject, ScienceQuery, SkyRegion};
+pub use science::{ScienceExtent, ScienceObject, ScienceQuery, SkyRegion};
 pub use view::{CatalogView, DEFAULT_REFRESH_INTERVAL, SessionProblem};
 
 use crate::secret::SecretBox;

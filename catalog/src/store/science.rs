@@ -87,6 +87,18 @@ const COLUMNS: &str = "volume_id, key, etag, size, indexed_at, dataproduct_type,
      obs_id, target_name, s_ra, s_dec, s_fov, s_region, t_min, t_max, t_exptime, em_min, em_max, \
      instrument_name, facility_name, hdus, notes";
 
+/// Where and when a volume's indexed objects are: the sky box `[west, south, east, north]`
+/// (longitude = RA wrapped to −180..180, padded by half of each object's field; None when no
+/// object has a position) and the time span (MJD).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScienceExtent {
+    pub bbox: Option<[f64; 4]>,
+    pub t_min: Option<f64>,
+    pub t_max: Option<f64>,
+    /// Indexed objects.
+    pub objects: u64,
+}
+
 /// The zone of an object: -1 when it is wide, None when it has no position.
 fn zone_of(dec: Option<f64>, ra: Option<f64>, fov: Option<f64>) -> Option<i64> {
     let (dec, _) = (dec?, ra?);
@@ -363,7 +375,77 @@ impl Catalog {
                 .execute(&self.inner.pool)
                 .await
                 .map_err(CatalogError::db("prune science index"))?;
+        self.record_science_extent(volume).await?;
         Ok(done.rows_affected())
+    }
+
+    /// Recomputes the volume's science extent from its entries (one pass over them). The
+    /// `WHERE true` keeps SQLite from reading `ON CONFLICT` as a join's constraint.
+    async fn record_science_extent(&self, volume: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO science_extents \
+               (volume_id, lon_min, lat_min, lon_max, lat_max, t_min, t_max, objects, updated_at) \
+             SELECT $1, MIN(lon - pad), MIN(s_dec - pad), MAX(lon + pad), MAX(s_dec + pad), \
+                    MIN(t_min), MAX(t_max), COUNT(*), $2 \
+             FROM (SELECT CASE WHEN s_ra > 180 THEN s_ra - 360 ELSE s_ra END AS lon, s_dec, \
+                          COALESCE(s_fov, 0) / 2 AS pad, t_min, t_max \
+                   FROM science_objects WHERE volume_id = $1) AS o \
+             WHERE true \
+             ON CONFLICT (volume_id) DO UPDATE SET lon_min = excluded.lon_min, \
+               lat_min = excluded.lat_min, lon_max = excluded.lon_max, \
+               lat_max = excluded.lat_max, t_min = excluded.t_min, t_max = excluded.t_max, \
+               objects = excluded.objects, updated_at = excluded.updated_at",
+        )
+        .bind(volume)
+        .bind(Timestamp::now().0)
+        .execute(&self.inner.pool)
+        .await
+        .map_err(CatalogError::db("record science extent"))?;
+        Ok(())
+    }
+
+    /// The science extents of these volumes (those indexed at least once).
+    pub async fn science_extents(
+        &self,
+        volumes: &[String],
+    ) -> Result<std::collections::HashMap<String, ScienceExtent>> {
+        let rows = sqlx::query(
+            "SELECT volume_id, lon_min, lat_min, lon_max, lat_max, t_min, t_max, objects \
+             FROM science_extents",
+        )
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(CatalogError::db("read science extents"))?;
+        let mut out = std::collections::HashMap::new();
+        for row in &rows {
+            let id: String = get(row, "volume_id")?;
+            if !volumes.contains(&id) {
+                continue;
+            }
+            let v: [Option<f64>; 4] = [
+                get(row, "lon_min")?,
+                get(row, "lat_min")?,
+                get(row, "lon_max")?,
+                get(row, "lat_max")?,
+            ];
+            let bbox = match v {
+                [Some(w), Some(s), Some(e), Some(n)] => Some([
+                    w.clamp(-180.0, 180.0),
+                    s.clamp(-90.0, 90.0),
+                    e.clamp(-180.0, 180.0),
+                    n.clamp(-90.0, 90.0),
+                ]),
+                _ => None,
+            };
+            let extent = ScienceExtent {
+                bbox,
+                t_min: get(row, "t_min")?,
+                t_max: get(row, "t_max")?,
+                objects: get::<i64>(row, "objects")?.max(0) as u64,
+            };
+            out.insert(id, extent);
+        }
+        Ok(out)
     }
 
     /// Drops the entry of one object (deleted through the gateway).

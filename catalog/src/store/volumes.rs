@@ -193,6 +193,11 @@ impl Catalog {
             .execute(&mut *tx)
             .await
             .map_err(CatalogError::db("delete science index"))?;
+        sqlx::query("DELETE FROM science_extents WHERE volume_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(CatalogError::db("delete science extent"))?;
         if self.inner.dialect == Dialect::Sqlite {
             sqlx::query("DELETE FROM volume_fts WHERE id = $1")
                 .bind(id)

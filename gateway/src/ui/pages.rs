@@ -289,6 +289,25 @@ pub(super) async fn volume(
             ),
             _ => fact("Holds", "not scanned yet (<code>archway catalog volume scan</code>)".into()),
         }
+        let extents = state.dataplane.science_extents(std::slice::from_ref(&v)).await?;
+        if let Some(e) = extents.get(&v.id).filter(|e| e.objects > 0) {
+            let sky = e.bbox.map_or("no sky positions".to_string(), |[w, s, e, n]| {
+                format!("longitude (RA) {w:.3}° to {e:.3}°, Dec {s:.3}° to {n:.3}°")
+            });
+            let when = match (e.t_min.and_then(mjd_to_iso), e.t_max.and_then(mjd_to_iso)) {
+                (Some(a), Some(b)) => format!("; {a} to {b}"),
+                _ => String::new(),
+            };
+            fact(
+                "Science index",
+                format!(
+                    "<span id=\"extent\">{} objects indexed: {}{}</span>",
+                    e.objects,
+                    esc(&sky),
+                    esc(&when)
+                ),
+            );
+        }
         fact(
             "Your access",
             format!("<span id=\"access\">{}</span>", access.as_str()),
@@ -372,14 +391,15 @@ fn snippets(v: &Volume, base: &str) -> String {
     );
     let aws = format!("aws --endpoint-url {base} s3 ls s3://{id}/ --recursive");
     let rclone = format!("rclone lsl :s3,provider=Other,endpoint={base},env_auth=true:{id}");
-    let mount = format!("archway mount /data --gateway {base} --volume {id}\nls /data/{id}");
+    let root = crate::stac::MOUNT_ROOT;
+    let mount = format!("archway mount {root} --gateway {base} --volume {id}\nls {root}/{id}");
     let mut out = String::from("<h2>Use it</h2><div class=\"snippets\" id=\"snippets\">");
     for (name, code) in [
         ("boto3", boto3),
         ("fsspec + astropy", fsspec),
         ("aws CLI", aws),
         ("rclone", rclone),
-        ("Mount (in a datalab: /data/VOLUME)", mount),
+        ("Mount", mount),
     ] {
         let _ = write!(
             out,
