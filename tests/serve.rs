@@ -832,6 +832,63 @@ async fn an_expect_continue_body_never_asked_for_closes_the_connection() {
     blocking.await.unwrap();
 }
 
+/// A client that sends its body without waiting (no `Expect`) while the gateway refuses the
+/// request gets the refusal, not a broken connection: a body of up to 8 MiB is read to its end
+/// before the answer (rclone's PUT to a read-only volume once saw `broken pipe`), and the
+/// connection serves the next request; a larger body gets `Connection: close`.
+#[tokio::test]
+async fn a_refused_upload_is_answered_after_its_body_not_cut_off() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(&dir.path().join("data"), &[]).await;
+    let addr = gw.url.trim_start_matches("http://").to_string();
+    let blocking = tokio::task::spawn_blocking(move || {
+        let timeout = Some(std::time::Duration::from_secs(10));
+        let body = vec![b'x'; 2 * 1024 * 1024];
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(timeout).unwrap();
+        s.write_all(
+            format!(
+                "PUT /demo/refused.bin HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        // The refusal is decided before the body comes; the body still arrives whole.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        for chunk in body.chunks(64 * 1024) {
+            s.write_all(chunk)
+                .expect("the gateway stopped reading the body");
+        }
+        let (head, answer) = exchange(&mut s, "");
+        assert!(head.starts_with("http/1.1 403"), "{head}");
+        assert!(String::from_utf8_lossy(&answer).contains("AccessDenied"));
+        assert!(!head.contains("connection: close"), "{head}");
+        let (head, _) = exchange(
+            &mut s,
+            &format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+        );
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+
+        // Beyond 8 MiB the gateway does not read on: it answers and closes.
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(timeout).unwrap();
+        let (head, _) = exchange(
+            &mut s,
+            &format!(
+                "PUT /demo/huge.bin HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n",
+                64u64 << 20
+            ),
+        );
+        assert!(head.starts_with("http/1.1 403"), "{head}");
+        assert!(head.contains("connection: close"), "{head}");
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    });
+    blocking.await.unwrap();
+}
+
 /// Least privilege, checked at start: running as root, a data directory other users may enter
 /// and a secret file others may read are each named in a warning; files kept private are not.
 #[tokio::test]

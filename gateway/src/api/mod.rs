@@ -136,32 +136,57 @@ pub fn router(state: AppState) -> axum::Router {
         .with_state(state)
 }
 
-/// Closes the connection after a final answer to an `Expect: 100-continue` request whose
-/// body was never asked for.
+/// The most of a refused request's unread body that is read (and dropped) so that the client,
+/// still sending it, gets the answer rather than a broken connection.
+const DRAIN_LIMIT: u64 = 8 * 1024 * 1024;
+/// How long such a body may take to arrive.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Settles a request body the handler did not read before its final answer (HTTP/1.1).
 ///
-/// Such a client got no `100 Continue`, so it sends no body (botocore, curl) and may send its
-/// next request on the same connection. hyper would still drain the announced body length
-/// from the connection, eating the start of that next request (a `HEAD` after a 3-byte PUT
-/// answered 412 arrived as method `D`). `Connection: close` makes both sides start afresh,
-/// as S3 and nginx do. HTTP/2 has no such state and no `Connection` header.
+/// - `Expect: 100-continue`: the client got no `100 Continue`, so it sends no body (botocore,
+///   curl) and may send its next request on the same connection. hyper would still drain the
+///   announced body length from the connection, eating the start of that next request (a
+///   `HEAD` after a 3-byte PUT answered 412 arrived as method `D`). `Connection: close` makes
+///   both sides start afresh, as S3 and nginx do.
+/// - Otherwise the client is sending the body while the answer (a refusal: a read-only
+///   volume, a wrong signature) is written; hyper would close the connection's read side and
+///   the client, still writing, would see a broken pipe instead of the answer (rclone did). A
+///   body of at most 8 MiB is read to its end first (within 10 s); a larger one, or a slower
+///   one, gets `Connection: close`.
+///
+/// HTTP/2 has no such state and no `Connection` header.
 async fn close_unread_continue(req: Request, next: Next) -> Response {
-    let expects_continue = req.version() == axum::http::Version::HTTP_11
-        && req
-            .headers()
-            .get(header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if !expects_continue {
+    if req.version() != axum::http::Version::HTTP_11 {
         return next.run(req).await;
     }
+    let expects_continue = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let asked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(None::<Body>));
     let req = req.map(|body| {
+        *shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(body);
         Body::new(Watched {
-            inner: body,
+            inner: shared.clone(),
             asked: asked.clone(),
         })
     });
     let mut response = next.run(req).await;
-    if !asked.load(std::sync::atomic::Ordering::Acquire) {
+    let left = shared.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let Some(mut left) = left.filter(|b| !http_body::Body::is_end_stream(b)) else {
+        return response;
+    };
+    let close = if expects_continue {
+        !asked.load(std::sync::atomic::Ordering::Acquire)
+    } else {
+        let small = http_body::Body::size_hint(&left)
+            .upper()
+            .is_some_and(|n| n <= DRAIN_LIMIT);
+        !(small && drained(&mut left).await)
+    };
+    if close {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -169,10 +194,33 @@ async fn close_unread_continue(req: Request, next: Next) -> Response {
     response
 }
 
-/// A request body that notes whether anyone asked it for data (which makes hyper send
+/// Reads `body` to its end (at most [`DRAIN_LIMIT`] bytes, within [`DRAIN_TIME`]); whether it
+/// ended.
+async fn drained(body: &mut Body) -> bool {
+    use http_body_util::BodyExt;
+    let read = async {
+        let mut seen = 0u64;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            if let Some(data) = frame.data_ref() {
+                seen += data.len() as u64;
+                if seen > DRAIN_LIMIT {
+                    return false;
+                }
+            }
+        }
+        true
+    };
+    tokio::time::timeout(DRAIN_TIME, read)
+        .await
+        .unwrap_or(false)
+}
+
+/// A request body the handler reads through, leaving what it did not read to
+/// [`close_unread_continue`]; notes whether anyone asked it for data (which makes hyper send
 /// `100 Continue`).
 struct Watched {
-    inner: Body,
+    inner: std::sync::Arc<std::sync::Mutex<Option<Body>>>,
     asked: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -181,19 +229,32 @@ impl axum::body::HttpBody for Watched {
     type Error = axum::Error;
 
     fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         self.asked.store(true, std::sync::atomic::Ordering::Release);
-        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        match inner.as_mut() {
+            Some(body) => std::pin::Pin::new(body).poll_frame(cx),
+            None => std::task::Poll::Ready(None),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(http_body::Body::is_end_stream)
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(http_body::Body::size_hint)
+            .unwrap_or_else(|| http_body::SizeHint::with_exact(0))
     }
 }
 
