@@ -46,6 +46,50 @@ fn link(gw: &Gateway, name: &str, peer: &Gateway, creds: (&str, &str, &str)) -> 
     ])
 }
 
+/// Signs in to `gw`'s web pages with `token` and GETs `path` with the session: the body.
+async fn ui_get(gw: &Gateway, token: &str, path: &str) -> Vec<u8> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = http
+        .get(format!("{}/ui/login", gw.url))
+        .send()
+        .await
+        .unwrap();
+    let cookie_of = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_string())
+            .find(|c| c.starts_with(name))
+            .unwrap()
+    };
+    let login_cookie = cookie_of(&form, "archway_login=");
+    let page = form.text().await.unwrap();
+    let at = page.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let csrf = &page[at..at + 32];
+    let body = format!("token={token}&csrf={csrf}");
+    let signed = http
+        .post(format!("{}/ui/login", gw.url))
+        .header("Cookie", login_cookie)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 303);
+    let session = cookie_of(&signed, "archway_session=");
+    let r = http
+        .get(format!("{}{path}", gw.url))
+        .header("Cookie", session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    r.bytes().await.unwrap().to_vec()
+}
+
 fn ids(list: &Value) -> Vec<String> {
     list["volumes"]
         .as_array()
@@ -160,6 +204,57 @@ async fn linked_catalogues_span_sites_and_never_widen_access() {
         .unwrap();
     assert_eq!(reduced["site"], a.url.as_str(), "{reduced}");
     assert_eq!(reduced["sites"].as_array().unwrap().len(), 2, "{reduced}");
+
+    // Scanned at C, the linked volume joins C's science index (headers read through the
+    // links); STAC names the site that holds it; the web pages' quick-look is binned at A.
+    let scanned = c.catalog(&["volume", "scan", "b.a.demo"]);
+    assert_eq!(scanned["science"]["with_position"], 2, "{scanned}");
+    let admin_c = c.credential("archway_api_token");
+    let found: Value = http
+        .get(format!(
+            "{}/api/v1/science?ra=202.47&dec=47.19&radius=0.1",
+            c.url
+        ))
+        .bearer_auth(&admin_c)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        found["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["volume"] == "b.a.demo" && o["key"] == "images/field1.fits"),
+        "{found}"
+    );
+    let collection: Value = http
+        .get(format!("{}/stac/collections/b.a.demo", c.url))
+        .bearer_auth(&admin_c)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(collection["archway:site"], a.url.as_str(), "{collection}");
+    assert_eq!(collection["archway:link"], "b", "{collection}");
+    let quicklook = ui_get(
+        &c,
+        &admin_c,
+        "/ui/volumes/b.a.demo/quicklook.png?key=images/field1.fits",
+    )
+    .await;
+    assert_eq!(&quicklook[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    let a_log = std::fs::read_to_string(&a.stderr).unwrap();
+    assert!(
+        a_log
+            .lines()
+            .any(|l| l.contains("reduced") && l.contains("bin")),
+        "the quick-look was not binned at A:\n{a_log}"
+    );
 
     // C's users reach a linked volume only with C's grant; writes stay at the data's site.
     c.catalog(&["user", "add", "carol"]);

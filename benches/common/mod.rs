@@ -72,7 +72,7 @@ pub fn serve_embedded(binary: &str, data_dir: &Path) -> (Server, String) {
 
 /// `archway serve` with its data in `data_dir` and `extra` arguments, on a free port; the
 /// server and its URL, once it listens.
-fn serve(binary: &str, data_dir: &Path, extra: &[&std::ffi::OsStr]) -> (Server, String) {
+pub fn serve(binary: &str, data_dir: &Path, extra: &[&std::ffi::OsStr]) -> (Server, String) {
     let port = free_port();
     let server = Server(
         Command::new(binary)
@@ -266,4 +266,13 @@ pub fn archway_credentials(data_dir: &Path) -> (String, String) {
             .expect("credential")
     };
     (value("aws_access_key_id"), value("aws_secret_access_key"))
+}
+
+/// The admin's API token of an archway data directory's `credentials` file.
+pub fn archway_token(data_dir: &Path) -> String {
+    let creds = std::fs::read_to_string(data_dir.join("credentials")).expect("credentials");
+    creds
+        .lines()
+        .find_map(|l| l.strip_prefix("archway_api_token = ").map(str::to_string))
+        .expect("archway_api_token")
 }

@@ -129,7 +129,7 @@ fn collection_of(b: &str, v: &Volume, extent: Option<&ScienceExtent>) -> Value {
     let mut keywords = v.tags.clone();
     keywords.extend(v.mission.clone());
     keywords.extend(v.instrument.clone());
-    json!({
+    let mut collection = json!({
         "type": "Collection",
         "stac_version": STAC_VERSION,
         "id": id,
@@ -156,7 +156,17 @@ fn collection_of(b: &str, v: &Volume, extent: Option<&ScienceExtent>) -> Value {
             {"rel": "service", "href": format!("{b}/api/v1/reduce"), "type": "application/json",
              "title": "reduce an object where it is stored (POST /api/v1/reduce)"},
         ],
-    })
+    });
+    // A volume linked from a peer gateway names the site that holds its data and the link.
+    for (key, field) in [
+        (archway_dataplane::SITE_KEY, "archway:site"),
+        (archway_dataplane::LINK_KEY, "archway:link"),
+    ] {
+        if let Some(value) = v.extra.get(key) {
+            collection[field] = value.clone();
+        }
+    }
+    collection
 }
 
 async fn collections(
