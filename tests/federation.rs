@@ -69,7 +69,9 @@ async fn ui_get(gw: &Gateway, token: &str, path: &str) -> Vec<u8> {
     let page = form.text().await.unwrap();
     let at = page.find("name=\"csrf\" value=\"").unwrap() + 19;
     let csrf = &page[at..at + 32];
-    let body = format!("token={token}&csrf={csrf}");
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([("token", token), ("csrf", csrf)])
+        .finish();
     let signed = http
         .post(format!("{}/ui/login", gw.url))
         .header("Cookie", login_cookie)

@@ -245,12 +245,45 @@ async fn sign_in_needs_the_forms_csrf_and_a_working_token_and_ends_when_it_is_re
     assert!(session.contains("HttpOnly") && session.contains("SameSite=Lax"));
     assert!(session.contains("Path=/ui"));
     assert!(
+        !session.contains("Secure"),
+        "Secure on plain HTTP: {session}"
+    );
+    assert!(
         !session.contains(&admin[4..]),
         "the token is readable in the cookie"
     );
     let page = v.get("/ui/volumes").await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("id=\"user\">admin<"), "{}", page.body);
+    // Behind a proxy that ends TLS, the cookie is Secure.
+    let mut proxied = Visitor::new(&gw.url);
+    let form = proxied.get("/ui/login").await;
+    let csrf = form.csrf();
+    let resp = proxied
+        .http
+        .post(format!("{}/ui/login", gw.url))
+        .header("Cookie", proxied.cookie_header())
+        .header("X-Forwarded-Proto", "https")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs([("token", admin.as_str()), ("csrf", csrf.as_str())])
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let secure = proxied.keep(resp).await;
+    assert_eq!(secure.status, 303);
+    assert!(
+        secure.headers.get_all(SET_COOKIE).iter().any(|c| c
+            .to_str()
+            .unwrap()
+            .starts_with("archway_session=")
+            && c.to_str().unwrap().ends_with("; Secure")),
+        "{:?}",
+        secure.headers
+    );
     // A changed cookie is no session.
     let mut tampered = Visitor::new(&gw.url);
     let mut value = v.cookies["archway_session"].clone();
@@ -342,8 +375,15 @@ async fn admins_edit_and_grant_with_forms_that_need_the_sessions_csrf() {
         gw.catalog(&["volume", "show", "demo"])["title"],
         "Archway demo data"
     );
-    // With it: saved.
-    let saved = a.post("/ui/volumes/demo/edit", &good).await;
+    // With it: saved — also from the same host over HTTPS (a proxy that ends TLS in front).
+    let host = gw.url.trim_start_matches("http://").to_string();
+    let saved = a
+        .post_from(
+            "/ui/volumes/demo/edit",
+            &good,
+            Some(&format!("https://{host}")),
+        )
+        .await;
     assert_eq!(saved.status, 303, "{}", saved.body);
     assert_eq!(saved.location(), "/ui/volumes/demo?done=saved");
     let v = gw.catalog(&["volume", "show", "demo"]);

@@ -29,8 +29,14 @@ pub(super) struct NextQuery {
 }
 
 /// The sign-in page (with a message, after a failed try).
-fn login_page(state: &AppState, next: &str, message: Option<&str>, status: StatusCode) -> Response {
-    let (cookie, csrf) = match login_cookie(state) {
+fn login_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    next: &str,
+    message: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let (cookie, csrf) = match login_cookie(state, headers) {
         Ok(c) => c,
         Err(e) => return e.page(None),
     };
@@ -65,13 +71,14 @@ fn login_page(state: &AppState, next: &str, message: Option<&str>, status: Statu
 pub(super) async fn login_form(
     existing: Option<Session>,
     State(state): State<AppState>,
+    headers: HeaderMap,
     UiQuery(next): UiQuery<NextQuery>,
 ) -> Response {
     let next = local_next(next.next.as_deref());
     if existing.is_some() {
         return redirect(&next);
     }
-    login_page(&state, &next, None, StatusCode::OK)
+    login_page(&state, &headers, &next, None, StatusCode::OK)
 }
 
 #[derive(Deserialize)]
@@ -107,6 +114,7 @@ pub(super) async fn login(
     {
         let mut r = login_page(
             &state,
+            &headers,
             &next,
             Some(&format!(
                 "Too many failed sign-ins from your address: try again in {} s.",
@@ -119,9 +127,10 @@ pub(super) async fn login(
         }
         return r;
     }
-    if !same_origin(&state, &headers) || !login_csrf_ok(&state, &headers, &form.csrf) {
+    if !same_origin(&headers) || !login_csrf_ok(&state, &headers, &form.csrf) {
         return login_page(
             &state,
+            &headers,
             &next,
             Some("The sign-in form expired or did not come from this site; sign in again."),
             StatusCode::FORBIDDEN,
@@ -131,6 +140,7 @@ pub(super) async fn login(
     if token.is_empty() {
         return login_page(
             &state,
+            &headers,
             &next,
             Some("Enter an API token."),
             StatusCode::BAD_REQUEST,
@@ -139,7 +149,7 @@ pub(super) async fn login(
     match crate::auth::bearer(&state, token).await {
         Ok((who, how)) => {
             crate::audit::note_principal(&who, Some(how));
-            let cookie = match session_cookie(&state, token) {
+            let cookie = match session_cookie(&state, &headers, token) {
                 Ok(c) => c,
                 Err(e) => return e.page(None),
             };
@@ -147,7 +157,13 @@ pub(super) async fn login(
             let mut r = redirect(&next);
             for c in [
                 cookie,
-                session::set_cookie(&state, LOGIN_COOKIE, "", std::time::Duration::ZERO),
+                session::set_cookie(
+                    &state,
+                    &headers,
+                    LOGIN_COOKIE,
+                    "",
+                    std::time::Duration::ZERO,
+                ),
             ] {
                 if let Ok(v) = HeaderValue::from_str(&c) {
                     r.headers_mut().append(header::SET_COOKIE, v);
@@ -155,7 +171,7 @@ pub(super) async fn login(
             }
             r
         }
-        Err(e) => login_page(&state, &next, Some(&e.message), e.status),
+        Err(e) => login_page(&state, &headers, &next, Some(&e.message), e.status),
     }
 }
 
@@ -173,12 +189,12 @@ pub(super) async fn logout(
     UiForm(form): UiForm<CsrfForm>,
 ) -> Response {
     if let Some(s) = &session
-        && let Err(e) = s.check_form(&state, &headers, &form.csrf)
+        && let Err(e) = s.check_form(&headers, &form.csrf)
     {
         return e.page(Some(s));
     }
     let mut r = redirect("/ui/login");
-    if let Ok(v) = HeaderValue::from_str(&clear_session(&state)) {
+    if let Ok(v) = HeaderValue::from_str(&clear_session(&state, &headers)) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
     r
@@ -215,7 +231,7 @@ pub(super) async fn edit_volume(
     UiForm(form): UiForm<EditForm>,
 ) -> Response {
     let r = async {
-        session.check_form(&state, &headers, &form.csrf)?;
+        session.check_form(&headers, &form.csrf)?;
         let patch = VolumePatch {
             title: Some(form.title.trim().to_string()),
             description: Some(form.description.replace("\r\n", "\n").trim().to_string()),
@@ -262,7 +278,7 @@ pub(super) async fn grant(
     UiForm(form): UiForm<GrantForm>,
 ) -> Response {
     let r = async {
-        session.check_form(&state, &headers, &form.csrf)?;
+        session.check_form(&headers, &form.csrf)?;
         let subject = Subject::parse(form.subject.trim())?;
         let level = Access::parse(form.level.as_deref().unwrap_or("read"))?;
         state
@@ -285,7 +301,7 @@ pub(super) async fn revoke(
     UiForm(form): UiForm<GrantForm>,
 ) -> Response {
     let r = async {
-        session.check_form(&state, &headers, &form.csrf)?;
+        session.check_form(&headers, &form.csrf)?;
         let subject = Subject::parse(form.subject.trim())?;
         state.dataplane.revoke(session.who(), &subject, &id).await?;
         tracing::info!(volume = %id, %subject, by = %session.who.user, "revoked on the web pages");
@@ -319,7 +335,7 @@ pub(super) async fn reduce(
     UiForm(form): UiForm<ReduceForm>,
 ) -> Response {
     let r: UiResult = async {
-        session.check_form(&state, &headers, &form.csrf)?;
+        session.check_form(&headers, &form.csrf)?;
         let op = archway_compute::Op::parse(form.op.trim()).ok_or_else(|| {
             UiError::bad_request(format!("`{}` is not a reduction (op)", form.op))
         })?;

@@ -5,7 +5,7 @@
 //!
 //! - Sign-in (`/ui/login`, a form whose input is named `token`) takes an API token (or an
 //!   OpenID Connect token where `[auth]` configures issuers). The session is a cookie
-//!   (`archway_session`: HttpOnly, SameSite=Lax, Secure under TLS, path `/ui`) holding the token
+//!   (`archway_session`: HttpOnly, SameSite=Lax, Secure over HTTPS, path `/ui`) holding the token
 //!   and a CSRF value sealed with the catalogue key (AES-256-GCM), so any replica on the
 //!   catalogue opens it and nobody else can read or forge it. The token is checked again on
 //!   every page: revoking it ends the session. Failed sign-ins count towards the source's

@@ -76,9 +76,30 @@ pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
         .map(|(_, v)| v.trim_matches('"'))
 }
 
-/// A `Set-Cookie` value for the web pages' path.
-pub(super) fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Duration) -> String {
-    let secure = if state.server.tls.is_some() {
+/// Whether the visitor reached the gateway over HTTPS: served with TLS here, or through a
+/// proxy that ends it (the browser's `Origin`, or `X-Forwarded-Proto`, says `https`). Only
+/// makes cookies stricter (`Secure`).
+fn over_https(state: &AppState, headers: &HeaderMap) -> bool {
+    let says_https = |name: &str, prefix: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with(prefix))
+    };
+    state.server.tls.is_some()
+        || says_https("origin", "https://")
+        || says_https("x-forwarded-proto", "https")
+}
+
+/// A `Set-Cookie` value for the web pages' path (`Secure` over HTTPS).
+pub(super) fn set_cookie(
+    state: &AppState,
+    headers: &HeaderMap,
+    name: &str,
+    value: &str,
+    max_age: Duration,
+) -> String {
+    let secure = if over_https(state, headers) {
         "; Secure"
     } else {
         ""
@@ -90,7 +111,11 @@ pub(super) fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Dur
 }
 
 /// The session cookie for `token`, with a fresh CSRF value.
-pub(super) fn session_cookie(state: &AppState, token: &str) -> Result<String, super::UiError> {
+pub(super) fn session_cookie(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: &str,
+) -> Result<String, super::UiError> {
     let lifetime = state.server.ui_session_lifetime;
     let sealed = Sealed {
         t: token.to_string(),
@@ -103,11 +128,14 @@ pub(super) fn session_cookie(state: &AppState, token: &str) -> Result<String, su
         .catalog()
         .seal(SESSION_CONTEXT, &plain)
         .map_err(super::UiError::from)?;
-    Ok(set_cookie(state, SESSION_COOKIE, &value, lifetime))
+    Ok(set_cookie(state, headers, SESSION_COOKIE, &value, lifetime))
 }
 
 /// The sign-in form's cookie and its CSRF value.
-pub(super) fn login_cookie(state: &AppState) -> Result<(String, String), super::UiError> {
+pub(super) fn login_cookie(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(String, String), super::UiError> {
     let csrf = fresh_csrf();
     let sealed = LoginSealed {
         c: csrf.clone(),
@@ -120,7 +148,7 @@ pub(super) fn login_cookie(state: &AppState) -> Result<(String, String), super::
         .seal(LOGIN_CONTEXT, &plain)
         .map_err(super::UiError::from)?;
     Ok((
-        set_cookie(state, LOGIN_COOKIE, &value, LOGIN_FORM_LIFETIME),
+        set_cookie(state, headers, LOGIN_COOKIE, &value, LOGIN_FORM_LIFETIME),
         csrf,
     ))
 }
@@ -150,8 +178,8 @@ pub(super) fn same(a: &str, b: &str) -> bool {
 }
 
 /// The clearing `Set-Cookie` of the session.
-pub(super) fn clear_session(state: &AppState) -> String {
-    set_cookie(state, SESSION_COOKIE, "", Duration::ZERO)
+pub(super) fn clear_session(state: &AppState, headers: &HeaderMap) -> String {
+    set_cookie(state, headers, SESSION_COOKIE, "", Duration::ZERO)
 }
 
 /// Where to go back after signing in: a path of the web pages only (never another site).
@@ -236,13 +264,8 @@ impl OptionalFromRequestParts<AppState> for Session {
 impl Session {
     /// Refuses a changing form whose CSRF value is not this session's, or that comes from
     /// another site (`Origin`).
-    pub(super) fn check_form(
-        &self,
-        state: &AppState,
-        headers: &HeaderMap,
-        csrf: &str,
-    ) -> Result<(), super::UiError> {
-        if !same_origin(state, headers) {
+    pub(super) fn check_form(&self, headers: &HeaderMap, csrf: &str) -> Result<(), super::UiError> {
+        if !same_origin(headers) {
             return Err(super::UiError::new(
                 axum::http::StatusCode::FORBIDDEN,
                 "this form was sent from another site; open the page here and send it again",
@@ -259,12 +282,20 @@ impl Session {
     }
 }
 
-/// Whether the request's `Origin` (when it has one) is this gateway as the client reached it.
-pub(super) fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
-    match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-        None => true,
-        Some(origin) => origin == crate::stac::base(state, headers),
-    }
+/// Whether the request's `Origin` (when it has one) names the host the client reached (its
+/// `Host`). The scheme is not compared: behind a proxy that ends TLS the gateway sees plain
+/// HTTP while the browser's origin is `https://`.
+pub(super) fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let authority = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest);
+    matches!((authority, host), (Some(a), Some(h)) if !a.is_empty() && a.eq_ignore_ascii_case(h))
 }
 
 #[cfg(test)]
@@ -293,6 +324,31 @@ mod tests {
         );
         assert_eq!(cookie(&h, "archway_session"), Some("xyz"));
         assert_eq!(cookie(&h, "archway"), None);
+    }
+
+    #[test]
+    fn origins_are_compared_by_host() {
+        let h = |origin: Option<&str>| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::HOST,
+                "data.example:9000"
+                    .parse()
+                    .unwrap_or_else(|_| unreachable!()),
+            );
+            if let Some(o) = origin {
+                h.insert(header::ORIGIN, o.parse().unwrap_or_else(|_| unreachable!()));
+            }
+            h
+        };
+        assert!(same_origin(&h(None)));
+        assert!(same_origin(&h(Some("http://data.example:9000"))));
+        assert!(same_origin(&h(Some("https://data.example:9000"))));
+        assert!(!same_origin(&h(Some("https://evil.example"))));
+        assert!(!same_origin(&h(Some(
+            "https://data.example:9000.evil.example"
+        ))));
+        assert!(!same_origin(&h(Some("null"))));
     }
 
     #[test]
