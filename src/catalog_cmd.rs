@@ -670,18 +670,7 @@ async fn scan(client: &ApiClient, id: &str) -> Result<()> {
 }
 
 fn human_bytes(n: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < units.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", units[unit])
-    }
+    bytesize::ByteSize(n).display().iec().to_string()
 }
 
 async fn user(client: &ApiClient, cmd: UserCommand) -> Result<()> {

@@ -7,6 +7,8 @@
 #![allow(clippy::unwrap_used)]
 #![allow(clippy::disallowed_methods)] // tests may block
 
+mod common;
+
 use archway_compute::quicklook::Stretch;
 use serde_json::{Map, Value, json};
 
@@ -69,12 +71,6 @@ fn cases() -> Vec<(&'static str, Vec<f64>)> {
 
 #[test]
 fn display_limits_agree_with_astropy() {
-    let python = std::env::var("ARCHWAY_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "ARCHWAY_TEST_PYTHON is not set: this test compares with astropy. Run the tests with \
-             scripts/test, or `eval \"$(scripts/test-services)\"` first"
-        )
-    });
     let cases = cases();
     let input: Map<String, Value> = cases
         .iter()
@@ -86,21 +82,7 @@ fn display_limits_agree_with_astropy() {
             (name.to_string(), Value::Array(values))
         })
         .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cases.json");
-    std::fs::write(&file, serde_json::to_vec(&input).unwrap()).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/quicklook_astropy.py");
-    let out = std::process::Command::new(&python)
-        .arg(script)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "astropy failed (scripts/test-services installs it): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let expected: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expected = common::astropy("quicklook_astropy.py", &Value::Object(input));
     for (name, values) in &cases {
         for stretch in [Stretch::Zscale, Stretch::Percentile] {
             let (lo, hi) = stretch.limits(values).unwrap();

@@ -10,6 +10,8 @@
 #![allow(clippy::unwrap_used)]
 #![allow(clippy::disallowed_methods)] // tests may block
 
+mod common;
+
 use archway_compute::header::{Progress, parse, write};
 use archway_compute::wcs::{Wcs, separation};
 use serde_json::{Value, json};
@@ -252,12 +254,6 @@ fn pixels((n1, n2): (f64, f64)) -> Vec<(f64, f64)> {
 
 #[test]
 fn sky_positions_agree_with_astropy() {
-    let python = std::env::var("ARCHWAY_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "ARCHWAY_TEST_PYTHON is not set: this test compares with astropy. Run the tests with \
-             scripts/test, or `eval \"$(scripts/test-services)\"` first"
-        )
-    });
     let cases = cases();
     let input: Vec<Value> = cases
         .iter()
@@ -266,21 +262,7 @@ fn sky_positions_agree_with_astropy() {
             json!({"name": c.name, "cards": c.cards, "pixels": px})
         })
         .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cases.json");
-    std::fs::write(&file, serde_json::to_vec(&input).unwrap()).unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/wcs_astropy.py");
-    let out = std::process::Command::new(&python)
-        .arg(script)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "astropy failed (scripts/test-services installs it): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let expected: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expected = common::astropy("wcs_astropy.py", &Value::Array(input));
     let mut worst = Vec::new();
     for c in &cases {
         let bytes = write(&c.cards);

@@ -53,3 +53,30 @@ pub fn skipped(test: &str, reason: &str) {
         writeln!(f, "{line}").unwrap();
     }
 }
+
+/// What `compute/tests/SCRIPT` prints (JSON) given `input` as a JSON file: the astropy side of
+/// a comparison, run with the test services' Python (`ARCHWAY_TEST_PYTHON`).
+#[allow(clippy::disallowed_methods)] // tests may block
+pub fn astropy(script: &str, input: &serde_json::Value) -> serde_json::Value {
+    let python = std::env::var("ARCHWAY_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "ARCHWAY_TEST_PYTHON is not set: this test compares with astropy. Run the tests with \
+             scripts/test, or `eval \"$(scripts/test-services)\"` first"
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cases.json");
+    std::fs::write(&file, serde_json::to_vec(input).unwrap()).unwrap();
+    let script = format!("{}/tests/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(&python)
+        .arg(script)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "astropy failed (scripts/test-services installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
