@@ -135,6 +135,10 @@ async fn linked_catalogues_span_sites_and_never_widen_access() {
     assert_eq!(linked["extra"]["archway.site"], a.url.as_str());
     assert_eq!(linked["extra"]["archway.link"], "a");
     assert_eq!(linked["read_only"], true);
+    // A's count of the volume's objects, and when it counted them, come along.
+    let at_a = a.catalog(&["volume", "show", "demo"]);
+    assert_eq!(linked["last_scan"], at_a["last_scan"], "{linked}");
+    assert_eq!(linked["last_scan"]["objects"], 4, "{linked}");
 
     // C links B with B's admin: A's volume through B, as `b.a.demo`, still naming A.
     let admin_b = (
@@ -171,9 +175,9 @@ async fn linked_catalogues_span_sites_and_never_widen_access() {
         .unwrap();
     let table = text(&table.stdout);
     assert!(
-        table
-            .lines()
-            .any(|l| l.starts_with("b.a.demo") && l.contains(&format!("{} (b)", a.url))),
+        table.lines().any(|l| l.starts_with("b.a.demo")
+            && l.split_whitespace().nth(3) == Some("4")
+            && l.contains(&format!("{} (b)", a.url))),
         "{table}"
     );
 

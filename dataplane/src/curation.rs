@@ -855,6 +855,7 @@ impl Dataplane {
                 Err(CatalogError::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
+            let scan = remote.last_scan;
             let mut extra = remote.extra.clone();
             // The site is the one that holds the data: the peer's own, or further along.
             let site = remote
@@ -887,6 +888,10 @@ impl Dataplane {
                 quota_objects: None,
             };
             let (_, created) = self.catalog().upsert_volume(new).await?;
+            // What the peer counted at its last scan (a scan here counts through the link).
+            if let Some(scan) = &scan {
+                self.catalog().mirror_scan(&id, scan).await?;
+            }
             if created {
                 report.added.push(id.clone());
             } else {

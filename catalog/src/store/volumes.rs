@@ -220,6 +220,23 @@ impl Catalog {
         Ok(())
     }
 
+    /// Records the last scan a peer gateway reports for a volume linked from it: its counts
+    /// and its time, as the peer has them.
+    pub async fn mirror_scan(&self, id: &str, scan: &ScanSummary) -> Result<()> {
+        let _changing = self.changing();
+        sqlx::query(
+            "UPDATE volumes SET scan_objects = $1, scan_bytes = $2, scanned_at = $3 WHERE id = $4",
+        )
+        .bind(clamp_i64(scan.objects))
+        .bind(clamp_i64(scan.bytes))
+        .bind(scan.scanned_at.0)
+        .bind(id)
+        .execute(&self.inner.pool)
+        .await
+        .map_err(CatalogError::db("mirror scan"))?;
+        Ok(())
+    }
+
     pub async fn record_scan(&self, id: &str, objects: u64, bytes: u64) -> Result<ScanSummary> {
         let _changing = self.changing();
         let summary = ScanSummary {
