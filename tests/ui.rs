@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use archway_compute::array::{Array, ArrayFormat};
 use archway_dataplane::object_store::path::Path as StorePath;
 use archway_dataplane::object_store::{ObjectStoreExt, PutPayload};
-use common::{Gateway, s3_client};
+use common::{Gateway, free_port, records_until, s3_client};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 
@@ -630,4 +630,68 @@ async fn the_pages_work_in_chromium_and_hide_what_a_user_may_not_read() {
         assert!(len > 1000, "no screenshot {}", file.display());
     }
     println!("screenshots: {}", shots.display());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pages_leave_audit_records_naming_the_visitor_and_the_volume() {
+    let dir = tempfile::tempdir().unwrap();
+    let trail = dir.path().join("audit/trail.jsonl");
+    let gw = Gateway::start_with_env(
+        &dir.path().join("data"),
+        free_port(),
+        &[],
+        &[("ARCHWAY_AUDIT__PATH", trail.to_str().unwrap())],
+    )
+    .await;
+    let admin = gw.credential("archway_api_token");
+    let mut v = Visitor::new(&gw.url);
+    assert_eq!(v.sign_in(&admin).await.status, 303);
+    assert_eq!(v.get("/ui/volumes/demo").await.status, 200);
+    let stac = reqwest::Client::new()
+        .get(format!("{}/stac/collections/demo", gw.url))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stac.status(), 200);
+    let records = records_until(&trail, |r| {
+        r.iter().any(|r| r["op"] == "GET /ui/volumes/{id}")
+            && r.iter().any(|r| r["op"] == "GET /stac/collections/{id}")
+    })
+    .await;
+    let page = records
+        .iter()
+        .find(|r| r["op"] == "GET /ui/volumes/{id}")
+        .unwrap();
+    assert_eq!(page["front"], "ui", "{page}");
+    assert_eq!(page["principal"], "admin", "{page}");
+    assert_eq!(page["auth"], "session", "{page}");
+    assert_eq!(page["volume"], "demo", "{page}");
+    let login = records
+        .iter()
+        .find(|r| r["op"] == "POST /ui/login")
+        .unwrap();
+    assert_eq!(
+        (login["principal"].as_str(), login["auth"].as_str()),
+        (Some("admin"), Some("bearer"))
+    );
+    let s = records
+        .iter()
+        .find(|r| r["op"] == "GET /stac/collections/{id}")
+        .unwrap();
+    assert_eq!(
+        (s["front"].as_str(), s["auth"].as_str()),
+        (Some("api"), Some("bearer")),
+        "{s}"
+    );
+    // No record holds the session cookie or the token.
+    let text = std::fs::read_to_string(&trail).unwrap();
+    assert!(
+        !text.contains(&admin[4..]),
+        "the token is in the audit trail"
+    );
+    assert!(
+        !text.contains(&v.cookies["archway_session"]),
+        "the cookie is in the audit trail"
+    );
 }

@@ -106,9 +106,12 @@ fn auth_kind(headers: &HeaderMap, query: Option<&str>, api: bool) -> &'static st
     }
 }
 
-/// The volume a route of the API is about: `/api/v1/volumes/{id}/…`.
+/// The volume a route of the API or the web pages is about: `/api/v1/volumes/{id}/…`,
+/// `/ui/volumes/{id}/…`.
 fn api_volume(path: &str) -> Option<&str> {
-    let rest = path.strip_prefix("/api/v1/volumes/")?;
+    let rest = path
+        .strip_prefix("/api/v1/volumes/")
+        .or_else(|| path.strip_prefix("/ui/volumes/"))?;
     rest.split('/').next().filter(|v| !v.is_empty())
 }
 
@@ -118,10 +121,15 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     if path == "/healthz" || path == "/metrics" {
         return next.run(req).await;
     }
-    let api = path.starts_with("/api/");
+    // The HTTP API, and the discovery APIs (STAC, SIA) that take its bearer tokens.
+    let api = path.starts_with("/api/")
+        || path == "/stac"
+        || path.starts_with("/stac/")
+        || path.starts_with("/sia/");
+    let ui = path == "/ui" || path.starts_with("/ui/");
     let front = if api {
         "api"
-    } else if path == "/ui" || path.starts_with("/ui/") {
+    } else if ui {
         "ui"
     } else {
         "s3"
@@ -152,7 +160,10 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
             .extensions()
             .get::<MatchedPath>()
             .map(|m| format!("{} {}", req.method(), m.as_str())),
-        volume: api.then(|| api_volume(&path)).flatten().map(str::to_string),
+        volume: (api || ui)
+            .then(|| api_volume(&path))
+            .flatten()
+            .map(str::to_string),
         ..Default::default()
     };
     let source = req.extensions().get::<ClientAddr>().map(|c| c.to_string());
@@ -190,7 +201,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         }
     };
     let mut p = std::mem::take(&mut *slot.lock().unwrap_or_else(|e| e.into_inner()));
-    if !api && p.volume.is_none() {
+    if front == "s3" && p.volume.is_none() {
         // Refused before an operation began (a bad signature): the path still names them.
         match s3s::path::parse_path_style(&path) {
             Ok(s3s::path::S3Path::Bucket { bucket }) => p.volume = Some(bucket.into()),
@@ -442,5 +453,7 @@ mod tests {
         assert_eq!(api_volume("/api/v1/volumes/demo"), Some("demo"));
         assert_eq!(api_volume("/api/v1/volumes/"), None);
         assert_eq!(api_volume("/api/v1/users"), None);
+        assert_eq!(api_volume("/ui/volumes/demo/object"), Some("demo"));
+        assert_eq!(api_volume("/ui/search"), None);
     }
 }

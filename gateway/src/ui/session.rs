@@ -211,8 +211,8 @@ async fn session_of(parts: &Parts, state: &AppState) -> Option<Session> {
         return None;
     }
     match crate::auth::bearer(state, &sealed.t).await {
-        Ok((who, how)) => {
-            crate::audit::note_principal(&who, Some(how));
+        Ok((who, _)) => {
+            crate::audit::note_principal(&who, Some("session"));
             Some(Session {
                 who,
                 csrf: sealed.c,
