@@ -624,6 +624,13 @@ impl Principal {
         }
     }
 
+    /// The gateway itself, for the work it does of its own accord — the periodic sweeps, the
+    /// peer links' and the science index's refreshes, the first start — as an administrator
+    /// that no credential names. One identity for all of it, so its records read alike.
+    pub fn gateway() -> Self {
+        Self::full("archway", true)
+    }
+
     /// Whether the caller may make catalogue-wide changes: the admin role, through a
     /// credential that is not limited to reading or to some volumes.
     pub fn acts_as_admin(&self) -> bool {

@@ -87,7 +87,7 @@ impl Dataplane {
     /// Removes what writes interrupted by a crash left in the file backends that hold
     /// writable volumes (staging files unmodified for `max_age`); returns how many files went.
     pub async fn sweep_staging(&self, max_age: std::time::Duration) -> Result<usize> {
-        let system = archway_catalog::Principal::full("archway", true);
+        let system = archway_catalog::Principal::gateway();
         let mut names: Vec<String> = Vec::new();
         let page = 10_000u32;
         for n in 0.. {

@@ -90,7 +90,7 @@ pub async fn refresh_all(state: &AppState) {
             return;
         }
     };
-    let system = Principal::full("archway", true);
+    let system = Principal::gateway();
     let peers = match state.dataplane.peers(Some(&system)).await {
         Ok(p) => p,
         Err(e) => {

@@ -46,11 +46,6 @@ pub fn is_fits(key: &str) -> bool {
         .any(|e| lower.ends_with(e))
 }
 
-/// The gateway's own identity for its periodic and first-start work.
-fn system() -> Principal {
-    Principal::full("archway", true)
-}
-
 /// Re-indexes every workspace (what users wrote since the last round: only new and changed
 /// objects are read, gone ones dropped), on one replica at a time (the catalogue's advisory
 /// lock on PostgreSQL). Every `server.science_refresh_interval`.
@@ -66,7 +61,7 @@ pub async fn refresh_workspaces(dataplane: &Dataplane) {
             return;
         }
     };
-    let system = system();
+    let system = Principal::gateway();
     let query = archway_catalog::VolumeQuery {
         kind: Some(archway_catalog::VolumeKind::Workspace),
         limit: Some(10_000),
@@ -97,7 +92,7 @@ pub async fn refresh_workspaces(dataplane: &Dataplane) {
 /// Scans and indexes `volume` as the gateway itself (the demo volume on first start), unless
 /// it was scanned before.
 pub async fn scan_if_new(dataplane: &Dataplane, volume: &str) -> Result<(), DataplaneError> {
-    let system = system();
+    let system = Principal::gateway();
     let (v, _) = dataplane.volume(Some(&system), volume).await?;
     if v.last_scan.is_some() {
         return Ok(());
