@@ -157,7 +157,8 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 ///
 /// HTTP/2 has no such state and no `Connection` header.
 async fn close_unread_continue(req: Request, next: Next) -> Response {
-    if req.version() != axum::http::Version::HTTP_11 {
+    // Most requests (GET, HEAD, listings) have no body: nothing to settle, nothing to wrap.
+    if req.version() != axum::http::Version::HTTP_11 || http_body::Body::is_end_stream(req.body()) {
         return next.run(req).await;
     }
     let expects_continue = req
