@@ -216,18 +216,10 @@ async fn linked_catalogues_span_sites_and_never_widen_access() {
     let scanned = c.catalog(&["volume", "scan", "b.a.demo"]);
     assert_eq!(scanned["science"]["with_position"], 2, "{scanned}");
     let admin_c = c.credential("archway_api_token");
-    let found: Value = http
-        .get(format!(
-            "{}/api/v1/science?ra=202.47&dec=47.19&radius=0.1",
-            c.url
-        ))
-        .bearer_auth(&admin_c)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, found) = c
+        .get_json("/api/v1/science?ra=202.47&dec=47.19&radius=0.1", &admin_c)
+        .await;
+    assert_eq!(status, 200, "{found}");
     assert!(
         found["objects"]
             .as_array()
@@ -236,15 +228,8 @@ async fn linked_catalogues_span_sites_and_never_widen_access() {
             .any(|o| o["volume"] == "b.a.demo" && o["key"] == "images/field1.fits"),
         "{found}"
     );
-    let collection: Value = http
-        .get(format!("{}/stac/collections/b.a.demo", c.url))
-        .bearer_auth(&admin_c)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, collection) = c.get_json("/stac/collections/b.a.demo", &admin_c).await;
+    assert_eq!(status, 200, "{collection}");
     assert_eq!(collection["archway:site"], a.url.as_str(), "{collection}");
     assert_eq!(collection["archway:link"], "b", "{collection}");
     let quicklook = ui_get(

@@ -16,7 +16,6 @@ use archway_dataplane::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use common::mount::Mount;
 use common::{BIN, Gateway, aws, s3_client, text};
 use futures::TryStreamExt;
-use serde_json::Value;
 
 const KIB: u64 = 1024;
 
@@ -309,15 +308,8 @@ async fn a_users_quota_spans_their_workspaces_and_new_workspaces_get_the_default
     );
 
     // The user sees their usage (whoami), and so does an admin (user show).
-    let me: Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/whoami", gw.url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, me) = gw.get_json("/api/v1/whoami", &token).await;
+    assert_eq!(status, 200, "{me}");
     assert_eq!(me["usage_bytes"].as_u64(), Some(300 * KIB), "{me}");
     assert_eq!(me["usage_objects"].as_u64(), Some(3), "{me}");
     let shown = gw.catalog(&["user", "show", "uma"]);

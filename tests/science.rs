@@ -11,14 +11,8 @@ use common::{Gateway, free_port};
 use serde_json::Value;
 
 async fn search(gw: &Gateway, token: &str, query: &str) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .get(format!("{}/api/v1/science?{query}", gw.url))
-        .bearer_auth(token)
-        .send()
+    gw.get_json(&format!("/api/v1/science?{query}"), token)
         .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap())
 }
 
 fn keys(found: &Value) -> Vec<String> {
@@ -70,15 +64,8 @@ async fn a_scan_indexes_the_fits_headers_and_the_index_finds_them_for_readers_on
 
     // The STAC collection states the demo's extent: a box around M51 (RA 202.47, longitude
     // -157.53) and the Crab (RA 83.63), and the day both were taken.
-    let collection: Value = reqwest::Client::new()
-        .get(format!("{}/stac/collections/demo", gw.url))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, collection) = gw.get_json("/stac/collections/demo", &admin).await;
+    assert_eq!(status, 200, "{collection}");
     let bbox: Vec<f64> =
         serde_json::from_value(collection["extent"]["spatial"]["bbox"][0].clone()).unwrap();
     assert!(

@@ -226,6 +226,18 @@ impl Gateway {
         serde_json::from_slice(&out.stdout).unwrap_or_default()
     }
 
+    /// `GET path` on this gateway with `token` as the bearer: the status and the JSON answer.
+    pub async fn get_json(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
+        let resp = reqwest::Client::new()
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap())
+    }
+
     /// The gateway's Prometheus metrics, as text.
     pub async fn metrics(&self) -> String {
         reqwest::get(format!("{}/metrics", self.url))
