@@ -463,17 +463,9 @@ fn print_volumes(list: &VolumeList, json: bool) -> Result<()> {
             .map(|s| s.objects.to_string())
             .unwrap_or_else(|| "-".into());
         // Volumes linked from a peer name the gateway that holds the data, and the link.
-        let extra = &v.volume.extra;
-        let site = match (
-            extra
-                .get(archway_dataplane::SITE_KEY)
-                .and_then(Value::as_str),
-            extra
-                .get(archway_dataplane::LINK_KEY)
-                .and_then(Value::as_str),
-        ) {
-            (Some(site), Some(link)) => format!("{site} ({link})"),
-            _ => "here".to_string(),
+        let site = match archway_dataplane::linked_site(&v.volume) {
+            Some((site, link)) => format!("{site} ({link})"),
+            None => "here".to_string(),
         };
         println!(
             "{:<24} {:<9} {:<6} {:<10} {:<28} {}",

@@ -768,6 +768,13 @@ pub struct PeerSync {
 pub const SITE_KEY: &str = "archway.site";
 pub const LINK_KEY: &str = "archway.link";
 
+/// The gateway that holds a linked volume's data and the link it came through; None for a
+/// volume of this gateway.
+pub fn linked_site(v: &Volume) -> Option<(&str, &str)> {
+    let text = |k: &str| v.extra.get(k).and_then(|x| x.as_str());
+    Some((text(SITE_KEY)?, text(LINK_KEY)?))
+}
+
 // ----- Peer links (a federated catalogue) -----
 
 impl Dataplane {

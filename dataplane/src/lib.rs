@@ -39,7 +39,7 @@ pub use archway_cache as cache;
 pub use archway_catalog as catalog;
 pub use attributes::ObjectAttributes;
 pub use backend::{BackendConfig, BackendKind, GatewayVolume, Secret, gateway_volume};
-pub use curation::{LINK_KEY, PeerSync, SITE_KEY, VolumeAcl};
+pub use curation::{LINK_KEY, PeerSync, SITE_KEY, VolumeAcl, linked_site};
 pub use error::{BodyError, DataplaneError};
 pub use listing::{ListPage, ListRequest};
 pub use object_store;

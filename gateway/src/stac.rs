@@ -158,13 +158,9 @@ fn collection_of(b: &str, v: &Volume, extent: Option<&ScienceExtent>) -> Value {
         ],
     });
     // A volume linked from a peer gateway names the site that holds its data and the link.
-    for (key, field) in [
-        (archway_dataplane::SITE_KEY, "archway:site"),
-        (archway_dataplane::LINK_KEY, "archway:link"),
-    ] {
-        if let Some(value) = v.extra.get(key) {
-            collection[field] = value.clone();
-        }
+    if let Some((site, link)) = archway_dataplane::linked_site(v) {
+        collection["archway:site"] = json!(site);
+        collection["archway:link"] = json!(link);
     }
     collection
 }

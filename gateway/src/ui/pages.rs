@@ -233,24 +233,15 @@ fn badges(v: &Volume) -> String {
     if v.public_read {
         out.push_str("<span class=\"badge public\">public</span> ");
     }
-    if let Some((site, link)) = linked(v) {
+    if let Some((site, link)) = archway_dataplane::linked_site(v) {
         let _ = write!(
             out,
             "<span class=\"badge site\" title=\"held at this site, linked as {}\">at {}</span> ",
-            esc(&link),
-            esc(&site)
+            esc(link),
+            esc(site)
         );
     }
     out
-}
-
-/// The site that holds a linked volume's data and the link it came through.
-fn linked(v: &Volume) -> Option<(String, String)> {
-    let text = |k: &str| v.extra.get(k).and_then(|x| x.as_str()).map(str::to_string);
-    Some((
-        text(archway_dataplane::SITE_KEY)?,
-        text(archway_dataplane::LINK_KEY).unwrap_or_default(),
-    ))
 }
 
 /// `GET /ui/volumes/{id}`: what the volume is, how to reach it, who may; for admins, its
@@ -288,13 +279,13 @@ pub(super) async fn volume(
             esc(v.license.as_deref().unwrap_or("not stated")),
         );
         fact("Providers", providers(&v));
-        if let Some((site, link)) = linked(&v) {
+        if let Some((site, link)) = archway_dataplane::linked_site(&v) {
             fact(
                 "Held at",
                 format!(
                     "<span id=\"site\">{}</span>, linked as <code>{}</code> (reductions run there)",
-                    esc(&site),
-                    esc(&link)
+                    esc(site),
+                    esc(link)
                 ),
             );
         }
