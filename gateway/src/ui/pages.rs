@@ -348,8 +348,11 @@ pub(super) async fn volume(
             qid = q(&v.id),
         );
         body.push_str(&snippets(&v, &base));
-        if session.who.acts_as_admin() {
-            body.push_str(&admin_forms(&state, &session, &v).await?);
+        // The dataplane decides who curates: it lists a volume's grants to admins only.
+        match state.dataplane.grants(session.who(), Some(&v.id), None).await {
+            Ok(grants) => body.push_str(&admin_forms(&session, &v, &grants)),
+            Err(archway_dataplane::DataplaneError::NotPermitted { .. }) => {}
+            Err(e) => return Err(e.into()),
         }
         Ok(page(&v.id, Some(&session), &body))
     }
@@ -431,7 +434,7 @@ fn snippets(v: &Volume, base: &str) -> String {
 }
 
 /// An admin's forms on the volume page: its description, and its grants.
-async fn admin_forms(state: &AppState, session: &Session, v: &Volume) -> UiResult<String> {
+fn admin_forms(session: &Session, v: &Volume, grants: &[archway_catalog::Grant]) -> String {
     let sid = seg(&v.id);
     let csrf = csrf_field(session);
     let mut out = String::new();
@@ -455,13 +458,10 @@ async fn admin_forms(state: &AppState, session: &Session, v: &Volume) -> UiResul
         esc(v.license.as_deref().unwrap_or_default()),
         if v.public_read { " checked" } else { "" },
     );
-    let grants = state
-        .dataplane
-        .grants(session.who(), Some(&v.id), None)
-        .await?;
+
     out.push_str("<h2>Grants (admin)</h2><table class=\"grants\" id=\"grants\"><thead><tr><th>Subject</th><th>Level</th><th></th></tr></thead><tbody>");
-    for g in &grants {
-        let subject = format!("{}:{}", g.subject.kind(), g.subject.name());
+    for g in grants {
+        let subject = g.subject.to_string();
         let _ = write!(
             out,
             "<tr><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/ui/volumes/{sid}/revoke\" class=\"inline\">{csrf}\
@@ -481,7 +481,7 @@ async fn admin_forms(state: &AppState, session: &Session, v: &Volume) -> UiResul
          <label>Level <select name=\"level\"><option>read</option><option>write</option><option>admin</option></select></label>\
          <button type=\"submit\">Grant</button></form>"
     );
-    Ok(out)
+    out
 }
 
 /// A message passed back to a page after a form (`?done=saved` and the like).
