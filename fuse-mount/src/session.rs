@@ -205,15 +205,40 @@ impl Mounted {
         if let Err(e) = self.unmounter.unmount() {
             tracing::debug!(error = %e, "releasing the mount handle");
         }
-        if is_mounted(&self.mountpoint)
-            && let Err(e) = unmount(&self.mountpoint, false)
-        {
-            tracing::warn!(mountpoint = %self.mountpoint.display(), error = %e, "unmount failed (files still open?); detaching lazily");
-            unmount(&self.mountpoint, true)?;
+        // fusermount3, let go of above, may be unmounting at the same moment: the kernel then
+        // answers our unmount "busy" for a moment. A few tries before detaching lazily; a
+        // mount that has gone meanwhile is what we asked for.
+        let mut tries = 0;
+        while is_mounted(&self.mountpoint) {
+            match unmount(&self.mountpoint, false) {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(_) if tries < 10 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(mountpoint = %self.mountpoint.display(), error = %e, "unmount failed (files still open?); detaching lazily");
+                    match unmount(&self.mountpoint, true) {
+                        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                        _ => break,
+                    }
+                }
+            }
         }
-        self.done
+        let ended = self
+            .done
             .await
-            .unwrap_or_else(|_| Err(io::Error::other("the FUSE session thread died")))
+            .unwrap_or_else(|_| Err(io::Error::other("the FUSE session thread died")));
+        match ended {
+            // The end we asked for: the connection aborted as the mount went (fusermount3's
+            // auto-unmount, or the last user of a lazily detached mount letting go).
+            Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {
+                tracing::debug!(error = %e, "the FUSE connection ended with the unmount");
+                Ok(())
+            }
+            r => r,
+        }
     }
 }
 
