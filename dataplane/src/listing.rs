@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{Attributes, ObjectStore};
+use object_store::{Attributes, ListResult, ObjectStore};
 
 use crate::key::{key_of, parse_key};
 use crate::read::ObjectInfo;
@@ -61,7 +61,11 @@ impl VolumeStore {
         let list_err = |e| DataplaneError::from_store_error(volume, &req.prefix, Op::List, e);
 
         if delimiter == Some("/") {
-            let result = match ObjectStore::list_with_delimiter(self, folder.as_ref()).await {
+            let level = match self.file_level(folder.as_ref(), &req.prefix, after, max + 1) {
+                Some(level) => level.await,
+                None => ObjectStore::list_with_delimiter(self, folder.as_ref()).await,
+            };
+            let result = match level {
                 Ok(r) => r,
                 // A folder that does not exist holds nothing.
                 Err(object_store::Error::NotFound { .. }) => return Ok(ListPage::default()),
@@ -128,6 +132,50 @@ impl VolumeStore {
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(page(entries, max))
+    }
+}
+
+impl VolumeStore {
+    /// A file backend pages a directory level itself ([`crate::posix::PosixStore::list_level`]):
+    /// `limit` entries of `folder` from `after` on, in this volume's keys. None for other
+    /// backends, which list the whole level.
+    fn file_level(
+        &self,
+        folder: Option<&Path>,
+        prefix: &str,
+        after: &str,
+        limit: usize,
+    ) -> Option<impl std::future::Future<Output = object_store::Result<ListResult>> + use<>> {
+        let posix = self.backend.posix.clone()?;
+        // The volume's keys lie under its prefix in the backend's tree.
+        let root = Path::parse(&self.volume.prefix).ok()?;
+        let in_store = |key: &str| {
+            if root.as_ref().is_empty() {
+                key.to_string()
+            } else {
+                format!("{}/{key}", root.as_ref())
+            }
+        };
+        let dir: Path = root
+            .parts()
+            .chain(folder.into_iter().flat_map(|f| f.parts()))
+            .collect();
+        let (prefix, after) = (in_store(prefix), in_store(after));
+        let depth = root.parts().count();
+        let strip = move |p: &Path| -> Path { p.parts().skip(depth).collect() };
+        Some(async move {
+            let dir = (!dir.as_ref().is_empty()).then_some(dir);
+            let mut level = posix
+                .list_level(dir.as_ref(), &prefix, &after, limit)
+                .await?;
+            for meta in &mut level.objects {
+                meta.location = strip(&meta.location);
+            }
+            for p in &mut level.common_prefixes {
+                *p = strip(p);
+            }
+            Ok(level)
+        })
     }
 }
 

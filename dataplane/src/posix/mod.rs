@@ -57,7 +57,9 @@ pub enum Links {
 
 const STORE: &str = "PosixStore";
 
-/// Objects listed per trip to a blocking thread.
+/// Objects listed per trip to a blocking thread. The first trip reads one more: an S3 page
+/// (1000 keys unless asked for fewer) and the key that proves there is a next one, so that a
+/// page's listing reads the attributes of no file it does not return.
 const LIST_BATCH: usize = 1000;
 
 /// A file tree as an object store; see the module documentation.
@@ -771,9 +773,10 @@ impl ObjectStore for PosixStore {
                 } else {
                     format!("{rel}/{}", e.name)
                 };
-                match &e.stat {
-                    Some(st) => out.objects.extend(meta_of(&key, st, e.etag.as_deref())),
-                    None => out.common_prefixes.extend(Path::parse(&key).ok()),
+                if matches!(e.found, walk::Found::Dir) {
+                    out.common_prefixes.extend(Path::parse(&key).ok());
+                } else if let Some((st, etag)) = e.object(&dir).map_err(|e| error(&rel, e))? {
+                    out.objects.extend(meta_of(&key, &st, etag.as_deref()));
                 }
             }
             Ok(out)
@@ -883,6 +886,27 @@ enum Listing {
 }
 
 impl PosixStore {
+    /// One directory level as a listing with delimiter '/' pages it: the objects (the folder
+    /// marker first) and the folders (as common prefixes) directly in `dir`, whose keys begin
+    /// with `prefix` and sort after `after`, in key order, at most `limit` of them. The
+    /// attributes of only the files returned are read, so a page costs what it returns,
+    /// however large the directory. Keys are this store's (beneath its root).
+    pub async fn list_level(
+        &self,
+        dir: Option<&Path>,
+        prefix: &str,
+        after: &str,
+        limit: usize,
+    ) -> object_store::Result<ListResult> {
+        let root = self.root.clone();
+        let rel = dir.map(|p| p.as_ref().to_string()).unwrap_or_default();
+        let (prefix, after) = (prefix.to_string(), after.to_string());
+        blocking(move || {
+            walk::level(&root, &rel, &prefix, &after, limit).map_err(|e| error(&rel, e))
+        })
+        .await
+    }
+
     /// The objects below `prefix` in key order (after `after`), read a batch at a time on a
     /// blocking thread.
     fn walk(
@@ -895,6 +919,10 @@ impl PosixStore {
         futures::stream::unfold(Listing::Start(after), move |state| {
             let (root, rel) = (root.clone(), rel.clone());
             async move {
+                let n = match state {
+                    Listing::Start(_) => LIST_BATCH + 1,
+                    _ => LIST_BATCH,
+                };
                 let mut walk = match state {
                     Listing::Done => return None,
                     Listing::Walking(w) => Some(w),
@@ -913,7 +941,7 @@ impl PosixStore {
                     }
                 }?;
                 let r = tokio::task::spawn_blocking(move || {
-                    let batch = walk.batch(&root, LIST_BATCH);
+                    let batch = walk.batch(&root, n);
                     (batch, walk)
                 })
                 .await;

@@ -23,18 +23,41 @@ use super::{Links, marker_stat, meta_of};
 #[derive(Debug, Clone)]
 pub(super) struct Entry {
     pub(super) name: String,
-    /// A directory (its keys lie below it), or an object (with its attributes).
-    pub(super) stat: Option<Stat>,
-    /// The object's recorded ETag, when it is for the file as it is now.
-    pub(super) etag: Option<String>,
+    pub(super) found: Found,
+}
+
+/// What a directory entry is.
+#[derive(Debug, Clone)]
+pub(super) enum Found {
+    /// A directory: its keys lie below it.
+    Dir,
+    /// A regular file (by the directory's own record of its type), not yet looked at: a
+    /// listing asks for its attributes only when it hands the object out, so a page of 1000
+    /// keys costs 1000 `statx`, however large the directory.
+    File,
+    /// An object, with its attributes and recorded ETag (when that is for the file as it is).
+    Object(Stat, Option<String>),
 }
 
 impl Entry {
     /// The entry's place among its siblings in key order.
     fn sort_key(&self) -> String {
-        match self.stat {
-            None => format!("{}/", self.name),
-            Some(_) => self.name.clone(),
+        match self.found {
+            Found::Dir => format!("{}/", self.name),
+            _ => self.name.clone(),
+        }
+    }
+
+    /// The object this entry is, with its attributes (None: a directory, or a file gone or
+    /// no longer a file since the directory was read).
+    pub(super) fn object(
+        self,
+        dir: &OwnedFd,
+    ) -> rustix::io::Result<Option<(Stat, Option<String>)>> {
+        match self.found {
+            Found::Dir => Ok(None),
+            Found::File => object(dir, &self.name),
+            Found::Object(st, etag) => Ok(Some((st, etag))),
         }
     }
 }
@@ -45,7 +68,8 @@ pub(super) fn nameable(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.chars().any(char::is_control)
 }
 
-/// The entries of the directory `dir` (at `rel` beneath the root), in key order.
+/// The entries of the directory `dir` (at `rel` beneath the root), in key order. Regular
+/// files are [`Found::File`]: their attributes are read when they are listed.
 pub(super) fn read_dir(root: &Root, dir: &OwnedFd, rel: &str) -> rustix::io::Result<Vec<Entry>> {
     let mut out = Vec::new();
     for entry in Dir::read_from(dir)? {
@@ -63,25 +87,15 @@ pub(super) fn read_dir(root: &Root, dir: &OwnedFd, rel: &str) -> rustix::io::Res
             continue;
         }
         let found = match kind {
-            FileType::Directory => Some(None),
-            FileType::RegularFile => object(dir, &name)?.map(Some),
+            FileType::Directory => Some(Found::Dir),
+            FileType::RegularFile => Some(Found::File),
             FileType::Symlink if root.links() == Links::Skip => None,
             // A link (followed only beneath the root), or a file system that does not say.
             _ => classify(root, dir, rel, &name, kind)?,
         };
-        match found {
-            Some(None) => out.push(Entry {
-                name,
-                stat: None,
-                etag: None,
-            }),
-            Some(Some((st, etag))) => out.push(Entry {
-                name,
-                stat: Some(st),
-                etag,
-            }),
-            // Gone since the directory was read, or nothing a key can reach.
-            None => {}
+        // None: gone since the directory was read, or nothing a key can reach.
+        if let Some(found) = found {
+            out.push(Entry { name, found });
         }
     }
     out.sort_by_cached_key(Entry::sort_key);
@@ -97,11 +111,13 @@ pub(super) fn marker_entry(dir: &OwnedFd) -> Option<Entry> {
     let st = rustix::fs::fstat(dir).ok()?;
     Some(Entry {
         name: crate::key::MARKER.to_string(),
-        stat: Some(marker_stat(&st, &kept)),
-        etag: Some(
-            kept.etag
-                .clone()
-                .unwrap_or_else(|| super::EMPTY_MD5.to_string()),
+        found: Found::Object(
+            marker_stat(&st, &kept),
+            Some(
+                kept.etag
+                    .clone()
+                    .unwrap_or_else(|| super::EMPTY_MD5.to_string()),
+            ),
         ),
     })
 }
@@ -111,6 +127,8 @@ pub(super) fn marker_entry(dir: &OwnedFd) -> Option<Entry> {
 /// One `statx` per file: the recorded ETag comes from [`ETAGS`] while the file's change time
 /// says it is the file that was read; only a new or changed file is opened and its record read.
 fn object(dir: &OwnedFd, name: &str) -> rustix::io::Result<Option<(Stat, Option<String>)>> {
+    #[cfg(test)]
+    tests::LOOKED_AT.with(|n| n.set(n.get() + 1));
     let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(Errno::NOENT) => return Ok(None),
@@ -216,16 +234,15 @@ impl EtagMemo {
     }
 }
 
-/// What an entry of unknown type (or a link) is: a directory (`Some(None)`), an object
-/// (`Some(Some(..))`), or nothing a key can reach (`None`).
-#[allow(clippy::type_complexity)]
+/// What an entry of unknown type (or a link) is: a directory, an object, or nothing a key can
+/// reach (`None`).
 fn classify(
     root: &Root,
     dir: &OwnedFd,
     rel: &str,
     name: &str,
     kind: FileType,
-) -> rustix::io::Result<Option<Option<(Stat, Option<String>)>>> {
+) -> rustix::io::Result<Option<Found>> {
     let st = if kind == FileType::Symlink {
         // Through the root, so that a link is followed only while it stays beneath it.
         let full = if rel.is_empty() {
@@ -241,7 +258,7 @@ fn classify(
                         .open_at(&full, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())
                         .ok()
                         .and_then(|f| Kept::read(&f).etag_for(&st).map(str::to_string));
-                    return Ok(Some(Some((st, etag))));
+                    return Ok(Some(Found::Object(st, etag)));
                 }
                 st
             }
@@ -253,7 +270,7 @@ fn classify(
     } else {
         match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {
-                return Ok(object(dir, name)?.map(Some));
+                return Ok(object(dir, name)?.map(|(st, etag)| Found::Object(st, etag)));
             }
             Ok(st) => st,
             Err(Errno::NOENT) => return Ok(None),
@@ -261,10 +278,67 @@ fn classify(
         }
     };
     Ok(match FileType::from_raw_mode(st.st_mode) {
-        FileType::Directory => Some(None),
+        FileType::Directory => Some(Found::Dir),
         // Devices, sockets, fifos, links not followed: no object.
         _ => None,
     })
+}
+
+/// One directory level as a listing with delimiter '/' pages it (see
+/// [`super::PosixStore::list_level`]): `limit` entries of `rel` whose keys begin with `prefix`
+/// and sort after `after`, reading the attributes of only the files among them.
+pub(super) fn level(
+    root: &Root,
+    rel: &str,
+    prefix: &str,
+    after: &str,
+    limit: usize,
+) -> rustix::io::Result<object_store::ListResult> {
+    let mut out = object_store::ListResult {
+        common_prefixes: Vec::new(),
+        objects: Vec::new(),
+        extensions: Default::default(),
+    };
+    let dir = match root.dir(rel, false) {
+        Ok(d) => d,
+        Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV) => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    let wanted = |key: &str| key.starts_with(prefix) && key > after;
+    let entries = read_dir(root, &dir, rel)?;
+    let base = if rel.is_empty() {
+        String::new()
+    } else {
+        format!("{rel}/")
+    };
+    // The folder's own marker: its key is the folder's (`a/b/`), before all in it.
+    let marker = (!rel.is_empty() && wanted(&base))
+        .then(|| marker_entry(&dir))
+        .flatten();
+    let mut kept = 0;
+    for e in marker.into_iter().chain(entries) {
+        if kept >= limit {
+            break;
+        }
+        let name = format!("{base}{}", e.name);
+        if matches!(e.found, Found::Dir) {
+            if wanted(&format!("{name}/"))
+                && let Ok(folder) = object_store::path::Path::parse(&name)
+            {
+                out.common_prefixes.push(folder);
+                kept += 1;
+            }
+            continue;
+        }
+        if e.name != crate::key::MARKER && !wanted(&name) {
+            continue;
+        }
+        if let Some((st, etag)) = e.object(&dir)? {
+            out.objects.extend(meta_of(&name, &st, etag.as_deref()));
+            kept += 1;
+        }
+    }
+    Ok(out)
 }
 
 /// One level of a walk: a directory and the entries of it not yet visited.
@@ -325,12 +399,12 @@ impl Walk {
             // Only what can hold keys past the resume point.
             entries.retain(|e| {
                 let key = join(&rel, &e.name);
-                match e.stat {
-                    Some(_) => key.as_str() > after.as_str(),
-                    None => {
+                match e.found {
+                    Found::Dir => {
                         let below = format!("{key}/");
                         below.as_str() > after.as_str() || after.starts_with(&below)
                     }
+                    _ => key.as_str() > after.as_str(),
                 }
             });
         }
@@ -355,9 +429,15 @@ impl Walk {
                 continue;
             };
             let key = join(&level.rel, &entry.name);
-            match entry.stat {
-                Some(st) => return Some(Ok((key, st, entry.etag))),
-                None => {
+            match entry.found {
+                Found::Object(st, etag) => return Some(Ok((key, st, etag))),
+                Found::File => match object(&level.fd, &entry.name) {
+                    Ok(Some((st, etag))) => return Some(Ok((key, st, etag))),
+                    // Gone, or no longer a file, since the directory was read.
+                    Ok(None) => {}
+                    Err(e) => return Some(Err(e)),
+                },
+                Found::Dir => {
                     let sub = root.open_beneath(
                         level.fd.as_fd(),
                         &entry.name,
@@ -400,5 +480,60 @@ impl Walk {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)] // a test on its own thread: blocking is what it does
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    thread_local! {
+        /// Files whose attributes this thread's listings read.
+        pub(super) static LOOKED_AT: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn looked_at<T>(f: impl FnOnce() -> T) -> (T, usize) {
+        let before = LOOKED_AT.with(Cell::get);
+        let out = f();
+        (out, LOOKED_AT.with(Cell::get) - before)
+    }
+
+    #[test]
+    fn a_page_reads_the_attributes_of_only_the_files_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::create_dir(&big).unwrap();
+        for i in 0..2500 {
+            std::fs::write(big.join(format!("f{i:04}")), b"x").unwrap();
+        }
+        std::fs::create_dir(big.join("f1000-sub")).unwrap();
+        let root = Root::open(dir.path(), Links::Skip).unwrap();
+
+        // A flat walk: a page of 1000 and the key after it.
+        let (batch, n) = looked_at(|| {
+            let mut walk = Walk::new(&root, "big", Some("big/f0999".into())).unwrap();
+            walk.batch(&root, 1001)
+        });
+        assert_eq!(batch.len(), 1001);
+        assert_eq!(batch[0].as_ref().unwrap().location.as_ref(), "big/f1000");
+        assert_eq!(n, 1001, "read the attributes of {n} files for 1001 objects");
+
+        // One level, from the middle: the folder `f1000-sub/` takes its place in key order.
+        let (page, n) = looked_at(|| level(&root, "big", "big/", "big/f0999", 1000).unwrap());
+        assert_eq!(n, 999, "read the attributes of {n} files for 999 objects");
+        assert_eq!(page.objects.len(), 999);
+        assert_eq!(page.objects[0].location.as_ref(), "big/f1000");
+        assert_eq!(page.objects[1].location.as_ref(), "big/f1001");
+        let folders: Vec<&str> = page.common_prefixes.iter().map(|p| p.as_ref()).collect();
+        assert_eq!(folders, ["big/f1000-sub"]);
+        assert_eq!(page.objects.last().unwrap().location.as_ref(), "big/f1998");
+
+        // A prefix within the level: only what begins with it.
+        let (page, n) = looked_at(|| level(&root, "big", "big/f24", "", 1000).unwrap());
+        assert_eq!(page.objects.len(), 100);
+        assert_eq!(n, 100);
     }
 }
