@@ -106,6 +106,11 @@ pub struct MountArgs {
     /// Read straight from the stores, without the block cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Do not show S3 metadata as extended attributes (`user.*`): the kernel then stops
+    /// asking the mount for any, and `ls -l` of a large tree makes no round trip to the mount
+    /// per entry for them.
+    #[arg(long)]
+    pub no_xattrs: bool,
     /// Where files being written wait for their upload (default: the system's temp dir).
     #[arg(long)]
     pub spool_dir: Option<PathBuf>,
@@ -365,6 +370,7 @@ fn fs_config(args: &MountArgs) -> Result<FsConfig> {
         gid: args.gid.unwrap_or_else(current_gid),
         umask: args.umask,
         spool_dir,
+        xattrs: !args.no_xattrs,
         ..defaults
     })
 }

@@ -522,6 +522,52 @@ async fn local_mount_goes_straight_to_the_backends() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn no_xattrs_turns_extended_attributes_off_in_the_kernel() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut gw = Gateway::start(&data, &[]).await;
+    assert!(gw.stop().success());
+    let mp = dir.path().join("mnt");
+    let file = mp.join("demo/README.txt");
+    let mut value = [0u8; 256];
+    let get = |name: &str, value: &mut [u8]| rustix::fs::getxattr(&file, name, value);
+
+    // By default the mount answers: a name nobody set is absent (ENODATA).
+    let mut m = Mount::start(&mp, &["--data-dir", data.to_str().unwrap()]);
+    assert_eq!(
+        get("security.selinux", &mut value),
+        Err(rustix::io::Errno::NODATA)
+    );
+    assert_eq!(rustix::fs::listxattr(&file, &mut value[..]), Ok(0));
+    assert!(m.signal("-TERM").success(), "{}", m.log());
+
+    // With --no-xattrs it answers ENOSYS once, and the kernel answers every name itself from
+    // then on: "not supported", for listing and reading alike, and "no ACL" for the POSIX ACL
+    // names (ENODATA, as for a file that has none).
+    let mut m = Mount::start(&mp, &["--data-dir", data.to_str().unwrap(), "--no-xattrs"]);
+    for name in ["security.selinux", "user.s3.content-type", "user.mtime"] {
+        assert_eq!(
+            get(name, &mut value),
+            Err(rustix::io::Errno::NOTSUP),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        get("system.posix_acl_access", &mut value),
+        Err(rustix::io::Errno::NODATA)
+    );
+    assert_eq!(
+        rustix::fs::listxattr(&file, &mut value[..]),
+        Err(rustix::io::Errno::NOTSUP)
+    );
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        std::fs::read(data.join("demo/README.txt")).unwrap()
+    );
+    assert!(m.signal("-TERM").success(), "{}", m.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_killed_mount_leaves_no_stale_mount() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -501,6 +501,11 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if !self.fs.config().xattrs {
+            // Not implemented: the kernel stops asking, for every name.
+            reply.error(Errno::ENOSYS);
+            return;
+        }
         // Only `user.` names are an object's (its metadata): other namespaces (`ls` and
         // SELinux probes) are absent without asking the store.
         let Some(name) = name
@@ -525,6 +530,10 @@ impl fuser::Filesystem for FuseFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if !self.fs.config().xattrs {
+            reply.error(Errno::ENOSYS);
+            return;
+        }
         let fs = self.fs.clone();
         self.rt.spawn(async move {
             let r = fs.xattrs(ino.0).await;

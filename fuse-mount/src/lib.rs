@@ -102,6 +102,11 @@ pub struct FsConfig {
     /// The largest file an upload may create (the store may hold it lower; in local mode the
     /// dataplane holds it to `limits.max_object_bytes`).
     pub max_object_bytes: u64,
+    /// Show S3 metadata as extended attributes. Without, the mount answers the first
+    /// `getxattr` and `listxattr` with ENOSYS and the kernel asks it no more (every name then
+    /// reads as unsupported): `ls -l`, which asks two names of every entry, makes no round
+    /// trip to the mount for them.
+    pub xattrs: bool,
 }
 
 impl Default for FsConfig {
@@ -117,6 +122,7 @@ impl Default for FsConfig {
             upload_concurrency: 4,
             list_page: 1000,
             max_object_bytes: u64::MAX,
+            xattrs: true,
         }
     }
 }
