@@ -142,12 +142,28 @@ impl Catalog {
             Dialect::Sqlite => 4,
             Dialect::Postgres => 8,
         });
+        let sqlite = dialect == Dialect::Sqlite;
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(pooling.acquire_timeout)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // In WAL mode a commit is an append to the log, synced at checkpoints:
+                        // as durable as the objects' own files (which are not synced either)
+                        // and consistent after any crash, without the journal file made,
+                        // synced twice and unlinked per transaction of the default mode.
+                        sqlx::Executor::execute(&mut *conn, "PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(&connect_url)
             .await
             .map_err(CatalogError::db("connect"))?;
+        if sqlite {
+            wal_mode(&pool).await;
+        }
         let version = migrate::run(&pool, dialect).await?;
         tracing::debug!(url = %redact_url(url), version, "catalogue open");
         // The first view is loaded by the first reader: a handle on a catalogue whose secret
@@ -264,6 +280,22 @@ fn search_terms(q: &str) -> Vec<String> {
     terms
 }
 
+/// Puts an SQLite catalogue in WAL mode (kept in the file: once is enough). Where it cannot be
+/// (an in-memory or read-only database, another process holding a lock at this moment), the
+/// catalogue works on in the mode it has.
+async fn wal_mode(pool: &AnyPool) {
+    match sqlx::query_scalar::<_, String>("PRAGMA journal_mode = WAL")
+        .fetch_one(pool)
+        .await
+    {
+        Ok(mode) if mode.eq_ignore_ascii_case("wal") => {}
+        Ok(mode) => tracing::debug!(mode, "the SQLite catalogue keeps its journal mode"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot put the SQLite catalogue in WAL mode; it keeps its journal mode")
+        }
+    }
+}
+
 async fn sqlite_url(url: &str) -> Result<String> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let path = rest.split('?').next().unwrap_or("");
@@ -374,5 +406,28 @@ mod tests {
         let url = format!("sqlite://{}/sub/c.db", dir.path().display());
         assert_eq!(sqlite_url(&url).await.unwrap(), format!("{url}?mode=rwc"));
         assert!(dir.path().join("sub").is_dir());
+    }
+
+    #[tokio::test]
+    pub(super) async fn an_sqlite_catalogue_runs_in_wal_mode_with_normal_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/c.db", dir.path().display());
+        let secrets = SecretBox::from_bytes(&[7u8; 32]).unwrap();
+        let catalog = Catalog::connect(&url, Some(2), secrets).await.unwrap();
+        // Every connection of the pool: hold two at once.
+        let pool = &catalog.inner.pool;
+        let (mut a, mut b) = (pool.acquire().await.unwrap(), pool.acquire().await.unwrap());
+        for conn in [&mut a, &mut b] {
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            assert_eq!(mode, "wal");
+            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            assert_eq!(sync, 1, "synchronous is NORMAL (1)");
+        }
     }
 }
