@@ -162,6 +162,7 @@ async fn main() {
         (&archway_store, archway.0.id()),
         (&rclone_store, rclone.0.id()),
     ];
+    let mut list_cpu = (0.0, 0.0);
     for (name, kind, workers) in [
         ("HEAD 64 KiB, 1 in flight", Kind::Head, 1),
         ("GET 64 KiB, 1 in flight", Kind::Get, 1),
@@ -183,6 +184,9 @@ async fn main() {
             figures.push((done as f64 / secs, cpu / done as f64 * 1000.0));
         }
         let (a, r) = (figures[0], figures[1]);
+        if matches!(kind, Kind::List) {
+            list_cpu = (a.1, r.1);
+        }
         println!(
             "{:<26} {:>12.0} {:>12.0} {:>16.3} {:>16.3} {:>11.2}x",
             name,
@@ -193,6 +197,49 @@ async fn main() {
             a.1 / r.1
         );
     }
+    let floor = listing_floor_ms(&files_root.join("bench/tree"), if full { 200 } else { 5 });
+    println!(
+        "floor of a listing page, in this process: read each folder, sort it, stat each file: \
+         {floor:.3} ms per 1000 keys = {:.2}x rclone's CPU per page, {:.2}x archway's",
+        floor / list_cpu.1,
+        floor / list_cpu.0
+    );
     drop(rclone);
     drop(archway);
+}
+
+/// What the kernel's part of listing the files below `tree` as one sorted walk costs per 1000
+/// files, in ms: each folder read and sorted, each file `fstatat`ed beside its folder's
+/// descriptor (its size and time), nothing else — the least any server listing files spends.
+/// One thread over a warm tree, so its wall time is its CPU time.
+fn listing_floor_ms(tree: &Path, reps: usize) -> f64 {
+    use rustix::fs::{AtFlags, CWD, Dir, FileType, Mode, OFlags};
+    let open = |at: rustix::fd::BorrowedFd<'_>, name: &std::ffi::CStr| {
+        rustix::fs::openat(at, name, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+            .expect("open folder")
+    };
+    let started = Instant::now();
+    let mut files = 0;
+    for _ in 0..reps {
+        let root = std::ffi::CString::new(tree.as_os_str().as_encoded_bytes()).expect("path");
+        let mut stack = vec![open(CWD, &root)];
+        while let Some(dir) = stack.pop() {
+            let mut names: Vec<std::ffi::CString> = Dir::read_from(&dir)
+                .expect("read folder")
+                .map(|e| e.expect("entry").file_name().to_owned())
+                .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+                .collect();
+            names.sort();
+            for name in names {
+                let st = rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW).expect("stat");
+                if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                    stack.push(open(rustix::fd::AsFd::as_fd(&dir), &name));
+                } else {
+                    std::hint::black_box(st.st_size);
+                    files += 1;
+                }
+            }
+        }
+    }
+    started.elapsed().as_secs_f64() * 1000.0 / files as f64 * 1000.0
 }
