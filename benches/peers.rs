@@ -165,7 +165,8 @@ fn timed(cmd: &mut Command, pids: &[u32]) -> (f64, f64, String) {
     )
 }
 
-/// The boto3 load of benches/s3load.py: (requests/s, bytes/s, CPU-s per request).
+/// The boto3 load of benches/s3load.py: (requests/s, bytes/s, the server's CPU-s per request,
+/// boto3's own CPU-s per request).
 #[allow(clippy::too_many_arguments)]
 fn boto3(
     tools: &Tools,
@@ -176,7 +177,7 @@ fn boto3(
     processes: usize,
     threads: usize,
     extra: &[String],
-) -> (f64, f64, f64) {
+) -> (f64, f64, f64, f64) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/s3load.py");
     let mut cmd = Command::new(&tools.python);
     cmd.arg(script)
@@ -193,7 +194,8 @@ fn boto3(
     let done = report["requests"].as_f64().expect("requests");
     let seconds = report["seconds"].as_f64().expect("seconds");
     let bytes = report["bytes"].as_f64().expect("bytes");
-    (done / seconds, bytes / seconds, cpu / done)
+    let client = report["client_cpu"].as_f64().expect("client_cpu");
+    (done / seconds, bytes / seconds, cpu / done, client / done)
 }
 
 fn keys_file(dir: &Path, name: &str, keys: &[String]) -> PathBuf {
@@ -202,8 +204,9 @@ fn keys_file(dir: &Path, name: &str, keys: &[String]) -> PathBuf {
     path
 }
 
-/// The S3 rows for one server, in the order of `S3_ROWS`.
-fn s3_rows(tools: &Tools, server: &S3, plan: &Plan, work: &Path) -> Vec<Figure> {
+/// The S3 rows for one server, in the order of `S3_ROWS`, and boto3's own CPU per listed
+/// page (ms).
+fn s3_rows(tools: &Tools, server: &S3, plan: &Plan, work: &Path) -> (Vec<Figure>, f64) {
     let smalls: Vec<String> = (0..plan.smalls).map(small).collect();
     let small_keys = keys_file(work, "small-keys", &smalls);
     let prefix = keys_file(work, "prefix", &["small/".to_string()]);
@@ -213,7 +216,7 @@ fn s3_rows(tools: &Tools, server: &S3, plan: &Plan, work: &Path) -> Vec<Figure> 
     // Listing: two processes, one listing each at a time; a request is a page.
     let listings = (plan.requests / 200).max(4);
     let expect = ["--expect-keys".to_string(), plan.smalls.to_string()];
-    let (pages, _, cpu) = boto3(tools, server, "list", &prefix, listings, 2, 1, &expect);
+    let (pages, _, cpu, client) = boto3(tools, server, "list", &prefix, listings, 2, 1, &expect);
     rows.push(Figure {
         value: pages,
         cpu: cpu * 1000.0,
@@ -221,7 +224,7 @@ fn s3_rows(tools: &Tools, server: &S3, plan: &Plan, work: &Path) -> Vec<Figure> 
     // 64 KiB GETs and HEADs, 2 processes × 8 threads, after a pass that warms the caches.
     boto3(tools, server, "get", &small_keys, plan.smalls, 2, 8, &[]);
     for op in ["get", "head"] {
-        let (rate, _, cpu) = boto3(tools, server, op, &small_keys, plan.requests, 2, 8, &[]);
+        let (rate, _, cpu, _) = boto3(tools, server, op, &small_keys, plan.requests, 2, 8, &[]);
         rows.push(Figure {
             value: rate,
             cpu: cpu * 1000.0,
@@ -237,7 +240,7 @@ fn s3_rows(tools: &Tools, server: &S3, plan: &Plan, work: &Path) -> Vec<Figure> 
     ];
     let passes = plan.big / range;
     boto3(tools, server, "range", &big, passes, 2, 4, &ranged);
-    let (_, bytes, cpu) = boto3(tools, server, "range", &big, 2 * passes, 2, 4, &ranged);
+    let (_, bytes, cpu, _) = boto3(tools, server, "range", &big, 2 * passes, 2, 4, &ranged);
     rows.push(Figure {
         value: bytes / 1e6,
         cpu: cpu * 1000.0,
@@ -294,7 +297,7 @@ fn s3_rows(tools: &Tools, server: &S3, plan: &Plan, work: &Path) -> Vec<Figure> 
         value: plan.big as f64 / seconds / 1e6,
         cpu: cpu / (plan.big as f64 / 1e9),
     });
-    rows
+    (rows, client * 1000.0)
 }
 
 const S3_ROWS: [(&str, &str); 6] = [
@@ -665,8 +668,8 @@ fn main() {
         pid: rclone_process.0.id(),
     };
 
-    let s3_archway = s3_rows(&tools, &gateway, &plan, work.path());
-    let s3_rclone = s3_rows(&tools, &rclone, &plan, work.path());
+    let (s3_archway, boto3_archway) = s3_rows(&tools, &gateway, &plan, work.path());
+    let (s3_rclone, boto3_rclone) = s3_rows(&tools, &rclone, &plan, work.path());
     drop(rclone_process);
 
     let env = Env {
@@ -762,4 +765,16 @@ fn main() {
             S3_CPU_UNIT[i]
         );
     }
+    // Two cores hold both the clients and the server: a page costs the machine boto3's CPU
+    // and the server's, and the rate can reach no more than two cores over that sum, nor more
+    // than two cores over boto3's alone (a server that cost nothing).
+    let (list_a, list_r) = (s3_archway[0], s3_rclone[0]);
+    println!(
+        "boto3's own CPU per listed page: {boto3_archway:.1} ms against archway, \
+         {boto3_rclone:.1} ms against rclone; on 2 cores at most {:.0} pages/s with archway \
+         ({:.0} for a server that cost nothing) = {:.2}x rclone's measured rate",
+        2000.0 / (boto3_archway + list_a.cpu),
+        2000.0 / boto3_archway,
+        2000.0 / boto3_archway / list_r.value
+    );
 }

@@ -13,7 +13,9 @@ sharing one client, as a data pipeline or a Dask worker would drive S3.
   each, walking the object in order (8 MiB ranges read as 8 readers would).
 
 Every process makes its client and sends one request before a common start, so the timed
-part holds no start-up. Prints one JSON line: {"requests": n, "seconds": s, "bytes": b}.
+part holds no start-up. Prints one JSON line: {"requests": n, "seconds": s, "bytes": b,
+"client_cpu": c}, c the CPU-seconds the load processes spent in the timed part (boto3's own
+cost, which shares the machine with the server).
 """
 
 import argparse
@@ -84,11 +86,13 @@ def worker(args, keys, share, offset, barrier, results):
         one(s3, args, keys, offset)  # connection and credentials, outside the timed part
         barrier.wait()
         started = time.perf_counter()
+        cpu = time.process_time()
         with ThreadPoolExecutor(args.threads) as pool:
             work = range(offset, offset + share)
             done = list(pool.map(lambda i: one(s3, args, keys, i), work))
         ended = time.perf_counter()
-        results.put((started, ended, sum(d[0] for d in done), sum(d[1] for d in done)))
+        cpu = time.process_time() - cpu
+        results.put((started, ended, sum(d[0] for d in done), sum(d[1] for d in done), cpu))
     except BaseException as e:  # the parent must hear of it, or it waits for ever
         barrier.abort()
         results.put(f"{type(e).__name__}: {e}")
@@ -129,7 +133,12 @@ def main():
             raise SystemExit(f"a load process failed (exit {proc.exitcode})")
     seconds = max(g[1] for g in got) - min(g[0] for g in got)
     json.dump(
-        {"requests": sum(g[2] for g in got), "seconds": seconds, "bytes": sum(g[3] for g in got)},
+        {
+            "requests": sum(g[2] for g in got),
+            "seconds": seconds,
+            "bytes": sum(g[3] for g in got),
+            "client_cpu": sum(g[4] for g in got),
+        },
         sys.stdout,
     )
     print()
