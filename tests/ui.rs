@@ -654,9 +654,17 @@ async fn the_pages_leave_audit_records_naming_the_visitor_and_the_volume() {
         .await
         .unwrap();
     assert_eq!(stac.status(), 200);
+    let sia = reqwest::Client::new()
+        .get(format!("{}/sia/v2/query?POS=CIRCLE+202.47+47.19+1", gw.url))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sia.status(), 200);
     let records = records_until(&trail, |r| {
         r.iter().any(|r| r["op"] == "GET /ui/volumes/{id}")
             && r.iter().any(|r| r["op"] == "GET /stac/collections/{id}")
+            && r.iter().any(|r| r["op"] == "GET /sia/v2/query")
     })
     .await;
     let page = records
@@ -681,7 +689,16 @@ async fn the_pages_leave_audit_records_naming_the_visitor_and_the_volume() {
         .unwrap();
     assert_eq!(
         (s["front"].as_str(), s["auth"].as_str()),
-        (Some("api"), Some("bearer")),
+        (Some("stac"), Some("bearer")),
+        "{s}"
+    );
+    let s = records
+        .iter()
+        .find(|r| r["op"] == "GET /sia/v2/query")
+        .unwrap();
+    assert_eq!(
+        (s["front"].as_str(), s["principal"].as_str()),
+        (Some("sia"), Some("admin")),
         "{s}"
     );
     // No record holds the session cookie or the token.

@@ -121,15 +121,18 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     if path == "/healthz" || path == "/metrics" {
         return next.run(req).await;
     }
-    // The HTTP API, and the discovery APIs (STAC, SIA) that take its bearer tokens.
-    let api = path.starts_with("/api/")
-        || path == "/stac"
-        || path.starts_with("/stac/")
-        || path.starts_with("/sia/");
-    let ui = path == "/ui" || path.starts_with("/ui/");
-    let front = if api {
+    // The HTTP API, and the discovery APIs (STAC, SIA) that take its bearer tokens and answer
+    // its errors; each is its own front in the trail and the metrics.
+    let stac = path == "/stac" || path.starts_with("/stac/");
+    let sia = path == "/sia" || path.starts_with("/sia/");
+    let api = path.starts_with("/api/") || stac || sia;
+    let front = if stac {
+        "stac"
+    } else if sia {
+        "sia"
+    } else if api {
         "api"
-    } else if ui {
+    } else if path == "/ui" || path.starts_with("/ui/") {
         "ui"
     } else {
         "s3"
@@ -147,7 +150,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
         // Without a trail nothing is noted (the serving code's notes find no slot and cost
         // nothing); refusals are still counted.
         let response = match wait {
-            Some(wait) => throttled(&state, front, wait),
+            Some(wait) => throttled(&state, front, api, wait),
             None => next.run(req).await,
         };
         return count_refusal(&state, front, client, response).await;
@@ -160,7 +163,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
             .extensions()
             .get::<MatchedPath>()
             .map(|m| format!("{} {}", req.method(), m.as_str())),
-        volume: (api || ui)
+        volume: (front != "s3")
             .then(|| api_volume(&path))
             .flatten()
             .map(str::to_string),
@@ -183,7 +186,7 @@ pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> R
     // theirs from the S3 front, as `x-amz-request-id`).
     let id = crate::error::fresh_request_id();
     let response = match wait {
-        Some(wait) => throttled(&state, front, wait),
+        Some(wait) => throttled(&state, front, api, wait),
         None => {
             let served = CURRENT.scope(slot.clone(), next.run(req));
             crate::error::serving(id.clone(), served).await
@@ -284,7 +287,7 @@ async fn count_refusal(
 
 /// The answer to a request held off by the failed-authentication limit: S3 503 `SlowDown`,
 /// API 429, both with `Retry-After`.
-fn throttled(state: &AppState, front: &str, wait: Duration) -> Response {
+fn throttled(state: &AppState, front: &str, api: bool, wait: Duration) -> Response {
     state
         .metrics
         .auth_throttled
@@ -293,7 +296,7 @@ fn throttled(state: &AppState, front: &str, wait: Duration) -> Response {
     let secs = wait.as_secs().max(1);
     let message =
         format!("too many failed authentications from this address: try again in {secs} s");
-    let mut response = if front == "api" {
+    let mut response = if api {
         use axum::response::IntoResponse;
         crate::error::ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
