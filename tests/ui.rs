@@ -692,6 +692,7 @@ async fn the_pages_leave_audit_records_naming_the_visitor_and_the_volume() {
         (Some("stac"), Some("bearer")),
         "{s}"
     );
+    assert_eq!(s["volume"], "demo", "{s}");
     let s = records
         .iter()
         .find(|r| r["op"] == "GET /sia/v2/query")

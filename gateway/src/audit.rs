@@ -106,12 +106,13 @@ fn auth_kind(headers: &HeaderMap, query: Option<&str>, api: bool) -> &'static st
     }
 }
 
-/// The volume a route of the API or the web pages is about: `/api/v1/volumes/{id}/…`,
-/// `/ui/volumes/{id}/…`.
+/// The volume a route of the API, the web pages or STAC is about: `/api/v1/volumes/{id}/…`,
+/// `/ui/volumes/{id}/…`, `/stac/collections/{id}/…` (a collection is a volume).
 fn api_volume(path: &str) -> Option<&str> {
     let rest = path
         .strip_prefix("/api/v1/volumes/")
-        .or_else(|| path.strip_prefix("/ui/volumes/"))?;
+        .or_else(|| path.strip_prefix("/ui/volumes/"))
+        .or_else(|| path.strip_prefix("/stac/collections/"))?;
     rest.split('/').next().filter(|v| !v.is_empty())
 }
 
@@ -458,5 +459,7 @@ mod tests {
         assert_eq!(api_volume("/api/v1/users"), None);
         assert_eq!(api_volume("/ui/volumes/demo/object"), Some("demo"));
         assert_eq!(api_volume("/ui/search"), None);
+        assert_eq!(api_volume("/stac/collections/demo/items"), Some("demo"));
+        assert_eq!(api_volume("/stac/collections"), None);
     }
 }
