@@ -213,7 +213,8 @@ pub(crate) fn hash_token_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-pub(crate) fn constant_time_eq(a: &str, b: &str) -> bool {
+/// Whether `a` and `b` are equal, compared in constant time (for equal lengths).
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
 }
 

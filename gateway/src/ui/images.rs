@@ -48,17 +48,10 @@ pub(super) async fn quicklook(
     Path(id): Path<String>,
     UiQuery(form): UiQuery<ImageForm>,
 ) -> Response {
-    match quicklook_png(&state, &session, &id, &form).await {
-        Ok(png) => (
-            [
-                (header::CONTENT_TYPE, "image/png"),
-                (header::CACHE_CONTROL, "private, max-age=300"),
-            ],
-            png,
-        )
-            .into_response(),
-        Err(e) => image_error(e),
-    }
+    picture(
+        "image/png",
+        quicklook_png(&state, &session, &id, &form).await,
+    )
 }
 
 /// `GET /ui/volumes/{id}/histogram.svg?key=&hdu=`.
@@ -68,13 +61,21 @@ pub(super) async fn histogram(
     Path(id): Path<String>,
     UiQuery(form): UiQuery<ImageForm>,
 ) -> Response {
-    match histogram_svg(&state, &session, &id, &form).await {
-        Ok(svg) => (
+    picture(
+        "image/svg+xml",
+        histogram_svg(&state, &session, &id, &form).await,
+    )
+}
+
+/// A picture's answer (kept privately for five minutes), or its error as plain text.
+fn picture(content_type: &'static str, made: Result<impl IntoResponse, UiError>) -> Response {
+    match made {
+        Ok(body) => (
             [
-                (header::CONTENT_TYPE, "image/svg+xml"),
+                (header::CONTENT_TYPE, content_type),
                 (header::CACHE_CONTROL, "private, max-age=300"),
             ],
-            svg,
+            body,
         )
             .into_response(),
         Err(e) => image_error(e),

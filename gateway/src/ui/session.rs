@@ -122,12 +122,7 @@ pub(super) fn session_cookie(
         c: fresh_csrf(),
         e: now() + lifetime.as_secs(),
     };
-    let plain = serde_json::to_vec(&sealed).unwrap_or_default();
-    let value = state
-        .dataplane
-        .catalog()
-        .seal(SESSION_CONTEXT, &plain)
-        .map_err(super::UiError::from)?;
+    let value = seal(state, SESSION_CONTEXT, &sealed)?;
     Ok(set_cookie(state, headers, SESSION_COOKIE, &value, lifetime))
 }
 
@@ -141,12 +136,7 @@ pub(super) fn login_cookie(
         c: csrf.clone(),
         e: now() + LOGIN_FORM_LIFETIME.as_secs(),
     };
-    let plain = serde_json::to_vec(&sealed).unwrap_or_default();
-    let value = state
-        .dataplane
-        .catalog()
-        .seal(LOGIN_CONTEXT, &plain)
-        .map_err(super::UiError::from)?;
+    let value = seal(state, LOGIN_CONTEXT, &sealed)?;
     Ok((
         set_cookie(state, headers, LOGIN_COOKIE, &value, LOGIN_FORM_LIFETIME),
         csrf,
@@ -155,26 +145,37 @@ pub(super) fn login_cookie(
 
 /// Whether `csrf` is the value the sign-in form's cookie holds (and the form is not stale).
 pub(super) fn login_csrf_ok(state: &AppState, headers: &HeaderMap, csrf: &str) -> bool {
-    let Some(value) = cookie(headers, LOGIN_COOKIE) else {
-        return false;
-    };
-    let Ok(plain) = state.dataplane.catalog().open_sealed(LOGIN_CONTEXT, value) else {
-        return false;
-    };
-    let Ok(sealed) = serde_json::from_slice::<LoginSealed>(&plain) else {
-        return false;
-    };
-    sealed.e > now() && same(&sealed.c, csrf)
+    unseal::<LoginSealed>(state, headers, LOGIN_COOKIE, LOGIN_CONTEXT)
+        .is_some_and(|sealed| sealed.e > now() && same(&sealed.c, csrf))
 }
 
-/// Compares in constant time (for equal lengths).
+/// `content` sealed with the catalogue key under `context` (every replica opens it; nobody
+/// else reads or forges it), as a cookie value.
+fn seal<T: Serialize>(
+    state: &AppState,
+    context: &str,
+    content: &T,
+) -> Result<String, super::UiError> {
+    let plain = serde_json::to_vec(content).unwrap_or_default();
+    Ok(state.dataplane.catalog().seal(context, &plain)?)
+}
+
+/// What cookie `name` holds, if it is ours, sealed under `context`.
+fn unseal<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    name: &str,
+    context: &str,
+) -> Option<T> {
+    let value = cookie(headers, name)?;
+    let plain = state.dataplane.catalog().open_sealed(context, value).ok()?;
+    serde_json::from_slice(&plain).ok()
+}
+
+/// Whether a CSRF value matches, in constant time; an empty value (no random source) never
+/// does.
 pub(super) fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && !a.is_empty()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    !a.is_empty() && archway_catalog::secret::constant_time_eq(a, b)
 }
 
 /// The clearing `Set-Cookie` of the session.
@@ -200,13 +201,7 @@ pub(super) fn local_next(next: Option<&str>) -> String {
 /// The session of a request: None without a cookie, or with one that is not ours, stale, or
 /// whose token no longer works.
 async fn session_of(parts: &Parts, state: &AppState) -> Option<Session> {
-    let value = cookie(&parts.headers, SESSION_COOKIE)?;
-    let plain = state
-        .dataplane
-        .catalog()
-        .open_sealed(SESSION_CONTEXT, value)
-        .ok()?;
-    let sealed: Sealed = serde_json::from_slice(&plain).ok()?;
+    let sealed: Sealed = unseal(state, &parts.headers, SESSION_COOKIE, SESSION_CONTEXT)?;
     if sealed.e <= now() {
         return None;
     }
