@@ -57,9 +57,9 @@ pub enum Links {
 
 const STORE: &str = "PosixStore";
 
-/// Objects listed per trip to a blocking thread. The first trip reads one more: an S3 page
-/// (1000 keys unless asked for fewer) and the key that proves there is a next one, so that a
-/// page's listing reads the attributes of no file it does not return.
+/// Objects listed per trip to a blocking thread. The first trip reads one more: a listing
+/// page (1000 keys unless asked for fewer, `listing.rs`) and the key that proves there is a
+/// next one, so that a page reads the attributes of no file it does not return.
 const LIST_BATCH: usize = 1000;
 
 /// A file tree as an object store; see the module documentation.
@@ -744,44 +744,8 @@ impl ObjectStore for PosixStore {
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        let root = self.root.clone();
-        let rel = prefix.map(|p| p.as_ref().to_string()).unwrap_or_default();
-        blocking(move || {
-            let dir = match root.dir(&rel, false) {
-                Ok(d) => d,
-                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV) => {
-                    return Ok(ListResult {
-                        common_prefixes: Vec::new(),
-                        objects: Vec::new(),
-                        extensions: Default::default(),
-                    });
-                }
-                Err(e) => return Err(error(&rel, e)),
-            };
-            let mut entries = walk::read_dir(&root, &dir, &rel).map_err(|e| error(&rel, e))?;
-            if !rel.is_empty() {
-                entries.splice(0..0, walk::marker_entry(&dir));
-            }
-            let mut out = ListResult {
-                common_prefixes: Vec::new(),
-                objects: Vec::new(),
-                extensions: Default::default(),
-            };
-            for e in entries {
-                let key = if rel.is_empty() {
-                    e.name.clone()
-                } else {
-                    format!("{rel}/{}", e.name)
-                };
-                if matches!(e.found, walk::Found::Dir) {
-                    out.common_prefixes.extend(Path::parse(&key).ok());
-                } else if let Some((st, etag)) = e.object(&dir).map_err(|e| error(&rel, e))? {
-                    out.objects.extend(meta_of(&key, &st, etag.as_deref()));
-                }
-            }
-            Ok(out)
-        })
-        .await
+        // The whole level: every key of it begins with "" and sorts after "".
+        self.list_level(prefix, "", "", usize::MAX).await
     }
 
     async fn copy_opts(
