@@ -43,9 +43,7 @@ fn write_image(path: &Path, rows: usize) {
     for _ in 0..rows {
         row.clear();
         for _ in 0..cols {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
+            let x = common::xorshift32(&mut x);
             row.extend_from_slice(&(100.0 + (x % 1000) as f32 * 0.01).to_be_bytes());
         }
         out.write_all(&row).expect("write");

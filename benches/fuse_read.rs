@@ -38,10 +38,7 @@ fn write_files(dir: &Path, files: usize, mib: usize) {
     for i in 0..files {
         let mut data = Vec::with_capacity(mib * MIB);
         while data.len() < mib * MIB {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            data.extend_from_slice(&state.to_le_bytes());
+            data.extend_from_slice(&common::xorshift(&mut state).to_le_bytes());
         }
         std::fs::write(dir.join(format!("file{i}.bin")), &data).expect("bench file");
     }

@@ -85,10 +85,7 @@ fn write_noise(path: &Path, size: usize, state: &mut u64) {
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     let mut data = Vec::with_capacity(size);
     while data.len() < size {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        data.extend_from_slice(&state.to_le_bytes());
+        data.extend_from_slice(&common::xorshift(state).to_le_bytes());
     }
     data.truncate(size);
     std::fs::write(path, &data).expect("bench file");
@@ -532,10 +529,7 @@ fn fuse_rows(env: &Env, fs: Fs, plan: &Plan) -> Vec<Figure> {
     let mut piece = [0u8; 4096];
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     for _ in 0..64 {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let at = state % (plan.big as u64 / 4096) * 4096;
+        let at = common::xorshift(&mut state) % (plan.big as u64 / 4096) * 4096;
         std::os::unix::fs::FileExt::read_exact_at(&file, &mut piece, at).expect("read a piece");
     }
     drop(file);

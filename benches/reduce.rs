@@ -20,6 +20,8 @@
 //! `fpack`/`funpack` (Debian's `libcfitsio-bin`); without them that part says so.
 #![allow(clippy::disallowed_methods)] // tests and benches may block: they own their runtimes
 
+mod common;
+
 use std::io::Read;
 use std::path::Path;
 use std::process::Command;
@@ -55,10 +57,7 @@ fn write_fits(
     for r in 0..rows {
         row.clear();
         for c in 0..cols {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            pixel(r, c, x, &mut row);
+            pixel(r, c, common::xorshift32(&mut x), &mut row);
         }
         f.write_all(&row).expect("write");
     }

@@ -117,12 +117,7 @@ fn write_files(dir: &Path) -> Vec<String> {
             let path = dir.join(&key);
             std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
             let bytes: Vec<u8> = (0..SIZE)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state as u8
-                })
+                .map(|_| common::xorshift(&mut state) as u8)
                 .collect();
             std::fs::write(&path, bytes).expect("write");
             key

@@ -30,16 +30,8 @@ use common::MIB;
 fn write_files(dir: &Path) -> Vec<(String, usize)> {
     let mut files = Vec::new();
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut bytes = |n: usize| -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect()
-    };
+    let mut bytes =
+        |n: usize| -> Vec<u8> { (0..n).map(|_| common::xorshift(&mut state) as u8).collect() };
     for (prefix, count, size) in [
         ("1m", 16, MIB),
         ("64m", 2, 64 * MIB),

@@ -12,6 +12,22 @@ use archway_dataplane::object_store::aws::AmazonS3Builder;
 
 pub const MIB: usize = 1024 * 1024;
 
+/// The next value of a 64-bit xorshift sequence (13, 7, 17): deterministic bench data.
+pub fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// The next value of a 32-bit xorshift sequence (13, 17, 5): deterministic pixel values.
+pub fn xorshift32(state: &mut u32) -> u32 {
+    *state ^= *state << 13;
+    *state ^= *state >> 17;
+    *state ^= *state << 5;
+    *state
+}
+
 /// A server process, killed when dropped.
 pub struct Server(pub Child);
 
