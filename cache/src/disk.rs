@@ -38,6 +38,37 @@ struct Entry {
     path: PathBuf,
     bytes: u64,
     used: u64,
+    /// The file, kept open with its header read, once a small read has used it: the next
+    /// small read is one positional read and its check. Closed when the entry goes.
+    open: Option<Arc<OpenBlock>>,
+}
+
+/// A block file held open, its header already read and its key checked.
+#[derive(Debug)]
+struct OpenBlock {
+    file: std::fs::File,
+    len: u64,
+    crcs: Vec<u64>,
+    data_at: u64,
+}
+
+impl OpenBlock {
+    /// Reads `range` of the block's data: only the pieces it covers, each checked.
+    fn read_range(&self, range: Range<u64>) -> std::io::Result<Bytes> {
+        use std::os::unix::fs::FileExt;
+        if range.start >= range.end || range.end > self.len {
+            return Err(bad("range outside the block"));
+        }
+        let first = range.start / PIECE;
+        let end = (range.end.div_ceil(PIECE) * PIECE).min(self.len);
+        let mut data = vec![0u8; (end - first * PIECE) as usize];
+        self.file
+            .read_exact_at(&mut data, self.data_at + first * PIECE)?;
+        check(&data, &self.crcs, first as usize)?;
+        let from = (range.start - first * PIECE) as usize;
+        let to = (range.end - first * PIECE) as usize;
+        Ok(Bytes::from(data).slice(from..to))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -47,6 +78,10 @@ struct Index {
     objects: HashMap<(Arc<str>, Arc<str>), u32>,
     total: u64,
     tick: u64,
+    /// The keys whose entries were given an open file, oldest first: at most
+    /// [`DiskTier::max_open`] (an entry gone or replaced since leaves its key here, which only
+    /// makes fewer files open).
+    opened: std::collections::VecDeque<BlockKey>,
 }
 
 impl Index {
@@ -89,6 +124,17 @@ pub(crate) struct DiskTier {
     /// Set when the tier's file system was full: no block is written before this instant
     /// (reads go on from memory and the backend), and the warning is given once per pause.
     full_until: Mutex<Option<std::time::Instant>>,
+    /// The most block files kept open for small reads.
+    max_open: usize,
+}
+
+/// The most block files kept open for small reads, within a quarter of the process's open-file
+/// limit.
+fn max_open_files() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    (soft / 4).clamp(16, 1024) as usize
 }
 
 /// Block writes in flight at once.
@@ -207,23 +253,27 @@ fn read_block(path: &Path, with_data: bool) -> std::io::Result<(BlockKey, u64, O
     Ok((h.key, h.len, Some(Bytes::from(data))))
 }
 
-/// Reads `range` of a block file's data: only the pieces it covers, each checked.
+/// Opens a block file and reads its header: its key, and the file ready for range reads.
 #[allow(clippy::disallowed_methods)] // runs on blocking threads, or a caller's own (see `read`)
+fn open_block(path: &Path) -> std::io::Result<(BlockKey, OpenBlock)> {
+    let file = std::fs::File::open(path)?;
+    let h = read_header(&mut std::io::BufReader::with_capacity(HEADER_READ, &file))?;
+    Ok((
+        h.key,
+        OpenBlock {
+            file,
+            len: h.len,
+            crcs: h.crcs,
+            data_at: h.data_at,
+        },
+    ))
+}
+
+/// Reads `range` of a block file's data: only the pieces it covers, each checked.
+#[cfg(test)]
 fn read_block_range(path: &Path, range: Range<u64>) -> std::io::Result<(BlockKey, Bytes)> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path)?;
-    let h = read_header(&mut std::io::BufReader::with_capacity(HEADER_READ, &f))?;
-    if range.start >= range.end || range.end > h.len {
-        return Err(bad("range outside the block"));
-    }
-    let first = range.start / PIECE;
-    let end = (range.end.div_ceil(PIECE) * PIECE).min(h.len);
-    let mut data = vec![0u8; (end - first * PIECE) as usize];
-    f.read_exact_at(&mut data, h.data_at + first * PIECE)?;
-    check(&data, &h.crcs, first as usize)?;
-    let from = (range.start - first * PIECE) as usize;
-    let to = (range.end - first * PIECE) as usize;
-    Ok((h.key, Bytes::from(data).slice(from..to)))
+    let (key, block) = open_block(path)?;
+    Ok((key, block.read_range(range)?))
 }
 
 #[allow(clippy::disallowed_methods)] // runs only on blocking threads (spawn_blocking)
@@ -270,7 +320,15 @@ impl DiskTier {
         for (key, path, bytes) in found {
             index.tick += 1;
             let used = index.tick;
-            index.put(key, Entry { path, bytes, used });
+            index.put(
+                key,
+                Entry {
+                    path,
+                    bytes,
+                    used,
+                    open: None,
+                },
+            );
         }
         tracing::info!(
             dir = %dir.display(),
@@ -285,6 +343,7 @@ impl DiskTier {
             stats,
             writers: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_WRITES)),
             full_until: Mutex::new(None),
+            max_open: max_open_files(),
         });
         tier.evict().await;
         Ok(tier)
@@ -301,37 +360,75 @@ impl DiskTier {
 
     /// The block, if on disk and intact. A damaged block is removed (and counted).
     pub(crate) async fn get(&self, key: &BlockKey) -> Option<Bytes> {
-        self.read(key, |path| {
-            read_block(path, true)
+        self.read(key, |path, _| {
+            read_block(&path, true)
                 .and_then(|(found, _, data)| Ok((found, data.ok_or_else(|| bad("no data read"))?)))
         })
         .await
     }
 
     /// Bytes `range` of the block, if on disk and the pieces covering them are intact: only
-    /// those pieces are read. A damaged block is removed (and counted).
+    /// those pieces are read, from the block's file kept open since an earlier small read
+    /// (else opened, and then kept). A damaged block is removed (and counted).
     pub(crate) async fn get_range(&self, key: &BlockKey, range: Range<u64>) -> Option<Bytes> {
-        self.read(key, move |path| read_block_range(path, range))
-            .await
+        let wanted = key.clone();
+        let (data, opened) = self
+            .read(key, move |path, open| match open {
+                // Its key was checked when it was opened.
+                Some(open) => Ok((wanted, (open.read_range(range)?, None))),
+                None => {
+                    let (found, block) = open_block(&path)?;
+                    let data = block.read_range(range)?;
+                    Ok((found, (data, Some((path, Arc::new(block))))))
+                }
+            })
+            .await?;
+        if let Some((path, block)) = opened {
+            self.keep_open(key, &path, block);
+        }
+        Some(data)
     }
 
-    /// Runs `read` on the block's file on a blocking thread: its data if the file holds this
-    /// block and reads intact; otherwise the block is dropped as damaged.
-    async fn read(
+    /// Keeps `block` open in `key`'s entry (if the entry is still that file), closing the
+    /// oldest kept file beyond [`Self::max_open`].
+    fn keep_open(&self, key: &BlockKey, path: &Path, block: Arc<OpenBlock>) {
+        let Ok(mut index) = self.index.lock() else {
+            return;
+        };
+        match index.entries.get_mut(key) {
+            Some(entry) if entry.path == path && entry.open.is_none() => entry.open = Some(block),
+            _ => return,
+        }
+        index.opened.push_back(key.clone());
+        while index.opened.len() > self.max_open {
+            if let Some(oldest) = index.opened.pop_front()
+                && let Some(entry) = index.entries.get_mut(&oldest)
+            {
+                entry.open = None;
+            }
+        }
+    }
+
+    /// Runs `read` on the block's file (and its open file, if kept) on a blocking thread:
+    /// its result if the file holds this block and reads intact; otherwise the block is
+    /// dropped as damaged.
+    async fn read<T: Send + 'static>(
         &self,
         key: &BlockKey,
-        read: impl FnOnce(&Path) -> std::io::Result<(BlockKey, Bytes)> + Send + 'static,
-    ) -> Option<Bytes> {
-        let path = self.touch(key)?;
+        read: impl FnOnce(PathBuf, Option<Arc<OpenBlock>>) -> std::io::Result<(BlockKey, T)>
+        + Send
+        + 'static,
+    ) -> Option<T> {
+        let (path, open) = self.touch(key)?;
         let read_path = path.clone();
         let result = if tokio::task::try_id().is_none() {
             // Not inside a runtime task: polled in place on a thread of the caller's own (the
             // mount's FUSE session thread, for a read that may finish at once). Blocking
             // there stalls no runtime worker, and a piece read from the page cache costs less
             // than the two thread hand-overs of `spawn_blocking`.
-            Ok(read(&read_path))
+            Ok(read(read_path, open))
         } else {
-            tokio::task::spawn_blocking(move || read(&read_path)).await
+            tokio::task::spawn_blocking(move || read(read_path, open)).await
         };
         let reason = match result {
             Ok(Ok((found, data))) if &found == key => {
@@ -348,14 +445,15 @@ impl DiskTier {
         None
     }
 
-    /// The block's file, marked as just used; None if the block is not on disk.
-    fn touch(&self, key: &BlockKey) -> Option<PathBuf> {
+    /// The block's file (and the file kept open, if any), marked as just used; None if the
+    /// block is not on disk.
+    fn touch(&self, key: &BlockKey) -> Option<(PathBuf, Option<Arc<OpenBlock>>)> {
         let mut index = self.index.lock().ok()?;
         index.tick += 1;
         let tick = index.tick;
         let entry = index.entries.get_mut(key)?;
         entry.used = tick;
-        Some(entry.path.clone())
+        Some((entry.path.clone(), entry.open.clone()))
     }
 
     /// Stores a block in the background, if a write slot is free; failures are logged and
@@ -387,7 +485,15 @@ impl DiskTier {
                 if let Ok(mut index) = self.index.lock() {
                     index.tick += 1;
                     let used = index.tick;
-                    index.put(key, Entry { path, bytes, used });
+                    index.put(
+                        key,
+                        Entry {
+                            path,
+                            bytes,
+                            used,
+                            open: None,
+                        },
+                    );
                 }
                 self.evict().await;
             }
@@ -556,6 +662,74 @@ mod tests {
         };
         assert_eq!(decode_key(&encode_key(&key)), Some(key));
         assert_eq!(decode_key(b"\x05\x00"), None);
+    }
+
+    fn numbered(index: u64) -> BlockKey {
+        BlockKey {
+            scope: Arc::from("demo:"),
+            path: Arc::from("big.fits"),
+            version: Arc::from("\"v1\""),
+            index,
+        }
+    }
+
+    #[tokio::test]
+    async fn small_reads_keep_block_files_open_within_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tier = DiskTier::open(dir.path().to_path_buf(), 1 << 30, Arc::default())
+            .await
+            .unwrap();
+        Arc::get_mut(&mut tier).unwrap().max_open = 4;
+        let data: Bytes = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        let keys: Vec<BlockKey> = (0..6).map(numbered).collect();
+        for k in &keys {
+            tier.put(k.clone(), data.clone()).await;
+        }
+        let open = |tier: &DiskTier| {
+            let index = tier.index.lock().unwrap();
+            keys.iter()
+                .map(|k| index.entries[k].open.is_some())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            open(&tier),
+            [false; 6],
+            "nothing is open before a small read"
+        );
+
+        // The first small read opens the file and keeps it: with its name gone, the next read
+        // of the block still comes from the file it opened.
+        assert_eq!(
+            tier.get_range(&keys[0], 10..20).await.unwrap(),
+            data.slice(10..20)
+        );
+        std::fs::remove_file(file_name(dir.path(), &keys[0])).unwrap();
+        let r = 70_000..140_000;
+        assert_eq!(
+            tier.get_range(&keys[0], r.clone()).await.unwrap(),
+            data.slice(r.start as usize..r.end as usize)
+        );
+
+        // Five more blocks read: no more than four files stay open, the oldest closed first.
+        for k in &keys[1..] {
+            assert_eq!(
+                tier.get_range(k, 0..4096).await.unwrap(),
+                data.slice(0..4096)
+            );
+        }
+        assert_eq!(open(&tier), [false, false, true, true, true, true]);
+        // Closed, its file unlinked: the block is gone, and counted as damaged.
+        assert!(tier.get_range(&keys[0], 10..20).await.is_none());
+        assert_eq!(tier.stats.disk_corrupt.load(Ordering::Relaxed), 1);
+        assert_eq!(tier.stats.disk_hits.load(Ordering::Relaxed), 7);
+
+        // A block written again (a new file in its place) is read from the new file.
+        tier.put(keys[5].clone(), data.clone()).await;
+        assert!(tier.index.lock().unwrap().entries[&keys[5]].open.is_none());
+        assert_eq!(
+            tier.get_range(&keys[5], 5..9).await.unwrap(),
+            data.slice(5..9)
+        );
     }
 
     #[test]
