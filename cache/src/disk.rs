@@ -5,10 +5,11 @@
 //! the data) followed by the data. The key in the header makes the file self-describing: at
 //! start the index of what is on disk is rebuilt by reading headers, and a hash collision can
 //! never serve another block. A small read takes only the pieces it covers and checks their
-//! CRCs (a 4 KiB read costs 64 KiB, not a whole block); a whole-block read checks all. A block
-//! that fails is deleted, logged and counted, and the reader is served from the backend
-//! instead. Files are written to a temporary name and renamed, so a crash leaves whole blocks
-//! or none. Eviction is least-recently-used by bytes.
+//! CRCs (a 4 KiB read costs 64 KiB, not a whole block), and the block's file stays open for
+//! the next one (at most a quarter of the open-file limit, 1024 files, oldest closed first); a
+//! whole-block read checks all. A block that fails is deleted, logged and counted, and the
+//! reader is served from the backend instead. Files are written to a temporary name and
+//! renamed, so a crash leaves whole blocks or none. Eviction is least-recently-used by bytes.
 //!
 //! All file work runs on blocking threads. Failures of the disk tier (full disk, unreadable
 //! file) never fail a read: they are logged and the block comes from the backend.
@@ -278,8 +279,6 @@ fn read_block_range(path: &Path, range: Range<u64>) -> std::io::Result<(BlockKey
 
 #[allow(clippy::disallowed_methods)] // runs only on blocking threads (spawn_blocking)
 fn write_block(path: &Path, key: &BlockKey, data: &[u8]) -> std::io::Result<u64> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let key_raw = encode_key(key);
     let mut header =
@@ -291,7 +290,15 @@ fn write_block(path: &Path, key: &BlockKey, data: &[u8]) -> std::io::Result<u64>
     for piece in data.chunks(PIECE as usize) {
         header.extend_from_slice(&crc_fast::checksum(CrcAlgorithm::Crc64Nvme, piece).to_le_bytes());
     }
-    let written = std::fs::File::create(&tmp)
+    // The shard folders are made when the tier opens; one removed since is made again.
+    let created = match std::fs::File::create(&tmp) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+            std::fs::File::create(&tmp)
+        }
+        other => other,
+    };
+    let written = created
         .and_then(|mut f| {
             f.write_all(&header)?;
             f.write_all(data)
@@ -621,9 +628,17 @@ impl DiskTier {
 }
 
 /// Every intact block header under `dir`; leftovers (temporary files, damaged headers) go.
+/// The 256 shard folders are made here, once, so that writing a block makes no folder (each
+/// made on the read path cost a new directory inode while a cold read filled the tier).
 #[allow(clippy::disallowed_methods)] // runs only on blocking threads (spawn_blocking)
 fn scan(dir: &Path) -> std::io::Result<Vec<(BlockKey, PathBuf, u64)>> {
     std::fs::create_dir_all(dir)?;
+    for shard in 0..=255u8 {
+        match std::fs::create_dir(dir.join(hex::encode([shard]))) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+    }
     let mut out = Vec::new();
     for shard in std::fs::read_dir(dir)? {
         let shard = shard?;
@@ -730,6 +745,22 @@ mod tests {
             tier.get_range(&keys[5], 5..9).await.unwrap(),
             data.slice(5..9)
         );
+    }
+
+    #[tokio::test]
+    async fn the_shard_folders_are_made_at_open_and_again_when_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let tier = DiskTier::open(dir.path().to_path_buf(), 1 << 30, Arc::default())
+            .await
+            .unwrap();
+        let shards = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(shards, 256);
+        let key = numbered(7);
+        let file = file_name(dir.path(), &key);
+        std::fs::remove_dir(file.parent().unwrap()).unwrap();
+        tier.put(key.clone(), Bytes::from_static(b"block")).await;
+        assert!(file.is_file(), "the block was not written");
+        assert_eq!(tier.get(&key).await.unwrap(), Bytes::from_static(b"block"));
     }
 
     #[test]

@@ -17,7 +17,9 @@
 //!
 //! Memory is bounded by `memory_bytes` (moka weighs entries by their byte length), whatever the
 //! object sizes. Below memory, an optional disk tier ([`disk`]) keeps blocks as checksummed
-//! files within `disk_bytes`. Reads fetch blocks ahead of the reader in a growing window,
+//! files within `disk_bytes`. A small read that misses both tiers fetches only the 64 KiB pieces it
+//! covers the first time its block misses; the second time the whole block is fetched behind
+//! the reader. Reads fetch blocks ahead of the reader in a growing window,
 //! bounded for the whole gateway by `readahead_bytes`.
 
 mod disk;
@@ -155,6 +157,8 @@ pub struct CacheStats {
     /// Blocks not written to disk because too many writes were pending.
     pub disk_skipped: AtomicU64,
     pub disk_evictions: AtomicU64,
+    /// Small reads that missed both tiers and fetched only the pieces they cover.
+    pub piece_fetches: AtomicU64,
 }
 
 impl CacheStats {
@@ -175,6 +179,13 @@ struct Position {
 const POSITION_TTL: Duration = Duration::from_secs(30);
 /// Objects whose read position is remembered.
 const MAX_POSITIONS: usize = 4096;
+/// Blocks remembered as touched by small reads that missed (about 100 bytes each), and for
+/// how long.
+const TOUCHED_BLOCKS: u64 = 65_536;
+const TOUCHED_TTL: Duration = Duration::from_secs(600);
+/// What a small read that misses both tiers fetches, at least: the aligned pieces of this
+/// size that it covers (a 4 KiB read of a FITS cutout costs 64 KiB, not a whole block).
+pub const PIECE_BYTES: u64 = 64 * 1024;
 
 /// The shared memory tier: blocks and object metadata.
 pub struct BlockCache {
@@ -189,6 +200,10 @@ pub struct BlockCache {
     /// Where each object's last read stopped, and its read-ahead window then, so a reader that
     /// goes on with the next request (ranged GETs, FUSE reads) keeps its window.
     positions: std::sync::Mutex<HashMap<(Arc<str>, String), Position>>,
+    /// Blocks that small reads missed, with how many times: the first miss fetches only the
+    /// read's pieces, the second also the whole block behind the reader, later ones wait for
+    /// that block.
+    touched: moka::future::Cache<BlockKey, u32>,
     stats: Arc<CacheStats>,
 }
 
@@ -246,6 +261,10 @@ impl BlockCache {
         Arc::new(Self {
             readahead: Arc::new(tokio::sync::Semaphore::new(permits)),
             positions: std::sync::Mutex::new(HashMap::new()),
+            touched: moka::future::Cache::builder()
+                .max_capacity(TOUCHED_BLOCKS)
+                .time_to_live(TOUCHED_TTL)
+                .build(),
             config,
             blocks,
             metadata,

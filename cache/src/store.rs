@@ -284,7 +284,7 @@ impl CachedStore {
     /// `range`, within block `range.start / block_size`: from the memory tier, from the disk
     /// tier's pieces, or from the whole block fetched as usual (see [`Self::block`]).
     async fn small_read(
-        &self,
+        self: &Arc<Self>,
         location: &Path,
         meta: &ObjectMeta,
         range: Range<u64>,
@@ -310,7 +310,85 @@ impl CachedStore {
             self.cache.stats.misses.fetch_add(1, Ordering::Relaxed);
             return Ok(piece);
         }
-        Ok(slice(self.block(location, meta, index).await?))
+        // On neither tier: see [`Self::cold_small_read`].
+        self.cold_small_read(location, meta, index, range).await
+    }
+
+    /// A small read whose block is on neither tier. The first such read of a block fetches
+    /// only the 64 KiB pieces it covers: a random reader (a FITS cutout) needs no more, and
+    /// waits for 64 KiB instead of a block. A second one suggests a reader that keeps coming
+    /// back to this block (a dense random reader): it is answered from its pieces too, and the
+    /// whole block is fetched behind it, within the read-ahead permits. Later reads take the
+    /// block (joining that fetch while it runs) — as does a second read when no permit is
+    /// free.
+    async fn cold_small_read(
+        self: &Arc<Self>,
+        location: &Path,
+        meta: &ObjectMeta,
+        index: u64,
+        range: Range<u64>,
+    ) -> Result<Bytes> {
+        let size = self.cache.config.block_size;
+        let key = self.block_key(location, meta, index);
+        let block_start = index * size;
+        let slice = |b: Bytes| {
+            let from = ((range.start - block_start) as usize).min(b.len());
+            let to = ((range.end - block_start) as usize).min(b.len());
+            b.slice(from..to)
+        };
+        if crate::PIECE_BYTES >= size {
+            return Ok(slice(self.block(location, meta, index).await?));
+        }
+        let misses = self
+            .cache
+            .touched
+            .entry(key.clone())
+            .and_upsert_with(|e| async move { e.map_or(1, |e| e.into_value().saturating_add(1)) })
+            .await
+            .into_value();
+        match misses {
+            1 => {}
+            2 => match self.cache.readahead.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let (store, location, meta) = (self.clone(), location.clone(), meta.clone());
+                    tokio::spawn(async move {
+                        let _ = store.block(&location, &meta, index).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => return Ok(slice(self.block(location, meta, index).await?)),
+            },
+            _ => return Ok(slice(self.block(location, meta, index).await?)),
+        }
+        let block_end = (block_start + size).min(meta.size);
+        let from = range.start / crate::PIECE_BYTES * crate::PIECE_BYTES;
+        let to = (range.end.div_ceil(crate::PIECE_BYTES) * crate::PIECE_BYTES).min(block_end);
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(from..to)),
+            // The pieces must belong to the version the read started with.
+            if_match: meta.e_tag.clone(),
+            ..Default::default()
+        };
+        let stats = &self.cache.stats;
+        stats.misses.fetch_add(1, Ordering::Relaxed);
+        stats.piece_fetches.fetch_add(1, Ordering::Relaxed);
+        let bytes = self.inner.get_opts(location, opts).await?.bytes().await?;
+        stats
+            .bytes_fetched
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if bytes.len() as u64 != to - from {
+            return Err(object_store::Error::Generic {
+                store: "CachedStore",
+                source: format!(
+                    "{location}: asked for bytes {from}..{to}, got {} bytes",
+                    bytes.len()
+                )
+                .into(),
+            });
+        }
+        let start = (range.start - from) as usize;
+        let end = (range.end - from) as usize;
+        Ok(bytes.slice(start..end))
     }
 
     /// The bytes of `range`, assembled from blocks in order, with read-ahead: while the reader
@@ -339,11 +417,10 @@ impl CachedStore {
         // A small read inside one block that is not going on from the last read (a random
         // read, or small sequential reads inside one block): from memory if the block is
         // there, else just its pieces from the disk tier, without loading the whole block
-        // (nor promoting it: random reads would only churn memory). It records where it
-        // stopped, so a reader going on into the next block gets read-ahead. Anything else,
-        // or a block on neither tier, goes the usual way below.
+        // (nor promoting it: random reads would only churn memory), else from the backend
+        // (see `cold_small_read`). It records where it stopped, so a reader going on into the
+        // next block gets read-ahead. Anything else goes the usual way below.
         if carried.is_none()
-            && self.cache.disk.is_some()
             && (range.end - 1) / size == first
             && range.end - range.start <= size / 4
         {

@@ -911,3 +911,91 @@ async fn sequential_requests_keep_their_read_ahead_and_a_seek_resets_it() {
         "a seek kept the old window ({before})"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_random_read_fetches_its_pieces_and_a_block_missed_twice_is_fetched_behind_it() {
+    let (backend, cache, store) = setup(CacheConfig {
+        block_size: MIB,
+        memory_bytes: 16 * MIB,
+        ..Default::default()
+    })
+    .await;
+    let path = Path::from("cube.fits");
+    let data = pattern(8 * MIB, 3);
+    backend
+        .inner
+        .put(&path, PutPayload::from(data.clone()))
+        .await
+        .unwrap();
+    // The metadata first, as the mount's open and a client's HEAD do.
+    store.head(&path).await.unwrap();
+    let fetched = || archway_cache::CacheStats::get(&cache.stats().bytes_fetched);
+    // 4 KiB reads in different blocks, none going on from the one before: each costs the
+    // 64 KiB piece it lies in (two, where it straddles a piece edge), not a 1 MiB block.
+    let reads = [
+        5 * MIB + 12_288,
+        MIB + 65_536 - 2048,
+        7 * MIB + 900_000,
+        3 * MIB,
+    ];
+    for (i, &at) in reads.iter().enumerate() {
+        let before = fetched();
+        let got = read(&store, &path, Some(at..at + 4096)).await.unwrap();
+        assert!(got == data.slice(at as usize..at as usize + 4096), "{at}");
+        let cost = fetched() - before;
+        let pieces = if i == 1 { 2 } else { 1 };
+        assert_eq!(cost, pieces * archway_cache::PIECE_BYTES, "read at {at}");
+    }
+    assert_eq!(
+        cache.memory_bytes().await,
+        0,
+        "pieces are not kept as blocks"
+    );
+    assert_eq!(
+        archway_cache::CacheStats::get(&cache.stats().piece_fetches),
+        4
+    );
+
+    // The same block missed again: answered from its piece, and the whole block fetched
+    // behind the reader, into memory.
+    let at = 5 * MIB + 500_000;
+    let got = read(&store, &path, Some(at..at + 4096)).await.unwrap();
+    assert!(got == data.slice(at as usize..at as usize + 4096));
+    assert_eq!(
+        archway_cache::CacheStats::get(&cache.stats().piece_fetches),
+        5
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while cache.memory_bytes().await < MIB {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the block missed twice was not fetched"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(fetched(), 6 * archway_cache::PIECE_BYTES + MIB);
+    // Then from memory: no request at all.
+    let gets = backend.gets.load(Ordering::SeqCst);
+    for at in [5 * MIB + 100, 6 * MIB - 4096] {
+        let got = read(&store, &path, Some(at..at + 4096)).await.unwrap();
+        assert!(got == data.slice(at as usize..at as usize + 4096));
+    }
+    assert_eq!(
+        backend.gets.load(Ordering::SeqCst),
+        gets,
+        "then from memory"
+    );
+    // A block missed a third time while its fetch is not done joins it: no piece is fetched.
+    let at = 2 * MIB + 7;
+    for _ in 0..2 {
+        read(&store, &path, Some(at..at + 4096)).await.unwrap();
+    }
+    let pieces = archway_cache::CacheStats::get(&cache.stats().piece_fetches);
+    let got = read(&store, &path, Some(at..at + 4096)).await.unwrap();
+    assert!(got == data.slice(at as usize..at as usize + 4096));
+    assert_eq!(
+        archway_cache::CacheStats::get(&cache.stats().piece_fetches),
+        pieces,
+        "a third miss fetched a piece"
+    );
+}

@@ -19,6 +19,7 @@ pub struct Metrics {
     cache_requests: IntCounterVec,
     cache_bytes: IntCounterVec,
     cache_merged: IntCounter,
+    cache_piece_fetches: IntCounter,
     cache_readahead: IntCounterVec,
     cache_evictions: IntCounterVec,
     cache_disk_faults: IntCounterVec,
@@ -88,6 +89,11 @@ impl Metrics {
         let cache_merged = IntCounter::new(
             "archway_cache_merged_fills_total",
             "Block misses that joined a backend fetch already in flight (single-flight)",
+        )
+        .expect("valid metric definition");
+        let cache_piece_fetches = IntCounter::new(
+            "archway_cache_piece_fetches_total",
+            "Small reads that missed both tiers and fetched only the 64 KiB pieces they cover",
         )
         .expect("valid metric definition");
         let cache_readahead = IntCounterVec::new(
@@ -164,6 +170,9 @@ impl Metrics {
         registry
             .register(Box::new(cache_merged.clone()))
             .expect("metric registered once");
+        registry
+            .register(Box::new(cache_piece_fetches.clone()))
+            .expect("metric registered once");
 
         registry
             .register(Box::new(http_duration.clone()))
@@ -213,6 +222,7 @@ impl Metrics {
             cache_requests,
             cache_bytes,
             cache_merged,
+            cache_piece_fetches,
             cache_readahead,
             cache_evictions,
             cache_disk_faults,
@@ -276,6 +286,7 @@ impl Metrics {
             S::get(&stats.bytes_fetched),
         );
         catch_up(&self.cache_merged, S::get(&stats.merged));
+        catch_up(&self.cache_piece_fetches, S::get(&stats.piece_fetches));
         catch_up(&requests("listing", "hit"), S::get(&stats.listing_hits));
         catch_up(&requests("listing", "miss"), S::get(&stats.listing_misses));
         let readahead = |result: &str| self.cache_readahead.with_label_values(&[result]);
