@@ -1,11 +1,11 @@
 //! The disk tier: blocks as files under the cache directory, within a byte budget.
 //!
 //! Each block is one file, `<dir>/<2 hex>/<30 hex>.blk`, named by a hash of its key and laid
-//! out as a header (magic, the key itself, the data length, a CRC-64 of each 64 KiB piece of
+//! out as a header (magic, the key itself, the data length, a CRC-64 of each 4 KiB piece of
 //! the data) followed by the data. The key in the header makes the file self-describing: at
 //! start the index of what is on disk is rebuilt by reading headers, and a hash collision can
 //! never serve another block. A small read takes only the pieces it covers and checks their
-//! CRCs (a 4 KiB read costs 64 KiB, not a whole block), and the block's file stays open for
+//! CRCs (a 4 KiB read costs 4 KiB, not a whole block), and the block's file stays open for
 //! the next one (at most a quarter of the open-file limit, 1024 files, oldest closed first); a
 //! whole-block read checks all. A block that fails is deleted, logged and counted, and the
 //! reader is served from the backend instead. Files are written to a temporary name and
@@ -27,11 +27,14 @@ use sha2::{Digest, Sha256};
 
 use crate::{BlockKey, CacheStats};
 
-const MAGIC: &[u8; 8] = b"AWBLK02\n";
-/// The data is checked in pieces of this size, each with its own CRC.
-const PIECE: u64 = 64 * 1024;
-/// What one read of a block file's start takes in: the whole header of a block up to 16 MiB
-/// (magic, key, length, a CRC per piece) with room for a long key.
+/// Version 03: 4 KiB pieces (02 had 64 KiB). Files of another version are removed at start.
+const MAGIC: &[u8; 8] = b"AWBLK03\n";
+/// The data is checked in pieces of this size, each with its own CRC: a page, so a 4 KiB
+/// random read reads and checks 4 KiB (with 64 KiB pieces it read and checked sixteen times
+/// what it returned, which was most of a cached random read's cost).
+const PIECE: u64 = 4 * 1024;
+/// What one read of a block file's start takes in: the whole header of a block up to 3 MiB
+/// (magic, key, length, a CRC per piece) with room for a long key; larger ones take a second.
 const HEADER_READ: usize = 8 * 1024;
 
 #[derive(Debug)]
