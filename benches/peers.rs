@@ -25,8 +25,9 @@
 //! Beside the throughput rows: a cold cutout (open the 512 MiB file, read 64 scattered 4 KiB
 //! pieces, timed from the open, where a mount that copies the whole file at open pays for
 //! it); each mount's round trip (a `getxattr` of an absent name, which `ls -l` asks twice per
-//! entry) and the floor it sets for `ls -lR`; and `ls -lR` through `archway mount
-//! --no-xattrs`.
+//! entry) and the floor it sets for `ls -lR`; `ls -lR` through `archway mount --no-xattrs`;
+//! and the big file cold through `archway mount --no-cache` (a single pass without filling the
+//! memory and disk tiers).
 //!
 //! For every measurement the CPU-seconds the gateway process (and the mount process, for the
 //! mounts) spent are recorded from /proc: on two shared cores the client competes with the
@@ -439,6 +440,22 @@ fn sh(script: &str) -> Command {
 }
 
 /// The FUSE rows through `fs`, in the order of `FUSE_ROWS`.
+/// `dd` of the big file with 1 MiB reads, in MB/s.
+fn dd_big(big: &Path, pids: &[u32], plan: &Plan) -> Figure {
+    let (s, cpu, _) = timed(
+        sh(&format!(
+            "dd if='{}' of=/dev/null bs=1M status=none",
+            big.display()
+        ))
+        .stdout(Stdio::null()),
+        pids,
+    );
+    Figure {
+        value: plan.big as f64 / s / 1e6,
+        cpu,
+    }
+}
+
 fn fuse_rows(env: &Env, fs: Fs, plan: &Plan) -> Vec<Figure> {
     let mut rows = Vec::new();
     let mb = |bytes: usize, seconds: f64| bytes as f64 / seconds / 1e6;
@@ -447,18 +464,7 @@ fn fuse_rows(env: &Env, fs: Fs, plan: &Plan) -> Vec<Figure> {
     // dd of the big file, then fio over it warm.
     let (mount, root, pids) = env.cold(fs);
     let big = root.join("big.bin");
-    let (s, cpu, _) = timed(
-        sh(&format!(
-            "dd if={} of=/dev/null bs=1M status=none",
-            quote(&big)
-        ))
-        .stdout(Stdio::null()),
-        &pids,
-    );
-    rows.push(Figure {
-        value: mb(plan.big, s),
-        cpu,
-    });
+    rows.push(dd_big(&big, &pids, plan));
     let warm_args = vec![
         "--name=warm".to_string(),
         format!("--filename={}", big.display()),
@@ -682,17 +688,26 @@ fn main() {
         .collect();
     // The same listing through a mount that shows no extended attributes, as rclone's and
     // s3fs's do not by default.
-    let no_xattrs = {
+    // Each with its own mount point and (empty) cache directory.
+    let with_args = |args: &str, measure: &dyn Fn(&Path, &[u32]) -> Figure| {
+        let n = env.resets.get();
+        env.resets.set(n + 1);
         let env = Env {
-            mount_args: format!("{} --no-xattrs", env.mount_args),
-            resets: std::cell::Cell::new(env.resets.get()),
+            mount_args: format!("{} {args}", env.mount_args),
+            resets: std::cell::Cell::new(n),
             ..env
         };
         let (mount, root, pids) = env.cold(Fs::Archway);
-        let figure = ls_lr(&root, &pids, &plan);
+        let figure = measure(&root, &pids);
         drop(mount);
         figure
     };
+    let no_xattrs = with_args("--no-xattrs", &|root, pids| ls_lr(root, pids, &plan));
+    // The big file cold through a mount without a cache: what filling the memory and disk
+    // tiers costs a single pass.
+    let no_cache = with_args("--no-cache", &|root, pids| {
+        dd_big(&root.join("big.bin"), pids, &plan)
+    });
 
     println!(
         "\narchway: {binary}\narchway mount options: {}\ndata: {} MiB file, {} x {} MiB, {} x {} KiB; {} requests per S3 load",
@@ -734,6 +749,15 @@ fn main() {
         "`ls -lR` of the tree, cold, archway --no-xattrs: {:.0} ms ({:.2}x local)",
         no_xattrs.value,
         no_xattrs.value / fuse[0][ls].value
+    );
+    println!(
+        "FUSE big file cold, dd 1 MiB, archway --no-cache: {:.0} MB/s ({:.2}x local, {:.2}x \
+         with its cache; {:.2} CPU-s against {:.2})",
+        no_cache.value,
+        no_cache.value / fuse[0][0].value,
+        no_cache.value / fuse[1][0].value,
+        no_cache.cpu,
+        fuse[1][0].cpu
     );
     println!(
         "\n{:<38} {:>9} {:>9} {:>9}  (gateway + mount process CPU-seconds)",
