@@ -22,6 +22,11 @@
 //! directory, before each cold measurement; local reads only drop the page cache. "Warm":
 //! right after the same data was read once.
 //!
+//! The random 4 KiB reads run again warm, with fio and the mount's threads pinned (`taskset`)
+//! to one CPU and then to two: at depth 1 each read is a round trip between processes, and on
+//! a VM a wake-up on the other CPU costs an interrupt between virtual CPUs, so where the
+//! scheduler puts the two sides decides much of the rate.
+//!
 //! Beside the throughput rows: a cold cutout (open the 512 MiB file, read 64 scattered 4 KiB
 //! pieces, timed from the open, where a mount that copies the whole file at open pays for
 //! it); each mount's round trip (a `getxattr` of an absent name, which `ls -l` asks twice per
@@ -405,11 +410,13 @@ impl Env<'_> {
     }
 }
 
-const FUSE_ROWS: [(&str, &str); 9] = [
+const FUSE_ROWS: [(&str, &str); 11] = [
     ("FUSE big file cold, dd 1 MiB", "MB/s"),
     ("FUSE big file cold, 8 ranges", "MB/s"),
     ("FUSE fio seq 1 MiB (warm)", "MB/s"),
     ("FUSE random 4 KiB cold, QD1", "IOPS"),
+    ("FUSE random 4 KiB warm, QD1, one CPU", "IOPS"),
+    ("FUSE random 4 KiB warm, QD1, two CPUs", "IOPS"),
     ("FUSE cutout: open + 64 x 4 KiB, cold", "ms"),
     ("FUSE mid files cold, 4 readers", "MB/s"),
     ("FUSE small files cold, serial", "files/s"),
@@ -440,6 +447,17 @@ fn sh(script: &str) -> Command {
 }
 
 /// The FUSE rows through `fs`, in the order of `FUSE_ROWS`.
+/// Pins every thread of process `pid` to `cpus` (a `taskset` list).
+fn pin(pid: u32, cpus: &str) {
+    let ok = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .expect("taskset (util-linux)")
+        .success();
+    assert!(ok, "taskset could not pin process {pid} to CPU {cpus}");
+}
+
 /// `dd` of the big file with 1 MiB reads, in MB/s.
 fn dd_big(big: &Path, pids: &[u32], plan: &Plan) -> Figure {
     let (s, cpu, _) = timed(
@@ -523,6 +541,27 @@ fn fuse_rows(env: &Env, fs: Fs, plan: &Plan) -> Vec<Figure> {
         value: job["read"]["iops"].as_f64().expect("iops"),
         cpu,
     });
+    // The same reads again, now from the tool's cache, with the reader and the mount's
+    // threads pinned to one CPU and then to two: at depth 1 each read is a round trip
+    // between two processes, and where the kernel's scheduler puts them decides much of its
+    // cost on this VM (a wake-up on the other CPU is an interrupt between virtual CPUs).
+    let mut args = args;
+    args.retain(|a| !a.starts_with("--runtime") && !a.starts_with("--randrepeat"));
+    args.push(format!("--runtime={}", plan.random_seconds.div_ceil(2)));
+    args.push("--randrepeat=0".to_string());
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for mount_cpu in [0, 1.min(cpus - 1)] {
+        if let Some(&pid) = pids.first().filter(|_| fs != Fs::Local) {
+            pin(pid, &mount_cpu.to_string());
+        }
+        let before: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+        let job = common::fio_on(&args, Some(0));
+        let cpu = pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - before;
+        rows.push(Figure {
+            value: job["read"]["iops"].as_f64().expect("iops"),
+            cpu,
+        });
+    }
     drop(mount);
 
     // A cutout: open the big file cold and read 64 scattered 4 KiB pieces, timed from the

@@ -258,7 +258,20 @@ pub fn drop_page_cache() -> bool {
 
 /// Runs fio with `args` and JSON output; the report's first job (`--group_reporting`).
 pub fn fio(args: &[String]) -> serde_json::Value {
-    let out = Command::new("fio")
+    fio_on(args, None)
+}
+
+/// [`fio`], run on CPU `cpu` where one is given (`taskset`).
+pub fn fio_on(args: &[String], cpu: Option<usize>) -> serde_json::Value {
+    let mut cmd = match cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", &cpu.to_string(), "fio"]);
+            c
+        }
+        None => Command::new("fio"),
+    };
+    let out = cmd
         .args(args)
         .args(["--group_reporting", "--output-format=json"])
         .output()
