@@ -10,7 +10,8 @@
 //! writes atomically: into a staging file in the target's directory (named with a control
 //! character, so that no key can ever name or list it) renamed into place when complete.
 //!
-//! Every call runs on a blocking thread. Errors name keys, never the server's paths.
+//! Every call runs on a blocking thread; a read of up to 256 KiB is done there with the open,
+//! longer ones stream from the open file. Errors name keys, never the server's paths.
 
 mod kept;
 mod resolve;
