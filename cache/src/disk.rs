@@ -99,6 +99,21 @@ impl Index {
         }
     }
 
+    /// Adds (or replaces) `key`'s entry for the file at `path`, as just used.
+    fn add(&mut self, key: BlockKey, path: PathBuf, bytes: u64) {
+        self.tick += 1;
+        let used = self.tick;
+        self.put(
+            key,
+            Entry {
+                path,
+                bytes,
+                used,
+                open: None,
+            },
+        );
+    }
+
     /// Takes `key`'s entry out, keeping the totals.
     fn take(&mut self, key: &BlockKey) -> Option<Entry> {
         let entry = self.entries.remove(key)?;
@@ -328,17 +343,7 @@ impl DiskTier {
             .map_err(std::io::Error::other)??;
         let mut index = Index::default();
         for (key, path, bytes) in found {
-            index.tick += 1;
-            let used = index.tick;
-            index.put(
-                key,
-                Entry {
-                    path,
-                    bytes,
-                    used,
-                    open: None,
-                },
-            );
+            index.add(key, path, bytes);
         }
         tracing::info!(
             dir = %dir.display(),
@@ -493,17 +498,7 @@ impl DiskTier {
         match written {
             Ok(Ok(bytes)) => {
                 if let Ok(mut index) = self.index.lock() {
-                    index.tick += 1;
-                    let used = index.tick;
-                    index.put(
-                        key,
-                        Entry {
-                            path,
-                            bytes,
-                            used,
-                            open: None,
-                        },
-                    );
+                    index.add(key, path, bytes);
                 }
                 self.evict().await;
             }
