@@ -26,6 +26,7 @@ mod disk;
 mod store;
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -175,6 +176,19 @@ struct Position {
     at: std::time::Instant,
 }
 
+/// The ends of the last requests to read an object, in the order they arrived.
+#[derive(Debug, Clone, Copy)]
+struct RecentEnds {
+    ends: [u64; RECENT_ENDS],
+    next: usize,
+    at: std::time::Instant,
+}
+
+/// Request ends remembered per object: the requests a sequential reader has in flight at once
+/// (the kernel's read-ahead sends several), so one that arrives before its predecessor
+/// finishes is still seen going on from it.
+const RECENT_ENDS: usize = 8;
+
 /// How long a reader may pause between sequential requests and keep its window.
 const POSITION_TTL: Duration = Duration::from_secs(30);
 /// Objects whose read position is remembered.
@@ -200,6 +214,8 @@ pub struct BlockCache {
     /// Where each object's last read stopped, and its read-ahead window then, so a reader that
     /// goes on with the next request (ranged GETs, FUSE reads) keeps its window.
     positions: std::sync::Mutex<HashMap<(Arc<str>, String), Position>>,
+    /// Where each object's last requests end, noted as they arrive (see [`Self::note_request`]).
+    requests: std::sync::Mutex<HashMap<(Arc<str>, String), RecentEnds>>,
     /// Blocks that small reads missed, with how many times: the first miss fetches only the
     /// read's pieces, the second also the whole block behind the reader, later ones wait for
     /// that block.
@@ -261,6 +277,7 @@ impl BlockCache {
         Arc::new(Self {
             readahead: Arc::new(tokio::sync::Semaphore::new(permits)),
             positions: std::sync::Mutex::new(HashMap::new()),
+            requests: std::sync::Mutex::new(HashMap::new()),
             touched: moka::future::Cache::builder()
                 .max_capacity(TOUCHED_BLOCKS)
                 .time_to_live(TOUCHED_TTL)
@@ -301,6 +318,35 @@ impl BlockCache {
             Some(p) if p.next == first && p.at.elapsed() < POSITION_TTL => Some(p.window),
             _ => None,
         }
+    }
+
+    /// Notes a request for bytes `range` of `path` as it arrives, and tells whether one of the
+    /// object's recent requests ended where it starts: a reader going on sequentially, in
+    /// requests of any size and whatever order they finish in.
+    pub(crate) fn note_request(&self, scope: &Arc<str>, path: &str, range: &Range<u64>) -> bool {
+        let Ok(mut requests) = self.requests.lock() else {
+            return false;
+        };
+        let key = (scope.clone(), path.to_string());
+        let now = std::time::Instant::now();
+        let continues = requests.get(&key).is_some_and(|r| {
+            now.duration_since(r.at) < POSITION_TTL && r.ends.contains(&range.start)
+        });
+        if !requests.contains_key(&key) && requests.len() >= MAX_POSITIONS {
+            requests.retain(|_, r| now.duration_since(r.at) < POSITION_TTL);
+            if requests.len() >= MAX_POSITIONS {
+                requests.clear();
+            }
+        }
+        let r = requests.entry(key).or_insert(RecentEnds {
+            ends: [u64::MAX; RECENT_ENDS],
+            next: 0,
+            at: now,
+        });
+        r.ends[r.next] = range.end;
+        r.next = (r.next + 1) % RECENT_ENDS;
+        r.at = now;
+        continues
     }
 
     /// Records where a read stopped.

@@ -288,6 +288,7 @@ impl CachedStore {
         location: &Path,
         meta: &ObjectMeta,
         range: Range<u64>,
+        continues: bool,
     ) -> Result<Bytes> {
         let size = self.cache.config.block_size;
         let index = range.start / size;
@@ -310,11 +311,16 @@ impl CachedStore {
             self.cache.stats.misses.fetch_add(1, Ordering::Relaxed);
             return Ok(piece);
         }
-        // On neither tier: see [`Self::cold_small_read`].
+        // On neither tier: a read going on from an earlier one (small sequential requests)
+        // takes the whole block, a random one see [`Self::cold_small_read`].
+        if continues {
+            return Ok(slice(self.block(location, meta, index).await?));
+        }
         self.cold_small_read(location, meta, index, range).await
     }
 
-    /// A small read whose block is on neither tier. The first such read of a block fetches
+    /// A small random read (not going on from the last read of the object) whose block is on
+    /// neither tier. The first such read of a block fetches
     /// only the 64 KiB pieces it covers: a random reader (a FITS cutout) needs no more, and
     /// waits for 64 KiB instead of a block. A second one suggests a reader that keeps coming
     /// back to this block (a dense random reader): it is answered from its pieces too, and the
@@ -409,6 +415,9 @@ impl CachedStore {
             return stream::empty().boxed();
         }
         let first = range.start / size;
+        let continues = self
+            .cache
+            .note_request(&self.scope, location.as_ref(), &range);
         // A read that starts where this object's last read stopped goes on with its window;
         // any other read (a seek) starts again from one block.
         let carried = self
@@ -425,7 +434,7 @@ impl CachedStore {
             && range.end - range.start <= size / 4
         {
             return stream::once(async move {
-                let piece = self.small_read(&location, &meta, range).await?;
+                let piece = self.small_read(&location, &meta, range, continues).await?;
                 self.cache
                     .stats
                     .bytes_served

@@ -999,3 +999,46 @@ async fn a_cold_random_read_fetches_its_pieces_and_a_block_missed_twice_is_fetch
         "a third miss fetched a piece"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_sequential_requests_take_whole_blocks_and_a_second_pass_is_cached() {
+    // As a FUSE mount without a large read-ahead reads a file: 128 KiB requests, each going
+    // on from the last. Only the first one (it could be a header read) fetches pieces.
+    let (backend, cache, store) = setup(CacheConfig {
+        block_size: MIB,
+        memory_bytes: 16 * MIB,
+        ..Default::default()
+    })
+    .await;
+    let path = Path::from("table.bin");
+    let data = pattern(3 * MIB + 5, 11);
+    backend
+        .inner
+        .put(&path, PutPayload::from(data.clone()))
+        .await
+        .unwrap();
+    store.head(&path).await.unwrap();
+    let step = 128 * 1024u64;
+    let pass = || async {
+        let mut at = 0u64;
+        while at < data.len() as u64 {
+            let end = (at + step).min(data.len() as u64);
+            let got = read(&store, &path, Some(at..end)).await.unwrap();
+            assert!(got == data.slice(at as usize..end as usize), "{at}");
+            at = end;
+        }
+    };
+    pass().await;
+    assert_eq!(
+        archway_cache::CacheStats::get(&cache.stats().piece_fetches),
+        1,
+        "only the first request fetched pieces"
+    );
+    let gets = backend.gets.load(Ordering::SeqCst);
+    pass().await;
+    assert_eq!(
+        backend.gets.load(Ordering::SeqCst),
+        gets,
+        "the second pass went to the backend"
+    );
+}
