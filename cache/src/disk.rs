@@ -6,8 +6,8 @@
 //! start the index of what is on disk is rebuilt by reading headers, and a hash collision can
 //! never serve another block. A small read takes only the pieces it covers and checks their
 //! CRCs (a 4 KiB read costs 4 KiB, not a whole block), and the block's file stays open for
-//! the next one (at most a quarter of the open-file limit, 1024 files, oldest closed first); a
-//! whole-block read checks all. A block that fails is deleted, logged and counted, and the
+//! the next one (at most a quarter of the open-file limit, 1024 files and 8 MiB of CRC
+//! tables, oldest closed first); a whole-block read checks all. A block that fails is deleted, logged and counted, and the
 //! reader is served from the backend instead. Files are written to a temporary name and
 //! renamed, so a crash leaves whole blocks or none. Eviction is least-recently-used by bytes.
 //!
@@ -147,14 +147,19 @@ pub(crate) struct DiskTier {
     max_open: usize,
 }
 
-/// The most block files kept open for small reads, within a quarter of the process's open-file
-/// limit.
-fn max_open_files() -> usize {
+/// The most block files kept open for small reads: a quarter of the process's open-file limit,
+/// at most 1024, and no more than their CRC tables fit in [`OPEN_CRC_BYTES`] (64 files of
+/// 64 MiB blocks, 1024 of 1 MiB ones).
+fn max_open_files(block_size: u64) -> usize {
     let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .unwrap_or(u64::MAX);
-    (soft / 4).clamp(16, 1024) as usize
+    let table = block_size.div_ceil(PIECE).max(1) * 8;
+    (soft / 4).min(OPEN_CRC_BYTES / table).clamp(16, 1024) as usize
 }
+
+/// Memory for the CRC tables of the block files kept open.
+const OPEN_CRC_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Block writes in flight at once.
 const MAX_PENDING_WRITES: usize = 8;
@@ -335,6 +340,7 @@ impl DiskTier {
     pub(crate) async fn open(
         dir: PathBuf,
         budget: u64,
+        block_size: u64,
         stats: Arc<CacheStats>,
     ) -> std::io::Result<Arc<Self>> {
         let scan_dir = dir.clone();
@@ -358,7 +364,7 @@ impl DiskTier {
             stats,
             writers: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_WRITES)),
             full_until: Mutex::new(None),
-            max_open: max_open_files(),
+            max_open: max_open_files(block_size),
         });
         tier.evict().await;
         Ok(tier)
@@ -689,7 +695,7 @@ mod tests {
     #[tokio::test]
     async fn small_reads_keep_block_files_open_within_the_bound() {
         let dir = tempfile::tempdir().unwrap();
-        let mut tier = DiskTier::open(dir.path().to_path_buf(), 1 << 30, Arc::default())
+        let mut tier = DiskTier::open(dir.path().to_path_buf(), 1 << 30, 1 << 20, Arc::default())
             .await
             .unwrap();
         Arc::get_mut(&mut tier).unwrap().max_open = 4;
@@ -745,10 +751,23 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_files_kept_open_hold_at_most_8_mib_of_crc_tables() {
+        for block in [4096, 1 << 20, 16 << 20, 64 << 20] {
+            let n = max_open_files(block) as u64;
+            assert!((16..=1024).contains(&n), "{block}: {n}");
+            assert!(
+                n * block.div_ceil(PIECE) * 8 <= OPEN_CRC_BYTES,
+                "{block}: {n} files"
+            );
+        }
+        assert_eq!(max_open_files(64 << 20), 64);
+    }
+
     #[tokio::test]
     async fn the_shard_folders_are_made_at_open_and_again_when_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let tier = DiskTier::open(dir.path().to_path_buf(), 1 << 30, Arc::default())
+        let tier = DiskTier::open(dir.path().to_path_buf(), 1 << 30, 1 << 20, Arc::default())
             .await
             .unwrap();
         let shards = std::fs::read_dir(dir.path()).unwrap().count();

@@ -263,7 +263,14 @@ impl BlockCache {
             .build();
         let disk = match &config.dir {
             Some(dir) if config.disk_bytes > 0 => {
-                match disk::DiskTier::open(dir.clone(), config.disk_bytes, stats.clone()).await {
+                match disk::DiskTier::open(
+                    dir.clone(),
+                    config.disk_bytes,
+                    config.block_size,
+                    stats.clone(),
+                )
+                .await
+                {
                     Ok(d) => Some(d),
                     Err(e) => {
                         tracing::error!(dir = %dir.display(), error = %e, "disk cache unavailable; caching in memory only");
