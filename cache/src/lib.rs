@@ -17,10 +17,11 @@
 //!
 //! Memory is bounded by `memory_bytes` (moka weighs entries by their byte length), whatever the
 //! object sizes. Below memory, an optional disk tier ([`disk`]) keeps blocks as checksummed
-//! files within `disk_bytes`. A small read that misses both tiers fetches only the 64 KiB
-//! pieces it covers the first time its block misses; the second time the whole block is
-//! fetched behind the reader. Reads fetch blocks ahead of the reader in a growing window,
-//! bounded for the whole gateway by `readahead_bytes`.
+//! files within `disk_bytes`. A small random read that misses both tiers fetches only the
+//! 64 KiB pieces it covers the first time its block misses; the second time the whole block
+//! is fetched behind the reader (a small read going on from one of the object's recent
+//! requests takes the whole block at once). Reads fetch blocks ahead of the reader in a
+//! growing window, bounded for the whole gateway by `readahead_bytes`.
 
 mod disk;
 mod store;

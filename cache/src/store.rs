@@ -319,14 +319,13 @@ impl CachedStore {
         self.cold_small_read(location, meta, index, range).await
     }
 
-    /// A small random read (not going on from the last read of the object) whose block is on
-    /// neither tier. The first such read of a block fetches
-    /// only the 64 KiB pieces it covers: a random reader (a FITS cutout) needs no more, and
-    /// waits for 64 KiB instead of a block. A second one suggests a reader that keeps coming
-    /// back to this block (a dense random reader): it is answered from its pieces too, and the
-    /// whole block is fetched behind it, within the read-ahead permits. Later reads take the
-    /// block (joining that fetch while it runs) — as does a second read when no permit is
-    /// free.
+    /// A small random read (going on from none of the object's recent requests) whose block
+    /// is on neither tier. The first such read of a block fetches only the 64 KiB pieces it
+    /// covers: a random reader (a FITS cutout) needs no more, and waits for 64 KiB instead of
+    /// a block. A second one suggests a reader that keeps coming back to this block (a dense
+    /// random reader): it is answered from its pieces too, and the whole block is fetched
+    /// behind it, within the read-ahead permits. Later reads take the block (joining that
+    /// fetch while it runs) — as does a second read when no permit is free.
     async fn cold_small_read(
         self: &Arc<Self>,
         location: &Path,
