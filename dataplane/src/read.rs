@@ -116,6 +116,9 @@ pub(crate) fn unquote(etag: &str) -> String {
     etag.trim_matches('"').to_string()
 }
 
+/// Why a local file read found fewer bytes than its size promised.
+pub(crate) const FILE_ENDED_EARLY: &str = "the file ended early (truncated while being read?)";
+
 /// Chunk size for local file reads: large enough that the per-chunk hand-off to a blocking
 /// thread is noise next to copying the bytes.
 const FILE_CHUNK: usize = 512 * 1024;
@@ -155,7 +158,7 @@ pub(crate) fn file_stream(
                     if n == 0 {
                         return Err(io_error(std::io::Error::new(
                             std::io::ErrorKind::UnexpectedEof,
-                            "the file ended early (truncated while being read?)",
+                            FILE_ENDED_EARLY,
                         )));
                     }
                     filled += n;

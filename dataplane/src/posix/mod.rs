@@ -655,7 +655,7 @@ impl ObjectStore for PosixStore {
                 file.read_exact_at(&mut buf, range.start).map_err(|e| {
                     let e = match e.kind() {
                         std::io::ErrorKind::UnexpectedEof => {
-                            "the file ended early (truncated while being read?)".to_string()
+                            crate::read::FILE_ENDED_EARLY.to_string()
                         }
                         _ => e.to_string(),
                     };
