@@ -647,20 +647,19 @@ async fn the_pages_leave_audit_records_naming_the_visitor_and_the_volume() {
     let mut v = Visitor::new(&gw.url);
     assert_eq!(v.sign_in(&admin).await.status, 303);
     assert_eq!(v.get("/ui/volumes/demo").await.status, 200);
-    let stac = reqwest::Client::new()
-        .get(format!("{}/stac/collections/demo", gw.url))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stac.status(), 200);
-    let sia = reqwest::Client::new()
-        .get(format!("{}/sia/v2/query?POS=CIRCLE+202.47+47.19+1", gw.url))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(sia.status(), 200);
+    // STAC and SIA with the admin's bearer token.
+    for path in [
+        "/stac/collections/demo",
+        "/sia/v2/query?POS=CIRCLE+202.47+47.19+1",
+    ] {
+        let r = reqwest::Client::new()
+            .get(format!("{}{path}", gw.url))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
     let records = records_until(&trail, |r| {
         r.iter().any(|r| r["op"] == "GET /ui/volumes/{id}")
             && r.iter().any(|r| r["op"] == "GET /stac/collections/{id}")
