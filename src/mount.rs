@@ -19,6 +19,7 @@ use archway_dataplane::audit::{AuditConfig, AuditLog};
 use archway_dataplane::{BackendConfig, Op, Secret};
 use archway_fuse::fs::FileAudit;
 use archway_fuse::session::{self, MountOptions};
+use archway_fuse::whole::WholeCopies;
 use archway_fuse::{Fs, FsConfig, MountMetrics, MountVolume, Writes};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -106,6 +107,17 @@ pub struct MountArgs {
     /// Read straight from the stores, without the block cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Fetch a file of at most this size whole into --cache-dir when it is opened for
+    /// reading, and let the kernel read that copy directly (FUSE passthrough: Linux 6.9 or
+    /// later, root or CAP_SYS_ADMIN; else files are read through the mount as usual). Fast
+    /// for files read in full or at random; costly for large files of which little is read
+    /// (a header), hence the limit. Remote mode; 0 (the default) turns it off.
+    #[arg(long, default_value = "0", value_parser = parse_size)]
+    pub whole_file_max: u64,
+    /// The most disk the whole-file copies of --whole-file-max take (least recently opened
+    /// removed first), besides --cache-disk.
+    #[arg(long, default_value = "2GiB", value_parser = parse_size)]
+    pub whole_files: u64,
     /// Do not show S3 metadata as extended attributes (`user.*`): the kernel then stops
     /// asking the mount for any, and `ls -l` of a large tree makes no round trip to the mount
     /// per entry for them.
@@ -202,6 +214,27 @@ pub fn run(args: MountArgs, runtime: &tokio::runtime::Runtime) -> Result<()> {
     }
     if args.cache_disk > 0 && args.cache_dir.is_none() {
         bail!("--cache-disk needs --cache-dir (a directory no gateway uses)");
+    }
+    if args.whole_file_max > 0 {
+        if args.cache_dir.is_none() {
+            bail!("--whole-file-max needs --cache-dir (where the copies are kept)");
+        }
+        if args.gateway.is_none() {
+            bail!("--whole-file-max is for remote mode (--gateway URL)");
+        }
+        if args.audit_log.is_some() {
+            bail!(
+                "--whole-file-max cannot go with --audit-log: the kernel reads the copies \
+                 without the mount, so the bytes read could not be counted"
+            );
+        }
+        if args.whole_file_max > args.whole_files {
+            bail!(
+                "--whole-file-max ({}) is above --whole-files ({}): no copy would fit",
+                args.whole_file_max,
+                args.whole_files
+            );
+        }
     }
     if !args.no_cache {
         let flag = |key: &str| match key {
@@ -325,6 +358,12 @@ async fn mount_and_serve(args: &MountArgs, notify: bool) -> Result<()> {
     let mut fs = Fs::new(volumes, fs_config, metrics.clone());
     if let Some(log) = audit {
         fs = fs.with_audit(FileAudit::new(log, principal, auth));
+    }
+    if let (Some(dir), true) = (&args.cache_dir, args.whole_file_max > 0) {
+        let dir = dir.join("whole");
+        let copies = WholeCopies::open(dir.clone(), args.whole_file_max, args.whole_files)
+            .with_context(|| format!("preparing {} for whole-file copies", dir.display()))?;
+        fs = fs.with_whole_copies(copies);
     }
     let fs = Arc::new(fs);
     // The mount point as /proc/mounts will list it.
@@ -553,15 +592,16 @@ async fn remote_volumes(
             let store: Arc<dyn archway_dataplane::object_store::ObjectStore> = match &cache {
                 Some(c) => {
                     let scope = format!("{}/{name}", gateway.trim_end_matches('/'));
-                    Arc::new(CachedStore::new(s3, c.clone(), scope))
+                    Arc::new(CachedStore::new(s3.clone(), c.clone(), scope))
                 }
-                None => s3,
+                None => s3.clone(),
             };
             Ok(MountVolume {
                 name,
                 store,
                 lister: Some(remote.lister),
                 writes,
+                origin: Some(s3),
             })
         })
         .collect::<Result<Vec<_>>>()
@@ -659,6 +699,8 @@ async fn local_volumes(
                     Err(archway_dataplane::DataplaneError::ReadOnly { .. }) => Writes::ReadOnly,
                     Err(_) => Writes::Denied,
                 },
+                // Local files are read where they are.
+                origin: None,
             }),
             Err(e) => tracing::warn!(volume = %volume.id, error = %e, "not mounted"),
         }

@@ -658,6 +658,142 @@ async fn unmounting_leaves_a_bind_mount_beneath_the_mount_point_alone() {
     );
 }
 
+/// A counter of the mount's metrics endpoint at `addr`.
+async fn mount_counter(addr: &str, name: &str) -> u64 {
+    let body = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    body.lines()
+        .find(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with(' ')))
+        .map_or(0, |l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn whole_file_copies_are_read_by_the_kernel_and_writers_beside_them_still_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let gw = Gateway::start(&data, &[]).await;
+    let admin = s3(
+        &gw,
+        "workspace",
+        &gw.credential("aws_access_key_id"),
+        &gw.credential("aws_secret_access_key"),
+    );
+    // One file under the copies' size limit (two fetch parts of 8 MiB and a bit), one above.
+    let v1: Vec<u8> = (0..16 * 1024 * 1024 + 5).map(|i| (i % 251) as u8).collect();
+    let big: Vec<u8> = (0..20 * 1024 * 1024).map(|i| (i % 239) as u8).collect();
+    let key = Key::from("shared/cube.fits");
+    admin.put(&key, PutPayload::from(v1.clone())).await.unwrap();
+    admin
+        .put(&Key::from("shared/big.fits"), PutPayload::from(big.clone()))
+        .await
+        .unwrap();
+    let mp = dir.path().join("mnt");
+    let cache = dir.path().join("cache");
+    let credentials = data.join("credentials");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let m = Mount::start(
+        &mp,
+        &[
+            "--gateway",
+            &gw.url,
+            "--credentials-file",
+            credentials.to_str().unwrap(),
+            "--profile",
+            "archway",
+            "--metrics",
+            &metrics,
+            "--attr-ttl",
+            "1s",
+            "--entry-ttl",
+            "1s",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--whole-file-max",
+            "17MiB",
+        ],
+    );
+    let passed = || mount_counter(&metrics, "archway_fuse_passthrough_opens_total");
+    let read_by_mount = || mount_counter(&metrics, "archway_fuse_read_bytes_total");
+    let file = mp.join("workspace/shared/cube.fits");
+
+    let gets = s3_requests(&gw, "GetObject").await;
+    assert!(std::fs::read(&file).unwrap() == v1, "the copy read wrong");
+    if passed().await == 0
+        && let Some(line) = m
+            .log()
+            .lines()
+            .find(|l| l.contains("does not pass reads through"))
+    {
+        common::skipped(
+            "whole_file_copies_are_read_by_the_kernel_and_writers_beside_them_still_work",
+            &format!("this kernel or process cannot use FUSE passthrough: {line}"),
+        );
+        return;
+    }
+    assert_eq!(passed().await, 1, "the open was not passed through");
+    assert_eq!(read_by_mount().await, 0, "a read reached the mount");
+    assert_eq!(
+        s3_requests(&gw, "GetObject").await - gets,
+        3,
+        "the copy is fetched in three ranged GETs of at most 8 MiB"
+    );
+    let copies: Vec<_> = std::fs::read_dir(cache.join("whole")).unwrap().collect();
+    assert_eq!(copies.len(), 1, "one copy in the cache folder");
+
+    // Opened again, its pages dropped: the same copy, no GET, no read through the mount.
+    drop_page_cache(&file);
+    let gets = s3_requests(&gw, "GetObject").await;
+    assert!(std::fs::read(&file).unwrap() == v1);
+    assert_eq!(passed().await, 3, "dd's open and this one");
+    assert_eq!(s3_requests(&gw, "GetObject").await, gets, "fetched again");
+    assert_eq!(read_by_mount().await, 0);
+
+    // Above the limit: read through the mount as before.
+    assert!(std::fs::read(mp.join("workspace/shared/big.fits")).unwrap() == big);
+    assert_eq!(passed().await, 3);
+    assert_eq!(read_by_mount().await, big.len() as u64);
+
+    // While a reader has the copy open, every open of the file reads that copy (the kernel
+    // allows no other kind beside it): an open for writing is refused as busy, and works
+    // once the reader has closed.
+    use std::os::unix::fs::FileExt;
+    let reader = std::fs::File::open(&file).unwrap();
+    let v3 = b"rewritten through the mount once the reader had closed\n";
+    let busy = std::fs::write(&file, v3).unwrap_err();
+    assert_eq!(busy.raw_os_error(), Some(libc::ETXTBSY), "{busy}");
+    let mut head = [0u8; 64];
+    reader.read_exact_at(&mut head, 1000).unwrap();
+    assert_eq!(&head[..], &v1[1000..1064]);
+    drop(reader);
+    // The kernel's release of the reader reaches the mount a moment after close.
+    wait_for("the reader's release", || std::fs::write(&file, v3).is_ok());
+    let through_s3 = admin.get(&key).await.unwrap().bytes().await.unwrap();
+    assert_eq!(&through_s3[..], v3);
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        v3,
+        "an open read an old copy"
+    );
+
+    // Changed elsewhere: once the attributes expire, an open reads the new version.
+    let v2: Vec<u8> = (0..5 * 1024 * 1024)
+        .map(|i| (i % 241) as u8 ^ 0x5a)
+        .collect();
+    admin.put(&key, PutPayload::from(v2.clone())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got = std::fs::read(&file).unwrap();
+    assert!(got == v2, "read {} bytes, not the new version", got.len());
+    assert_eq!(
+        read_by_mount().await,
+        big.len() as u64,
+        "read through the mount"
+    );
+}
+
 #[test]
 fn cache_options_out_of_range_are_refused_by_their_flags() {
     let dir = tempfile::tempdir().unwrap();
@@ -682,6 +818,46 @@ fn cache_options_out_of_range_are_refused_by_their_flags() {
         err.contains("--cache-memory: must hold at least four blocks"),
         "{err}"
     );
+    assert!(!is_mounted(dir.path()));
+}
+
+#[test]
+fn whole_file_options_are_checked_before_mounting() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let refused = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("mount")
+            .arg(dir.path())
+            .args(["--foreground", "--whole-file-max", "64MiB"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} accepted");
+        text(&out.stderr)
+    };
+    let gateway = ["--gateway", "http://127.0.0.1:9"];
+    let err = refused(&gateway);
+    assert!(err.contains("--whole-file-max needs --cache-dir"), "{err}");
+    let with_cache = [&gateway[..], &["--cache-dir", cache.to_str().unwrap()]].concat();
+    let err = refused(&[&with_cache[..], &["--whole-files", "32MiB"]].concat());
+    assert!(
+        err.contains("--whole-file-max (67108864) is above --whole-files (33554432)"),
+        "{err}"
+    );
+    let err = refused(&[&with_cache[..], &["--audit-log", "-"]].concat());
+    assert!(
+        err.contains("--whole-file-max cannot go with --audit-log"),
+        "{err}"
+    );
+    let data = dir.path().join("data");
+    let err = refused(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    assert!(err.contains("--whole-file-max is for remote mode"), "{err}");
     assert!(!is_mounted(dir.path()));
 }
 

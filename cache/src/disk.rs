@@ -646,7 +646,9 @@ fn scan(dir: &Path) -> std::io::Result<Vec<(BlockKey, PathBuf, u64)>> {
     let mut out = Vec::new();
     for shard in std::fs::read_dir(dir)? {
         let shard = shard?;
-        if !shard.file_type()?.is_dir() {
+        // Only the shard folders (two hex digits): the mount keeps its whole-file copies in
+        // `whole/` beside them.
+        if !shard.file_type()?.is_dir() || shard.file_name().len() != 2 {
             continue;
         }
         for file in std::fs::read_dir(shard.path())? {

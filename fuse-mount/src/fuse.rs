@@ -2,20 +2,21 @@
 //! tokio runtime, so requests run concurrently and the session thread only reads and
 //! dispatches; errors become errno values here and are logged with the volume and key.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
+    BackingId, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
     ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use tokio::runtime::Handle;
 
-use crate::fs::{Attr, Fs, Kind, OpenMode};
+use crate::fs::{Attr, Fs, Kind, OpenMode, Opened};
 use crate::{FsError, Result};
 
 /// Largest read and write the kernel is asked to send in one request.
@@ -26,11 +27,145 @@ pub const MAX_IO: u32 = 1024 * 1024;
 pub struct FuseFs {
     fs: Arc<Fs>,
     rt: Handle,
+    modes: Arc<Mutex<IoModes>>,
+}
+
+/// How each open file reads, as the kernel requires per inode: once one handle of an inode
+/// reads a local copy (passthrough), every other open of it must read the same copy until
+/// they are all closed (the kernel fails any other open with EINVAL), and none may be opened
+/// while the inode has handles using the page cache (ETXTBSY). So an open beside a copy in use
+/// reads that copy, the version it holds (as the handles already open do), and an open for
+/// writing beside it is refused with ETXTBSY, as for a running program's file. The counts
+/// here fall only when the kernel has released a handle (it sends RELEASE after dropping its
+/// own count), so they are never below the kernel's.
+#[derive(Debug, Default)]
+struct IoModes {
+    /// Open handles per inode that use the page cache.
+    cached: HashMap<u64, usize>,
+    /// Inodes read through a local copy: its version, the kernel's id for it, handles.
+    passed: HashMap<u64, Passed>,
+    /// Each open handle's inode and mode, for its release.
+    handles: HashMap<u64, (u64, IoMode)>,
+}
+
+#[derive(Debug)]
+struct Passed {
+    version: String,
+    backing: BackingId,
+    handles: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IoMode {
+    Cached,
+    Passthrough,
+}
+
+impl IoModes {
+    /// Whether `ino` is read through a copy now: an open for writing is refused.
+    fn busy(&self, ino: u64) -> bool {
+        self.passed.contains_key(&ino)
+    }
+
+    /// Replies to an open of `ino` (`write`: for writing) with the mode the kernel allows:
+    /// passthrough to `o.whole` where possible, else through the mount. False when it was
+    /// refused (the handle is then to be released).
+    fn reply_open(&mut self, fs: &Fs, ino: u64, o: Opened, write: bool, reply: ReplyOpen) -> bool {
+        let fh = FileHandle(o.fh);
+        if let Some(p) = self.passed.get_mut(&ino) {
+            if write {
+                fs.metrics()
+                    .ops
+                    .with_label_values(&["open", "ETXTBSY"])
+                    .inc();
+                reply.error(Errno::ETXTBSY);
+                return false;
+            }
+            if o.whole.as_ref().is_none_or(|w| w.version != p.version) {
+                tracing::debug!(
+                    ino,
+                    version = %p.version,
+                    "opened beside handles reading a copy: reads that copy's version"
+                );
+            }
+            p.handles += 1;
+            self.handles.insert(o.fh, (ino, IoMode::Passthrough));
+            fs.metrics().passthrough_opens.inc();
+            reply.opened_passthrough(fh, FopenFlags::empty(), &p.backing);
+            return true;
+        }
+        if let Some(w) = o
+            .whole
+            .filter(|_| !write && !self.cached.contains_key(&ino))
+        {
+            match reply.open_backing(&*w.file) {
+                Ok(backing) => {
+                    let p = self.passed.entry(ino).or_insert(Passed {
+                        version: w.version,
+                        backing,
+                        handles: 0,
+                    });
+                    p.handles += 1;
+                    self.handles.insert(o.fh, (ino, IoMode::Passthrough));
+                    fs.metrics().passthrough_opens.inc();
+                    reply.opened_passthrough(fh, FopenFlags::empty(), &p.backing);
+                    return true;
+                }
+                Err(e) => fs.stop_passthrough(&format!("registering a backing file: {e}")),
+            }
+        }
+        self.opened_cached(ino, o.fh);
+        let flags = if o.keep_cache {
+            FopenFlags::FOPEN_KEEP_CACHE
+        } else {
+            FopenFlags::empty()
+        };
+        reply.opened(fh, flags);
+        true
+    }
+
+    fn opened_cached(&mut self, ino: u64, fh: u64) {
+        *self.cached.entry(ino).or_default() += 1;
+        self.handles.insert(fh, (ino, IoMode::Cached));
+    }
+
+    /// Forgets a released handle (the kernel has dropped its mode already).
+    fn released(&mut self, fh: u64) {
+        match self.handles.remove(&fh) {
+            Some((ino, IoMode::Cached)) => {
+                if let Some(n) = self.cached.get_mut(&ino) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.cached.remove(&ino);
+                    }
+                }
+            }
+            Some((ino, IoMode::Passthrough)) => {
+                if let Some(p) = self.passed.get_mut(&ino) {
+                    p.handles -= 1;
+                    if p.handles == 0 {
+                        // Dropping the id closes it in the kernel (which keeps the file while
+                        // it uses it).
+                        self.passed.remove(&ino);
+                    }
+                }
+            }
+            None => {}
+        }
+    }
 }
 
 impl FuseFs {
     pub fn new(fs: Arc<Fs>, rt: Handle) -> Self {
-        Self { fs, rt }
+        Self {
+            fs,
+            rt,
+            modes: Arc::default(),
+        }
+    }
+
+    fn modes(modes: &Mutex<IoModes>) -> MutexGuard<'_, IoModes> {
+        modes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `op` to its end on the session thread when it can finish at once (a read from
@@ -154,6 +289,20 @@ impl fuser::Filesystem for FuseFs {
         let offered = config.capabilities() & wanted;
         if let Err(unsupported) = config.add_capabilities(offered) {
             tracing::debug!(?unsupported, "kernel lacks some FUSE capabilities");
+        }
+        if self.fs.passthrough() {
+            // Reads of whole-file copies go from the kernel to the copy (Linux 6.9 on). A
+            // stacking depth of 1: the copies are on an ordinary file system.
+            let passthrough = config.capabilities() & InitFlags::FUSE_PASSTHROUGH;
+            if passthrough.is_empty() {
+                self.fs
+                    .stop_passthrough("the kernel offers no FUSE passthrough");
+            } else if config.add_capabilities(passthrough).is_err()
+                || config.set_max_stack_depth(1).is_err()
+            {
+                self.fs
+                    .stop_passthrough("FUSE passthrough could not be enabled");
+            }
         }
         Ok(())
     }
@@ -305,17 +454,27 @@ impl fuser::Filesystem for FuseFs {
             write: flags.acc_mode() != OpenAccMode::O_RDONLY,
             truncate: flags.0 & libc::O_TRUNC != 0,
         };
+        let write = mode.write || mode.truncate;
+        if write && Self::modes(&self.modes).busy(ino.0) {
+            self.fs
+                .metrics()
+                .ops
+                .with_label_values(&["open", "ETXTBSY"])
+                .inc();
+            reply.error(Errno::ETXTBSY);
+            return;
+        }
+        let modes = self.modes.clone();
         self.rt.spawn(async move {
             let r = fs.open(ino.0, mode).await;
             match Self::done(&fs, "open", r) {
-                Ok(v) => {
-                    let o = v;
-                    let flags = if o.keep_cache {
-                        FopenFlags::FOPEN_KEEP_CACHE
-                    } else {
-                        FopenFlags::empty()
-                    };
-                    reply.opened(FileHandle(o.fh), flags);
+                Ok(o) => {
+                    let fh = o.fh;
+                    let opened = Self::modes(&modes).reply_open(&fs, ino.0, o, write, reply);
+                    if !opened {
+                        // A copy came into use while this open for writing was made.
+                        let _ = fs.release(fh).await;
+                    }
                 }
                 Err(e) => reply.error(e),
             }
@@ -412,6 +571,7 @@ impl fuser::Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        Self::modes(&self.modes).released(fh.0);
         let fs = self.fs.clone();
         self.rt.spawn(async move {
             let r = fs.release(fh.0).await;
@@ -570,6 +730,7 @@ impl fuser::Filesystem for FuseFs {
     ) {
         let (fs, ttl) = (self.fs.clone(), self.ttl());
         let name = Self::name(name);
+        let modes = self.modes.clone();
         self.rt.spawn(async move {
             let r = match name {
                 Ok(name) => fs.create(parent.0, &name).await,
@@ -578,6 +739,8 @@ impl fuser::Filesystem for FuseFs {
             match Self::done(&fs, "create", r) {
                 Ok(v) => {
                     let (attr, o) = v;
+                    // A new file: no handle reads a copy of it.
+                    Self::modes(&modes).opened_cached(attr.ino, o.fh);
                     reply.created(
                         &ttl,
                         &file_attr(&attr),

@@ -30,6 +30,7 @@ pub mod fuse;
 pub mod metrics;
 pub mod session;
 mod spool;
+pub mod whole;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,6 +57,8 @@ pub struct MountVolume {
     pub lister: Option<Arc<dyn PaginatedListStore>>,
     /// Whether writes are tried, and how they are refused when not.
     pub writes: Writes,
+    /// The volume's store without the block cache (remote mode), for whole-file copies.
+    pub origin: Option<Arc<dyn ObjectStore>>,
 }
 
 /// What the mount does with a change to a volume.

@@ -17,6 +17,9 @@ pub struct MountMetrics {
     pub written_bytes: IntCounter,
     /// `archway_fuse_uploaded_bytes_total`: bytes uploaded on close.
     pub uploaded_bytes: IntCounter,
+    /// `archway_fuse_passthrough_opens_total`: opens read by the kernel from a whole local
+    /// copy (their reads never reach the mount).
+    pub passthrough_opens: IntCounter,
 }
 
 impl Default for MountMetrics {
@@ -51,7 +54,17 @@ impl MountMetrics {
             "Bytes uploaded when written files were closed",
         )
         .expect("static metric definition");
-        for c in [&read_bytes, &written_bytes, &uploaded_bytes] {
+        let passthrough_opens = IntCounter::new(
+            "archway_fuse_passthrough_opens_total",
+            "Opens read by the kernel from a whole local copy",
+        )
+        .expect("static metric definition");
+        for c in [
+            &read_bytes,
+            &written_bytes,
+            &uploaded_bytes,
+            &passthrough_opens,
+        ] {
             registry
                 .register(Box::new(c.clone()))
                 .expect("metric names are unique");
@@ -69,6 +82,7 @@ impl MountMetrics {
             read_bytes,
             written_bytes,
             uploaded_bytes,
+            passthrough_opens,
         }
     }
 

@@ -63,11 +63,13 @@ pub struct DirEntry {
     pub attr: Attr,
 }
 
-/// An open file: its handle, and whether the kernel may keep pages it cached before.
-#[derive(Clone, Copy, Debug)]
+/// An open file: its handle, whether the kernel may keep pages it cached before, and the
+/// whole local copy the kernel may read instead of asking the mount.
+#[derive(Clone, Debug)]
 pub struct Opened {
     pub fh: u64,
     pub keep_cache: bool,
+    pub whole: Option<crate::whole::WholeCopy>,
 }
 
 /// How a file is opened.
@@ -100,6 +102,10 @@ pub struct Fs {
     next_fh: AtomicU64,
     started: SystemTime,
     audit: Option<FileAudit>,
+    /// Whole-file copies the kernel reads directly ([`crate::whole`]), while the kernel
+    /// accepts them (`passthrough` turns false when it does not).
+    whole: Option<crate::whole::WholeCopies>,
+    passthrough: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Fs {
@@ -209,6 +215,34 @@ impl Fs {
             next_fh: AtomicU64::new(1),
             started,
             audit: None,
+            whole: None,
+            passthrough: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Reads files up to the copies' size limit from whole local copies, fetched at open and
+    /// read by the kernel directly (FUSE passthrough). Not with an audit trail: the kernel
+    /// reads a copy without the mount, so the bytes read could not be counted.
+    pub fn with_whole_copies(mut self, copies: crate::whole::WholeCopies) -> Self {
+        self.whole = Some(copies);
+        self.passthrough = std::sync::atomic::AtomicBool::new(true);
+        self
+    }
+
+    /// Whether opens may still be given whole-file copies to pass through.
+    pub fn passthrough(&self) -> bool {
+        self.passthrough.load(Ordering::Relaxed)
+    }
+
+    /// Stops whole-file copies: the kernel refused passthrough (an old kernel, no
+    /// CAP_SYS_ADMIN). Said once.
+    pub fn stop_passthrough(&self, why: &str) {
+        if self.passthrough.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                reason = why,
+                "the kernel does not pass reads through to local copies: files are read \
+                 through the mount (--whole-file-max has no effect)"
+            );
         }
     }
 

@@ -48,6 +48,7 @@ impl Fs {
             Opened {
                 fh,
                 keep_cache: false,
+                whole: None,
             },
         ))
     }

@@ -14,6 +14,7 @@ fn fs_over(store: Arc<InMemory>, writable: bool) -> Fs {
         } else {
             Writes::ReadOnly
         },
+        origin: None,
     }];
     Fs::new(volumes, FsConfig::default(), MountMetrics::new())
 }

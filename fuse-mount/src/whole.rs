@@ -1,0 +1,416 @@
+//! Whole-file copies for FUSE passthrough: a file up to `whole_file_max` opened for reading
+//! is fetched whole into a local file at open, and the kernel reads that file directly (no
+//! request reaches the mount per read: the page cache and the local disk answer, as for a
+//! local file). The s3fs way of reading, held to a size: a file read in full or at random
+//! gains; a large file of which only a header is read would be fetched whole, hence the limit.
+//!
+//! Copies are of one version (the one pinned at open, fetched with `If-Match`), kept in
+//! `<cache-dir>/whole/` within a byte budget, least recently opened removed first (a copy
+//! still open stays readable: the kernel holds its file). They are not kept across restarts:
+//! the folder is emptied when the mount starts. The kernel reads a copy without the block
+//! tier's checksums; a copy is written only from a complete, version-checked fetch.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::{GetOptions, GetRange, ObjectStore};
+
+/// Requests of one fetch, and of all fetches at once: with parts of [`PART`], the memory
+/// held by fetches is at most `PARTS_IN_FLIGHT × PART`.
+const PARTS_IN_FLIGHT: usize = 4;
+/// The size of one ranged request of a fetch.
+const PART: u64 = 8 * 1024 * 1024;
+/// Bytes of a response written to the copy per hand-over to a blocking thread.
+const WRITE_BATCH: usize = 1024 * 1024;
+
+/// What identifies a copy: the volume's index in the mount, the key and the version.
+type Key = (usize, String, String);
+
+/// A complete local copy of one version of a file, open for reading.
+#[derive(Debug, Clone)]
+pub struct WholeCopy {
+    pub file: Arc<File>,
+    pub version: String,
+}
+
+#[derive(Debug)]
+struct Copy {
+    file: Arc<File>,
+    path: PathBuf,
+    bytes: u64,
+    used: u64,
+}
+
+type Fetch = Arc<tokio::sync::OnceCell<Option<Arc<File>>>>;
+
+#[derive(Debug, Default)]
+struct State {
+    copies: HashMap<Key, Copy>,
+    fetching: HashMap<Key, Fetch>,
+    total: u64,
+    tick: u64,
+    named: u64,
+}
+
+/// The whole-file copies of a mount.
+#[derive(Debug)]
+pub struct WholeCopies {
+    dir: PathBuf,
+    max_object: u64,
+    budget: u64,
+    state: Mutex<State>,
+    parts: tokio::sync::Semaphore,
+}
+
+impl WholeCopies {
+    /// Copies of files up to `max_object` bytes in `dir` (emptied first), at most `budget`
+    /// bytes of them. Called once, before the mount serves anything.
+    #[allow(clippy::disallowed_methods)]
+    pub fn open(dir: PathBuf, max_object: u64, budget: u64) -> std::io::Result<Self> {
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self {
+            dir,
+            max_object,
+            budget,
+            state: Mutex::default(),
+            parts: tokio::sync::Semaphore::new(PARTS_IN_FLIGHT),
+        })
+    }
+
+    /// Whether a file of `size` bytes is copied whole.
+    pub fn takes(&self, size: u64) -> bool {
+        size > 0 && size <= self.max_object && size <= self.budget
+    }
+
+    /// Bytes of copies held.
+    pub fn bytes(&self) -> u64 {
+        self.state.lock().map(|s| s.total).unwrap_or(0)
+    }
+
+    /// The copy of `version` of `key` (`size` bytes), fetched from `store` unless held; one
+    /// fetch for concurrent opens of the same version. None when the fetch failed (logged:
+    /// the open goes on without a copy).
+    pub async fn get(
+        &self,
+        volume: usize,
+        key: &str,
+        version: &str,
+        size: u64,
+        store: &Arc<dyn ObjectStore>,
+    ) -> Option<WholeCopy> {
+        let k: Key = (volume, key.to_string(), version.to_string());
+        let fetch = {
+            let mut s = self.state.lock().ok()?;
+            s.tick += 1;
+            let tick = s.tick;
+            if let Some(c) = s.copies.get_mut(&k) {
+                c.used = tick;
+                return Some(WholeCopy {
+                    file: c.file.clone(),
+                    version: version.to_string(),
+                });
+            }
+            s.fetching.entry(k.clone()).or_default().clone()
+        };
+        let file = fetch
+            .get_or_init(|| async {
+                let file = self.fetch(&k, size, store).await;
+                if let Ok(mut s) = self.state.lock() {
+                    s.fetching.remove(&k);
+                }
+                file
+            })
+            .await
+            .clone()?;
+        Some(WholeCopy {
+            file,
+            version: version.to_string(),
+        })
+    }
+
+    /// Fetches a copy into the folder and indexes it, making room within the budget.
+    async fn fetch(&self, k: &Key, size: u64, store: &Arc<dyn ObjectStore>) -> Option<Arc<File>> {
+        let (_, key, version) = k;
+        let path = {
+            let mut s = self.state.lock().ok()?;
+            s.named += 1;
+            self.dir.join(format!("{}.copy", s.named))
+        };
+        match self.download(&path, key, version, size, store).await {
+            Ok(file) => {
+                let file = Arc::new(file);
+                let evicted = {
+                    let mut s = self.state.lock().ok()?;
+                    s.tick += 1;
+                    let used = s.tick;
+                    s.total += size;
+                    let copy = Copy {
+                        file: file.clone(),
+                        path,
+                        bytes: size,
+                        used,
+                    };
+                    if let Some(old) = s.copies.insert(k.clone(), copy) {
+                        s.total -= old.bytes;
+                    }
+                    Self::over_budget(&mut s, self.budget)
+                };
+                remove_files(evicted).await;
+                Some(file)
+            }
+            Err(e) => {
+                tracing::warn!(key, error = %e, "could not fetch a whole-file copy; reading through the mount");
+                let _ = tokio::fs::remove_file(&path).await;
+                None
+            }
+        }
+    }
+
+    /// Takes the least recently opened copies out of the index until the rest fit `budget`;
+    /// their files, to remove.
+    fn over_budget(s: &mut State, budget: u64) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        while s.total > budget {
+            let Some(oldest) = s
+                .copies
+                .iter()
+                .min_by_key(|(_, c)| c.used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(c) = s.copies.remove(&oldest) {
+                s.total -= c.bytes;
+                out.push(c.path);
+            }
+        }
+        out
+    }
+
+    /// Fetches every byte of `key` at `version` into a new file at `path`, in parallel ranged
+    /// requests; the file, open for reading (the kernel's handles on it only read).
+    #[allow(clippy::disallowed_methods)] // the file calls run on blocking threads
+    async fn download(
+        &self,
+        path: &Path,
+        key: &str,
+        version: &str,
+        size: u64,
+        store: &Arc<dyn ObjectStore>,
+    ) -> std::io::Result<File> {
+        let location = object_store::path::Path::from(key);
+        let create = |path: &Path| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(path)
+        };
+        if size <= WRITE_BATCH as u64 {
+            // A small file: one request, and the file made and written in one hand-over.
+            let _permit = self.parts.acquire().await.map_err(std::io::Error::other)?;
+            let opts = GetOptions {
+                if_match: Some(version.to_string()),
+                ..Default::default()
+            };
+            let data = store
+                .get_opts(&location, opts)
+                .await
+                .map_err(std::io::Error::other)?
+                .bytes()
+                .await
+                .map_err(std::io::Error::other)?;
+            if data.len() as u64 != size {
+                return Err(std::io::Error::other(format!(
+                    "the store sent {} bytes of {size}",
+                    data.len()
+                )));
+            }
+            let path = path.to_path_buf();
+            return blocking(move || {
+                let f = create(&path)?;
+                f.write_all_at(&data, 0)?;
+                Ok(f)
+            })
+            .await;
+        }
+        let out = {
+            let path = path.to_path_buf();
+            blocking(move || {
+                let f = create(&path)?;
+                f.set_len(size)?;
+                Ok(Arc::new(f))
+            })
+            .await?
+        };
+        let parts = (0..size.div_ceil(PART)).map(|i| i * PART..((i + 1) * PART).min(size));
+        futures::stream::iter(parts)
+            .map(|range| {
+                let (out, location) = (out.clone(), location.clone());
+                async move {
+                    let _permit = self.parts.acquire().await.map_err(std::io::Error::other)?;
+                    let opts = GetOptions {
+                        range: Some(GetRange::Bounded(range.clone())),
+                        if_match: Some(version.to_string()),
+                        ..Default::default()
+                    };
+                    let mut body = store
+                        .get_opts(&location, opts)
+                        .await
+                        .map_err(std::io::Error::other)?
+                        .into_stream();
+                    // Written as it comes, a batch of chunks per hand-over to a blocking
+                    // thread: no buffer of the part's size.
+                    let mut at = range.start;
+                    let mut batch: Vec<bytes::Bytes> = Vec::new();
+                    let mut batched = 0;
+                    loop {
+                        let chunk = body
+                            .next()
+                            .await
+                            .transpose()
+                            .map_err(std::io::Error::other)?;
+                        let last = chunk.is_none();
+                        if let Some(c) = chunk {
+                            batched += c.len();
+                            batch.push(c);
+                        }
+                        if (last && !batch.is_empty()) || batched >= WRITE_BATCH {
+                            let (out, chunks) = (out.clone(), std::mem::take(&mut batch));
+                            let from = at;
+                            at += batched as u64;
+                            batched = 0;
+                            if at > range.end {
+                                break;
+                            }
+                            blocking(move || {
+                                let mut pos = from;
+                                for c in chunks {
+                                    out.write_all_at(&c, pos)?;
+                                    pos += c.len() as u64;
+                                }
+                                Ok(())
+                            })
+                            .await?;
+                        }
+                        if last {
+                            break;
+                        }
+                    }
+                    if at != range.end {
+                        return Err(std::io::Error::other(format!(
+                            "the store sent {} bytes for {range:?}",
+                            at - range.start
+                        )));
+                    }
+                    Ok(())
+                }
+            })
+            .buffer_unordered(PARTS_IN_FLIGHT)
+            .try_collect::<Vec<()>>()
+            .await?;
+        // The parts' clones are gone with the stream: the file is this one's alone.
+        Arc::try_unwrap(out).map_err(|_| std::io::Error::other("a part still holds the file"))
+    }
+}
+
+#[allow(clippy::disallowed_methods)] // on a blocking thread
+async fn remove_files(paths: Vec<PathBuf>) {
+    if paths.is_empty() {
+        return;
+    }
+    let _ = blocking(move || {
+        for p in paths {
+            let _ = std::fs::remove_file(p);
+        }
+        Ok(())
+    })
+    .await;
+}
+
+/// Runs file work on a blocking thread.
+#[allow(clippy::disallowed_methods)]
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+    use object_store::{ObjectStoreExt, PutPayload};
+
+    #[tokio::test]
+    async fn copies_are_fetched_once_per_version_and_held_within_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let data: Vec<u8> = (0..(2 * PART + 5)).map(|i| (i % 251) as u8).collect();
+        let loc = object_store::path::Path::from("a/b.fits");
+        let put = store
+            .put(&loc, PutPayload::from(data.clone()))
+            .await
+            .unwrap();
+        let version = put.e_tag.unwrap();
+        let size = data.len() as u64;
+        let copies = WholeCopies::open(dir.path().join("whole"), size, size + 5).unwrap();
+        assert!(copies.takes(size) && !copies.takes(size + 1) && !copies.takes(0));
+
+        let c = copies
+            .get(0, "a/b.fits", &version, size, &store)
+            .await
+            .unwrap();
+        let mut read = vec![0u8; data.len()];
+        c.file.read_exact_at(&mut read, 0).unwrap();
+        assert!(read == data, "the copy differs from the object");
+        let again = copies
+            .get(0, "a/b.fits", &version, size, &store)
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(&c.file, &again.file), "fetched twice");
+        assert_eq!(copies.bytes(), size);
+
+        // Another version cannot be fetched with If-Match of a version the store lacks.
+        assert!(
+            copies
+                .get(0, "a/b.fits", "\"gone\"", size, &store)
+                .await
+                .is_none()
+        );
+
+        // A second file over the budget: the first copy goes (its open file still reads).
+        store
+            .put(
+                &object_store::path::Path::from("c"),
+                PutPayload::from(vec![7u8; 10]),
+            )
+            .await
+            .unwrap();
+        let v2 = store
+            .head(&object_store::path::Path::from("c"))
+            .await
+            .unwrap()
+            .e_tag
+            .unwrap();
+        assert!(copies.get(0, "c", &v2, 10, &store).await.is_some());
+        assert_eq!(copies.bytes(), 10);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("whole")).unwrap().count(),
+            1
+        );
+        c.file.read_exact_at(&mut read[..5], 2 * PART).unwrap();
+        assert_eq!(&read[..5], &data[2 * PART as usize..]);
+    }
+}
