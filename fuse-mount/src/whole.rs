@@ -64,6 +64,7 @@ pub struct WholeCopies {
     budget: u64,
     state: Mutex<State>,
     parts: tokio::sync::Semaphore,
+    metrics: Option<crate::MountMetrics>,
 }
 
 impl WholeCopies {
@@ -82,7 +83,20 @@ impl WholeCopies {
             budget,
             state: Mutex::default(),
             parts: tokio::sync::Semaphore::new(PARTS_IN_FLIGHT),
+            metrics: None,
         })
+    }
+
+    /// Counts the fetches' requests in `metrics` (`archway_fuse_backend_requests_total`).
+    pub fn with_metrics(mut self, metrics: crate::MountMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count_get(&self) {
+        if let Some(m) = &self.metrics {
+            m.backend("get");
+        }
     }
 
     /// Whether a file of `size` bytes is copied whole.
@@ -217,6 +231,7 @@ impl WholeCopies {
         if size <= WRITE_BATCH as u64 {
             // A small file: one request, and the file made and written in one hand-over.
             let _permit = self.parts.acquire().await.map_err(std::io::Error::other)?;
+            self.count_get();
             let opts = GetOptions {
                 if_match: Some(version.to_string()),
                 ..Default::default()
@@ -257,6 +272,7 @@ impl WholeCopies {
                 let (out, location) = (out.clone(), location.clone());
                 async move {
                     let _permit = self.parts.acquire().await.map_err(std::io::Error::other)?;
+                    self.count_get();
                     let opts = GetOptions {
                         range: Some(GetRange::Bounded(range.clone())),
                         if_match: Some(version.to_string()),

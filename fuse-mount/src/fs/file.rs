@@ -42,12 +42,11 @@ impl Fs {
             self.getattr_refresh(ino).await?;
         }
         let (version, keep_cache, size, local) = {
-            let mut t = self.inodes();
-            let node = t.get_mut(ino)?;
+            let t = self.inodes();
+            let node = t.get(ino)?;
             let version = node.etag.clone();
             let keep_cache =
                 version.is_some() && node.spool.is_none() && node.cached_version == version;
-            node.cached_version = version.clone();
             // Read through the mount while this mount writes the file (its spool answers).
             (
                 version,
@@ -60,11 +59,20 @@ impl Fs {
             (Some(copies), Some(v), Some(origin))
                 if !local && self.audit.is_none() && self.passthrough() && copies.takes(size) =>
             {
-                self.metrics.backend("get");
                 copies.get(volume, &key, v, size, origin).await
             }
             _ => None,
         };
+        // The version whose pages the kernel may keep at the next open: a handle reading a
+        // copy fills none of them (the kernel caches the copy's pages instead), so after one
+        // the next open through the mount starts with an empty page cache.
+        if let Ok(node) = self.inodes().get_mut(ino) {
+            node.cached_version = if whole.is_some() {
+                None
+            } else {
+                version.clone()
+            };
+        }
         let fh = self.new_fh(Handle::Read { ino, version, size });
         if let Some(a) = &self.audit {
             a.opened(fh, false, &self.volume(volume).name, &key);

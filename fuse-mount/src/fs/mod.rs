@@ -224,7 +224,7 @@ impl Fs {
     /// read by the kernel directly (FUSE passthrough). Not with an audit trail: the kernel
     /// reads a copy without the mount, so the bytes read could not be counted.
     pub fn with_whole_copies(mut self, copies: crate::whole::WholeCopies) -> Self {
-        self.whole = Some(copies);
+        self.whole = Some(copies.with_metrics(self.metrics.clone()));
         self.passthrough = std::sync::atomic::AtomicBool::new(true);
         self
     }
