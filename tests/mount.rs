@@ -405,36 +405,9 @@ async fn a_workspace_read_through_the_cache_sees_a_change_made_elsewhere_once_at
     let key = Key::from("shared/table.bin");
     admin.put(&key, PutPayload::from(v1.clone())).await.unwrap();
     let mp = dir.path().join("mnt");
-    let credentials = data.join("credentials");
     let metrics = format!("127.0.0.1:{}", free_port());
-    let _m = Mount::start(
-        &mp,
-        &[
-            "--gateway",
-            &gw.url,
-            "--credentials-file",
-            credentials.to_str().unwrap(),
-            "--profile",
-            "archway",
-            "--metrics",
-            &metrics,
-            "--attr-ttl",
-            "1s",
-            "--entry-ttl",
-            "1s",
-        ],
-    );
-    let read_by_mount = || async {
-        let body = reqwest::get(format!("http://{metrics}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        body.lines()
-            .find(|l| l.starts_with("archway_fuse_read_bytes_total "))
-            .map_or(0, |l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-    };
+    let _m = mount_remote(&gw, &data, &mp, &metrics, &[]);
+    let read_by_mount = || mount_counter(&metrics, "archway_fuse_read_bytes_total");
     let file = mp.join("workspace/shared/table.bin");
     assert!(std::fs::read(&file).unwrap() == v1);
     // A second read, with this file's pages dropped from the kernel's page cache, reaches the
@@ -658,6 +631,27 @@ async fn unmounting_leaves_a_bind_mount_beneath_the_mount_point_alone() {
     );
 }
 
+/// `archway mount` of the gateway's volumes with the admin's credentials (in `data`), metrics
+/// at `metrics`, attributes and names trusted for one second, then `extra` options.
+fn mount_remote(gw: &Gateway, data: &Path, mp: &Path, metrics: &str, extra: &[&str]) -> Mount {
+    let credentials = data.join("credentials");
+    let base = [
+        "--gateway",
+        &gw.url,
+        "--credentials-file",
+        credentials.to_str().unwrap(),
+        "--profile",
+        "archway",
+        "--metrics",
+        metrics,
+        "--attr-ttl",
+        "1s",
+        "--entry-ttl",
+        "1s",
+    ];
+    Mount::start(mp, &[&base[..], extra].concat())
+}
+
 /// A counter of the mount's metrics endpoint at `addr`.
 async fn mount_counter(addr: &str, name: &str) -> u64 {
     let body = reqwest::get(format!("http://{addr}/metrics"))
@@ -693,23 +687,13 @@ async fn whole_file_copies_are_read_by_the_kernel_and_writers_beside_them_still_
         .unwrap();
     let mp = dir.path().join("mnt");
     let cache = dir.path().join("cache");
-    let credentials = data.join("credentials");
     let metrics = format!("127.0.0.1:{}", free_port());
-    let m = Mount::start(
+    let m = mount_remote(
+        &gw,
+        &data,
         &mp,
+        &metrics,
         &[
-            "--gateway",
-            &gw.url,
-            "--credentials-file",
-            credentials.to_str().unwrap(),
-            "--profile",
-            "archway",
-            "--metrics",
-            &metrics,
-            "--attr-ttl",
-            "1s",
-            "--entry-ttl",
-            "1s",
             "--cache-dir",
             cache.to_str().unwrap(),
             "--whole-file-max",

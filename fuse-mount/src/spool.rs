@@ -23,7 +23,8 @@ pub(crate) struct Spool {
     pub(crate) upload: tokio::sync::Mutex<()>,
 }
 
-async fn blocking<T: Send + 'static>(
+/// Runs file work on a blocking thread.
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> std::io::Result<T> {
     tokio::task::spawn_blocking(f)

@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 use futures::{StreamExt, TryStreamExt};
 use object_store::{GetOptions, GetRange, ObjectStore};
 
+use crate::spool::blocking;
+
 /// Requests of one fetch, and of all fetches at once: with parts of [`PART`], the memory
 /// held by fetches is at most `PARTS_IN_FLIGHT × PART`.
 const PARTS_IN_FLIGHT: usize = 4;
@@ -350,16 +352,6 @@ async fn remove_files(paths: Vec<PathBuf>) {
         Ok(())
     })
     .await;
-}
-
-/// Runs file work on a blocking thread.
-#[allow(clippy::disallowed_methods)]
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> std::io::Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(std::io::Error::other)?
 }
 
 #[cfg(test)]

@@ -8,6 +8,12 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+// The workspace's one way to report a skipped test.
+#[path = "../../../tests/common/skip.rs"]
+mod skip;
+#[allow(unused_imports)] // not every test binary reports a skip
+pub use skip::skipped;
+
 pub const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 /// Every fixture (`.fits` and `.fits.fz`) in an in-memory store, under its file name.
@@ -34,23 +40,6 @@ pub fn request(key: &str, op: Op) -> ReduceRequest {
     ReduceRequest {
         engine: Engine::Cpu,
         ..ReduceRequest::new("v", key, op)
-    }
-}
-
-/// Reports that `test` could not run on this machine: on stderr, and as a line
-/// `skipped: <test>: <reason>` in the file `ARCHWAY_TEST_SKIPS` names, which the test command
-/// (`scripts/test`) prints at its end, so a skip is never mistaken for a pass.
-pub fn skipped(test: &str, reason: &str) {
-    let line = format!("skipped: {test}: {reason}");
-    eprintln!("{line}");
-    if let Some(path) = std::env::var_os("ARCHWAY_TEST_SKIPS") {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .unwrap_or_else(|e| panic!("ARCHWAY_TEST_SKIPS {}: {e}", path.display()));
-        writeln!(f, "{line}").unwrap();
     }
 }
 
