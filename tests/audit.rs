@@ -225,19 +225,11 @@ async fn a_mounted_file_read_and_one_written_each_leave_a_record_at_close() {
     .await;
     let mount_trail = dir.path().join("mount.jsonl");
     let mp = dir.path().join("mnt");
-    let credentials = data.join("credentials");
-    let mut m = common::mount::Mount::start(
+    let mut m = common::mount::Mount::remote(
         &mp,
-        &[
-            "--gateway",
-            &gw.url,
-            "--credentials-file",
-            credentials.to_str().unwrap(),
-            "--profile",
-            "archway",
-            "--audit-log",
-            mount_trail.to_str().unwrap(),
-        ],
+        &gw.url,
+        &data,
+        &["--audit-log", mount_trail.to_str().unwrap()],
     );
     let fits = std::fs::read(data.join("demo/images/field1.fits")).unwrap();
     assert_eq!(

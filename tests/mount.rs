@@ -390,13 +390,7 @@ async fn remote_mount_reads_every_file_and_writes_workspaces() {
 async fn a_workspace_read_through_the_cache_sees_a_change_made_elsewhere_once_attributes_expire() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let gw = Gateway::start(&data, &[]).await;
-    let admin = s3(
-        &gw,
-        "workspace",
-        &gw.credential("aws_access_key_id"),
-        &gw.credential("aws_secret_access_key"),
-    );
+    let (gw, admin) = gateway_with_workspace_admin(&data).await;
     // Three blocks of the cache, so the file is read from several cached blocks.
     let v1: Vec<u8> = (0..3 * 1024 * 1024 + 5).map(|i| (i % 251) as u8).collect();
     let v2: Vec<u8> = (0..3 * 1024 * 1024 + 9)
@@ -631,17 +625,23 @@ async fn unmounting_leaves_a_bind_mount_beneath_the_mount_point_alone() {
     );
 }
 
+/// The gateway on its embedded default, and an S3 client of its `workspace` volume with the
+/// admin's credentials.
+async fn gateway_with_workspace_admin(data: &Path) -> (Gateway, Arc<dyn ObjectStore>) {
+    let gw = Gateway::start(data, &[]).await;
+    let admin = s3(
+        &gw,
+        "workspace",
+        &gw.credential("aws_access_key_id"),
+        &gw.credential("aws_secret_access_key"),
+    );
+    (gw, admin)
+}
+
 /// `archway mount` of the gateway's volumes with the admin's credentials (in `data`), metrics
 /// at `metrics`, attributes and names trusted for one second, then `extra` options.
 fn mount_remote(gw: &Gateway, data: &Path, mp: &Path, metrics: &str, extra: &[&str]) -> Mount {
-    let credentials = data.join("credentials");
     let base = [
-        "--gateway",
-        &gw.url,
-        "--credentials-file",
-        credentials.to_str().unwrap(),
-        "--profile",
-        "archway",
         "--metrics",
         metrics,
         "--attr-ttl",
@@ -649,7 +649,7 @@ fn mount_remote(gw: &Gateway, data: &Path, mp: &Path, metrics: &str, extra: &[&s
         "--entry-ttl",
         "1s",
     ];
-    Mount::start(mp, &[&base[..], extra].concat())
+    Mount::remote(mp, &gw.url, data, &[&base[..], extra].concat())
 }
 
 /// A counter of the mount's metrics endpoint at `addr`.
@@ -669,13 +669,7 @@ async fn mount_counter(addr: &str, name: &str) -> u64 {
 async fn whole_file_copies_are_read_by_the_kernel_and_writers_beside_them_still_work() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let gw = Gateway::start(&data, &[]).await;
-    let admin = s3(
-        &gw,
-        "workspace",
-        &gw.credential("aws_access_key_id"),
-        &gw.credential("aws_secret_access_key"),
-    );
+    let (gw, admin) = gateway_with_workspace_admin(&data).await;
     // One file under the copies' size limit (two fetch parts of 8 MiB and a bit), one above.
     let v1: Vec<u8> = (0..16 * 1024 * 1024 + 5).map(|i| (i % 251) as u8).collect();
     let big: Vec<u8> = (0..20 * 1024 * 1024).map(|i| (i % 239) as u8).collect();

@@ -402,18 +402,7 @@ async fn many_clients_and_readers_for_a_while_every_answer_checked() {
         Arc::new((0..ARCHIVE_FILES).map(|i| sha(&archive(i))).collect());
 
     let mp = dir.path().join("mnt");
-    let credentials = data.join("credentials");
-    let mount = Mount::start(
-        &mp,
-        &[
-            "--gateway",
-            &gw.url,
-            "--credentials-file",
-            credentials.to_str().unwrap(),
-            "--profile",
-            "archway",
-        ],
-    );
+    let mount = Mount::remote(&mp, &gw.url, &data, &[]);
 
     // Warm up once, then take the baseline.
     for i in 0..ARCHIVE_FILES {

@@ -60,6 +60,21 @@ impl Mount {
         m
     }
 
+    /// `archway mount` of a gateway's volumes (remote mode) as the admin whose credentials
+    /// `archway serve` wrote in `data_dir`, then `extra` options.
+    pub fn remote(mountpoint: &Path, gateway_url: &str, data_dir: &Path, extra: &[&str]) -> Mount {
+        let credentials = data_dir.join("credentials");
+        let base = [
+            "--gateway",
+            gateway_url,
+            "--credentials-file",
+            credentials.to_str().unwrap(),
+            "--profile",
+            "archway",
+        ];
+        Mount::start(mountpoint, &[&base[..], extra].concat())
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
