@@ -61,6 +61,15 @@ enum IoMode {
     Passthrough,
 }
 
+/// The refusal of an open for writing beside handles reading a copy, counted.
+fn busy(fs: &Fs) -> Errno {
+    fs.metrics()
+        .ops
+        .with_label_values(&["open", "ETXTBSY"])
+        .inc();
+    Errno::ETXTBSY
+}
+
 impl IoModes {
     /// Whether `ino` is read through a copy now: an open for writing is refused.
     fn busy(&self, ino: u64) -> bool {
@@ -74,11 +83,7 @@ impl IoModes {
         let fh = FileHandle(o.fh);
         if let Some(p) = self.passed.get_mut(&ino) {
             if write {
-                fs.metrics()
-                    .ops
-                    .with_label_values(&["open", "ETXTBSY"])
-                    .inc();
-                reply.error(Errno::ETXTBSY);
+                reply.error(busy(fs));
                 return false;
             }
             if o.whole.as_ref().is_none_or(|w| w.version != p.version) {
@@ -456,12 +461,7 @@ impl fuser::Filesystem for FuseFs {
         };
         let write = mode.write || mode.truncate;
         if write && Self::modes(&self.modes).busy(ino.0) {
-            self.fs
-                .metrics()
-                .ops
-                .with_label_values(&["open", "ETXTBSY"])
-                .inc();
-            reply.error(Errno::ETXTBSY);
+            reply.error(busy(&self.fs));
             return;
         }
         let modes = self.modes.clone();
