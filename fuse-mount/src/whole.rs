@@ -28,6 +28,9 @@ const PARTS_IN_FLIGHT: usize = 4;
 const PART: u64 = 8 * 1024 * 1024;
 /// Bytes of a response written to the copy per hand-over to a blocking thread.
 const WRITE_BATCH: usize = 1024 * 1024;
+/// The most copies indexed, whatever their sizes (tiny files would otherwise fill the index
+/// long before the byte budget).
+const MAX_COPIES: usize = 65_536;
 
 /// What identifies a copy: the volume's index in the mount, the key and the version.
 type Key = (usize, String, String);
@@ -41,7 +44,6 @@ pub struct WholeCopy {
 
 #[derive(Debug)]
 struct Copy {
-    file: Arc<File>,
     path: PathBuf,
     bytes: u64,
     used: u64,
@@ -114,6 +116,7 @@ impl WholeCopies {
     /// The copy of `version` of `key` (`size` bytes), fetched from `store` unless held; one
     /// fetch for concurrent opens of the same version. None when the fetch failed (logged:
     /// the open goes on without a copy).
+    #[allow(clippy::disallowed_methods)] // the file is opened on a blocking thread
     pub async fn get(
         &self,
         volume: usize,
@@ -123,19 +126,46 @@ impl WholeCopies {
         store: &Arc<dyn ObjectStore>,
     ) -> Option<WholeCopy> {
         let k: Key = (volume, key.to_string(), version.to_string());
-        let fetch = {
+        let held = {
             let mut s = self.state.lock().ok()?;
             s.tick += 1;
             let tick = s.tick;
-            if let Some(c) = s.copies.get_mut(&k) {
+            s.copies.get_mut(&k).map(|c| {
                 c.used = tick;
-                return Some(WholeCopy {
-                    file: c.file.clone(),
-                    version: version.to_string(),
-                });
-            }
-            s.fetching.entry(k.clone()).or_default().clone()
+                c.path.clone()
+            })
         };
+        // A held copy is opened for this open only: the index keeps no file open, so the open
+        // files are those in use, however many copies are held.
+        if let Some(path) = held {
+            let opened = path.clone();
+            match blocking(move || File::open(opened)).await {
+                Ok(file) => {
+                    return Some(WholeCopy {
+                        file: Arc::new(file),
+                        version: version.to_string(),
+                    });
+                }
+                // Removed meanwhile (evicted, or its folder emptied): fetched again.
+                Err(e) => {
+                    tracing::debug!(key, error = %e, "a held whole-file copy could not be opened");
+                    if let Ok(mut s) = self.state.lock()
+                        && s.copies.get(&k).is_some_and(|c| c.path == path)
+                        && let Some(c) = s.copies.remove(&k)
+                    {
+                        s.total -= c.bytes;
+                    }
+                }
+            }
+        }
+        let fetch = self
+            .state
+            .lock()
+            .ok()?
+            .fetching
+            .entry(k.clone())
+            .or_default()
+            .clone();
         let file = fetch
             .get_or_init(|| async {
                 let file = self.fetch(&k, size, store).await;
@@ -169,7 +199,6 @@ impl WholeCopies {
                     let used = s.tick;
                     s.total += size;
                     let copy = Copy {
-                        file: file.clone(),
                         path,
                         bytes: size,
                         used,
@@ -190,11 +219,11 @@ impl WholeCopies {
         }
     }
 
-    /// Takes the least recently opened copies out of the index until the rest fit `budget`;
-    /// their files, to remove.
+    /// Takes the least recently opened copies out of the index until the rest fit `budget`
+    /// (and [`MAX_COPIES`]); their files, to remove.
     fn over_budget(s: &mut State, budget: u64) -> Vec<PathBuf> {
         let mut out = Vec::new();
-        while s.total > budget {
+        while s.total > budget || s.copies.len() > MAX_COPIES {
             let Some(oldest) = s
                 .copies
                 .iter()
@@ -373,21 +402,36 @@ mod tests {
             .unwrap();
         let version = put.e_tag.unwrap();
         let size = data.len() as u64;
-        let copies = WholeCopies::open(dir.path().join("whole"), size, size + 5).unwrap();
+        let metrics = crate::MountMetrics::new();
+        let copies = WholeCopies::open(dir.path().join("whole"), size, size + 5)
+            .unwrap()
+            .with_metrics(metrics.clone());
         assert!(copies.takes(size) && !copies.takes(size + 1) && !copies.takes(0));
 
-        let c = copies
-            .get(0, "a/b.fits", &version, size, &store)
-            .await
-            .unwrap();
+        let get = || copies.get(0, "a/b.fits", &version, size, &store);
+        let c = get().await.unwrap();
         let mut read = vec![0u8; data.len()];
         c.file.read_exact_at(&mut read, 0).unwrap();
         assert!(read == data, "the copy differs from the object");
-        let again = copies
-            .get(0, "a/b.fits", &version, size, &store)
-            .await
-            .unwrap();
-        assert!(Arc::ptr_eq(&c.file, &again.file), "fetched twice");
+        assert_eq!(
+            metrics.backend_count("get"),
+            3,
+            "three parts of at most 8 MiB"
+        );
+        let again = get().await.unwrap();
+        assert_eq!(metrics.backend_count("get"), 3, "fetched twice");
+        again.file.read_exact_at(&mut read[..5], 7).unwrap();
+        assert_eq!(&read[..5], &data[7..12]);
+        assert_eq!(copies.bytes(), size);
+
+        // The copy's file removed behind the index's back: the next open fetches it again.
+        for f in std::fs::read_dir(dir.path().join("whole")).unwrap() {
+            std::fs::remove_file(f.unwrap().path()).unwrap();
+        }
+        let refetched = get().await.unwrap();
+        assert_eq!(metrics.backend_count("get"), 6);
+        refetched.file.read_exact_at(&mut read, 0).unwrap();
+        assert!(read == data);
         assert_eq!(copies.bytes(), size);
 
         // Another version cannot be fetched with If-Match of a version the store lacks.
