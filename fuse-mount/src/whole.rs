@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -240,6 +241,29 @@ impl WholeCopies {
         out
     }
 
+    /// A ranged GET of `version` (If-Match) within the fetches' permits, counted; the permit
+    /// is held while the body is read.
+    async fn request(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        location: &object_store::path::Path,
+        version: &str,
+        range: Range<u64>,
+    ) -> std::io::Result<(tokio::sync::SemaphorePermit<'_>, object_store::GetResult)> {
+        let permit = self.parts.acquire().await.map_err(std::io::Error::other)?;
+        self.count_get();
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            if_match: Some(version.to_string()),
+            ..Default::default()
+        };
+        let r = store
+            .get_opts(location, opts)
+            .await
+            .map_err(std::io::Error::other)?;
+        Ok((permit, r))
+    }
+
     /// Fetches every byte of `key` at `version` into a new file at `path`, in parallel ranged
     /// requests; the file, open for reading (the kernel's handles on it only read).
     #[allow(clippy::disallowed_methods)] // the file calls run on blocking threads
@@ -261,25 +285,9 @@ impl WholeCopies {
         };
         if size <= WRITE_BATCH as u64 {
             // A small file: one request, and the file made and written in one hand-over.
-            let _permit = self.parts.acquire().await.map_err(std::io::Error::other)?;
-            self.count_get();
-            let opts = GetOptions {
-                if_match: Some(version.to_string()),
-                ..Default::default()
-            };
-            let data = store
-                .get_opts(&location, opts)
-                .await
-                .map_err(std::io::Error::other)?
-                .bytes()
-                .await
-                .map_err(std::io::Error::other)?;
-            if data.len() as u64 != size {
-                return Err(std::io::Error::other(format!(
-                    "the store sent {} bytes of {size}",
-                    data.len()
-                )));
-            }
+            let (_permit, r) = self.request(store, &location, version, 0..size).await?;
+            let data = r.bytes().await.map_err(std::io::Error::other)?;
+            whole_part(&(0..size), data.len() as u64)?;
             let path = path.to_path_buf();
             return blocking(move || {
                 let f = create(&path)?;
@@ -302,18 +310,10 @@ impl WholeCopies {
             .map(|range| {
                 let (out, location) = (out.clone(), location.clone());
                 async move {
-                    let _permit = self.parts.acquire().await.map_err(std::io::Error::other)?;
-                    self.count_get();
-                    let opts = GetOptions {
-                        range: Some(GetRange::Bounded(range.clone())),
-                        if_match: Some(version.to_string()),
-                        ..Default::default()
-                    };
-                    let mut body = store
-                        .get_opts(&location, opts)
-                        .await
-                        .map_err(std::io::Error::other)?
-                        .into_stream();
+                    let (_permit, r) = self
+                        .request(store, &location, version, range.clone())
+                        .await?;
+                    let mut body = r.into_stream();
                     // Written as it comes, a batch of chunks per hand-over to a blocking
                     // thread: no buffer of the part's size.
                     let mut at = range.start;
@@ -352,13 +352,7 @@ impl WholeCopies {
                             break;
                         }
                     }
-                    if at != range.end {
-                        return Err(std::io::Error::other(format!(
-                            "the store sent {} bytes for {range:?}",
-                            at - range.start
-                        )));
-                    }
-                    Ok(())
+                    whole_part(&range, at - range.start)
                 }
             })
             .buffer_unordered(PARTS_IN_FLIGHT)
@@ -367,6 +361,16 @@ impl WholeCopies {
         // The parts' clones are gone with the stream: the file is this one's alone.
         Arc::try_unwrap(out).map_err(|_| std::io::Error::other("a part still holds the file"))
     }
+}
+
+/// Whether a response to `range` brought every byte of it.
+fn whole_part(range: &Range<u64>, got: u64) -> std::io::Result<()> {
+    if got == range.end - range.start {
+        return Ok(());
+    }
+    Err(std::io::Error::other(format!(
+        "the store sent {got} bytes for {range:?}"
+    )))
 }
 
 #[allow(clippy::disallowed_methods)] // on a blocking thread
