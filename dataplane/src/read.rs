@@ -155,8 +155,9 @@ pub(crate) fn file_stream(
     })
 }
 
-/// `want` bytes of `file` from `at`, read into a new buffer's spare capacity.
-fn read_chunk(file: &std::fs::File, at: u64, want: usize) -> std::io::Result<Vec<u8>> {
+/// `want` bytes of `file` from `at`, read into a new buffer's spare capacity; a file that
+/// ends first is an error saying so ([`FILE_ENDED_EARLY`]).
+pub(crate) fn read_chunk(file: &std::fs::File, at: u64, want: usize) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(want);
     while buf.len() < want {
         let offset = at + buf.len() as u64;

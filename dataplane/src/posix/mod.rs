@@ -651,22 +651,8 @@ impl ObjectStore for PosixStore {
                 // Read here, on the blocking thread that opened the file: a small GET makes
                 // one hand-over to a blocking thread, not one for the open, the seek and each
                 // read (those hand-overs were most of a 64 KiB GET's CPU).
-                let mut buf = vec![0u8; len as usize];
-                file.read_exact_at(&mut buf, range.start).map_err(|e| {
-                    let e = match e.kind() {
-                        std::io::ErrorKind::UnexpectedEof => {
-                            crate::read::FILE_ENDED_EARLY.to_string()
-                        }
-                        _ => e.to_string(),
-                    };
-                    object_store::Error::Generic {
-                        store: STORE,
-                        source: format!("reading `{key}`: {e}").into(),
-                    }
-                })?;
-                GetResultPayload::Stream(
-                    futures::stream::once(async { Ok(Bytes::from(buf)) }).boxed(),
-                )
+                let data = read_range(&file, &key, &range)?;
+                GetResultPayload::Stream(futures::stream::once(async { Ok(data) }).boxed())
             } else {
                 GetResultPayload::File(file, shown)
             };
@@ -715,14 +701,7 @@ impl ObjectStore for PosixStore {
                             source: format!("`{key}`: range {r:?} outside its {size} bytes").into(),
                         });
                     }
-                    let mut buf = vec![0u8; (r.end - r.start) as usize];
-                    file.read_exact_at(&mut buf, r.start).map_err(|e| {
-                        object_store::Error::Generic {
-                            store: STORE,
-                            source: format!("reading `{key}`: {e}").into(),
-                        }
-                    })?;
-                    Ok(Bytes::from(buf))
+                    read_range(&file, &key, r)
                 })
                 .collect()
         })
@@ -962,6 +941,16 @@ impl PosixStore {
         .flat_map(futures::stream::iter)
         .boxed()
     }
+}
+
+/// Bytes `range` of `key`'s open file, in one read into a new buffer.
+fn read_range(file: &std::fs::File, key: &str, range: &Range<u64>) -> object_store::Result<Bytes> {
+    crate::read::read_chunk(file, range.start, (range.end - range.start) as usize)
+        .map(Bytes::from)
+        .map_err(|e| object_store::Error::Generic {
+            store: STORE,
+            source: format!("reading `{key}`: {e}").into(),
+        })
 }
 
 /// The hex MD5 of a file's whole content.
