@@ -344,10 +344,19 @@ struct Env<'a> {
     work: &'a Path,
     /// More `archway mount` options: `ARCHWAY_BENCH_MOUNT_ARGS`, default `--cache-disk 2GiB`.
     mount_args: String,
-    resets: std::cell::Cell<usize>,
+    /// Mounts made so far, by this environment and those made from it: each has its own
+    /// mount point and (empty) cache directory.
+    resets: &'a std::cell::Cell<usize>,
 }
 
-impl Env<'_> {
+impl<'a> Env<'a> {
+    /// The same environment with `extra` archway mount options.
+    fn with_mount_args(&self, extra: &str) -> Env<'a> {
+        Env {
+            mount_args: format!("{} {extra}", self.mount_args),
+            ..*self
+        }
+    }
     /// A cold view of the bucket through `fs`: page cache dropped, a fresh mount with an empty
     /// cache. The mount (none for local reads), the bucket's folder in it, and the pids whose
     /// CPU counts.
@@ -455,7 +464,6 @@ fn sh(script: &str) -> Command {
     cmd
 }
 
-/// The FUSE rows through `fs`, in the order of `FUSE_ROWS`.
 /// Pins every thread of process `pid` to `cpus` (a `taskset` list).
 fn pin(pid: u32, cpus: &str) {
     let ok = Command::new("taskset")
@@ -483,6 +491,7 @@ fn dd_big(big: &Path, pids: &[u32], plan: &Plan) -> Figure {
     }
 }
 
+/// The FUSE rows through `fs`, in the order of `FUSE_ROWS`.
 fn fuse_rows(env: &Env, fs: Fs, plan: &Plan) -> Vec<Figure> {
     let mut rows = Vec::new();
     let mb = |bytes: usize, seconds: f64| bytes as f64 / seconds / 1e6;
@@ -720,6 +729,7 @@ fn main() {
     let (s3_rclone, boto3_rclone) = s3_rows(&tools, &rclone, &plan, work.path());
     drop(rclone_process);
 
+    let resets = std::cell::Cell::new(0);
     let env = Env {
         tools: &tools,
         binary: &binary,
@@ -728,7 +738,7 @@ fn main() {
         work: work.path(),
         mount_args: std::env::var("ARCHWAY_BENCH_MOUNT_ARGS")
             .unwrap_or_else(|_| "--cache-disk 2GiB".into()),
-        resets: Default::default(),
+        resets: &resets,
     };
     let mut fuse: Vec<Vec<Figure>> = [Fs::Local, Fs::Archway, Fs::Rclone, Fs::S3fs]
         .into_iter()
@@ -736,32 +746,16 @@ fn main() {
         .collect();
     // The other choice for cold reads: files up to a size fetched whole at open and read by
     // the kernel from the copy (FUSE passthrough), as s3fs fetches whole files (at any size).
-    let whole_args = format!("{} --whole-file-max {WHOLE_FILE_MAX}", env.mount_args);
-    {
-        let whole_env = Env {
-            mount_args: whole_args.clone(),
-            resets: std::cell::Cell::new(env.resets.get()),
-            ..env
-        };
-        fuse.push(fuse_rows(&whole_env, Fs::Archway, &plan));
-        env.resets.set(whole_env.resets.get());
-    }
-    // The same listing through a mount that shows no extended attributes, as rclone's and
-    // s3fs's do not by default.
-    // Each with its own mount point and (empty) cache directory.
+    let whole = env.with_mount_args(&format!("--whole-file-max {WHOLE_FILE_MAX}"));
+    fuse.push(fuse_rows(&whole, Fs::Archway, &plan));
     let with_args = |args: &str, measure: &dyn Fn(&Path, &[u32]) -> Figure| {
-        let n = env.resets.get();
-        env.resets.set(n + 1);
-        let env = Env {
-            mount_args: format!("{} {args}", env.mount_args),
-            resets: std::cell::Cell::new(n),
-            ..env
-        };
-        let (mount, root, pids) = env.cold(Fs::Archway);
+        let (mount, root, pids) = env.with_mount_args(args).cold(Fs::Archway);
         let figure = measure(&root, &pids);
         drop(mount);
         figure
     };
+    // The same listing through a mount that shows no extended attributes, as rclone's and
+    // s3fs's do not by default.
     let no_xattrs = with_args("--no-xattrs", &|root, pids| ls_lr(root, pids, &plan));
     // The big file cold through a mount without a cache: what filling the memory and disk
     // tiers costs a single pass.
@@ -809,7 +803,7 @@ fn main() {
             w / best
         );
     }
-    println!("whole: archway mount {whole_args}");
+    println!("whole: archway mount {}", whole.mount_args);
     // `ls -l` waits for two such round trips per entry, whatever the mount answers.
     let entries = (1 + plan.mids + plan.smalls + 2) as f64;
     let ls = FUSE_ROWS.len() - 2;

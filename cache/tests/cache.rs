@@ -131,14 +131,18 @@ async fn setup(config: CacheConfig) -> (Arc<Counting>, Arc<BlockCache>, Arc<Cach
     (backend, cache, store)
 }
 
-/// [`setup`] with one object already in the backend, and its metadata read through the cache
-/// (as the mount's open and a client's HEAD do).
+/// [`setup`] with 1 MiB blocks in 16 MiB of memory and one object already in the backend,
+/// its metadata read through the cache (as the mount's open and a client's HEAD do).
 async fn setup_with(
-    config: CacheConfig,
     name: &str,
     data: &Bytes,
 ) -> (Arc<Counting>, Arc<BlockCache>, Arc<CachedStore>, Path) {
-    let (backend, cache, store) = setup(config).await;
+    let (backend, cache, store) = setup(CacheConfig {
+        block_size: MIB,
+        memory_bytes: 16 * MIB,
+        ..Default::default()
+    })
+    .await;
     let path = Path::from(name);
     backend
         .inner
@@ -933,16 +937,7 @@ async fn sequential_requests_keep_their_read_ahead_and_a_seek_resets_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_random_read_fetches_its_pieces_and_a_block_missed_twice_is_fetched_behind_it() {
     let data = pattern(8 * MIB, 3);
-    let (backend, cache, store, path) = setup_with(
-        CacheConfig {
-            block_size: MIB,
-            memory_bytes: 16 * MIB,
-            ..Default::default()
-        },
-        "cube.fits",
-        &data,
-    )
-    .await;
+    let (backend, cache, store, path) = setup_with("cube.fits", &data).await;
     let fetched = || archway_cache::CacheStats::get(&cache.stats().bytes_fetched);
     // 4 KiB reads in different blocks, none going on from the one before: each costs the
     // 64 KiB piece it lies in (two, where it straddles a piece edge), not a 1 MiB block.
@@ -1019,16 +1014,7 @@ async fn small_sequential_requests_take_whole_blocks_and_a_second_pass_is_cached
     // As a FUSE mount without a large read-ahead reads a file: 128 KiB requests, each going
     // on from the last. Only the first one (it could be a header read) fetches pieces.
     let data = pattern(3 * MIB + 5, 11);
-    let (backend, cache, store, path) = setup_with(
-        CacheConfig {
-            block_size: MIB,
-            memory_bytes: 16 * MIB,
-            ..Default::default()
-        },
-        "table.bin",
-        &data,
-    )
-    .await;
+    let (backend, cache, store, path) = setup_with("table.bin", &data).await;
     let step = 128 * 1024u64;
     let pass = || async {
         let mut at = 0u64;
