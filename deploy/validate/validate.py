@@ -279,6 +279,14 @@ def check_shape(report: Report, label: str, values: dict[str, Any], objects: lis
         mounts = {m["name"]: m for m in c["volumeMounts"]}
         expect(report, label, c["securityContext"].get("privileged") is True and mounts["mountpoint"].get("mountPropagation") == "Bidirectional",
                "the mount DaemonSet is privileged and propagates its mount to the node")
+        m = values.get("mount", {}).get("daemonset", {})
+        line = " ".join(c.get("args") or [])
+        whole = str(m.get("wholeFileMax", 0)) != "0"
+        disk = str(m.get("cacheDisk", "2GiB")) != "0"
+        flags = f"--whole-file-max {m.get('wholeFileMax')} --whole-files {m.get('wholeFiles', '2GiB')}"
+        expect(report, label, (flags in line if whole else "--whole-file-max" not in line)
+               and (("--cache-dir /cache" in line) == (whole or disk)),
+               f"the mount {'fetches files up to ' + str(m.get('wholeFileMax')) + ' whole, in its cache folder' if whole else 'fetches no whole files'}")
 
 
 def load_values(path: pathlib.Path) -> dict[str, Any]:
