@@ -32,6 +32,15 @@ fn sh(script: &str) -> String {
     text(&out.stdout)
 }
 
+/// A mount a test made itself (a bind mount, a tmpfs), lazily unmounted when dropped.
+struct Umount(std::path::PathBuf);
+
+impl Drop for Umount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
 /// `sha256sum` of every file under `dir` (relative paths, sorted), skipping paths with `skip`.
 fn tree_digests(dir: &Path, skip: &str) -> String {
     sh(&format!(
@@ -577,13 +586,7 @@ async fn unmounting_leaves_a_bind_mount_beneath_the_mount_point_alone() {
         host.display(),
         mp.display()
     ));
-    struct Unbind(std::path::PathBuf);
-    impl Drop for Unbind {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _unbind = Unbind(mp.clone());
+    let _unbind = Umount(mp.clone());
     let bound = || std::fs::read(mp.join("marker")).ok() == Some(b"the host folder".to_vec());
     assert!(bound());
 
@@ -770,6 +773,63 @@ async fn whole_file_copies_are_read_by_the_kernel_and_writers_beside_them_still_
         big.len() as u64,
         "read through the mount"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_whole_file_copy_that_does_not_fit_the_disk_is_read_through_the_mount() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (gw, admin) = gateway_with_workspace_admin(&data).await;
+    let file: Vec<u8> = (0..8 * 1024 * 1024).map(|i| (i % 233) as u8).collect();
+    admin
+        .put(
+            &Key::from("shared/cube.fits"),
+            PutPayload::from(file.clone()),
+        )
+        .await
+        .unwrap();
+    // The cache folder on a 4 MiB file system: no room for the 8 MiB copy.
+    let cache = dir.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    sh(&format!(
+        "mount -t tmpfs -o size=4m tmpfs '{}'",
+        cache.display()
+    ));
+    let _tmpfs = Umount(cache.clone());
+    let mp = dir.path().join("mnt");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let m = mount_remote(
+        &gw,
+        &data,
+        &mp,
+        &metrics,
+        &[
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--whole-file-max",
+            "16MiB",
+        ],
+    );
+
+    let got = std::fs::read(mp.join("workspace/shared/cube.fits")).unwrap();
+    assert!(got == file, "read {} bytes, not the file", got.len());
+    assert_eq!(
+        mount_counter(&metrics, "archway_fuse_passthrough_opens_total").await,
+        0,
+        "an open was passed through"
+    );
+    assert_eq!(
+        mount_counter(&metrics, "archway_fuse_read_bytes_total").await,
+        file.len() as u64,
+        "the file was not read through the mount"
+    );
+    let log = m.log();
+    assert!(
+        log.contains("could not fetch a whole-file copy") && log.contains("No space left"),
+        "the mount did not say why it read through: {log}"
+    );
+    let left: Vec<_> = std::fs::read_dir(cache.join("whole")).unwrap().collect();
+    assert!(left.is_empty(), "the failed copy was left: {left:?}");
 }
 
 #[test]
