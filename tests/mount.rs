@@ -656,6 +656,27 @@ fn mount_remote(gw: &Gateway, data: &Path, mp: &Path, metrics: &str, extra: &[&s
 }
 
 /// A counter of the mount's metrics endpoint at `addr`.
+/// `archway mount` of `gw` at `<dir>/mnt`, with whole-file copies of files up to `max` kept in
+/// `cache`: the mount, its mount point and its metrics address.
+fn mount_whole(
+    gw: &Gateway,
+    data: &Path,
+    dir: &Path,
+    cache: &Path,
+    max: &str,
+) -> (Mount, std::path::PathBuf, String) {
+    let mp = dir.join("mnt");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let extra = [
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--whole-file-max",
+        max,
+    ];
+    let m = mount_remote(gw, data, &mp, &metrics, &extra);
+    (m, mp, metrics)
+}
+
 async fn mount_counter(addr: &str, name: &str) -> u64 {
     let body = reqwest::get(format!("http://{addr}/metrics"))
         .await
@@ -682,21 +703,8 @@ async fn whole_file_copies_are_read_by_the_kernel_and_writers_beside_them_still_
         .put(&Key::from("shared/big.fits"), PutPayload::from(big.clone()))
         .await
         .unwrap();
-    let mp = dir.path().join("mnt");
     let cache = dir.path().join("cache");
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let m = mount_remote(
-        &gw,
-        &data,
-        &mp,
-        &metrics,
-        &[
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--whole-file-max",
-            "17MiB",
-        ],
-    );
+    let (m, mp, metrics) = mount_whole(&gw, &data, dir.path(), &cache, "17MiB");
     let passed = || mount_counter(&metrics, "archway_fuse_passthrough_opens_total");
     let read_by_mount = || mount_counter(&metrics, "archway_fuse_read_bytes_total");
     let file = mp.join("workspace/shared/cube.fits");
@@ -796,20 +804,7 @@ async fn a_whole_file_copy_that_does_not_fit_the_disk_is_read_through_the_mount(
         cache.display()
     ));
     let _tmpfs = Umount(cache.clone());
-    let mp = dir.path().join("mnt");
-    let metrics = format!("127.0.0.1:{}", free_port());
-    let m = mount_remote(
-        &gw,
-        &data,
-        &mp,
-        &metrics,
-        &[
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--whole-file-max",
-            "16MiB",
-        ],
-    );
+    let (m, mp, metrics) = mount_whole(&gw, &data, dir.path(), &cache, "16MiB");
 
     let got = std::fs::read(mp.join("workspace/shared/cube.fits")).unwrap();
     assert!(got == file, "read {} bytes, not the file", got.len());
