@@ -828,6 +828,27 @@ async fn a_whole_file_copy_that_does_not_fit_the_disk_is_read_through_the_mount(
 }
 
 #[test]
+fn fuse_threads_out_of_range_are_refused_by_their_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    for threads in ["0", "65", "four"] {
+        let out = Command::new(BIN)
+            .arg("mount")
+            .arg(dir.path())
+            .args(["--gateway", "http://127.0.0.1:9", "--foreground"])
+            .args(["--fuse-threads", threads])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "--fuse-threads {threads} accepted");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!("invalid value '{threads}' for '--fuse-threads")),
+            "{err}"
+        );
+    }
+    assert!(!is_mounted(dir.path()));
+}
+
+#[test]
 fn cache_options_out_of_range_are_refused_by_their_flags() {
     let dir = tempfile::tempdir().unwrap();
     let refused = |block: &str, memory: &str| {

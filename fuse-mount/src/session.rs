@@ -36,7 +36,7 @@ impl MountOptions {
             allow_other: false,
             read_only: false,
             auto_unmount: true,
-            threads: 2,
+            threads: 4,
         }
     }
 }
