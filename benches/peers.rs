@@ -528,15 +528,23 @@ fn sh(script: &str) -> Command {
     cmd
 }
 
-/// Pins every thread of process `pid` to `cpus` (a `taskset` list).
+/// Pins every thread of process `pid` to `cpus` (a `taskset` list). A thread that ends while
+/// taskset goes through the process's threads (an idle runtime thread retiring) fails that
+/// try, so it is tried again.
 fn pin(pid: u32, cpus: &str) {
-    let ok = Command::new("taskset")
-        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
-        .stdout(Stdio::null())
-        .status()
-        .expect("taskset (util-linux)")
-        .success();
-    assert!(ok, "taskset could not pin process {pid} to CPU {cpus}");
+    let mut last = String::new();
+    for _ in 0..5 {
+        let out = Command::new("taskset")
+            .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+            .stdin(Stdio::null())
+            .output()
+            .expect("taskset (util-linux)");
+        if out.status.success() {
+            return;
+        }
+        last = String::from_utf8_lossy(&out.stderr).into_owned();
+    }
+    panic!("taskset could not pin process {pid} to CPU {cpus}: {last}");
 }
 
 /// `dd` of the big file with 1 MiB reads, in MB/s.
