@@ -572,7 +572,19 @@ fn fuse_rows(env: &Env, fs: Fs, plan: &Plan) -> Vec<Figure> {
     // dd of the big file, then fio over it warm.
     let (mount, root, pids) = env.cold(fs);
     let big = root.join("big.bin");
-    rows.push(dd_big(&big, &pids, plan));
+    let mut dd = dd_big(&big, &pids, plan);
+    if fs == Fs::Local {
+        // The limit is the faster of two cold passes: this VM's disk reads data its host has
+        // not read for a while at a fraction of its rate (559 MB/s, then 2.8 GB/s for the
+        // same file, page cache dropped before each), and the mounts measured after this
+        // pass read data their host has just read.
+        let (_, root, _) = env.cold(fs);
+        let again = dd_big(&root.join("big.bin"), &[], plan);
+        if again.value > dd.value {
+            dd = again;
+        }
+    }
+    rows.push(dd);
     let warm_args = vec![
         "--name=warm".to_string(),
         format!("--filename={}", big.display()),
