@@ -28,8 +28,8 @@ use crate::spool::blocking;
 const PARTS_IN_FLIGHT: usize = 4;
 /// The smallest and largest ranged request of a fetch: a file is cut into
 /// [`PARTS_IN_FLIGHT`] parts within these bounds. Measured on a 512 MiB file (2-core VM,
-/// gateway on loopback): 32 MiB parts fetched it in 240–250 ms against 310–345 with 8 MiB
-/// parts, the gateway spending a third less CPU.
+/// gateway on loopback, page cache dropped): 32 MiB parts fetched it in 240–300 ms against
+/// 310–365 with 8 MiB parts, the gateway spending a quarter to a third less CPU.
 const PART_MIN: u64 = 8 * 1024 * 1024;
 const PART_MAX: u64 = 32 * 1024 * 1024;
 /// Bytes of a response written to the copy per hand-over to a blocking thread.
