@@ -655,7 +655,6 @@ fn mount_remote(gw: &Gateway, data: &Path, mp: &Path, metrics: &str, extra: &[&s
     Mount::remote(mp, &gw.url, data, &[&base[..], extra].concat())
 }
 
-/// A counter of the mount's metrics endpoint at `addr`.
 /// `archway mount` of `gw` at `<dir>/mnt`, with whole-file copies of files up to `max` kept in
 /// `cache`: the mount, its mount point and its metrics address.
 fn mount_whole(
@@ -677,6 +676,7 @@ fn mount_whole(
     (m, mp, metrics)
 }
 
+/// A counter of the mount's metrics endpoint at `addr`.
 async fn mount_counter(addr: &str, name: &str) -> u64 {
     let body = reqwest::get(format!("http://{addr}/metrics"))
         .await
