@@ -379,9 +379,14 @@ fn part_size(size: u64) -> u64 {
 const IOV_MAX: usize = 1024;
 
 /// Writes `chunks` one after another from `at`, in as few `pwritev` calls as the kernel takes.
+/// Empty chunks are left out: a call given only empty buffers writes nothing, which would
+/// read as a failed write.
 fn write_chunks_at(file: &File, chunks: &[bytes::Bytes], at: u64) -> std::io::Result<()> {
-    let mut slices: Vec<std::io::IoSlice<'_>> =
-        chunks.iter().map(|c| std::io::IoSlice::new(c)).collect();
+    let mut slices: Vec<std::io::IoSlice<'_>> = chunks
+        .iter()
+        .filter(|c| !c.is_empty())
+        .map(|c| std::io::IoSlice::new(c))
+        .collect();
     let mut rest = &mut slices[..];
     let mut at = at;
     while !rest.is_empty() {
@@ -436,10 +441,13 @@ mod tests {
             .create_new(true)
             .open(dir.path().join("f"))
             .unwrap();
-        // More chunks than one pwritev takes, of uneven sizes (some empty).
-        let chunks: Vec<bytes::Bytes> = (0..IOV_MAX * 2 + 3)
+        // More chunks than one pwritev takes, of uneven sizes, some empty (the last ones too:
+        // a call left with only empty buffers would write nothing).
+        let mut chunks: Vec<bytes::Bytes> = (0..IOV_MAX * 2 + 3)
             .map(|i| bytes::Bytes::from(vec![(i % 251) as u8; i % 7]))
             .collect();
+        chunks.extend([bytes::Bytes::new(), bytes::Bytes::new()]);
+        write_chunks_at(&file, &[bytes::Bytes::new()], 0).unwrap();
         write_chunks_at(&file, &chunks, 10).unwrap();
         let mut written = Vec::new();
         std::io::Read::read_to_end(&mut &file, &mut written).unwrap();
