@@ -8,8 +8,9 @@
 //! CRCs (a 4 KiB read costs 4 KiB, not a whole block), and the block's file stays open for
 //! the next one (at most a quarter of the open-file limit, 1024 files and 8 MiB of CRC
 //! tables, oldest closed first); a whole-block read checks all. A block that fails is
-//! deleted, logged and counted, and the reader is served from the backend instead. Files are written to a temporary name and
-//! renamed, so a crash leaves whole blocks or none. Eviction is least-recently-used by bytes.
+//! deleted, logged and counted, and the reader is served from the backend instead. Files are
+//! written to a temporary name and renamed, so a crash leaves whole blocks or none. Eviction
+//! is least-recently-used by bytes.
 //!
 //! All file work runs on blocking threads. Failures of the disk tier (full disk, unreadable
 //! file) never fail a read: they are logged and the block comes from the backend.
